@@ -1,0 +1,51 @@
+/**
+ * One error hierarchy for weft. Callers decide what to do by `code`, never by
+ * parsing messages. `retryable` says whether waiting and trying again can help.
+ */
+export type WeftErrorCode =
+  | 'WEFT_ERR_CONFIG_MISSING' // <prefix>/config absent in etcd
+  | 'WEFT_ERR_CONFIG_INVALID' // network config present but violates a rule
+  | 'WEFT_ERR_LEASE_MALFORMED' // a lease key or value read from etcd fails validation
+  | 'WEFT_ERR_RANGE_EXHAUSTED' // no free subnet in [SubnetMin, SubnetMax]
+  | 'WEFT_ERR_LEASE_CONFLICT' // a create-if-absent transaction lost a race
+  | 'WEFT_ERR_STORE_UNAVAILABLE' // etcd could not be reached or answered with a transport error
+  | 'WEFT_ERR_KERNEL' // a kernel (netlink / iproute2) operation failed
+  | 'WEFT_ERR_OPTION_INVALID' // a command-line / config-file option is invalid
+  | 'WEFT_ERR_ABORTED'; // the operation was cancelled through its AbortSignal
+
+const RETRYABLE: ReadonlySet<WeftErrorCode> = new Set<WeftErrorCode>([
+  'WEFT_ERR_CONFIG_MISSING',
+  'WEFT_ERR_CONFIG_INVALID',
+  'WEFT_ERR_RANGE_EXHAUSTED',
+  'WEFT_ERR_LEASE_CONFLICT',
+  'WEFT_ERR_STORE_UNAVAILABLE',
+  'WEFT_ERR_KERNEL',
+]);
+
+export class WeftError extends Error {
+  readonly code: WeftErrorCode;
+  constructor(code: WeftErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WeftError';
+    this.code = code;
+  }
+
+  get retryable(): boolean {
+    return RETRYABLE.has(this.code);
+  }
+}
+
+export function isWeftError(err: unknown, code?: WeftErrorCode): err is WeftError {
+  return err instanceof WeftError && (code === undefined || err.code === code);
+}
+
+/** Wraps anything thrown by the etcd client into a retryable store error. */
+export function storeError(operation: string, cause: unknown): WeftError {
+  if (cause instanceof WeftError) return cause;
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new WeftError('WEFT_ERR_STORE_UNAVAILABLE', `etcd ${operation} failed: ${detail}`, { cause });
+}
+
+export function abortError(signal: AbortSignal): WeftError {
+  return new WeftError('WEFT_ERR_ABORTED', 'operation aborted', { cause: signal.reason });
+}
