@@ -9,6 +9,7 @@ export type WeftErrorCode =
   | 'WEFT_ERR_RANGE_EXHAUSTED' // no free subnet in [SubnetMin, SubnetMax]
   | 'WEFT_ERR_LEASE_CONFLICT' // a create-if-absent transaction lost a race
   | 'WEFT_ERR_STORE_UNAVAILABLE' // etcd could not be reached or answered with a transport error
+  | 'WEFT_ERR_ETCD_LEASE_NOT_FOUND' // etcd answered that an etcd lease id does not exist (expired or revoked)
   | 'WEFT_ERR_KERNEL' // a kernel (netlink / iproute2) operation failed
   | 'WEFT_ERR_OPTION_INVALID' // a command-line / config-file option is invalid
   | 'WEFT_ERR_ABORTED'; // the operation was cancelled through its AbortSignal
@@ -19,6 +20,7 @@ const RETRYABLE: ReadonlySet<WeftErrorCode> = new Set<WeftErrorCode>([
   'WEFT_ERR_RANGE_EXHAUSTED',
   'WEFT_ERR_LEASE_CONFLICT',
   'WEFT_ERR_STORE_UNAVAILABLE',
+  'WEFT_ERR_ETCD_LEASE_NOT_FOUND',
   'WEFT_ERR_KERNEL',
 ]);
 

@@ -1,0 +1,50 @@
+import { posix } from 'node:path';
+import { Subnet } from './subnet.js';
+
+/**
+ * flannel's etcd keyspace: `<prefix>/config` and
+ * `<prefix>/subnets/10.244.3.0-24[&fc00:0:0:34::-64]`.
+ * Keys are joined like Go's path.Join (duplicate and trailing slashes collapse).
+ */
+export const DEFAULT_PREFIX = '/coreos.com/network';
+
+export function configKey(prefix: string): string {
+  return posix.join('/', prefix, 'config');
+}
+
+/** The watch/list prefix, WITH the trailing slash so `subnetsX` never matches. */
+export function subnetsPrefix(prefix: string): string {
+  return posix.join('/', prefix, 'subnets') + '/';
+}
+
+export function subnetKey(prefix: string, subnet: Subnet, ipv6Subnet: Subnet | null = null): string {
+  return subnetsPrefix(prefix) + subnetKeyName(subnet, ipv6Subnet);
+}
+
+/** `10.244.3.0-24` or `10.244.3.0-24&fc00:0:0:34::-64`. */
+export function subnetKeyName(subnet: Subnet, ipv6Subnet: Subnet | null = null): string {
+  const v4 = `${subnet.ip}-${subnet.prefixLength}`;
+  return ipv6Subnet ? `${v4}&${ipv6Subnet.ip}-${ipv6Subnet.prefixLength}` : v4;
+}
+
+// Anchored at both ends, unlike flannel's, and requiring canonical (masked) networks below.
+const KEY_NAME = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,2})(?:&([0-9a-f:]{2,39})-(\d{1,3}))?$/;
+
+/**
+ * Parses a key under the subnets prefix. Returns null for keys that are not
+ * subnet keys; throws for a subnet key that is malformed (host bits set,
+ * invalid address).
+ */
+export function parseSubnetKey(prefix: string, key: string): { subnet: Subnet; ipv6Subnet: Subnet | null } | null {
+  const base = subnetsPrefix(prefix);
+  if (!key.startsWith(base)) return null;
+  const m = KEY_NAME.exec(key.slice(base.length));
+  if (!m) return null;
+  const subnet = Subnet.parseCanonical(`${m[1]}/${m[2]}`);
+  if (subnet.family !== 4) throw new Error(`not an IPv4 subnet: ${m[1]}/${m[2]}`);
+  const ipv6Subnet = m[3] ? Subnet.parseCanonical(`${m[3]}/${m[4]}`) : null;
+  if (ipv6Subnet && (ipv6Subnet.family !== 6 || ipv6Subnet.ip !== m[3])) {
+    throw new Error(`IPv6 part "${m[3]}-${m[4]}" is not a canonical IPv6 network`);
+  }
+  return { subnet, ipv6Subnet };
+}

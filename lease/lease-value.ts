@@ -1,0 +1,144 @@
+import { WeftError } from '../common/errors.js';
+import { field, isPlainObject, jsonType } from './json-fields.js';
+import { parseSubnetKey } from './keyspace.js';
+import { canonicalIPv4, canonicalIPv6, ipValue } from './subnet.js';
+import type { BackendData, Lease, LeaseAttrs, NetworkConfig } from './types.js';
+
+/**
+ * Validation of lease keys and values read from etcd. Everything in etcd is
+ * untrusted: a value reaches the backend (and so the kernel) only after it
+ * passed these checks.
+ */
+
+/** flannel values are ~150 bytes; anything far larger is not a lease. */
+export const MAX_LEASE_VALUE_BYTES = 4096;
+
+const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+const BACKEND_TYPE = /^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/;
+
+/** Parses flannel's lease JSON (case-insensitive keys). Throws Error with the reason. */
+export function parseLeaseAttrs(text: string): LeaseAttrs {
+  if (Buffer.byteLength(text) > MAX_LEASE_VALUE_BYTES) throw new Error(`value is larger than ${MAX_LEASE_VALUE_BYTES} bytes`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`value is not valid JSON (${(err as Error).message})`);
+  }
+  if (!isPlainObject(doc)) throw new Error(`value must be a JSON object, got ${jsonType(doc)}`);
+
+  const publicIPRaw = field(doc, 'PublicIP');
+  if (typeof publicIPRaw !== 'string') throw new Error(`PublicIP must be an IPv4 address string, got ${jsonType(publicIPRaw)}`);
+  const PublicIP = canonicalIPv4(publicIPRaw);
+  if (PublicIP === null) throw new Error(`PublicIP ${JSON.stringify(publicIPRaw.slice(0, 64))} is not an IPv4 address`);
+  if (!isUsableUnicast(PublicIP)) throw new Error(`PublicIP ${PublicIP} is not a usable unicast address`);
+
+  const v6Raw = field(doc, 'PublicIPv6');
+  let PublicIPv6: string | null = null;
+  if (v6Raw !== undefined && v6Raw !== null) {
+    PublicIPv6 = typeof v6Raw === 'string' ? canonicalIPv6(v6Raw) : null;
+    if (PublicIPv6 === null) throw new Error(`PublicIPv6 ${JSON.stringify(String(v6Raw).slice(0, 64))} is not an IPv6 address`);
+  }
+
+  const typeRaw = field(doc, 'BackendType');
+  if (typeRaw !== undefined && typeRaw !== null && (typeof typeRaw !== 'string' || (typeRaw !== '' && !BACKEND_TYPE.test(typeRaw)))) {
+    throw new Error(`BackendType ${JSON.stringify(String(typeRaw).slice(0, 64))} is not a backend name`);
+  }
+  const BackendType = typeof typeRaw === 'string' ? typeRaw : '';
+
+  const attrs: { -readonly [K in keyof LeaseAttrs]: LeaseAttrs[K] } = { PublicIP, PublicIPv6, BackendType };
+  const data = parseBackendData(field(doc, 'BackendData'), BackendType, 'BackendData');
+  if (data) attrs.BackendData = data;
+  const v6data = parseBackendData(field(doc, 'BackendV6Data'), BackendType, 'BackendV6Data');
+  if (v6data) attrs.BackendV6Data = v6data;
+  return attrs;
+}
+
+function parseBackendData(raw: unknown, backendType: string, name: string): BackendData | undefined {
+  if (raw === undefined || raw === null) {
+    if (backendType === 'vxlan' && name === 'BackendData') throw new Error('vxlan lease without BackendData');
+    return undefined;
+  }
+  if (!isPlainObject(raw)) throw new Error(`${name} must be an object, got ${jsonType(raw)}`);
+  if (backendType !== 'vxlan') return raw;
+
+  const vni = field(raw, 'VNI');
+  if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) {
+    throw new Error(`${name}.VNI must be an integer 0..16777215, got ${JSON.stringify(vni)?.slice(0, 32)}`);
+  }
+  const macRaw = field(raw, 'VtepMAC');
+  const mac = typeof macRaw === 'string' ? macRaw.toLowerCase() : '';
+  if (!MAC.test(mac)) throw new Error(`${name}.VtepMAC ${JSON.stringify(macRaw)?.slice(0, 40)} is not a MAC address`);
+  if ((parseInt(mac.slice(0, 2), 16) & 1) === 1 || mac === '00:00:00:00:00:00') {
+    throw new Error(`${name}.VtepMAC ${mac} is not a unicast MAC address`);
+  }
+  return { VNI: vni, VtepMAC: mac };
+}
+
+function isUsableUnicast(ip: string): boolean {
+  const v = ipValue(ip);
+  if (!v) return false;
+  const first = Number(v.value >> 24n);
+  // 0.0.0.0/8 (unspecified, flannel's "unset"), 127/8 loopback, 224/4 multicast and 240/4 reserved/broadcast
+  return first !== 0 && first !== 127 && first < 224;
+}
+
+/** flannel's JSON for a lease value: field order and null PublicIPv6 as flanneld writes them. */
+export function serializeLeaseAttrs(attrs: LeaseAttrs): string {
+  const out: Record<string, unknown> = { PublicIP: attrs.PublicIP, PublicIPv6: attrs.PublicIPv6 ?? null };
+  if (attrs.BackendType) out.BackendType = attrs.BackendType;
+  if (attrs.BackendData) out.BackendData = attrs.BackendData;
+  if (attrs.BackendV6Data) out.BackendV6Data = attrs.BackendV6Data;
+  return JSON.stringify(out);
+}
+
+/** Deep equality of two validated lease values (as flannel would publish them). */
+export function sameAttrs(a: LeaseAttrs, b: LeaseAttrs): boolean {
+  return serializeLeaseAttrs(a) === serializeLeaseAttrs(b);
+}
+
+/** A key/value as the registry reads it from etcd. */
+export interface RawKeyValue {
+  readonly key: string;
+  readonly value: string;
+  readonly lease: string;
+  readonly modRevision: string;
+}
+
+/**
+ * Validates one subnet key/value against the network config. Returns null
+ * for keys that are not subnet keys at all; throws WEFT_ERR_LEASE_MALFORMED,
+ * naming the key, for a subnet key whose key or value is invalid.
+ */
+export function validateLease(prefix: string, kv: RawKeyValue, config: NetworkConfig): Lease | null {
+  let parsed: ReturnType<typeof parseSubnetKey>;
+  try {
+    parsed = parseSubnetKey(prefix, kv.key);
+  } catch (err) {
+    throw malformed(kv.key, (err as Error).message);
+  }
+  if (!parsed) return null;
+  const { subnet, ipv6Subnet } = parsed;
+  if (config.network) {
+    if (!config.network.contains(subnet)) throw malformed(kv.key, `subnet ${subnet} is outside Network ${config.network}`);
+    if (subnet.prefixLength !== config.subnetLen) {
+      throw malformed(kv.key, `subnet ${subnet} has prefix length ${subnet.prefixLength}, SubnetLen is ${config.subnetLen}`);
+    }
+  }
+  if (ipv6Subnet && config.enableIPv6 && config.ipv6Network) {
+    if (!config.ipv6Network.contains(ipv6Subnet) || ipv6Subnet.prefixLength !== config.ipv6SubnetLen) {
+      throw malformed(kv.key, `IPv6 subnet ${ipv6Subnet} does not fit IPv6Network ${config.ipv6Network} with IPv6SubnetLen ${config.ipv6SubnetLen}`);
+    }
+  }
+  let attrs: LeaseAttrs;
+  try {
+    attrs = parseLeaseAttrs(kv.value);
+  } catch (err) {
+    throw malformed(kv.key, (err as Error).message);
+  }
+  return { subnet, ipv6Subnet, attrs, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision };
+}
+
+function malformed(key: string, reason: string): WeftError {
+  return new WeftError('WEFT_ERR_LEASE_MALFORMED', `malformed lease ${JSON.stringify(key.slice(0, 200))}: ${reason}`);
+}

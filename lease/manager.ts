@@ -1,0 +1,354 @@
+import { EventEmitter } from 'node:events';
+import { Backoff, delay } from '../common/backoff.js';
+import { WeftError, isWeftError } from '../common/errors.js';
+import { silentLogger, type Logger } from '../common/log.js';
+import { chooseSubnet } from './allocate.js';
+import { subnetKey } from './keyspace.js';
+import { serializeLeaseAttrs, validateLease, type RawKeyValue } from './lease-value.js';
+import type { Registry, StoreUpdate } from './registry.js';
+import type { Subnet } from './subnet.js';
+import { isReservation, type Lease, type LeaseAttrs, type NetworkConfig } from './types.js';
+
+export const DEFAULT_LEASE_TTL_SECONDS = 24 * 3600;
+export const DEFAULT_RENEW_MARGIN_SECONDS = 3600;
+
+export interface LeaseManagerOptions {
+  readonly registry: Registry;
+  readonly config: NetworkConfig;
+  /** What this node publishes (PublicIP, BackendType, BackendData with the VTEP MAC). */
+  readonly attrs: LeaseAttrs;
+  /** The subnet from the previous subnet file, tried before a random one. */
+  readonly previousSubnet?: Subnet | null;
+  readonly ttlSeconds?: number;
+  /** Renew at the latest this long before expiry (flannel's --subnet-lease-renew-margin). */
+  readonly renewMarginSeconds?: number;
+  readonly log?: Logger;
+  readonly randomInt?: (n: number) => number;
+}
+
+/** `held`: key present and kept alive; `renewing`: a keepalive is failing, retrying; `lost`: key gone, recovering. */
+export type LeaseState = 'acquiring' | 'held' | 'renewing' | 'lost';
+
+/**
+ * Obtains this node's subnet lease and keeps it: one etcd lease per process
+ * kept alive (never a new etcd lease per renewal), a watch on the exact own
+ * key, and recovery when the key is deleted, revoked or expires: the same
+ * subnet is re-created at once if free; only if another node took it is a new
+ * subnet acquired, and reported through the `'change'` event.
+ *
+ * Events: `'state'` (LeaseState), `'change'` (new Lease, previous Lease),
+ * `'lost'` (reason string), `'renewed'` (ttl seconds).
+ */
+export class LeaseManager extends EventEmitter {
+  private readonly registry: Registry;
+  private readonly log: Logger;
+  private readonly ttl: number;
+  private readonly renewMargin: number;
+  private etcdLeaseId: string | null = null;
+  private held: Lease | null = null;
+  private currentState: LeaseState = 'acquiring';
+  private recovery: Promise<void> = Promise.resolve();
+  private expiresAt: number | null = null;
+  /** Times the lease was found lost while running. */
+  losses = 0;
+
+  constructor(private readonly options: LeaseManagerOptions) {
+    super();
+    this.registry = options.registry;
+    this.log = options.log ?? silentLogger();
+    this.ttl = options.ttlSeconds ?? DEFAULT_LEASE_TTL_SECONDS;
+    this.renewMargin = options.renewMarginSeconds ?? Math.min(DEFAULT_RENEW_MARGIN_SECONDS, Math.floor(this.ttl / 3));
+    if (!(this.renewMargin > 0 && this.renewMargin < this.ttl)) {
+      throw new WeftError('WEFT_ERR_OPTION_INVALID', `subnet-lease-renew-margin (${this.renewMargin}s) must be between 0 and the lease TTL (${this.ttl}s)`);
+    }
+  }
+
+  get lease(): Lease | null {
+    return this.held;
+  }
+
+  get state(): LeaseState {
+    return this.currentState;
+  }
+
+  /** Seconds until the etcd lease expires if never renewed again; null for a reservation or before acquisition. */
+  get ttlRemaining(): number | null {
+    if (!this.held || isReservation(this.held) || this.expiresAt === null) return null;
+    return Math.max(0, (this.expiresAt - Date.now()) / 1000);
+  }
+
+  /**
+   * Acquires a subnet: own lease (same PublicIP) reused, else the previous
+   * subnet if free, else a random free one; create-if-absent, re-listing and
+   * retrying on a lost race. Retries (with backoff) while etcd is unreachable
+   * or the range is exhausted, logging why, until it succeeds or `signal` aborts.
+   */
+  async acquire(signal: AbortSignal, exclude?: Subnet): Promise<Lease> {
+    const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
+    for (;;) {
+      if (signal.aborted) throw new WeftError('WEFT_ERR_ABORTED', 'lease acquisition aborted');
+      try {
+        const lease = await this.tryAcquire(exclude);
+        if (lease) {
+          this.hold(lease);
+          return lease;
+        }
+        this.log.info('lost a race for a subnet; re-listing');
+        await delay(Math.floor(Math.random() * 50), signal);
+      } catch (err) {
+        if (signal.aborted) throw new WeftError('WEFT_ERR_ABORTED', 'lease acquisition aborted');
+        if (!isWeftError(err) || !err.retryable) throw err;
+        this.log.error(`cannot acquire a subnet lease: ${err.message}; retrying`, { code: err.code });
+        await backoff.wait(signal).catch(() => undefined);
+      }
+    }
+  }
+
+  /**
+   * Keeps the lease until `signal` aborts: keepalives on schedule, the own-key
+   * watch, and recovery. Resolves when aborted; the lease is left in etcd
+   * (a restart reuses it). Call release() to give it up.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    if (!this.held) throw new Error('run() needs a lease: call acquire() first');
+    await Promise.all([this.keepAliveLoop(signal), this.watchOwnKey(signal)]);
+  }
+
+  /** Gives the subnet up: revokes the etcd lease (etcd deletes the key). Reservations stay. */
+  async release(): Promise<void> {
+    if (this.etcdLeaseId) await this.registry.revokeLease(this.etcdLeaseId);
+    this.etcdLeaseId = null;
+  }
+
+  private async tryAcquire(exclude?: Subnet): Promise<Lease | null> {
+    const { config, attrs } = this.options;
+    const { kvs } = await this.registry.listSubnets();
+    const leases = kvs.flatMap((kv) => this.validOrWarn(kv));
+    const { choice, incompatible } = chooseSubnet({
+      config,
+      leases,
+      publicIP: attrs.PublicIP,
+      previousSubnet: exclude && this.options.previousSubnet?.equals(exclude) ? null : this.options.previousSubnet ?? null,
+      ...(this.options.randomInt ? { randomInt: this.options.randomInt } : {}),
+    });
+    for (const stale of incompatible) {
+      this.log.warn(`deleting this node's lease ${stale.subnet}: it does not fit the network config`);
+      await this.registry.deleteSubnet(stale.key, stale.modRevision);
+    }
+    const value = serializeLeaseAttrs(attrs);
+    if (choice.kind === 'reuse') {
+      const found = choice.lease;
+      if (isReservation(found)) {
+        this.log.info(`using reservation ${found.subnet} for ${attrs.PublicIP}`);
+        if (found.attrs && serializeLeaseAttrs(found.attrs) === value) return found;
+        return (await this.registry.replaceSubnet(found.key, value, '0', found.modRevision)) ? this.reread(found.key) : null;
+      }
+      const id = await this.ensureEtcdLease();
+      this.log.info(`found lease ${found.subnet} for ${attrs.PublicIP}, reusing`);
+      if (!(await this.registry.replaceSubnet(found.key, value, id, found.modRevision))) return null;
+      if (found.etcdLeaseId !== id) await this.registry.revokeLease(found.etcdLeaseId).catch(() => undefined);
+      return this.reread(found.key);
+    }
+    const id = await this.ensureEtcdLease();
+    const key = subnetKey(this.registry.prefix, choice.subnet);
+    if (!(await this.registry.createSubnet(key, value, id))) return null;
+    this.log.info(`${choice.kind === 'previous' ? 'reusing previous subnet' : 'allocated subnet'} ${choice.subnet}`);
+    return this.reread(key);
+  }
+
+  private validOrWarn(kv: RawKeyValue): Lease[] {
+    try {
+      const lease = validateLease(this.registry.prefix, kv, this.options.config);
+      return lease ? [lease] : [];
+    } catch (err) {
+      if (!isWeftError(err, 'WEFT_ERR_LEASE_MALFORMED')) throw err;
+      this.log.warn(`ignoring ${err.message}`);
+      // A malformed key still occupies its subnet: never hand that subnet out.
+      const occupied = this.occupiedSubnet(kv);
+      return occupied ? [occupied] : [];
+    }
+  }
+
+  /** A placeholder lease for a key whose value is bad but whose subnet part parses. */
+  private occupiedSubnet(kv: RawKeyValue): Lease | null {
+    try {
+      return validateLease(this.registry.prefix, { ...kv, value: '{"PublicIP":"192.0.0.1"}' }, this.options.config);
+    } catch {
+      return null;
+    }
+  }
+
+  private async reread(key: string): Promise<Lease | null> {
+    const kv = await this.registry.getSubnet(key);
+    return kv ? validateLease(this.registry.prefix, kv, this.options.config) : null;
+  }
+
+  private async ensureEtcdLease(): Promise<string> {
+    if (this.etcdLeaseId) return this.etcdLeaseId;
+    const { id, ttl } = await this.registry.grantLease(this.ttl);
+    this.etcdLeaseId = id;
+    this.expiresAt = Date.now() + ttl * 1000;
+    return id;
+  }
+
+  private hold(lease: Lease): void {
+    const previous = this.held;
+    this.held = lease;
+    this.setState('held');
+    if (previous && !previous.subnet.equals(lease.subnet)) this.emit('change', lease, previous);
+  }
+
+  private setState(next: LeaseState): void {
+    if (next === this.currentState) return;
+    this.currentState = next;
+    this.emit('state', next);
+  }
+
+  /** Renews every min(TTL/3, TTL - margin); on failure retries with backoff until renewed or the lease is known gone. */
+  private async keepAliveLoop(signal: AbortSignal): Promise<void> {
+    const interval = Math.min(this.ttl / 3, this.ttl - this.renewMargin) * 1000;
+    const backoff = new Backoff({ initialMs: 500, maxMs: Math.min(60_000, interval) });
+    let wait = interval;
+    while (!signal.aborted) {
+      try {
+        await delay(wait, signal);
+      } catch {
+        return;
+      }
+      const id = this.etcdLeaseId;
+      if (!id) {
+        wait = interval;
+        continue;
+      }
+      try {
+        const ttl = await this.registry.keepAliveLease(id);
+        if (ttl > 0) {
+          this.expiresAt = Date.now() + ttl * 1000;
+          backoff.reset();
+          wait = interval;
+          if (this.currentState === 'renewing') this.setState('held');
+          this.emit('renewed', ttl);
+          continue;
+        }
+        // etcd no longer knows the lease: it expired or was revoked, and its key went with it.
+        if (this.etcdLeaseId === id) this.etcdLeaseId = null;
+        this.scheduleRecovery(`etcd lease ${id} expired or was revoked`, signal);
+        wait = interval;
+      } catch (err) {
+        if (this.currentState === 'held') this.setState('renewing');
+        wait = backoff.nextDelayMs();
+        this.log.warn(`lease renewal failed (retrying in ${Math.round(wait)} ms): ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private async watchOwnKey(signal: AbortSignal): Promise<void> {
+    let watchedKey = this.held!.key;
+    const controller = new AbortController();
+    const stop = () => controller.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    // Restart the watch when recovery moved us to another key.
+    const onChange = (lease: Lease) => {
+      if (lease.key !== watchedKey) controller.abort();
+    };
+    this.on('change', onChange);
+    try {
+      for await (const update of this.registry.watchSubnets(controller.signal, watchedKey)) {
+        this.checkOwnKey(update, signal);
+      }
+    } finally {
+      this.off('change', onChange);
+      signal.removeEventListener('abort', stop);
+    }
+    if (!signal.aborted && this.held && this.held.key !== watchedKey) {
+      watchedKey = this.held.key;
+      return this.watchOwnKey(signal);
+    }
+  }
+
+  private checkOwnKey(update: StoreUpdate, signal: AbortSignal): void {
+    const held = this.held;
+    if (!held) return;
+    const kvs = update.type === 'snapshot' ? update.kvs : update.events.map((e) => (e.type === 'delete' ? null : e.kv));
+    const last = update.type === 'snapshot' ? (kvs[0] ?? null) : kvs[kvs.length - 1];
+    if (last === undefined) return;
+    if (last === null || last.key !== held.key) {
+      this.scheduleRecovery(`lease key ${held.key} was deleted`, signal);
+      return;
+    }
+    let lease: Lease | null = null;
+    try {
+      lease = validateLease(this.registry.prefix, last, this.options.config);
+    } catch (err) {
+      this.log.warn(`own lease key holds an invalid value (${(err as Error).message}); rewriting it`);
+    }
+    if (!lease || lease.attrs.PublicIP !== this.options.attrs.PublicIP) {
+      this.scheduleRecovery(`lease key ${held.key} was overwritten${lease ? ` by ${lease.attrs.PublicIP}` : ''}`, signal);
+      return;
+    }
+    if (isReservation(lease) && !isReservation(held)) this.log.info(`lease ${held.subnet} is now a reservation`);
+    this.held = lease;
+  }
+
+  /** Serialises recoveries: events that arrive while one runs coalesce into the next check. */
+  private scheduleRecovery(reason: string, signal: AbortSignal): void {
+    this.recovery = this.recovery.then(() => this.recover(reason, signal)).catch((err) => {
+      this.log.error(`lease recovery failed: ${(err as Error).message}`);
+    });
+  }
+
+  private async recover(reason: string, signal: AbortSignal): Promise<void> {
+    const held = this.held;
+    if (!held || signal.aborted) return;
+    const backoff = new Backoff({ initialMs: 200, maxMs: 5000 });
+    while (!signal.aborted) {
+      try {
+        const kv = await this.registry.getSubnet(held.key);
+        const current = kv ? this.validOrWarn(kv)[0] : undefined;
+        if (current && current.attrs.PublicIP === this.options.attrs.PublicIP && kv!.value === serializeLeaseAttrs(this.options.attrs)) {
+          const leaseAlive = isReservation(current) || current.etcdLeaseId === this.etcdLeaseId;
+          if (leaseAlive) {
+            this.held = current;
+            this.setState('held');
+            return; // nothing lost (e.g. the event was our own rewrite)
+          }
+        }
+        this.losses++;
+        this.setState('lost');
+        this.emit('lost', reason);
+        this.log.error(`LEASE LOST: ${reason}; recovering subnet ${held.subnet}`);
+        if (!kv) {
+          const id = await this.ensureEtcdLease();
+          if (await this.registry.createSubnet(held.key, serializeLeaseAttrs(this.options.attrs), id)) {
+            const lease = await this.reread(held.key);
+            if (lease) {
+              this.hold(lease);
+              this.log.warn(`re-created lease ${held.subnet} after loss`);
+              return;
+            }
+          }
+          continue; // someone wrote it meanwhile: look again
+        }
+        if (current && current.attrs.PublicIP === this.options.attrs.PublicIP) {
+          // Our key, but bound to a dead etcd lease or holding stale attrs: rebind it.
+          const id = isReservation(current) ? '0' : await this.ensureEtcdLease();
+          if (await this.registry.replaceSubnet(held.key, serializeLeaseAttrs(this.options.attrs), id, current.modRevision)) {
+            const lease = await this.reread(held.key);
+            if (lease) return this.hold(lease);
+          }
+          continue;
+        }
+        // Another node holds our old subnet now: take a new one.
+        this.log.error(`subnet ${held.subnet} was taken by another node; acquiring a new subnet`);
+        const lease = await this.acquire(signal, held.subnet);
+        this.log.warn(`subnet changed from ${held.subnet} to ${lease.subnet}`);
+        return;
+      } catch (err) {
+        if (signal.aborted) return;
+        if (isWeftError(err, 'WEFT_ERR_ETCD_LEASE_NOT_FOUND')) this.etcdLeaseId = null; // revoked: grant a new one
+        this.log.warn(`lease recovery attempt failed: ${(err as Error).message}`);
+        await backoff.wait(signal).catch(() => undefined);
+      }
+    }
+  }
+}

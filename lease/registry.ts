@@ -1,0 +1,237 @@
+import { EventEmitter, on } from 'node:events';
+import { EtcdLeaseInvalidError, type Etcd3, type IKeyValue, type Watcher } from 'etcd3';
+import { Backoff } from '../common/backoff.js';
+import { WeftError, isWeftError, storeError } from '../common/errors.js';
+import { silentLogger, type Logger } from '../common/log.js';
+import { parseNetworkConfig } from './config.js';
+import { configKey, subnetsPrefix } from './keyspace.js';
+import type { RawKeyValue } from './lease-value.js';
+import type { NetworkConfig } from './types.js';
+
+/** What a store watch delivers: a full listing, then deltas, and a new listing whenever the watch had to restart. */
+export type StoreUpdate =
+  | { readonly type: 'snapshot'; readonly kvs: readonly RawKeyValue[]; readonly revision: string; readonly reason: 'initial' | 'resync' }
+  | { readonly type: 'events'; readonly events: readonly StoreEvent[]; readonly revision: string };
+
+export interface StoreEvent {
+  readonly type: 'put' | 'delete';
+  /** For a delete: the key and its mod revision, value empty. */
+  readonly kv: RawKeyValue;
+}
+
+/** Store connectivity, as seen by the last call that reached (or failed to reach) etcd. */
+export type StoreState = 'connected' | 'unreachable';
+
+/**
+ * weft's view of etcd: flannel's keyspace and the few operations the lease
+ * layer needs. The only module that talks to the etcd3 client.
+ */
+export interface Registry extends EventEmitter {
+  readonly prefix: string;
+  readonly state: StoreState;
+  /** Reads and validates `<prefix>/config`. Throws WEFT_ERR_CONFIG_MISSING / _INVALID / STORE_UNAVAILABLE. */
+  readNetworkConfig(): Promise<NetworkConfig>;
+  /** Every key under `<prefix>/subnets/` with the store revision of the listing. */
+  listSubnets(): Promise<{ kvs: RawKeyValue[]; revision: string }>;
+  getSubnet(key: string): Promise<RawKeyValue | null>;
+  /** Create-if-absent (create revision == 0) on an etcd lease ('0': none, a reservation). False when the key exists. */
+  createSubnet(key: string, value: string, etcdLeaseId: string): Promise<boolean>;
+  /** Compare-and-swap on mod revision. False when the key changed or vanished since `modRevision`. */
+  replaceSubnet(key: string, value: string, etcdLeaseId: string, modRevision: string): Promise<boolean>;
+  /** Deletes the key if still at `modRevision`. */
+  deleteSubnet(key: string, modRevision: string): Promise<boolean>;
+  grantLease(ttlSeconds: number): Promise<{ id: string; ttl: number }>;
+  /** One keepalive; returns the TTL etcd granted, or <= 0 when the lease no longer exists. */
+  keepAliveLease(id: string): Promise<number>;
+  revokeLease(id: string): Promise<void>;
+  /**
+   * Lists then watches the subnets prefix (or one exact key) from the
+   * listing's revision + 1. After a compaction or a cancelled watch it
+   * re-lists and yields a new snapshot; disconnects resume from the last
+   * seen revision. Ends when `signal` aborts.
+   */
+  watchSubnets(signal: AbortSignal, exactKey?: string): AsyncIterable<StoreUpdate>;
+  close(): void;
+}
+
+export class EtcdRegistry extends EventEmitter implements Registry {
+  private currentState: StoreState = 'connected';
+
+  constructor(
+    private readonly client: Etcd3,
+    readonly prefix: string,
+    private readonly log: Logger = silentLogger(),
+  ) {
+    super();
+  }
+
+  get state(): StoreState {
+    return this.currentState;
+  }
+
+  async readNetworkConfig(): Promise<NetworkConfig> {
+    const key = configKey(this.prefix);
+    const text = await this.call('get config', () => this.client.get(key).string());
+    if (text === null) {
+      throw new WeftError(
+        'WEFT_ERR_CONFIG_MISSING',
+        `network config not found in etcd at ${key}; write it with the etcd v3 API (etcdctl put ${key} '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}')`,
+      );
+    }
+    return parseNetworkConfig(text);
+  }
+
+  async listSubnets(): Promise<{ kvs: RawKeyValue[]; revision: string }> {
+    return this.list(subnetsPrefix(this.prefix), true);
+  }
+
+  async getSubnet(key: string): Promise<RawKeyValue | null> {
+    const { kvs } = await this.list(key, false);
+    return kvs[0] ?? null;
+  }
+
+  async createSubnet(key: string, value: string, etcdLeaseId: string): Promise<boolean> {
+    const put = this.client.put(key).value(value);
+    if (etcdLeaseId !== '0') put.lease(etcdLeaseId);
+    const res = await this.call('create subnet', () => this.client.if(key, 'Create', '==', 0).then(put).commit());
+    return res.succeeded;
+  }
+
+  async replaceSubnet(key: string, value: string, etcdLeaseId: string, modRevision: string): Promise<boolean> {
+    const put = this.client.put(key).value(value);
+    if (etcdLeaseId !== '0') put.lease(etcdLeaseId);
+    const res = await this.call('update subnet', () => this.client.if(key, 'Mod', '==', modRevision).then(put).commit());
+    return res.succeeded;
+  }
+
+  async deleteSubnet(key: string, modRevision: string): Promise<boolean> {
+    const res = await this.call('delete subnet', () =>
+      this.client.if(key, 'Mod', '==', modRevision).then(this.client.delete().key(key)).commit(),
+    );
+    return res.succeeded;
+  }
+
+  async grantLease(ttlSeconds: number): Promise<{ id: string; ttl: number }> {
+    const res = await this.call('grant lease', () => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
+    return { id: res.ID, ttl: Number(res.TTL) };
+  }
+
+  async keepAliveLease(id: string): Promise<number> {
+    return this.call('keepalive', async () => {
+      const stream = await this.client.leaseClient.leaseKeepAlive();
+      try {
+        const res = await new Promise<{ TTL: string }>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('keepalive timed out')), 5000);
+          stream.on('data', (r: { TTL: string }) => (clearTimeout(timer), resolve(r)));
+          stream.on('error', (e: Error) => (clearTimeout(timer), reject(e)));
+          stream.write({ ID: id });
+        });
+        return Number(res.TTL);
+      } finally {
+        stream.on('error', () => undefined); // late errors of an ended stream are expected
+        stream.end();
+      }
+    });
+  }
+
+  async revokeLease(id: string): Promise<void> {
+    try {
+      await this.call('revoke lease', () => this.client.leaseClient.leaseRevoke({ ID: id }));
+    } catch (err) {
+      if (!isWeftError(err, 'WEFT_ERR_ETCD_LEASE_NOT_FOUND')) throw err; // already gone is what we wanted
+    }
+  }
+
+  async *watchSubnets(signal: AbortSignal, exactKey?: string): AsyncGenerator<StoreUpdate> {
+    const range = exactKey ?? subnetsPrefix(this.prefix);
+    const backoff = new Backoff({ initialMs: 100, maxMs: 5000 });
+    let reason: 'initial' | 'resync' = 'initial';
+    while (!signal.aborted) {
+      let listing: { kvs: RawKeyValue[]; revision: string };
+      try {
+        listing = await this.list(range, exactKey === undefined);
+      } catch (err) {
+        this.log.warn('etcd list failed; retrying', { key: range, error: (err as Error).message });
+        if (!(await sleepOrAbort(backoff, signal))) return;
+        continue;
+      }
+      yield { type: 'snapshot', kvs: listing.kvs, revision: listing.revision, reason };
+      reason = 'resync';
+
+      let watcher: Watcher | undefined;
+      try {
+        const builder = this.client.watch().startRevision(String(BigInt(listing.revision) + 1n));
+        watcher = await (exactKey === undefined ? builder.prefix(range) : builder.key(range)).create();
+        backoff.reset();
+        // events.on() buffers every 'data' and throws on 'error' (compaction or cancel surfaces there).
+        for await (const [res] of on(watcher, 'data', { signal, close: ['end'] }) as AsyncIterable<[WatchData]>) {
+          if (res.events.length === 0) continue;
+          yield { type: 'events', events: res.events.map(toStoreEvent), revision: res.header.revision };
+        }
+        if (signal.aborted) return;
+        this.log.warn('etcd watch ended; re-listing', { key: range });
+      } catch (err) {
+        if (signal.aborted) return;
+        this.log.warn('etcd watch failed (compacted or cancelled); re-listing', { key: range, error: (err as Error).message });
+        if (!(await sleepOrAbort(backoff, signal))) return;
+      } finally {
+        watcher?.removeAllListeners().on('error', () => undefined);
+        void watcher?.cancel().catch(() => undefined);
+      }
+    }
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private async list(range: string, prefix: boolean): Promise<{ kvs: RawKeyValue[]; revision: string }> {
+    const res = await this.call('list', () => (prefix ? this.client.getAll().prefix(range) : this.client.get(range)).exec());
+    return { kvs: res.kvs.map(toRawKeyValue), revision: res.header.revision };
+  }
+
+  /** Runs one etcd call, maps failures to WeftError and drives the connectivity state. */
+  private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      const result = await fn();
+      this.setState('connected');
+      return result;
+    } catch (err) {
+      if (err instanceof EtcdLeaseInvalidError || /requested lease not found/.test((err as Error).message)) {
+        this.setState('connected'); // etcd answered
+        throw new WeftError('WEFT_ERR_ETCD_LEASE_NOT_FOUND', `etcd ${operation}: lease not found`, { cause: err });
+      }
+      this.setState('unreachable');
+      throw storeError(operation, err);
+    }
+  }
+
+  private setState(next: StoreState): void {
+    if (next === this.currentState) return;
+    this.currentState = next;
+    this.log.info(`etcd ${next}`);
+    this.emit('state', next);
+  }
+}
+
+interface WatchData {
+  header: { revision: string };
+  events: { type: 'Put' | 'Delete'; kv: IKeyValue }[];
+}
+
+function toRawKeyValue(kv: IKeyValue): RawKeyValue {
+  return { key: kv.key.toString(), value: kv.value.toString(), lease: kv.lease, modRevision: kv.mod_revision };
+}
+
+function toStoreEvent(ev: { type: 'Put' | 'Delete'; kv: IKeyValue }): StoreEvent {
+  return { type: ev.type === 'Put' ? 'put' : 'delete', kv: toRawKeyValue(ev.kv) };
+}
+
+async function sleepOrAbort(backoff: Backoff, signal: AbortSignal): Promise<boolean> {
+  try {
+    await backoff.wait(signal);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,136 @@
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const execFileP = promisify(execFile);
+
+/** PIDs of every etcd this process started, killed on exit so a failing test leaves none behind. */
+const started = new Set<number>();
+process.on('exit', () => {
+  for (const pid of started) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+/** A free TCP port on 127.0.0.1 (bound then released). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
+    });
+  });
+}
+
+/**
+ * A real etcd (Debian etcd-server 3.4) on 127.0.0.1 with a temporary data
+ * directory, for the lease tests that need no network namespace. Stopped by
+ * PID; restart() keeps the data and the port.
+ */
+export class EtcdServer {
+  private proc: ChildProcess | null = null;
+
+  private constructor(
+    readonly dataDir: string,
+    readonly clientPort: number,
+    readonly peerPort: number,
+  ) {}
+
+  static async start(): Promise<EtcdServer> {
+    const server = new EtcdServer(mkdtempSync(join(tmpdir(), 'weft-etcd-')), await freePort(), await freePort());
+    await server.launch();
+    return server;
+  }
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.clientPort}`;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  private async launch(): Promise<void> {
+    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const proc = spawn(
+      'etcd',
+      [
+        '--name', 'weft-test',
+        '--data-dir', this.dataDir,
+        '--listen-client-urls', this.endpoint,
+        '--advertise-client-urls', this.endpoint,
+        '--listen-peer-urls', peer,
+        '--initial-advertise-peer-urls', peer,
+        '--initial-cluster', `weft-test=${peer}`,
+        '--logger', 'zap',
+        '--log-level', 'error',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    proc.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    this.proc = proc;
+    if (proc.pid) started.add(proc.pid);
+    proc.once('exit', () => proc.pid && started.delete(proc.pid));
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (proc.exitCode !== null) throw new Error(`etcd exited with ${proc.exitCode}: ${stderr}`);
+      try {
+        const res = await fetch(`${this.endpoint}/health`);
+        if (res.ok && ((await res.json()) as { health?: string }).health === 'true') return;
+      } catch {
+        /* not listening yet */
+      }
+      await sleep(50);
+    }
+    throw new Error(`etcd did not become healthy within 15 s: ${stderr}`);
+  }
+
+  /** Stops etcd by PID (SIGTERM, then SIGKILL after 5 s). */
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+    this.proc = null;
+  }
+
+  /** Stops and starts again on the same data directory and port. */
+  async restart(downMs = 0): Promise<void> {
+    await this.stop();
+    if (downMs > 0) await sleep(downMs);
+    await this.launch();
+  }
+
+  /** Runs etcdctl (v3 API) against this server. */
+  async etcdctl(...args: string[]): Promise<string> {
+    const { stdout } = await execFileP('etcdctl', ['--endpoints', this.endpoint, ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
+    return stdout;
+  }
+
+  /** Compacts the history up to the current revision (`etcdctl compact`). */
+  async compact(): Promise<void> {
+    const status = JSON.parse(await this.etcdctl('endpoint', 'status', '-w', 'json')) as { Status: { header: { revision: number } } }[];
+    await this.etcdctl('compact', String(status[0]!.Status.header.revision), '--physical');
+  }
+
+  /** Stops etcd and removes its data directory. */
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,64 @@
+import { expect } from 'chai';
+import { CANDIDATE_WINDOW, chooseSubnet } from '../lease/allocate.js';
+import { parseNetworkConfig } from '../lease/config.js';
+import { subnetKey } from '../lease/keyspace.js';
+import { Subnet } from '../lease/subnet.js';
+import type { Lease } from '../lease/types.js';
+
+const P = '/coreos.com/network';
+const config = parseNetworkConfig('{"Network":"10.244.0.0/16"}');
+const ME = '198.18.0.1';
+
+function lease(cidr: string, publicIP: string, etcdLeaseId = '5'): Lease {
+  const subnet = Subnet.parse(cidr);
+  return { subnet, ipv6Subnet: null, attrs: { PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan' }, key: subnetKey(P, subnet), etcdLeaseId, modRevision: '1' };
+}
+
+describe('subnet allocation (pure)', () => {
+  it('reuses this node\'s lease found by PublicIP', () => {
+    const own = lease('10.244.9.0/24', ME);
+    const r = chooseSubnet({ config, leases: [lease('10.244.1.0/24', '198.18.0.2'), own], publicIP: ME });
+    expect(r.choice).to.deep.equal({ kind: 'reuse', lease: own });
+  });
+  it('prefers a reservation over a leased key of the same node', () => {
+    const leased = lease('10.244.9.0/24', ME);
+    const reserved = lease('10.244.7.0/24', ME, '0');
+    const r = chooseSubnet({ config, leases: [leased, reserved], publicIP: ME });
+    expect(r.choice).to.deep.include({ kind: 'reuse', lease: reserved });
+  });
+  it('honours a reservation outside [SubnetMin, SubnetMax] but inside Network', () => {
+    const reserved = lease('10.244.0.0/24', ME, '0');
+    expect(chooseSubnet({ config, leases: [reserved], publicIP: ME }).choice).to.deep.include({ kind: 'reuse' });
+  });
+  it('reports own leased keys that no longer fit the config, and allocates anew', () => {
+    const small = parseNetworkConfig('{"Network":"10.244.0.0/16","SubnetMin":"10.244.100.0"}');
+    const old = lease('10.244.9.0/24', ME);
+    const r = chooseSubnet({ config: small, leases: [old], publicIP: ME, randomInt: () => 0 });
+    expect(r.incompatible).to.deep.equal([old]);
+    expect(r.choice).to.deep.equal({ kind: 'new', subnet: Subnet.parse('10.244.100.0/24') });
+  });
+  it('takes the previous subnet from the subnet file when free', () => {
+    const r = chooseSubnet({ config, leases: [], publicIP: ME, previousSubnet: Subnet.parse('10.244.42.0/24') });
+    expect(r.choice).to.deep.equal({ kind: 'previous', subnet: Subnet.parse('10.244.42.0/24') });
+  });
+  it('does not take the previous subnet when another node holds it, or when it is out of range', () => {
+    const taken = chooseSubnet({ config, leases: [lease('10.244.42.0/24', '198.18.0.9')], publicIP: ME, previousSubnet: Subnet.parse('10.244.42.0/24'), randomInt: () => 0 });
+    expect(taken.choice.kind).to.equal('new');
+    const outside = chooseSubnet({ config, leases: [], publicIP: ME, previousSubnet: Subnet.parse('10.244.0.0/24'), randomInt: () => 0 });
+    expect(outside.choice).to.deep.equal({ kind: 'new', subnet: Subnet.parse('10.244.1.0/24') });
+  });
+  it('picks among the first 100 free subnets, skipping taken ones and the first subnet', () => {
+    const leases = [lease('10.244.1.0/24', 'x'), lease('10.244.3.0/24', '198.18.0.3')].map((l, i) => ({ ...l, attrs: { ...l.attrs, PublicIP: `198.18.0.${i + 10}` } }));
+    const seen: number[] = [];
+    const first = chooseSubnet({ config, leases, publicIP: ME, randomInt: (n) => (seen.push(n), 0) });
+    expect(seen).to.deep.equal([CANDIDATE_WINDOW]);
+    expect(first.choice).to.deep.equal({ kind: 'new', subnet: Subnet.parse('10.244.2.0/24') });
+    const last = chooseSubnet({ config, leases, publicIP: ME, randomInt: (n) => n - 1 });
+    expect(last.choice).to.deep.equal({ kind: 'new', subnet: Subnet.parse('10.244.102.0/24') });
+  });
+  it('throws RANGE_EXHAUSTED when every subnet is taken', () => {
+    const tiny = parseNetworkConfig('{"Network":"10.9.0.0/28","SubnetLen":30}');
+    const leases = ['10.9.0.4/30', '10.9.0.8/30', '10.9.0.12/30'].map((c, i) => lease(c, `198.18.0.${20 + i}`));
+    expect(() => chooseSubnet({ config: tiny, leases, publicIP: ME })).to.throw(/no free subnet: all \/30 subnets from 10.9.0.4 to 10.9.0.12/).with.property('code', 'WEFT_ERR_RANGE_EXHAUSTED');
+  });
+});

@@ -1,0 +1,100 @@
+import { expect } from 'chai';
+import { parseNetworkConfig } from '../lease/config.js';
+import { parseSubnetKey, subnetKey, subnetsPrefix, configKey } from '../lease/keyspace.js';
+import { parseLeaseAttrs, serializeLeaseAttrs, validateLease } from '../lease/lease-value.js';
+import { Subnet } from '../lease/subnet.js';
+
+const P = '/coreos.com/network';
+const config = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+const good = '{"PublicIP":"198.18.0.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:2a:00:00:00:02"}}';
+const kv = (key: string, value = good) => ({ key: `${P}/subnets/${key}`, value, lease: '7', modRevision: '3' });
+
+describe('keyspace', () => {
+  it('joins like path.Join and ends the watch prefix with a slash', () => {
+    expect(configKey('/coreos.com/network/')).to.equal('/coreos.com/network/config');
+    expect(configKey('coreos.com//network')).to.equal('/coreos.com/network/config');
+    expect(subnetsPrefix(P)).to.equal('/coreos.com/network/subnets/');
+  });
+  it('encodes v4 and dual-stack keys like flannel', () => {
+    expect(subnetKey(P, Subnet.parse('10.244.3.0/24'))).to.equal('/coreos.com/network/subnets/10.244.3.0-24');
+    expect(subnetKey(P, Subnet.parse('10.5.52.0/24'), Subnet.parse('fc00:0:0:34::/64'))).to.equal('/coreos.com/network/subnets/10.5.52.0-24&fc00:0:0:34::-64');
+  });
+  it('parses keys round-trip and rejects look-alikes', () => {
+    expect(parseSubnetKey(P, `${P}/subnets/10.244.3.0-24`)!.subnet.toString()).to.equal('10.244.3.0/24');
+    expect(parseSubnetKey(P, `${P}/subnets/10.5.52.0-24&fc00:0:0:34::-64`)!.ipv6Subnet!.toString()).to.equal('fc00:0:0:34::/64');
+    expect(parseSubnetKey(P, `${P}/subnetsX/10.244.3.0-24`)).to.equal(null);
+    expect(parseSubnetKey(P, `${P}/subnets/x10.244.3.0-24`)).to.equal(null);
+    expect(parseSubnetKey(P, `${P}/subnets/10.244.3.0-240`)).to.equal(null);
+    expect(() => parseSubnetKey(P, `${P}/subnets/10.244.3.7-24`)).to.throw(/host bits set/);
+    expect(() => parseSubnetKey(P, `${P}/subnets/10.244.300.0-24`)).to.throw(/invalid CIDR/);
+  });
+});
+
+describe('lease values (untrusted input)', () => {
+  it('parses flannel JSON case-insensitively and serialises it back in flannel order', () => {
+    const attrs = parseLeaseAttrs('{"publicip":"198.18.0.2","backendtype":"vxlan","backenddata":{"vni":1,"vtepmac":"0E:2A:00:00:00:02"}}');
+    expect(serializeLeaseAttrs(attrs)).to.equal(good);
+  });
+  it('keeps other backends data as read', () => {
+    const attrs = parseLeaseAttrs('{"PublicIP":"198.18.0.3","BackendType":"wireguard","BackendData":{"PublicKey":"abc=","Port":51820}}');
+    expect(attrs.BackendData).to.deep.equal({ PublicKey: 'abc=', Port: 51820 });
+  });
+  it('accepts a udp lease without BackendType', () => {
+    expect(parseLeaseAttrs('{"PublicIP":"198.18.0.3"}').BackendType).to.equal('');
+  });
+
+  const bad: [string, string, RegExp][] = [
+    ['bad JSON', '{"PublicIP":', /not valid JSON/],
+    ['array', '[]', /must be a JSON object/],
+    ['no PublicIP', '{"BackendType":"vxlan"}', /PublicIP must be an IPv4 address string/],
+    ['bad PublicIP', '{"PublicIP":"198.18.0.300"}', /is not an IPv4 address/],
+    ['shell metacharacters in PublicIP', '{"PublicIP":"1.2.3.4; rm -rf /"}', /is not an IPv4 address/],
+    ['unspecified PublicIP', '{"PublicIP":"0.0.0.0"}', /not a usable unicast/],
+    ['multicast PublicIP', '{"PublicIP":"239.1.1.1"}', /not a usable unicast/],
+    ['loopback PublicIP', '{"PublicIP":"127.0.0.1"}', /not a usable unicast/],
+    ['bad PublicIPv6', '{"PublicIP":"198.18.0.2","PublicIPv6":"fc00::1%eth0"}', /PublicIPv6 .* is not an IPv6 address/],
+    ['vxlan without data', '{"PublicIP":"198.18.0.2","BackendType":"vxlan"}', /without BackendData/],
+    ['bad MAC', '{"PublicIP":"198.18.0.2","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"zz:2a:00:00:00:02"}}', /VtepMAC .* is not a MAC/],
+    ['multicast MAC', '{"PublicIP":"198.18.0.2","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"01:00:5e:00:00:01"}}', /not a unicast MAC/],
+    ['MAC with injection', '{"PublicIP":"198.18.0.2","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:2a:00:00:00:02 dev lo"}}', /is not a MAC/],
+    ['VNI out of range', '{"PublicIP":"198.18.0.2","BackendType":"vxlan","BackendData":{"VNI":99999999,"VtepMAC":"0e:2a:00:00:00:02"}}', /VNI must be an integer/],
+    ['BackendType with spaces', '{"PublicIP":"198.18.0.2","BackendType":"vx lan"}', /not a backend name/],
+    ['huge value', JSON.stringify({ PublicIP: '198.18.0.2', pad: 'x'.repeat(5000) }), /larger than 4096 bytes/],
+  ];
+  for (const [name, value, pattern] of bad) {
+    it(`rejects: ${name}`, () => expect(() => parseLeaseAttrs(value)).to.throw(pattern));
+  }
+
+  it('validates keys against the network config and names the key', () => {
+    expect(validateLease(P, kv('10.244.3.0-24'), config)!.attrs.BackendData!.VtepMAC).to.equal('0e:2a:00:00:00:02');
+    expect(validateLease(P, kv('10.244.3.0-24'), config)!.etcdLeaseId).to.equal('7');
+    expect(validateLease(P, { ...kv('10.244.3.0-24'), lease: '0' }, config)!.etcdLeaseId).to.equal('0');
+    expect(validateLease(P, kv('somethingelse'), config)).to.equal(null);
+    expect(() => validateLease(P, kv('10.99.3.0-24'), config)).to.throw(/malformed lease ".*10.99.3.0-24": subnet 10.99.3.0\/24 is outside Network/);
+    expect(() => validateLease(P, kv('10.244.3.0-25'), config)).to.throw(/prefix length 25, SubnetLen is 24/);
+    expect(() => validateLease(P, kv('10.244.3.0-24', '{'), config)).to.throw(/10.244.3.0-24.*not valid JSON/).with.property('code', 'WEFT_ERR_LEASE_MALFORMED');
+  });
+
+  it('fuzz: thousands of generated values either parse to safe attrs or throw, never crash', () => {
+    let seed = 42;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const pieces = ['{', '}', '"PublicIP"', '"BackendData"', '"VtepMAC"', '"VNI"', ':', ',', '"198.18.0.2"', '"0e:2a:00:00:00:02"', '1', 'null', '[', ']', '"', '\\', ';', '$(x)', '"vxlan"', '"BackendType"', '1e999', '-0', '"\u0000"'];
+    let accepted = 0;
+    for (let i = 0; i < 5000; i++) {
+      // Mutations of a good value: truncation at every offset, splices, random token soup.
+      let text: string;
+      if (i < good.length) text = good.slice(0, i);
+      else if (i % 2 === 0) text = good.slice(0, rand(good.length)) + pieces[rand(pieces.length)] + good.slice(rand(good.length));
+      else text = Array.from({ length: 1 + rand(12) }, () => pieces[rand(pieces.length)]).join('');
+      try {
+        const a = parseLeaseAttrs(text);
+        accepted++;
+        expect(a.PublicIP).to.match(/^\d{1,3}(\.\d{1,3}){3}$/);
+        if (a.BackendType === 'vxlan') expect(a.BackendData!.VtepMAC).to.match(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+      } catch (err) {
+        expect(err).to.be.instanceOf(Error);
+      }
+    }
+    expect(accepted).to.be.greaterThan(0);
+  });
+});
