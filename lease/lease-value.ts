@@ -1,7 +1,7 @@
 import { WeftError } from '../common/errors.js';
 import { field, isPlainObject, jsonType } from './json-fields.js';
 import { parseSubnetKey } from './keyspace.js';
-import { canonicalIPv4, canonicalIPv6, ipValue } from './subnet.js';
+import { canonicalIPv4, canonicalIPv6 } from './subnet.js';
 import type { BackendData, Lease, LeaseAttrs, NetworkConfig } from './types.js';
 
 /**
@@ -76,9 +76,7 @@ function parseBackendData(raw: unknown, backendType: string, name: string): Back
 }
 
 function isUsableUnicast(ip: string): boolean {
-  const v = ipValue(ip);
-  if (!v) return false;
-  const first = Number(v.value >> 24n);
+  const first = Number(ip.split('.')[0]);
   // 0.0.0.0/8 (unspecified, flannel's "unset"), 127/8 loopback, 224/4 multicast and 240/4 reserved/broadcast
   return first !== 0 && first !== 127 && first < 224;
 }

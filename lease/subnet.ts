@@ -26,13 +26,15 @@ export class Subnet {
     if (!/^\d{1,3}$/.test(len ?? '') || String(Number(len)) !== len) {
       throw new Error(`invalid CIDR "${s}": bad prefix length`);
     }
-    if (Address4.isValid(s) && Address4.isValid(addr ?? '')) {
-      const a = new Address4(s);
-      return Subnet.of(4, a.startAddress().bigInt(), a.subnetMask);
+    const v4 = addr && !addr.includes(':') ? tryAddress4(s) : null;
+    if (v4) {
+      const start = v4.startAddress();
+      return new Subnet(4, start.correctForm(), v4.subnetMask, start.bigInt());
     }
-    if (s.includes(':') && Address6.isValid(s)) {
-      const a = new Address6(s);
-      return Subnet.of(6, a.startAddress().bigInt(), a.subnetMask);
+    const v6 = s.includes(':') ? tryAddress6(s) : null;
+    if (v6) {
+      const start = v6.startAddress();
+      return new Subnet(6, start.correctForm(), v6.subnetMask, start.bigInt());
     }
     throw new Error(`invalid CIDR "${s}"`);
   }
@@ -52,9 +54,9 @@ export class Subnet {
     if (!Number.isInteger(prefixLength) || prefixLength < 0 || prefixLength > bits) {
       throw new Error(`invalid prefix length ${prefixLength} for IPv${family}`);
     }
-    const cidr = `${ipString(family, address)}/${prefixLength}`;
-    const start = family === 4 ? new Address4(cidr).startAddress() : new Address6(cidr).startAddress();
-    return new Subnet(family, family === 4 ? start.correctForm() : start.correctForm(), prefixLength, start.bigInt());
+    const size = 1n << BigInt(bits - prefixLength);
+    const base = address - (address % size); // the network address: host part removed
+    return new Subnet(family, ipString(family, base), prefixLength, base);
   }
 
   get bits(): number {
@@ -112,9 +114,10 @@ export class Subnet {
 /** Parses an IP address string into family and number, or null when it is not one. */
 export function ipValue(ip: string): { family: 4 | 6; value: bigint } | null {
   if (typeof ip !== 'string' || ip.includes('/') || ip.includes('%')) return null;
-  if (Address4.isValid(ip)) return { family: 4, value: new Address4(ip).bigInt() };
-  if (ip.includes(':') && Address6.isValid(ip)) return { family: 6, value: new Address6(ip).bigInt() };
-  return null;
+  const v4 = ip.includes(':') ? null : tryAddress4(ip);
+  if (v4) return { family: 4, value: v4.bigInt() };
+  const v6 = ip.includes(':') ? tryAddress6(ip) : null;
+  return v6 ? { family: 6, value: v6.bigInt() } : null;
 }
 
 /** Canonical string of an address number: dotted quad, or RFC 5952 compressed IPv6. */
@@ -122,14 +125,33 @@ export function ipString(family: 4 | 6, value: bigint): string {
   return family === 4 ? Address4.fromBigInt(value).correctForm() : Address6.fromBigInt(value).correctForm();
 }
 
-/** Canonical form of an IPv4 address string, or null when the string is not a plain IPv4 address. */
+/**
+ * The IPv4 address as its dotted quad, or null when the string is anything
+ * else. ip-address rejects leading zeros, so a valid dotted quad is canonical.
+ */
 export function canonicalIPv4(ip: string): string | null {
-  const v = ipValue(ip);
-  return v && v.family === 4 ? ipString(4, v.value) : null;
+  if (typeof ip !== 'string' || ip.includes('/') || ip.includes(':')) return null;
+  return tryAddress4(ip) ? ip : null;
 }
 
 /** Canonical form of an IPv6 address string, or null. */
 export function canonicalIPv6(ip: string): string | null {
-  const v = ipValue(ip);
-  return v && v.family === 6 ? ipString(6, v.value) : null;
+  if (typeof ip !== 'string' || ip.includes('/') || ip.includes('%') || !ip.includes(':')) return null;
+  return tryAddress6(ip)?.correctForm() ?? null;
+}
+
+function tryAddress4(s: string): Address4 | null {
+  try {
+    return new Address4(s);
+  } catch {
+    return null;
+  }
+}
+
+function tryAddress6(s: string): Address6 | null {
+  try {
+    return new Address6(s);
+  } catch {
+    return null;
+  }
 }
