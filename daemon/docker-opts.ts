@@ -1,0 +1,87 @@
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import writeFileAtomic from 'write-file-atomic';
+import { WeftError } from '../common/errors.js';
+import { Subnet } from '../lease/subnet.js';
+import { DEFAULT_SUBNET_FILE, parseSubnetFile, type SubnetFileVars } from './subnet-file.js';
+
+/**
+ * weft's equivalent of flannel's mk-docker-opts.sh: the same flags and the
+ * same output file, turning the subnet file into dockerd options.
+ */
+export interface DockerOptsArgs {
+  /** -f: the subnet file to read. */
+  readonly subnetFile: string;
+  /** -d: the file to write. */
+  readonly outFile: string;
+  /** -i: one DOCKER_OPT_* variable per option. */
+  readonly individual: boolean;
+  /** -c: the combined variable. Neither -i nor -c means both. */
+  readonly combined: boolean;
+  /** -k: name of the combined variable. */
+  readonly key: string;
+  /** -m: leave out --ip-masq (for old Docker). */
+  readonly noIpMasq: boolean;
+  /** --bridge: Docker uses this pre-made bridge (`--bridge=NAME`) instead of `--bip`. */
+  readonly bridge?: string;
+  /** Existing value of the combined variable, prepended like the script does. */
+  readonly existing?: string;
+}
+
+export const DOCKER_OPTS_DEFAULTS = { subnetFile: DEFAULT_SUBNET_FILE, outFile: '/run/docker_opts.env', key: 'DOCKER_OPTS' } as const;
+
+/** The output file's text for the given subnet file variables. Throws WEFT_ERR_OPTION_INVALID on bad input. */
+export function formatDockerOpts(vars: SubnetFileVars, args: DockerOptsArgs): string {
+  const subnet = vars.FLANNEL_SUBNET;
+  const mtu = vars.FLANNEL_MTU;
+  if (!subnet) throw new WeftError('WEFT_ERR_OPTION_INVALID', `${args.subnetFile} has no FLANNEL_SUBNET`);
+  if (!mtu || !/^\d+$/.test(mtu)) throw new WeftError('WEFT_ERR_OPTION_INVALID', `${args.subnetFile} has no valid FLANNEL_MTU`);
+  const opts: [string, string][] = [];
+  if (args.bridge) opts.push(['BRIDGE', `--bridge=${args.bridge}`]);
+  else opts.push(['BIP', `--bip=${subnet}`]);
+  if (!args.noIpMasq) {
+    // Inverted on purpose: when weft masquerades (FLANNEL_IPMASQ=true), Docker must not.
+    if (vars.FLANNEL_IPMASQ === 'true') opts.push(['IPMASQ', '--ip-masq=false']);
+    else if (vars.FLANNEL_IPMASQ === 'false') opts.push(['IPMASQ', '--ip-masq=true']);
+    else throw new WeftError('WEFT_ERR_OPTION_INVALID', `${args.subnetFile}: FLANNEL_IPMASQ must be true or false (got ${JSON.stringify(vars.FLANNEL_IPMASQ ?? '')})`);
+  }
+  opts.push(['MTU', `--mtu=${mtu}`]);
+  opts.sort(([a], [b]) => (a < b ? -1 : 1)); // the script emits them in `set` (alphabetical) order
+
+  const both = !args.individual && !args.combined;
+  const lines: string[] = [];
+  if (args.individual || both) for (const [name, value] of opts) lines.push(`DOCKER_OPT_${name}="${value}"`);
+  if (args.combined || both) lines.push(`${args.key}="${args.existing ?? ''} ${opts.map(([, v]) => v).join(' ')}"`);
+  return lines.join('\n') + '\n';
+}
+
+const execFileP = promisify(execFile);
+
+/**
+ * Runs docker-opts: reads the subnet file, writes the options file, then,
+ * like the script, refuses (exit 1) when the routing table already routes
+ * the node's subnet via a gateway.
+ */
+export async function runDockerOpts(args: DockerOptsArgs): Promise<{ exitCode: number; message?: string }> {
+  let text: string;
+  try {
+    text = await readFile(args.subnetFile, 'utf8');
+  } catch (err) {
+    return { exitCode: 1, message: `cannot read ${args.subnetFile}: ${(err as NodeJS.ErrnoException).code}` };
+  }
+  const vars = parseSubnetFile(text);
+  let out: string;
+  try {
+    out = formatDockerOpts(vars, args);
+  } catch (err) {
+    return { exitCode: 1, message: (err as Error).message };
+  }
+  await writeFileAtomic(args.outFile, out, { mode: 0o644 });
+  const network = Subnet.parse(vars.FLANNEL_SUBNET!).toString();
+  const { stdout } = await execFileP('ip', ['-4', 'route', 'show', network]).catch(() => ({ stdout: '' }));
+  if (stdout.split('\n').some((l) => l.startsWith(`${network} via `))) {
+    return { exitCode: 1, message: `Your routing table already contains the subnet: ${network}` };
+  }
+  return { exitCode: 0 };
+}

@@ -1,0 +1,228 @@
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { delay } from '../common/backoff.js';
+import { silentLogger, type Logger } from '../common/log.js';
+import type { Subnet } from '../lease/subnet.js';
+
+/**
+ * flannel's iptables rule sets, byte-identical (chains, order and comments),
+ * so flanneld and weft each recognise and clean the other's rules. Kept in
+ * place by a check that reads the tables once per period with one
+ * `iptables-save` and repairs with one `iptables-restore --noflush`
+ * transaction, never one exec per rule.
+ */
+
+export const MASQ_COMMENT = 'flanneld masq';
+export const FORWARD_COMMENT = 'flanneld forward';
+const MASQ_CHAIN = 'FLANNEL-POSTRTG';
+const FORWARD_CHAIN = 'FLANNEL-FWD';
+
+interface RuleSet {
+  readonly table: 'nat' | 'filter';
+  readonly hook: 'POSTROUTING' | 'FORWARD';
+  readonly chain: string;
+  readonly comment: string;
+  /** Rule specs in `iptables-save` form, without `-A CHAIN`. */
+  readonly rules: readonly string[];
+}
+
+export interface TrafficRulesSpec {
+  readonly network: Subnet;
+  readonly subnet: Subnet;
+  readonly ipMasq: boolean;
+  readonly forwardRules: boolean;
+  /** Append `--random-fully` to MASQUERADE (iptables ≥ 1.6.2). */
+  readonly randomFully?: boolean;
+}
+
+export function masqRuleSet(network: Subnet, subnet: Subnet, randomFully = true): RuleSet {
+  const c = `-m comment --comment "${MASQ_COMMENT}"`;
+  const masq = `-j MASQUERADE${randomFully ? ' --random-fully' : ''}`;
+  const [n, s] = [network.toString(), subnet.toString()];
+  return {
+    table: 'nat',
+    hook: 'POSTROUTING',
+    chain: MASQ_CHAIN,
+    comment: MASQ_COMMENT,
+    rules: [
+      `-m mark --mark 0x4000/0x4000 ${c} -j RETURN`, // marked by kube-proxy: it masquerades, avoid double NAT
+      `-s ${s} -d ${n} ${c} -j RETURN`, // local pods -> cluster: no NAT
+      `-s ${n} -d ${s} ${c} -j RETURN`, // cluster -> local pods: no NAT
+      `! -s ${n} -d ${s} ${c} -j RETURN`, // external -> local pods: keep the client's source
+      `-s ${n} ! -d 224.0.0.0/4 ${c} ${masq}`, // pods -> outside the overlay
+      `! -s ${n} -d ${n} ${c} ${masq}`, // host -> remote pods
+    ],
+  };
+}
+
+export function forwardRuleSet(network: Subnet): RuleSet {
+  const c = `-m comment --comment "${FORWARD_COMMENT}"`;
+  return {
+    table: 'filter',
+    hook: 'FORWARD',
+    chain: FORWARD_CHAIN,
+    comment: FORWARD_COMMENT,
+    rules: [`-s ${network} ${c} -j ACCEPT`, `-d ${network} ${c} -j ACCEPT`],
+  };
+}
+
+const EMPTY_MASQ: RuleSet = { table: 'nat', hook: 'POSTROUTING', chain: MASQ_CHAIN, comment: MASQ_COMMENT, rules: [] };
+const EMPTY_FORWARD: RuleSet = { table: 'filter', hook: 'FORWARD', chain: FORWARD_CHAIN, comment: FORWARD_COMMENT, rules: [] };
+
+/** The rule sets a spec wants; a disabled set is wanted empty, so switching an option off removes its rules. */
+export function desiredRuleSets(spec: TrafficRulesSpec): RuleSet[] {
+  return [
+    spec.ipMasq ? masqRuleSet(spec.network, spec.subnet, spec.randomFully ?? true) : EMPTY_MASQ,
+    spec.forwardRules ? forwardRuleSet(spec.network) : EMPTY_FORWARD,
+  ];
+}
+
+/** `iptables-save` output as table -> chain names and `-A` lines. */
+interface SavedTable {
+  readonly chains: Set<string>;
+  readonly lines: string[];
+}
+
+export function parseIptablesSave(text: string): Map<string, SavedTable> {
+  const tables = new Map<string, SavedTable>();
+  let current: SavedTable | undefined;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) {
+      current = { chains: new Set(), lines: [] };
+      tables.set(line.slice(1).trim(), current);
+    } else if (current && line.startsWith(':')) current.chains.add(line.slice(1).split(' ')[0]!);
+    else if (current && line.startsWith('-A ')) current.lines.push(line);
+  }
+  return tables;
+}
+
+/**
+ * The `iptables-restore --noflush` payload that brings the tables from
+ * `saved` to `desired`, or null when they already match. Declaring our chain
+ * flushes it, so stale rules (an old subnet, an older rule variant) go with it.
+ */
+export function planRepair(saved: Map<string, SavedTable>, desired: readonly RuleSet[]): string | null {
+  const blocks: string[] = [];
+  for (const set of desired) {
+    const table = saved.get(set.table) ?? { chains: new Set<string>(), lines: [] };
+    const ours = table.lines.filter((l) => l.startsWith(`-A ${set.chain} `)).map((l) => l.slice(`-A ${set.chain} `.length));
+    const jump = jumpRule(set);
+    const jumps = table.lines.filter((l) => l === jump).length;
+    // Other rules in the hook chain carrying our comment: older variants, to be deleted.
+    const strays = table.lines.filter((l) => l.startsWith(`-A ${set.hook} `) && l.includes(`--comment "${set.comment}"`) && l !== jump);
+    const want = set.rules.length > 0;
+    const inPlace = want
+      ? table.chains.has(set.chain) && jumps === 1 && strays.length === 0 && sameList(ours, set.rules)
+      : !table.chains.has(set.chain) && jumps === 0 && strays.length === 0;
+    if (inPlace) continue;
+    const out = [`*${set.table}`];
+    for (const l of strays) out.push(l.replace(/^-A /, '-D '));
+    if (want) {
+      out.push(`:${set.chain} - [0:0]`);
+      for (let i = 1; i < jumps; i++) out.push(jump.replace(/^-A /, '-D '));
+      if (jumps === 0) out.push(jump);
+      for (const r of set.rules) out.push(`-A ${set.chain} ${r}`);
+    } else {
+      for (let i = 0; i < jumps; i++) out.push(jump.replace(/^-A /, '-D '));
+      if (table.chains.has(set.chain)) out.push(`-F ${set.chain}`, `-X ${set.chain}`);
+    }
+    out.push('COMMIT');
+    blocks.push(out.join('\n'));
+  }
+  return blocks.length > 0 ? blocks.join('\n') + '\n' : null;
+}
+
+function jumpRule(set: RuleSet): string {
+  return `-A ${set.hook} -m comment --comment "${set.comment}" -j ${set.chain}`;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** How weft runs iptables: injectable so the planning logic is testable without a kernel. */
+export interface IptablesRunner {
+  save(): Promise<string>;
+  restore(payload: string): Promise<void>;
+}
+
+const execFileP = promisify(execFile);
+
+/**
+ * Runs the system's iptables-save / iptables-restore, in the current network
+ * namespace, or (for tests) inside `netns` through `ip netns exec`.
+ */
+export function iptablesRunner(netns?: string): IptablesRunner {
+  const cmd = (tool: string, args: string[]): [string, string[]] => (netns ? ['ip', ['netns', 'exec', netns, tool, ...args]] : [tool, args]);
+  return {
+    async save() {
+      const [file, args] = cmd('iptables-save', []);
+      return (await execFileP(file, args, { maxBuffer: 64 << 20 })).stdout;
+    },
+    restore(payload: string) {
+      const [file, args] = cmd('iptables-restore', ['--noflush', '--wait']);
+      return new Promise((resolve, reject) => {
+        const child = spawn(file, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`iptables-restore failed (${code}): ${stderr.trim()}`))));
+        child.stdin.end(payload);
+      });
+    },
+  };
+}
+
+/**
+ * Keeps flannel's masquerade and forward rules in place: ensure() once, then
+ * every `intervalMs` a read of the tables and, only when something differs,
+ * one repair transaction.
+ */
+export class TrafficRules {
+  private spec: TrafficRulesSpec;
+  private readonly log: Logger;
+  repairs = 0;
+  errors = 0;
+
+  constructor(
+    spec: TrafficRulesSpec,
+    private readonly runner: IptablesRunner = iptablesRunner(),
+    log?: Logger,
+  ) {
+    this.spec = spec;
+    this.log = log ?? silentLogger();
+  }
+
+  /** Changes the wanted rules (a new lease); the next ensure() moves the tables over. */
+  update(spec: TrafficRulesSpec): void {
+    this.spec = spec;
+  }
+
+  /** Checks the tables and repairs them; true when a repair was applied. */
+  async ensure(): Promise<boolean> {
+    const payload = planRepair(parseIptablesSave(await this.runner.save()), desiredRuleSets(this.spec));
+    if (!payload) return false;
+    await this.runner.restore(payload);
+    this.repairs++;
+    return true;
+  }
+
+  async run(intervalMs: number, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        if (await this.ensure()) this.log.warn('iptables rules were missing or stale; restored them');
+      } catch (err) {
+        this.errors++;
+        this.log.error(`iptables check failed: ${(err as Error).message}`);
+      }
+      await delay(intervalMs, signal).catch(() => undefined);
+    }
+  }
+}
+
+/** Removes every rule and chain weft (or flanneld) added, identified by chain name and comment. */
+export async function removeTrafficRules(runner: IptablesRunner = iptablesRunner()): Promise<boolean> {
+  const payload = planRepair(parseIptablesSave(await runner.save()), [EMPTY_MASQ, EMPTY_FORWARD]);
+  if (payload) await runner.restore(payload);
+  return payload !== null;
+}

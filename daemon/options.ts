@@ -1,0 +1,221 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import yargs, { type Argv } from 'yargs';
+import { WeftError } from '../common/errors.js';
+import { DEFAULT_PREFIX } from '../lease/keyspace.js';
+import { canonicalIPv4, ipValue } from '../lease/subnet.js';
+import { DEFAULT_SUBNET_FILE } from './subnet-file.js';
+
+/** weftd's options: flanneld's flag names and defaults where they overlap, plus weft's own. */
+export interface WeftdOptions {
+  readonly etcdEndpoints: string[];
+  readonly etcdPrefix: string;
+  readonly etcdCafile?: string;
+  readonly etcdCertfile?: string;
+  readonly etcdKeyfile?: string;
+  readonly etcdUsername?: string;
+  readonly etcdPassword?: string;
+  readonly iface: string[];
+  readonly ifaceRegex: string[];
+  readonly publicIp?: string;
+  readonly subnetFile: string;
+  /** Minutes before expiry by which the lease is renewed (flanneld: 1..1439). */
+  readonly subnetLeaseRenewMargin: number;
+  /** TTL of the etcd lease, seconds. */
+  readonly subnetLeaseTtl: number;
+  readonly ipMasq: boolean;
+  readonly ipMasqFullyRandomDisable: boolean;
+  readonly iptablesForwardRules: boolean;
+  /** Seconds between iptables checks. */
+  readonly iptablesResync: number;
+  readonly healthzIp: string;
+  /** 0 disables the HTTP endpoint. */
+  readonly healthzPort: number;
+  readonly stateDir: string;
+  readonly logLevel: string;
+  readonly logFormat: 'json' | 'text';
+  /** Seconds between full reconcile passes of the kernel state. */
+  readonly resyncInterval: number;
+  /** Create this bridge with the subnet's gateway address, for `dockerd --bridge`. */
+  readonly bridge?: string;
+}
+
+const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug', 'silly'];
+
+/** Declares the daemon's options on a yargs instance (shared by the run command and tests). */
+export function declareWeftdOptions<T>(y: Argv<T>) {
+  return y
+    .option('etcd-endpoints', { type: 'string', default: 'http://127.0.0.1:4001,http://127.0.0.1:2379', describe: 'comma-separated etcd endpoints' })
+    .option('etcd-prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'etcd prefix of the network config and subnets' })
+    .option('etcd-cafile', { type: 'string', describe: 'CA certificate: enables TLS (https endpoints only)' })
+    .option('etcd-certfile', { type: 'string', describe: 'client certificate for mutual TLS' })
+    .option('etcd-keyfile', { type: 'string', describe: 'client key for mutual TLS' })
+    .option('etcd-username', { type: 'string', describe: 'etcd v3 auth user' })
+    .option('etcd-password', { type: 'string', describe: 'etcd v3 auth password' })
+    .option('iface', { type: 'string', array: true, default: [] as string[], describe: 'interface (name or IP) for the underlay; repeatable' })
+    .option('iface-regex', { type: 'string', array: true, default: [] as string[], describe: 'regex matched against interface IPs, then names; repeatable' })
+    .option('public-ip', { type: 'string', describe: 'IP advertised to peers (default: the interface address)' })
+    .option('subnet-file', { type: 'string', default: DEFAULT_SUBNET_FILE, describe: 'where to write the subnet env file' })
+    .option('subnet-lease-renew-margin', { type: 'number', default: 60, describe: 'minutes before expiry to renew the lease (1-1439)' })
+    .option('subnet-lease-ttl', { type: 'number', default: 86400, describe: 'TTL of the subnet lease in seconds' })
+    .option('ip-masq', { type: 'boolean', default: false, describe: 'masquerade traffic leaving the overlay' })
+    .option('ip-masq-fully-random-disable', { type: 'boolean', default: false, describe: 'MASQUERADE without --random-fully' })
+    .option('iptables-forward-rules', { type: 'boolean', default: true, describe: 'add FORWARD accept rules for the network' })
+    .option('iptables-resync', { type: 'number', default: 5, describe: 'seconds between iptables checks' })
+    .option('healthz-ip', { type: 'string', default: '0.0.0.0', describe: 'address of /healthz, /readyz and /metrics' })
+    .option('healthz-port', { type: 'number', default: 0, describe: 'port of the HTTP endpoint (0: disabled)' })
+    .option('state-dir', { type: 'string', default: '/var/lib/weft', describe: 'persistent state (VTEP MAC)' })
+    .option('log-level', { type: 'string', default: 'info', choices: LOG_LEVELS })
+    .option('log-format', { type: 'string', default: 'text', choices: ['text', 'json'] })
+    .option('resync-interval', { type: 'number', default: 10, describe: 'seconds between full kernel reconcile passes' })
+    .option('bridge', { type: 'string', describe: 'create this bridge with <subnet>.1/len and the overlay MTU (for dockerd --bridge)' });
+}
+
+/** Option names a config file may use: the long flag names (or their camelCase form). */
+const FILE_KEYS = new Set([
+  'etcd-endpoints', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password',
+  'iface', 'iface-regex', 'public-ip', 'subnet-file', 'subnet-lease-renew-margin', 'subnet-lease-ttl', 'ip-masq',
+  'ip-masq-fully-random-disable', 'iptables-forward-rules', 'iptables-resync', 'healthz-ip', 'healthz-port', 'state-dir',
+  'log-level', 'log-format', 'resync-interval', 'bridge',
+]);
+
+/** Reads a YAML or JSON config file whose keys are the long flag names. */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw optionError('config', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text); // YAML is a superset of JSON
+  } catch (err) {
+    throw optionError('config', `${path} is not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw optionError('config', `${path} must hold a mapping of option names to values`);
+  for (const key of Object.keys(doc)) {
+    const kebab = key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+    if (!FILE_KEYS.has(kebab)) throw optionError('config', `${path}: unknown option "${key}"`);
+  }
+  return doc as Record<string, unknown>;
+}
+
+/**
+ * WEFTD_* variables, with flanneld's FLANNELD_* filling those not set, so a
+ * flannel unit's environment works unchanged.
+ */
+export function weftdEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (k.startsWith('FLANNELD_') && env[`WEFTD_${k.slice(9)}`] === undefined) out[`WEFTD_${k.slice(9)}`] = v;
+    if (k.startsWith('WEFTD_')) out[k] = v;
+  }
+  return out;
+}
+
+/** Turns yargs' parsed arguments into validated WeftdOptions; throws WEFT_ERR_OPTION_INVALID naming the option. */
+export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
+  const str = (k: string) => (a[k] === undefined || a[k] === '' ? undefined : String(a[k]));
+  const num = (k: string, min: number, max: number) => {
+    const v = Number(a[k]);
+    if (a[k] === null || !Number.isFinite(v) || v < min || v > max) throw optionError(k, `must be a number from ${min} to ${max}`);
+    return v;
+  };
+  const list = (k: string) => ([] as unknown[]).concat(a[k] ?? []).flatMap((x) => String(x).split(',')).map((s) => s.trim()).filter(Boolean);
+
+  const etcdEndpoints = list('etcd-endpoints');
+  if (etcdEndpoints.length === 0) throw optionError('etcd-endpoints', 'at least one endpoint is required');
+  for (const ep of etcdEndpoints) {
+    if (!/^https?:\/\/[^\s/]+(:\d+)?\/?$/.test(ep)) throw optionError('etcd-endpoints', `"${ep}" is not an http(s)://host:port URL`);
+  }
+  const ifaceRegex = list('iface-regex');
+  for (const r of ifaceRegex) {
+    try {
+      new RegExp(r);
+    } catch {
+      throw optionError('iface-regex', `"${r}" is not a valid regular expression`);
+    }
+  }
+  const publicIp = str('public-ip');
+  if (publicIp !== undefined && canonicalIPv4(publicIp) === null) throw optionError('public-ip', `"${publicIp}" is not an IPv4 address`);
+  const healthzIp = str('healthz-ip') ?? '0.0.0.0';
+  if (!ipValue(healthzIp)) throw optionError('healthz-ip', `"${healthzIp}" is not an IP address`);
+  const subnetLeaseTtl = num('subnet-lease-ttl', 10, 7 * 86400);
+  const subnetLeaseRenewMargin = num('subnet-lease-renew-margin', 1, 1439);
+  const bridge = str('bridge');
+  if (bridge !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw optionError('bridge', `"${bridge}" is not a valid interface name`);
+  if (Boolean(str('etcd-certfile')) !== Boolean(str('etcd-keyfile'))) throw optionError('etcd-certfile', 'etcd-certfile and etcd-keyfile must be given together');
+  if (Boolean(str('etcd-username')) !== Boolean(str('etcd-password'))) throw optionError('etcd-username', 'etcd-username and etcd-password must be given together');
+
+  return {
+    etcdEndpoints,
+    etcdPrefix: str('etcd-prefix') ?? DEFAULT_PREFIX,
+    etcdCafile: str('etcd-cafile'),
+    etcdCertfile: str('etcd-certfile'),
+    etcdKeyfile: str('etcd-keyfile'),
+    etcdUsername: str('etcd-username'),
+    etcdPassword: str('etcd-password'),
+    iface: list('iface'),
+    ifaceRegex,
+    publicIp,
+    subnetFile: str('subnet-file') ?? DEFAULT_SUBNET_FILE,
+    subnetLeaseRenewMargin,
+    subnetLeaseTtl,
+    ipMasq: a['ip-masq'] === true,
+    ipMasqFullyRandomDisable: a['ip-masq-fully-random-disable'] === true,
+    iptablesForwardRules: a['iptables-forward-rules'] !== false,
+    iptablesResync: num('iptables-resync', 1, 3600),
+    healthzIp,
+    healthzPort: num('healthz-port', 0, 65535),
+    stateDir: str('state-dir') ?? '/var/lib/weft',
+    logLevel: str('log-level') ?? 'info',
+    logFormat: a['log-format'] === 'json' ? 'json' : 'text',
+    resyncInterval: num('resync-interval', 0.1, 3600),
+    bridge,
+  };
+}
+
+/**
+ * Parses weftd's command line with precedence flag > env (WEFTD_*, then
+ * FLANNELD_*) > config file (--config) > default.
+ */
+export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<WeftdOptions> {
+  const args = await withEnvironment(weftdEnvironment(env), () =>
+    declareWeftdOptions(yargs(argv))
+      .env('WEFTD')
+      .config('config', 'YAML or JSON file whose keys are the long option names', readConfigFile)
+      .strict()
+      .exitProcess(false)
+      .fail((msg, err) => {
+        if (err instanceof WeftError) throw err;
+        const text = (msg ?? err?.message ?? 'invalid arguments').replace(/\s+/g, ' ');
+        // yargs re-wraps errors thrown by the config reader; keep their text as it was.
+        throw new WeftError('WEFT_ERR_OPTION_INVALID', text.startsWith('invalid option --') ? text : `invalid arguments: ${text}`);
+      })
+      .parse(),
+  );
+  return validateWeftdOptions(args as Record<string, unknown>);
+}
+
+/**
+ * yargs-parser captured the process.env object when it was loaded, so the
+ * mapped WEFTD_* variables are set on that object for the duration of the
+ * parse, and the previous WEFTD_* values restored afterwards.
+ */
+export async function withEnvironment<T>(env: NodeJS.ProcessEnv, fn: () => T | Promise<T>): Promise<T> {
+  const saved = Object.entries(process.env).filter(([k]) => k.startsWith('WEFTD_'));
+  for (const [k] of saved) delete process.env[k];
+  Object.assign(process.env, env);
+  try {
+    return await fn();
+  } finally {
+    for (const k of Object.keys(env)) delete process.env[k];
+    for (const [k, v] of saved) process.env[k] = v;
+  }
+}
+
+export function optionError(option: string, rule: string): WeftError {
+  return Object.assign(new WeftError('WEFT_ERR_OPTION_INVALID', `invalid option --${option}: ${rule}`), { option });
+}
