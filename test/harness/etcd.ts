@@ -38,6 +38,18 @@ export async function freePort(): Promise<number> {
  * directory, for the lease tests that need no network namespace. Stopped by
  * PID; restart() keeps the data and the port.
  */
+/** TLS for the client port: a server certificate, and optionally client-certificate authentication. */
+export interface EtcdTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+  /** Require client certificates signed by `caFile` (mutual TLS). */
+  readonly clientCertAuth: boolean;
+  /** Certificate etcdctl presents when clientCertAuth is on. */
+  readonly clientCertFile?: string;
+  readonly clientKeyFile?: string;
+}
+
 export class EtcdServer {
   private proc: ChildProcess | null = null;
 
@@ -45,16 +57,38 @@ export class EtcdServer {
     readonly dataDir: string,
     readonly clientPort: number,
     readonly peerPort: number,
+    readonly tls: EtcdTls | null,
   ) {}
 
-  static async start(): Promise<EtcdServer> {
-    const server = new EtcdServer(mkdtempSync(join(tmpdir(), 'weft-etcd-')), await freePort(), await freePort());
+  static async start(options: { tls?: EtcdTls } = {}): Promise<EtcdServer> {
+    const server = new EtcdServer(mkdtempSync(join(tmpdir(), 'weft-etcd-')), await freePort(), await freePort(), options.tls ?? null);
     await server.launch();
     return server;
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${this.clientPort}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.clientPort}`;
+  }
+
+  /** etcdctl flags for this server's TLS (and root credentials once auth is on). */
+  private ctlFlags(): string[] {
+    const flags = ['--endpoints', this.endpoint];
+    if (this.tls) {
+      flags.push('--cacert', this.tls.caFile);
+      if (this.tls.clientCertAuth && this.tls.clientCertFile && this.tls.clientKeyFile) flags.push('--cert', this.tls.clientCertFile, '--key', this.tls.clientKeyFile);
+    }
+    if (this.rootPassword) flags.push('--user', `root:${this.rootPassword}`);
+    return flags;
+  }
+
+  private rootPassword: string | null = null;
+
+  /** Turns on etcd's user/password auth with a `root` user (etcd requires one) and returns its password. */
+  async enableAuth(password = 'weft-root-pw'): Promise<string> {
+    await this.etcdctl('user', 'add', `root:${password}`);
+    await this.etcdctl('auth', 'enable');
+    this.rootPassword = password;
+    return password;
   }
 
   get pid(): number | undefined {
@@ -75,6 +109,8 @@ export class EtcdServer {
         '--initial-cluster', `weft-test=${peer}`,
         '--logger', 'zap',
         '--log-level', 'error',
+        ...(this.tls ? ['--cert-file', this.tls.certFile, '--key-file', this.tls.keyFile] : []),
+        ...(this.tls?.clientCertAuth ? ['--client-cert-auth', '--trusted-ca-file', this.tls.caFile] : []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -87,6 +123,10 @@ export class EtcdServer {
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`etcd exited with ${proc.exitCode}: ${stderr}`);
       try {
+        if (this.tls) {
+          await this.etcdctl('endpoint', 'health');
+          return;
+        }
         const res = await fetch(`${this.endpoint}/health`);
         if (res.ok && ((await res.json()) as { health?: string }).health === 'true') return;
       } catch {
@@ -118,7 +158,7 @@ export class EtcdServer {
 
   /** Runs etcdctl (v3 API) against this server. */
   async etcdctl(...args: string[]): Promise<string> {
-    const { stdout } = await execFileP('etcdctl', ['--endpoints', this.endpoint, ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
+    const { stdout } = await execFileP('etcdctl', [...this.ctlFlags(), ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
     return stdout;
   }
 

@@ -1,0 +1,88 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** What the metrics read at scrape time; each source is owned by its module. */
+export interface MetricSources {
+  leaseTtlRemaining(): number | null;
+  leaseState(): string;
+  leaseLosses(): number;
+  peers(): number;
+  watchResyncs(): number;
+  leasesSkipped(): number;
+  etcdConnected(): boolean;
+  entriesProgrammed(): number;
+  iptablesRepairs(): number;
+  ready(): boolean;
+}
+
+export const LEASE_STATES = ['acquiring', 'held', 'renewing', 'lost'] as const;
+
+/**
+ * weft's Prometheus metrics (names prefixed `weft_`). Gauges and totals are
+ * read from their owners at scrape time; the two histograms are observed by
+ * the daemon as work happens.
+ */
+export class WeftMetrics {
+  readonly registry = new Registry();
+  readonly reconcileDuration: Histogram;
+  readonly reconcileErrors: Counter;
+  readonly eventLatency: Histogram;
+
+  constructor(sources: MetricSources) {
+    const r = this.registry;
+    const gauge = (name: string, help: string, read: () => number | null) =>
+      new Gauge({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          const v = read();
+          if (v !== null) this.set(v);
+        },
+      });
+    // Totals kept by their owners as plain numbers, exposed as Prometheus counters (the delta is added at scrape).
+    const total = (name: string, help: string, read: () => number) => {
+      let seen = 0;
+      new Counter({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          const v = read();
+          if (v > seen) this.inc(v - seen);
+          seen = Math.max(seen, v);
+        },
+      });
+    };
+    gauge('weft_lease_ttl_remaining_seconds', 'Seconds until this node\'s etcd lease expires if never renewed again (absent for reservations)', () => sources.leaseTtlRemaining());
+    new Gauge({
+      name: 'weft_lease_state',
+      help: 'State of this node\'s lease: 1 for the current state',
+      labelNames: ['state'],
+      registers: [r],
+      collect() {
+        for (const s of LEASE_STATES) this.set({ state: s }, sources.leaseState() === s ? 1 : 0);
+      },
+    });
+    total('weft_lease_losses_total', 'Times this node\'s lease was found deleted, revoked or expired while running', () => sources.leaseLosses());
+    gauge('weft_peers', 'Peer leases known (valid, excluding this node)', () => sources.peers());
+    total('weft_watch_resyncs_total', 'Times the lease watch re-listed etcd (compaction, cancelled watch)', () => sources.watchResyncs());
+    total('weft_leases_skipped_total', 'Malformed lease values skipped', () => sources.leasesSkipped());
+    gauge('weft_etcd_connected', '1 when the last etcd call succeeded', () => (sources.etcdConnected() ? 1 : 0));
+    gauge('weft_kernel_entries_programmed', 'Kernel entries (neighbours, FDB entries, routes) weft holds for its peers', () => sources.entriesProgrammed());
+    total('weft_iptables_repairs_total', 'Times the iptables rules had to be restored', () => sources.iptablesRepairs());
+    gauge('weft_ready', '1 when the lease is held and the first full reconcile is done', () => (sources.ready() ? 1 : 0));
+    this.reconcileDuration = new Histogram({
+      name: 'weft_reconcile_duration_seconds',
+      help: 'Duration of kernel reconcile passes',
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [r],
+    });
+    this.reconcileErrors = new Counter({ name: 'weft_reconcile_errors_total', help: 'Kernel operations that failed (retried on the next pass)', registers: [r] });
+    this.eventLatency = new Histogram({
+      name: 'weft_event_programmed_latency_seconds',
+      help: 'From a lease event reaching weftd to its kernel entries being programmed',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
+      registers: [r],
+    });
+  }
+}
