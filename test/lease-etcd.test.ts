@@ -240,6 +240,30 @@ describe('leases against a real etcd @real', function () {
     expect(got.subnet.toString()).to.equal(leases[1]!.subnet.toString());
   });
 
+  it('five nodes racing for a /28 with SubnetLen 30: three distinct subnets, two report exhaustion, never an overlap', async () => {
+    await client.put(configKey(P)).value('{"Network":"10.9.0.0/28","SubnetLen":30}');
+    const config = await registry.readNetworkConfig();
+    const exhausted = new Set<number>();
+    const managers = [1, 2, 3, 4, 5].map(
+      (n) =>
+        new LeaseManager({
+          registry: newRegistry(),
+          config,
+          attrs: attrs(n),
+          randomInt: () => 0, // everyone wants the same first free subnet: maximum contention
+          log: { error: (m: string) => /no free subnet/.test(m) && exhausted.add(n), info() {}, warn() {} } as never,
+        }),
+    );
+    const signals = managers.map(() => newSignal());
+    const results = managers.map((m, i) => m.acquire(signals[i]!).then((l) => l.subnet.toString(), () => null));
+    await eventually('two exhausted', () => exhausted.size === 2);
+    for (const c of controllers) c.abort();
+    const got = (await Promise.all(results)).filter((x): x is string => x !== null);
+    expect(got.sort()).to.deep.equal(['10.9.0.12/30', '10.9.0.4/30', '10.9.0.8/30']);
+    const keys = await client.getAll().prefix(`${P}/subnets/`).keys();
+    expect(keys).to.have.length(3);
+  });
+
   it('watch sees add, change, expiry and delete, with last known attributes on removal', async () => {
     const config = await registry.readNetworkConfig();
     const w = new LeaseWatcher({ registry, config, ownSubnet: () => null, ownPublicIP: '198.18.0.1' });
