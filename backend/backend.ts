@@ -1,0 +1,91 @@
+/**
+ * The backend contract, after flannel's pkg/backend/common.go: a Backend
+ * registers a network for this node (creating its device) and hands back a
+ * BackendNetwork that advertises lease attributes, reports the MTU for
+ * FLANNEL_MTU, and keeps the kernel in line with the peer leases it is fed.
+ *
+ * Backends are values, put into a map by the caller (daemon/); importing a
+ * backend module registers nothing.
+ */
+import { WeftError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { Lease, LeaseAttrs, NetworkConfig, PeerBatch } from '../lease/types.js';
+import type { Kernel } from './kernel.js';
+
+/** The underlay interface weft was told to use. */
+export interface UnderlayInterface {
+  readonly name: string;
+  /** Its MTU as read by the daemon. */
+  readonly mtu: number;
+}
+
+export interface BackendRegistration {
+  /** This node's public (underlay) IPv4 address: the VTEP / next hop peers use. */
+  readonly publicIP: string;
+  readonly iface: UnderlayInterface;
+  readonly network: NetworkConfig;
+  /** Where a backend keeps state across restarts (the VTEP MAC); optional. */
+  readonly stateDir?: string;
+  readonly log: Logger;
+  /**
+   * The kernel port; unit tests pass a FakeKernel. When absent the backend
+   * opens a NetlinkKernel on the current network namespace and closes it in close().
+   */
+  readonly kernel?: Kernel;
+  /** Period of the full repair pass, default 10 s. */
+  readonly resyncIntervalMs?: number;
+  /** vxlan: device name, default `flannel.<VNI>`. */
+  readonly deviceName?: string;
+}
+
+/** The backend part of this node's lease. */
+export type BackendLeaseAttrs = Pick<LeaseAttrs, 'BackendType' | 'BackendData'>;
+
+export interface BackendNetwork {
+  /** What goes into this node's lease next to PublicIP. */
+  readonly leaseAttrs: BackendLeaseAttrs;
+  /** The MTU containers should use (FLANNEL_MTU). */
+  readonly mtu: number;
+  /** Configures the device for the acquired lease (address, up); called before run(). */
+  configure(ownLease: Lease): Promise<void>;
+  /**
+   * Consumes peer batches until they end or `signal` aborts, programming the
+   * kernel; resolves when done. The first batch is expected to be a resync.
+   */
+  run(batches: AsyncIterable<PeerBatch>, signal: AbortSignal): Promise<void>;
+  /** Resolves once the first full reconcile has been applied (readiness). */
+  readonly ready: Promise<void>;
+  /** Counters for metrics and logs. */
+  stats(): BackendStats;
+  /** Resolves when every batch received so far is applied (or its failures are waiting for a retry that then succeeded). */
+  settled(): Promise<void>;
+  /** Stops programming; leaves kernel state in place for the next start. */
+  close(): Promise<void>;
+}
+
+export interface BackendStats {
+  /** Peers in the last batch. */
+  readonly peers: number;
+  /** Kernel entries weft believes are programmed (neighbours + FDB + routes). */
+  readonly entries: number;
+  readonly fullPasses: number;
+  readonly deltaPasses: number;
+  /** Ops that failed, since start. */
+  readonly failedOps: number;
+}
+
+export interface Backend {
+  /** Lower-case type as in the network config, `vxlan`, `host-gw`. */
+  readonly type: string;
+  register(registration: BackendRegistration): Promise<BackendNetwork>;
+}
+
+/** Looks a backend up by the config's (case-insensitive) type. */
+export function backendFor(backends: ReadonlyMap<string, Backend>, type: string): Backend {
+  const backend = backends.get(type.toLowerCase());
+  if (!backend) {
+    const known = [...backends.keys()].join(', ');
+    throw new WeftError('WEFT_ERR_CONFIG_INVALID', `unknown backend type "${type}" (known: ${known})`);
+  }
+  return backend;
+}

@@ -1,0 +1,108 @@
+/**
+ * host-gw backend.
+ *
+ * What is programmed per peer (subnet S, public IP P): one route,
+ * `ip route replace S via P dev <underlay> proto 0x57`. The underlay routes
+ * plain IP to the peer, which forwards to its containers: no encapsulation,
+ * no overhead, full underlay MTU.
+ *
+ * Why: on a flat L2 network this is the cheapest overlay there is (flannel's
+ * recommended backend there). It needs every peer on the same segment; a
+ * peer whose P is outside the underlay's connected subnets is skipped with a
+ * warning instead of failing on ENETUNREACH forever.
+ *
+ * Cost: one route per peer. weft's routes carry proto 0x57, which is how a
+ * full pass tells them from the administrator's, removes those of departed
+ * peers and re-adds deleted ones (flannel's 10 s routeCheck, plus removal).
+ */
+import { WeftError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import type { Subnet } from '../../lease/subnet.js';
+import type { Lease } from '../../lease/types.js';
+import type { Backend, BackendNetwork, BackendRegistration } from '../backend.js';
+import { RTPROT_WEFT, type Kernel, type Route } from '../kernel.js';
+import { NetlinkKernel } from '../kernel-netlink.js';
+import { PeerNetwork } from '../peer-network.js';
+import type { Entry, Ownership, Programmer } from '../reconciler.js';
+import { onSegment, readUnderlay } from '../underlay.js';
+
+export class HostGwBackend implements Backend {
+  readonly type = 'host-gw';
+
+  async register(reg: BackendRegistration): Promise<BackendNetwork> {
+    const network = reg.network.network;
+    if (!reg.network.enableIPv4 || !network) {
+      throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'the host-gw backend needs an IPv4 Network');
+    }
+    const kernel = reg.kernel ?? new NetlinkKernel();
+    const ownsKernel = !reg.kernel;
+    try {
+      const underlay = await readUnderlay(kernel, reg.iface.name);
+      const programmer = new HostGwProgrammer(kernel, reg.iface.name, network, reg.log);
+      return new PeerNetwork({
+        kernel,
+        programmer,
+        leaseAttrs: { BackendType: 'host-gw' },
+        mtu: reg.iface.mtu || underlay.link.mtu,
+        log: reg.log,
+        ...(reg.resyncIntervalMs !== undefined ? { resyncIntervalMs: reg.resyncIntervalMs } : {}),
+        ...(ownsKernel ? { onClose: () => kernel.close() } : {}),
+      });
+    } catch (err) {
+      if (ownsKernel) await kernel.close();
+      throw err;
+    }
+  }
+}
+
+export class HostGwProgrammer implements Programmer {
+  private underlayIndex = 0;
+  private segments: readonly Subnet[] = [];
+  private ownSubnet: Subnet | null = null;
+  private readonly warned = new Map<string, string>();
+
+  constructor(
+    private readonly kernel: Kernel,
+    private readonly underlayName: string,
+    private readonly network: Subnet,
+    private readonly log: Logger,
+  ) {}
+
+  async configure(ownLease: Lease): Promise<void> {
+    this.ownSubnet = ownLease.subnet;
+  }
+
+  async refresh(): Promise<{ ownership: Ownership; rebuilt: boolean }> {
+    const underlay = await readUnderlay(this.kernel, this.underlayName);
+    this.underlayIndex = underlay.link.index;
+    this.segments = underlay.segments;
+    const network = this.network;
+    return {
+      rebuilt: false,
+      ownership: {
+        neighIfindex: null,
+        fdbIfindex: null,
+        ownsRoute: (r: Route) => r.proto === RTPROT_WEFT && network.contains(r.dst.split('/')[0] ?? ''),
+      },
+    };
+  }
+
+  entriesFor(lease: Lease): readonly Entry[] | null {
+    const key = lease.subnet.toString();
+    if (this.ownSubnet && lease.subnet.equals(this.ownSubnet)) return null;
+    if (lease.attrs.BackendType !== 'host-gw') return this.skip(key, `backend type "${lease.attrs.BackendType}" is not host-gw`);
+    if (lease.subnet.family !== 4) return this.skip(key, 'not an IPv4 subnet');
+    const P = lease.attrs.PublicIP;
+    if (!onSegment(this.segments, P)) return this.skip(key, `public IP ${P} is not on ${this.underlayName}'s segment`);
+    this.warned.delete(key);
+    return [{ kind: 'route', dst: key, gw: P, oif: this.underlayIndex, onlink: false }];
+  }
+
+  private skip(key: string, why: string): null {
+    if (this.warned.get(key) !== why) {
+      this.warned.set(key, why);
+      this.log.warn(`skipping peer lease ${key}: ${why}`);
+    }
+    return null;
+  }
+}

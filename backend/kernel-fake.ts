@@ -1,0 +1,215 @@
+/**
+ * An in-memory kernel for unit tests, with the semantics weft relies on:
+ * `replace` creates or overwrites, deleting an absent entry fails (ENOENT for
+ * neighbours and FDB, ESRCH for routes), adding a taken link or address fails
+ * with EEXIST, and deleting a link takes its neighbours, FDB entries, routes
+ * and addresses with it. Tests can inject failures and count round trips.
+ */
+import { Subnet } from '../lease/subnet.js';
+import {
+  KernelError,
+  RTPROT_WEFT,
+  applyOne,
+  type Addr,
+  type Fdb,
+  type Kernel,
+  type KernelOp,
+  type Link,
+  type Neigh,
+  type OpResult,
+  type Route,
+  type VxlanLinkSpec,
+} from './kernel.js';
+
+export class FakeKernel implements Kernel {
+  private readonly links = new Map<number, Link>();
+  private readonly addrs = new Map<string, Addr>();
+  private readonly neighs = new Map<string, Neigh>();
+  private readonly fdbs = new Map<string, Fdb>();
+  private readonly routes = new Map<string, Route>();
+  private nextIndex = 1;
+  private readonly faults: Array<{ match: (op: KernelOp) => boolean; errno: string; times: number }> = [];
+  /** Number of `apply` calls (round trips) and of ops they carried. */
+  applyCalls = 0;
+  opsApplied = 0;
+
+  /** Adds a non-vxlan link (an underlay), `ip link add NAME type veth`. */
+  addLink(link: { name: string; mtu?: number; kind?: string; mac?: string }): Link {
+    const l: Link = { index: this.nextIndex++, name: link.name, mac: link.mac ?? '02:00:00:00:00:01', mtu: link.mtu ?? 1500, up: true, kind: link.kind ?? 'veth' };
+    this.links.set(l.index, l);
+    return l;
+  }
+
+  /** Makes the next `times` ops matching `match` fail with `errno`. */
+  failOps(match: (op: KernelOp) => boolean, errno: string, times = 1): void {
+    this.faults.push({ match, errno, times });
+  }
+
+  /** Snapshot of the tables, for assertions. */
+  state(): { neighs: Neigh[]; fdbs: Fdb[]; routes: Route[]; addrs: Addr[]; links: Link[] } {
+    return {
+      neighs: [...this.neighs.values()],
+      fdbs: [...this.fdbs.values()],
+      routes: [...this.routes.values()],
+      addrs: [...this.addrs.values()],
+      links: [...this.links.values()],
+    };
+  }
+
+  async linkByName(name: string): Promise<Link | null> {
+    return [...this.links.values()].find((l) => l.name === name) ?? null;
+  }
+
+  async linkGet(index: number): Promise<Link | null> {
+    return this.links.get(index) ?? null;
+  }
+
+  async linkAdd(spec: VxlanLinkSpec): Promise<Link> {
+    if (await this.linkByName(spec.name)) throw new KernelError(`link add ${spec.name}`, 'EEXIST');
+    if (!this.links.has(spec.underlayIndex)) throw new KernelError(`link add ${spec.name}`, 'ENODEV');
+    const link: Link = {
+      index: this.nextIndex++,
+      name: spec.name,
+      mac: spec.mac,
+      mtu: spec.mtu,
+      up: false,
+      kind: 'vxlan',
+      vxlan: { vni: spec.vni, port: spec.port, local: spec.local, underlayIndex: spec.underlayIndex, learning: spec.learning, gbp: spec.gbp },
+    };
+    this.links.set(link.index, link);
+    return link;
+  }
+
+  async linkDel(index: number): Promise<void> {
+    if (!this.links.delete(index)) throw new KernelError(`link del #${index}`, 'ENODEV');
+    for (const [k, n] of this.neighs) if (n.ifindex === index) this.neighs.delete(k);
+    for (const [k, f] of this.fdbs) if (f.ifindex === index) this.fdbs.delete(k);
+    for (const [k, r] of this.routes) if (r.oif === index) this.routes.delete(k);
+    for (const [k, a] of this.addrs) if (a.ifindex === index) this.addrs.delete(k);
+  }
+
+  async linkSetUp(index: number): Promise<void> {
+    this.updateLink(index, { up: true });
+  }
+
+  async linkSetMtu(index: number, mtu: number): Promise<void> {
+    this.updateLink(index, { mtu });
+  }
+
+  async addrList(ifindex: number): Promise<Addr[]> {
+    return [...this.addrs.values()].filter((a) => a.ifindex === ifindex);
+  }
+
+  async addrAdd(addr: Addr): Promise<void> {
+    if (!this.links.has(addr.ifindex)) throw new KernelError(`addr add ${addr.cidr}`, 'ENODEV');
+    const key = `${addr.ifindex}|${addr.cidr.split('/')[0]}`;
+    if (this.addrs.has(key)) throw new KernelError(`addr add ${addr.cidr}`, 'EEXIST');
+    this.addrs.set(key, addr);
+  }
+
+  async addrDel(addr: Addr): Promise<void> {
+    if (!this.addrs.delete(`${addr.ifindex}|${addr.cidr.split('/')[0]}`)) throw new KernelError(`addr del ${addr.cidr}`, 'EADDRNOTAVAIL');
+  }
+
+  neighSet(neigh: Omit<Neigh, 'permanent'>): Promise<void> {
+    return applyOne(this, { op: 'neighSet', neigh });
+  }
+  neighDel(neigh: Pick<Neigh, 'ifindex' | 'ip'>): Promise<void> {
+    return applyOne(this, { op: 'neighDel', neigh });
+  }
+  async neighList(ifindex: number): Promise<Neigh[]> {
+    return [...this.neighs.values()].filter((n) => n.ifindex === ifindex);
+  }
+  fdbReplace(fdb: Omit<Fdb, 'permanent'>): Promise<void> {
+    return applyOne(this, { op: 'fdbReplace', fdb });
+  }
+  fdbDel(fdb: Omit<Fdb, 'permanent'>): Promise<void> {
+    return applyOne(this, { op: 'fdbDel', fdb });
+  }
+  async fdbList(ifindex: number): Promise<Fdb[]> {
+    return [...this.fdbs.values()].filter((f) => f.ifindex === ifindex);
+  }
+  routeReplace(route: Omit<Route, 'proto'> & { proto?: number }): Promise<void> {
+    return applyOne(this, { op: 'routeReplace', route });
+  }
+  routeDel(route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>>): Promise<void> {
+    return applyOne(this, { op: 'routeDel', route });
+  }
+  async routeList(): Promise<Route[]> {
+    return [...this.routes.values()];
+  }
+
+  /** Adds an entry behind weft's back, as an administrator (or flanneld) would. */
+  inject(entry: { neigh: Neigh } | { fdb: Fdb } | { route: Route }): void {
+    if ('neigh' in entry) this.neighs.set(`${entry.neigh.ifindex}|${entry.neigh.ip}`, entry.neigh);
+    else if ('fdb' in entry) this.fdbs.set(`${entry.fdb.ifindex}|${entry.fdb.mac}`, entry.fdb);
+    else this.routes.set(entry.route.dst, entry.route);
+  }
+
+  /** Removes an entry behind weft's back. */
+  remove(entry: { neigh: string; ifindex: number } | { fdb: string; ifindex: number } | { route: string }): void {
+    if ('neigh' in entry) this.neighs.delete(`${entry.ifindex}|${entry.neigh}`);
+    else if ('fdb' in entry) this.fdbs.delete(`${entry.ifindex}|${entry.fdb}`);
+    else this.routes.delete(entry.route);
+  }
+
+  async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
+    this.applyCalls++;
+    this.opsApplied += ops.length;
+    return ops.map((op) => this.fault(op) ?? this.applyOp(op));
+  }
+
+  async close(): Promise<void> {}
+
+  private fault(op: KernelOp): string | null {
+    const f = this.faults.find((x) => x.times > 0 && x.match(op));
+    if (!f) return null;
+    f.times--;
+    return f.errno;
+  }
+
+  private applyOp(op: KernelOp): OpResult {
+    switch (op.op) {
+      case 'neighSet': {
+        if (!this.links.has(op.neigh.ifindex)) return 'ENODEV';
+        this.neighs.set(`${op.neigh.ifindex}|${op.neigh.ip}`, { ...op.neigh, permanent: true });
+        return null;
+      }
+      case 'neighDel':
+        return this.neighs.delete(`${op.neigh.ifindex}|${op.neigh.ip}`) ? null : 'ENOENT';
+      case 'fdbReplace': {
+        if (!this.links.has(op.fdb.ifindex)) return 'ENODEV';
+        this.fdbs.set(`${op.fdb.ifindex}|${op.fdb.mac}`, { ...op.fdb, permanent: true });
+        return null;
+      }
+      case 'fdbDel':
+        return this.fdbs.delete(`${op.fdb.ifindex}|${op.fdb.mac}`) ? null : 'ENOENT';
+      case 'routeReplace': {
+        const r = op.route;
+        if (!this.links.has(r.oif)) return 'ENODEV';
+        if (r.gw && !r.onlink && !this.gatewayReachable(r.oif, r.gw)) return 'ENETUNREACH';
+        this.routes.set(Subnet.parse(r.dst).toString(), { dst: Subnet.parse(r.dst).toString(), gw: r.gw, oif: r.oif, onlink: r.onlink, proto: r.proto ?? RTPROT_WEFT });
+        return null;
+      }
+      case 'routeDel': {
+        const key = Subnet.parse(op.route.dst).toString();
+        const have = this.routes.get(key);
+        if (!have) return 'ESRCH';
+        if (op.route.gw && op.route.gw !== have.gw) return 'ESRCH';
+        if (op.route.oif && op.route.oif !== have.oif) return 'ESRCH';
+        this.routes.delete(key);
+        return null;
+      }
+    }
+  }
+
+  private gatewayReachable(ifindex: number, gw: string): boolean {
+    return [...this.addrs.values()].some((a) => a.ifindex === ifindex && Subnet.parse(a.cidr).contains(gw));
+  }
+
+  private updateLink(index: number, change: Partial<Link>): void {
+    const link = this.links.get(index);
+    if (!link) throw new KernelError(`link set #${index}`, 'ENODEV');
+    this.links.set(index, { ...link, ...change });
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * The production kernel port: rtnetlink in-process through the `netlink`
+ * package's native socket, with weft's own framing (see netlink/channel.ts).
+ *
+ * Why this path: measured on the target machine, the package's high-level
+ * one-request-one-promise API programs 5000 peers in about 0.9 s, slower than
+ * `ip -batch` + `bridge -batch` (about 0.7 s). Packing up to 64 requests into
+ * one datagram with a single fencing ACK removes the per-request round trip
+ * and beats the iproute2 batch (numbers in backend/README.md), while keeping
+ * errors per operation and needing no child process.
+ *
+ * The process must already live in the network namespace it programs (no
+ * setns here): weftd runs in the host's namespace, tests run it under
+ * `ip netns exec`.
+ */
+import {
+  AF_BRIDGE,
+  AF_INET,
+  addrAddMessage,
+  addrDelMessage,
+  addrDumpMessage,
+  errnoName,
+  fdbDelMessage,
+  fdbReplaceMessage,
+  neighDelMessage,
+  neighDumpMessage,
+  neighSetMessage,
+  parseAddr,
+  parseNeigh,
+  parseRoute,
+  routeDelMessage,
+  routeDumpMessage,
+  routeReplaceMessage,
+  toFdb,
+  toNeigh,
+  type OutMessage,
+} from './netlink/codec.js';
+import { NetlinkChannel } from './netlink/channel.js';
+import { linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from './netlink/link.js';
+import {
+  KernelError,
+  RTPROT_WEFT,
+  applyOne,
+  type Addr,
+  type Fdb,
+  type Kernel,
+  type KernelOp,
+  type Link,
+  type Neigh,
+  type OpResult,
+  type Route,
+  type VxlanLinkSpec,
+} from './kernel.js';
+
+const ENODEV = 19;
+
+export class NetlinkKernel implements Kernel {
+  /** ACKed requests; bulk programming goes here. */
+  private readonly requests = new NetlinkChannel();
+  /** Dumps only, so dump replies never crowd out ACKs in one receive buffer. */
+  private readonly dumps = new NetlinkChannel();
+
+  async linkByName(name: string): Promise<Link | null> {
+    return this.getLink({ name });
+  }
+
+  async linkGet(index: number): Promise<Link | null> {
+    return this.getLink({ index });
+  }
+
+  /** Every link in the namespace (`ip -d link show`). */
+  async linkList(): Promise<Link[]> {
+    const replies = await this.dumps.dump(linkDumpMessage());
+    return replies.map((m) => parseLink(m.payload));
+  }
+
+  async linkAdd(spec: VxlanLinkSpec): Promise<Link> {
+    await this.single('link add', vxlanAddMessage(spec));
+    const link = await this.linkByName(spec.name);
+    if (!link) throw new KernelError(`link add ${spec.name}`, 'ENODEV');
+    return link;
+  }
+
+  async linkDel(index: number): Promise<void> {
+    await this.single(`link del #${index}`, linkDelMessage(index));
+  }
+
+  async linkSetUp(index: number): Promise<void> {
+    await this.single(`link set #${index} up`, linkSetMessage(index, { up: true }));
+  }
+
+  async linkSetMtu(index: number, mtu: number): Promise<void> {
+    await this.single(`link set #${index} mtu ${mtu}`, linkSetMessage(index, { mtu }));
+  }
+
+  async addrList(ifindex: number): Promise<Addr[]> {
+    const replies = await this.dumps.dump(addrDumpMessage());
+    return replies.map((m) => parseAddr(m.payload)).filter((a): a is Addr => a !== null && a.ifindex === ifindex);
+  }
+
+  async addrAdd(addr: Addr): Promise<void> {
+    await this.single(`addr add ${addr.cidr} dev #${addr.ifindex}`, addrAddMessage(addr));
+  }
+
+  async addrDel(addr: Addr): Promise<void> {
+    await this.single(`addr del ${addr.cidr} dev #${addr.ifindex}`, addrDelMessage(addr));
+  }
+
+  neighSet(neigh: Omit<Neigh, 'permanent'>): Promise<void> {
+    return applyOne(this, { op: 'neighSet', neigh });
+  }
+
+  neighDel(neigh: Pick<Neigh, 'ifindex' | 'ip'>): Promise<void> {
+    return applyOne(this, { op: 'neighDel', neigh });
+  }
+
+  async neighList(ifindex: number): Promise<Neigh[]> {
+    const replies = await this.dumps.dump(neighDumpMessage(AF_INET));
+    const out: Neigh[] = [];
+    for (const m of replies) {
+      const n = toNeigh(parseNeigh(m.payload));
+      if (n && n.ifindex === ifindex) out.push(n);
+    }
+    return out;
+  }
+
+  fdbReplace(fdb: Omit<Fdb, 'permanent'>): Promise<void> {
+    return applyOne(this, { op: 'fdbReplace', fdb });
+  }
+
+  fdbDel(fdb: Omit<Fdb, 'permanent'>): Promise<void> {
+    return applyOne(this, { op: 'fdbDel', fdb });
+  }
+
+  async fdbList(ifindex: number): Promise<Fdb[]> {
+    // The kernel ignores the ifindex filter of an AF_BRIDGE dump here; filter in JS.
+    const replies = await this.dumps.dump(neighDumpMessage(AF_BRIDGE));
+    const out: Fdb[] = [];
+    for (const m of replies) {
+      const f = toFdb(parseNeigh(m.payload));
+      if (f && f.ifindex === ifindex) out.push(f);
+    }
+    return out;
+  }
+
+  routeReplace(route: Omit<Route, 'proto'> & { proto?: number }): Promise<void> {
+    return applyOne(this, { op: 'routeReplace', route });
+  }
+
+  routeDel(route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>>): Promise<void> {
+    return applyOne(this, { op: 'routeDel', route });
+  }
+
+  async routeList(): Promise<Route[]> {
+    const replies = await this.dumps.dump(routeDumpMessage());
+    const out: Route[] = [];
+    for (const m of replies) {
+      const r = parseRoute(m.payload);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
+    if (ops.length === 0) return [];
+    const errnos = await this.requests.transact(ops.map(encodeOp));
+    return errnos.map((e) => (e === 0 ? null : errnoName(e)));
+  }
+
+  async close(): Promise<void> {
+    this.requests.close();
+    this.dumps.close();
+  }
+
+  private async getLink(by: { index: number } | { name: string }): Promise<Link | null> {
+    const { errno, replies } = await this.requests.request(linkGetMessage(by));
+    if (errno === ENODEV) return null;
+    if (errno !== 0) throw new KernelError(`link show ${'name' in by ? by.name : `#${by.index}`}`, errnoName(errno));
+    const reply = replies[0];
+    return reply ? parseLink(reply.payload) : null;
+  }
+
+  private async single(what: string, msg: OutMessage): Promise<void> {
+    const [errno] = await this.requests.transact([msg]);
+    if (errno) throw new KernelError(what, errnoName(errno));
+  }
+}
+
+function encodeOp(op: KernelOp): OutMessage {
+  switch (op.op) {
+    case 'neighSet':
+      return neighSetMessage(op.neigh);
+    case 'neighDel':
+      return neighDelMessage(op.neigh);
+    case 'fdbReplace':
+      return fdbReplaceMessage(op.fdb);
+    case 'fdbDel':
+      return fdbDelMessage(op.fdb);
+    case 'routeReplace':
+      return routeReplaceMessage({ ...op.route, proto: op.route.proto ?? RTPROT_WEFT });
+    case 'routeDel':
+      return routeDelMessage(op.route);
+  }
+}

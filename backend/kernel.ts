@@ -1,0 +1,197 @@
+/**
+ * The kernel port: everything weft asks of the Linux kernel, named like
+ * iproute2 (and vishvananda/netlink). Backends and the reconciler speak only
+ * this interface; `kernel-netlink.ts` implements it over rtnetlink,
+ * `kernel-fake.ts` in memory for unit tests.
+ *
+ * Addresses are strings (`10.244.3.0`, `10.244.3.0/24`), MACs lower-case
+ * `aa:bb:cc:dd:ee:ff`. Entries are keyed the way the kernel keys them, so a
+ * diff of desired against dumped state can be done by key.
+ */
+import { WeftError } from '../common/errors.js';
+
+/** rtnetlink route protocol that marks a route as weft's (`ip route ... proto 0x57`). */
+export const RTPROT_WEFT = 0x57;
+/** Routes added by the kernel itself (connected/local routes); never weft's. */
+export const RTPROT_KERNEL = 2;
+/** flanneld adds its routes without a protocol, which the kernel records as `boot`. */
+export const RTPROT_BOOT = 3;
+/** The main routing table. */
+export const RT_TABLE_MAIN = 254;
+/** Neighbour state of entries that never expire and are never probed. */
+export const NUD_PERMANENT = 0x80;
+/** FDB entry flag: the entry belongs to the device itself (vxlan), not to a bridge master. */
+export const NTF_SELF = 0x02;
+/** Route next-hop flag: the gateway is on-link even though no prefix covers it. */
+export const RTNH_F_ONLINK = 0x04;
+/** Default VXLAN UDP port of the Linux kernel (and flannel). */
+export const VXLAN_DEFAULT_PORT = 8472;
+
+/** A network interface as dumped. */
+export interface Link {
+  readonly index: number;
+  readonly name: string;
+  readonly mac: string;
+  readonly mtu: number;
+  readonly up: boolean;
+  /** `vxlan`, `veth`, `bridge`, ... or `''` for a device without link info. */
+  readonly kind: string;
+  /** Set when `kind` is vxlan. */
+  readonly vxlan?: VxlanAttrs;
+}
+
+/** The vxlan attributes weft sets and compares (`ip -d link show`). */
+export interface VxlanAttrs {
+  readonly vni: number;
+  /** UDP destination port; the kernel reports 8472 when none was given. */
+  readonly port: number;
+  /** Local (source) tunnel address, or null when unset. */
+  readonly local: string | null;
+  /** ifindex of the underlay device, 0 when unset. */
+  readonly underlayIndex: number;
+  readonly learning: boolean;
+  readonly gbp: boolean;
+}
+
+/** What `linkAdd` creates: a point-to-multipoint vxlan device driven by the FDB. */
+export interface VxlanLinkSpec {
+  readonly name: string;
+  readonly mac: string;
+  readonly mtu: number;
+  readonly vni: number;
+  readonly port: number;
+  readonly local: string;
+  readonly underlayIndex: number;
+  readonly learning: boolean;
+  readonly gbp: boolean;
+}
+
+/** An interface address, `10.244.3.0/32`. */
+export interface Addr {
+  readonly ifindex: number;
+  readonly cidr: string;
+}
+
+/** A permanent ARP entry on a device (`ip neigh`). */
+export interface Neigh {
+  readonly ifindex: number;
+  readonly ip: string;
+  readonly mac: string;
+  /** True when NUD_PERMANENT; dumps also report learned entries. */
+  readonly permanent: boolean;
+}
+
+/** A vxlan forwarding entry (`bridge fdb ... self`): which VTEP serves a MAC. */
+export interface Fdb {
+  readonly ifindex: number;
+  readonly mac: string;
+  /** Remote VTEP (underlay) address. */
+  readonly dst: string;
+  readonly permanent: boolean;
+}
+
+/** An IPv4 unicast route in the main table. */
+export interface Route {
+  /** Destination, `10.244.3.0/24`. */
+  readonly dst: string;
+  readonly gw: string | null;
+  /** Output device, 0 when the kernel did not report one. */
+  readonly oif: number;
+  readonly onlink: boolean;
+  readonly proto: number;
+}
+
+/** One idempotent kernel change; `apply` runs a list of them in order. */
+export type KernelOp =
+  | { readonly op: 'neighSet'; readonly neigh: Omit<Neigh, 'permanent'> }
+  | { readonly op: 'neighDel'; readonly neigh: Pick<Neigh, 'ifindex' | 'ip'> }
+  | { readonly op: 'fdbReplace'; readonly fdb: Omit<Fdb, 'permanent'> }
+  | { readonly op: 'fdbDel'; readonly fdb: Omit<Fdb, 'permanent'> }
+  | { readonly op: 'routeReplace'; readonly route: Omit<Route, 'proto'> & { readonly proto?: number } }
+  | { readonly op: 'routeDel'; readonly route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>> };
+
+/** errno name of a failed op (`EEXIST`, `ENOENT`, ...), or null on success. */
+export type OpResult = string | null;
+
+export interface Kernel {
+  /** `ip -d link show NAME`; null when absent. */
+  linkByName(name: string): Promise<Link | null>;
+  /** `ip -d link show` by index; null when absent. */
+  linkGet(index: number): Promise<Link | null>;
+  /** `ip link add NAME address MAC mtu M type vxlan id VNI local IP dev DEV [no]learning dstport P [gbp]`; EEXIST if taken. */
+  linkAdd(spec: VxlanLinkSpec): Promise<Link>;
+  /** `ip link del dev NAME` */
+  linkDel(index: number): Promise<void>;
+  /** `ip link set dev NAME up` */
+  linkSetUp(index: number): Promise<void>;
+  /** `ip link set dev NAME mtu M` */
+  linkSetMtu(index: number, mtu: number): Promise<void>;
+  /** `ip -4 addr show dev NAME` */
+  addrList(ifindex: number): Promise<Addr[]>;
+  /** `ip addr add CIDR dev NAME`; EEXIST if present. */
+  addrAdd(addr: Addr): Promise<void>;
+  /** `ip addr del CIDR dev NAME` */
+  addrDel(addr: Addr): Promise<void>;
+  /** `ip neigh replace IP dev NAME lladdr MAC nud permanent` */
+  neighSet(neigh: Omit<Neigh, 'permanent'>): Promise<void>;
+  /** `ip neigh del IP dev NAME` */
+  neighDel(neigh: Pick<Neigh, 'ifindex' | 'ip'>): Promise<void>;
+  /** `ip -4 neigh show dev NAME` */
+  neighList(ifindex: number): Promise<Neigh[]>;
+  /** `bridge fdb replace MAC dev NAME dst IP self permanent` */
+  fdbReplace(fdb: Omit<Fdb, 'permanent'>): Promise<void>;
+  /** `bridge fdb del MAC dev NAME dst IP self` */
+  fdbDel(fdb: Omit<Fdb, 'permanent'>): Promise<void>;
+  /** `bridge fdb show dev NAME` (self entries with a remote only) */
+  fdbList(ifindex: number): Promise<Fdb[]>;
+  /** `ip route replace DST via GW dev NAME [onlink] proto 0x57` */
+  routeReplace(route: Omit<Route, 'proto'> & { proto?: number }): Promise<void>;
+  /** `ip route del DST [via GW] [dev NAME]` */
+  routeDel(route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>>): Promise<void>;
+  /** `ip -4 route show table main` (unicast routes) */
+  routeList(): Promise<Route[]>;
+  /**
+   * Runs the ops in order, as few round trips as the implementation allows,
+   * and reports each op's outcome by position. Never throws for a failed op.
+   */
+  apply(ops: readonly KernelOp[]): Promise<OpResult[]>;
+  close(): Promise<void>;
+}
+
+/** A kernel operation the kernel refused; `errno` is its name, e.g. `EEXIST`. */
+export class KernelError extends WeftError {
+  readonly errno: string;
+  constructor(operation: string, errno: string) {
+    super('WEFT_ERR_KERNEL', `${operation}: ${errno}`);
+    this.name = 'KernelError';
+    this.errno = errno;
+  }
+}
+
+export function isKernelErrno(err: unknown, errno: string): boolean {
+  return err instanceof KernelError && err.errno === errno;
+}
+
+/** Human-readable one-liner of an op, iproute2 style, for logs and errors. */
+export function describeOp(op: KernelOp): string {
+  switch (op.op) {
+    case 'neighSet':
+      return `neigh replace ${op.neigh.ip} dev #${op.neigh.ifindex} lladdr ${op.neigh.mac} nud permanent`;
+    case 'neighDel':
+      return `neigh del ${op.neigh.ip} dev #${op.neigh.ifindex}`;
+    case 'fdbReplace':
+      return `fdb replace ${op.fdb.mac} dev #${op.fdb.ifindex} dst ${op.fdb.dst} self permanent`;
+    case 'fdbDel':
+      return `fdb del ${op.fdb.mac} dev #${op.fdb.ifindex} dst ${op.fdb.dst} self`;
+    case 'routeReplace':
+      return `route replace ${op.route.dst} via ${op.route.gw ?? '-'} dev #${op.route.oif}${op.route.onlink ? ' onlink' : ''}`;
+    case 'routeDel':
+      return `route del ${op.route.dst}`;
+  }
+}
+
+/** Runs one op through `apply` and throws its error, for the single-op methods. */
+export async function applyOne(kernel: Pick<Kernel, 'apply'>, op: KernelOp): Promise<void> {
+  const [result] = await kernel.apply([op]);
+  if (result) throw new KernelError(describeOp(op), result);
+}

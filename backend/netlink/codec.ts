@@ -1,0 +1,397 @@
+/**
+ * rtnetlink wire format for the messages weft sends in bulk (neighbours, FDB
+ * entries, routes, addresses) and the dumps it reads back. These have fixed
+ * headers and a handful of attributes, so encoding them by hand is short and
+ * several times cheaper than the generic formatters of the `netlink` package
+ * (which weft still uses for the rare, attribute-rich link messages).
+ *
+ * Layouts from <linux/netlink.h>, <linux/rtnetlink.h>, <linux/neighbour.h>,
+ * <linux/if_addr.h>. Integers are host order (little-endian on every target).
+ */
+import { constants as osConstants } from 'node:os';
+import { Subnet } from '../../lease/subnet.js';
+import { NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK, RT_TABLE_MAIN, type Addr, type Fdb, type Neigh, type Route } from '../kernel.js';
+
+export const NLMSG_HDRLEN = 16;
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
+
+export const NLM_F_REQUEST = 0x1;
+export const NLM_F_MULTI = 0x2;
+export const NLM_F_ACK = 0x4;
+export const NLM_F_DUMP = 0x300;
+export const NLM_F_REPLACE = 0x100;
+export const NLM_F_EXCL = 0x200;
+export const NLM_F_CREATE = 0x400;
+
+export const RTM_NEWLINK = 16;
+export const RTM_DELLINK = 17;
+export const RTM_GETLINK = 18;
+export const RTM_NEWADDR = 20;
+export const RTM_DELADDR = 21;
+export const RTM_GETADDR = 22;
+export const RTM_NEWROUTE = 24;
+export const RTM_DELROUTE = 25;
+export const RTM_GETROUTE = 26;
+export const RTM_NEWNEIGH = 28;
+export const RTM_DELNEIGH = 29;
+export const RTM_GETNEIGH = 30;
+
+export const AF_UNSPEC = 0;
+export const AF_INET = 2;
+export const AF_BRIDGE = 7;
+
+const NDA_DST = 1;
+const NDA_LLADDR = 2;
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
+const RTA_TABLE = 15;
+const IFA_ADDRESS = 1;
+const IFA_LOCAL = 2;
+const RT_SCOPE_UNIVERSE = 0;
+const RT_SCOPE_NOWHERE = 255;
+const RTN_UNICAST = 1;
+
+const NDMSG_LEN = 12;
+const RTMSG_LEN = 12;
+const IFADDRMSG_LEN = 8;
+
+const align4 = (n: number): number => (n + 3) & ~3;
+
+/** A message still to be sent: type, flags and body; the channel adds seq and port. */
+export interface OutMessage {
+  readonly type: number;
+  readonly flags: number;
+  /** Everything after the nlmsghdr, 4-byte aligned. */
+  readonly body: Buffer;
+}
+
+/** A received message, header fields decoded, `payload` after the nlmsghdr. */
+export interface InMessage {
+  readonly type: number;
+  readonly flags: number;
+  readonly seq: number;
+  readonly payload: Buffer;
+}
+
+/** Writes nlmsghdr + body into one buffer. */
+export function frame(msg: OutMessage, seq: number, port: number, extraFlags = 0): Buffer {
+  const len = NLMSG_HDRLEN + msg.body.length;
+  const buf = Buffer.allocUnsafe(len);
+  buf.writeUInt32LE(len, 0);
+  buf.writeUInt16LE(msg.type, 4);
+  buf.writeUInt16LE(msg.flags | extraFlags | NLM_F_REQUEST, 6);
+  buf.writeUInt32LE(seq >>> 0, 8);
+  buf.writeUInt32LE(port >>> 0, 12);
+  msg.body.copy(buf, NLMSG_HDRLEN);
+  return buf;
+}
+
+/** Splits one received datagram into its messages. */
+export function splitMessages(datagram: Buffer): InMessage[] {
+  const out: InMessage[] = [];
+  let off = 0;
+  while (off + NLMSG_HDRLEN <= datagram.length) {
+    const len = datagram.readUInt32LE(off);
+    if (len < NLMSG_HDRLEN || off + len > datagram.length) break;
+    out.push({
+      type: datagram.readUInt16LE(off + 4),
+      flags: datagram.readUInt16LE(off + 6),
+      seq: datagram.readUInt32LE(off + 8),
+      payload: datagram.subarray(off + NLMSG_HDRLEN, off + len),
+    });
+    off += align4(len);
+  }
+  return out;
+}
+
+/** The errno of an NLMSG_ERROR payload: 0 for an ACK, else a positive errno. */
+export function errorCode(payload: Buffer): number {
+  return -payload.readInt32LE(0) | 0;
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, value]) => [value, name]));
+
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+}
+
+// ---------------------------------------------------------------- attributes
+
+class Writer {
+  private readonly buf: Buffer;
+  private off = 0;
+  constructor(size: number) {
+    this.buf = Buffer.alloc(size);
+  }
+  u8(v: number): this {
+    this.buf.writeUInt8(v, this.off);
+    this.off += 1;
+    return this;
+  }
+  u16(v: number): this {
+    this.buf.writeUInt16LE(v, this.off);
+    this.off += 2;
+    return this;
+  }
+  u32(v: number): this {
+    this.buf.writeUInt32LE(v >>> 0, this.off);
+    this.off += 4;
+    return this;
+  }
+  attr(type: number, data: Buffer): this {
+    this.buf.writeUInt16LE(4 + data.length, this.off);
+    this.buf.writeUInt16LE(type, this.off + 2);
+    data.copy(this.buf, this.off + 4);
+    this.off += align4(4 + data.length);
+    return this;
+  }
+  attrU32(type: number, v: number): this {
+    const b = Buffer.allocUnsafe(4);
+    b.writeUInt32LE(v >>> 0, 0);
+    return this.attr(type, b);
+  }
+  done(): Buffer {
+    return this.buf.subarray(0, this.off);
+  }
+}
+
+function attrSpace(...lengths: number[]): number {
+  return lengths.reduce((sum, n) => sum + align4(4 + n), 0);
+}
+
+/** Iterates the rtattrs in `buf` from `offset`. */
+export function forEachAttr(buf: Buffer, offset: number, fn: (type: number, data: Buffer) => void): void {
+  let off = offset;
+  while (off + 4 <= buf.length) {
+    const len = buf.readUInt16LE(off);
+    if (len < 4 || off + len > buf.length) break;
+    fn(buf.readUInt16LE(off + 2) & 0x3fff, buf.subarray(off + 4, off + len));
+    off += align4(len);
+  }
+}
+
+// ---------------------------------------------------------------- addresses and MACs
+
+export function ipv4Bytes(ip: string): Buffer {
+  const parts = ip.split('.');
+  if (parts.length !== 4) throw new Error(`not an IPv4 address: ${ip}`);
+  const b = Buffer.allocUnsafe(4);
+  for (let i = 0; i < 4; i++) {
+    const n = Number(parts[i]);
+    if (!Number.isInteger(n) || n < 0 || n > 255) throw new Error(`not an IPv4 address: ${ip}`);
+    b[i] = n;
+  }
+  return b;
+}
+
+export function ipv4String(b: Buffer): string {
+  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+}
+
+export function macBytes(mac: string): Buffer {
+  const parts = mac.split(':');
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`not a MAC address: ${mac}`);
+  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+}
+
+export function macString(b: Buffer): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+// ---------------------------------------------------------------- neighbours and FDB
+
+function ndmsg(w: Writer, family: number, ifindex: number, state: number, flags: number, type: number): Writer {
+  return w.u8(family).u8(0).u16(0).u32(ifindex).u16(state).u8(flags).u8(type);
+}
+
+/** RTM_NEWNEIGH, CREATE|REPLACE: `ip neigh replace IP dev IF lladdr MAC nud permanent`. */
+export function neighSetMessage(n: { ifindex: number; ip: string; mac: string }): OutMessage {
+  const w = new Writer(NDMSG_LEN + attrSpace(4, 6));
+  ndmsg(w, AF_INET, n.ifindex, NUD_PERMANENT, 0, RTN_UNICAST).attr(NDA_DST, ipv4Bytes(n.ip)).attr(NDA_LLADDR, macBytes(n.mac));
+  return { type: RTM_NEWNEIGH, flags: NLM_F_CREATE | NLM_F_REPLACE, body: w.done() };
+}
+
+/** RTM_DELNEIGH: `ip neigh del IP dev IF`. */
+export function neighDelMessage(n: { ifindex: number; ip: string }): OutMessage {
+  const w = new Writer(NDMSG_LEN + attrSpace(4));
+  ndmsg(w, AF_INET, n.ifindex, 0, 0, 0).attr(NDA_DST, ipv4Bytes(n.ip));
+  return { type: RTM_DELNEIGH, flags: 0, body: w.done() };
+}
+
+/** RTM_NEWNEIGH AF_BRIDGE NTF_SELF: `bridge fdb replace MAC dev IF dst IP self permanent`. */
+export function fdbReplaceMessage(f: { ifindex: number; mac: string; dst: string }): OutMessage {
+  const w = new Writer(NDMSG_LEN + attrSpace(6, 4));
+  ndmsg(w, AF_BRIDGE, f.ifindex, NUD_PERMANENT, NTF_SELF, 0).attr(NDA_LLADDR, macBytes(f.mac)).attr(NDA_DST, ipv4Bytes(f.dst));
+  return { type: RTM_NEWNEIGH, flags: NLM_F_CREATE | NLM_F_REPLACE, body: w.done() };
+}
+
+/**
+ * RTM_DELNEIGH AF_BRIDGE NTF_SELF without NDA_DST: `bridge fdb del MAC dev IF self`.
+ * Without a destination the vxlan driver drops the MAC with all its remotes,
+ * which is what removing a peer needs even when its dst drifted.
+ */
+export function fdbDelMessage(f: { ifindex: number; mac: string }): OutMessage {
+  const w = new Writer(NDMSG_LEN + attrSpace(6));
+  ndmsg(w, AF_BRIDGE, f.ifindex, 0, NTF_SELF, 0).attr(NDA_LLADDR, macBytes(f.mac));
+  return { type: RTM_DELNEIGH, flags: 0, body: w.done() };
+}
+
+/** RTM_GETNEIGH dump of one family (`ip neigh show` / `bridge fdb show`). */
+export function neighDumpMessage(family: number): OutMessage {
+  const w = new Writer(NDMSG_LEN);
+  ndmsg(w, family, 0, 0, 0, 0);
+  return { type: RTM_GETNEIGH, flags: NLM_F_DUMP, body: w.done() };
+}
+
+export interface DumpedNeigh {
+  readonly family: number;
+  readonly ifindex: number;
+  readonly state: number;
+  readonly flags: number;
+  readonly dst: Buffer | null;
+  readonly lladdr: Buffer | null;
+}
+
+export function parseNeigh(payload: Buffer): DumpedNeigh {
+  let dst: Buffer | null = null;
+  let lladdr: Buffer | null = null;
+  forEachAttr(payload, NDMSG_LEN, (type, data) => {
+    if (type === NDA_DST) dst = data;
+    else if (type === NDA_LLADDR) lladdr = data;
+  });
+  return {
+    family: payload.readUInt8(0),
+    ifindex: payload.readInt32LE(4),
+    state: payload.readUInt16LE(8),
+    flags: payload.readUInt8(10),
+    dst,
+    lladdr,
+  };
+}
+
+/** An IPv4 ARP entry from a dump, or null for other families / incomplete entries. */
+export function toNeigh(n: DumpedNeigh): Neigh | null {
+  if (n.family !== AF_INET || !n.dst || n.dst.length !== 4 || !n.lladdr || n.lladdr.length !== 6) return null;
+  return { ifindex: n.ifindex, ip: ipv4String(n.dst), mac: macString(n.lladdr), permanent: (n.state & NUD_PERMANENT) !== 0 };
+}
+
+/** A vxlan FDB entry with an IPv4 remote from a dump, or null. */
+export function toFdb(n: DumpedNeigh): Fdb | null {
+  if (n.family !== AF_BRIDGE || (n.flags & NTF_SELF) === 0 || !n.lladdr || n.lladdr.length !== 6) return null;
+  if (!n.dst || n.dst.length !== 4) return null;
+  return { ifindex: n.ifindex, mac: macString(n.lladdr), dst: ipv4String(n.dst), permanent: (n.state & NUD_PERMANENT) !== 0 };
+}
+
+// ---------------------------------------------------------------- routes
+
+function rtmsg(w: Writer, dstLen: number, proto: number, scope: number, type: number, flags: number): Writer {
+  return w.u8(AF_INET).u8(dstLen).u8(0).u8(0).u8(RT_TABLE_MAIN).u8(proto).u8(scope).u8(type).u32(flags);
+}
+
+/** RTM_NEWROUTE CREATE|REPLACE: `ip route replace DST via GW dev IF [onlink] proto P`. */
+export function routeReplaceMessage(r: { dst: string; gw: string | null; oif: number; onlink: boolean; proto: number }): OutMessage {
+  const dst = Subnet.parse(r.dst);
+  const w = new Writer(RTMSG_LEN + attrSpace(4, 4, 4));
+  rtmsg(w, dst.prefixLength, r.proto, RT_SCOPE_UNIVERSE, RTN_UNICAST, r.onlink ? RTNH_F_ONLINK : 0);
+  w.attr(RTA_DST, ipv4Bytes(dst.ip));
+  if (r.gw) w.attr(RTA_GATEWAY, ipv4Bytes(r.gw));
+  if (r.oif) w.attrU32(RTA_OIF, r.oif);
+  return { type: RTM_NEWROUTE, flags: NLM_F_CREATE | NLM_F_REPLACE, body: w.done() };
+}
+
+/** RTM_DELROUTE: `ip route del DST [via GW] [dev IF]`; scope NOWHERE and proto 0 match any. */
+export function routeDelMessage(r: { dst: string; gw?: string | null; oif?: number }): OutMessage {
+  const dst = Subnet.parse(r.dst);
+  const w = new Writer(RTMSG_LEN + attrSpace(4, 4, 4));
+  rtmsg(w, dst.prefixLength, 0, RT_SCOPE_NOWHERE, 0, 0);
+  w.attr(RTA_DST, ipv4Bytes(dst.ip));
+  if (r.gw) w.attr(RTA_GATEWAY, ipv4Bytes(r.gw));
+  if (r.oif) w.attrU32(RTA_OIF, r.oif);
+  return { type: RTM_DELROUTE, flags: 0, body: w.done() };
+}
+
+export function routeDumpMessage(): OutMessage {
+  const w = new Writer(RTMSG_LEN);
+  w.u8(AF_INET).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u32(0);
+  return { type: RTM_GETROUTE, flags: NLM_F_DUMP, body: w.done() };
+}
+
+/** A main-table IPv4 unicast route from a dump, or null for anything else. */
+export function parseRoute(payload: Buffer): Route | null {
+  const family = payload.readUInt8(0);
+  const dstLen = payload.readUInt8(1);
+  const proto = payload.readUInt8(5);
+  const type = payload.readUInt8(7);
+  const flags = payload.readUInt32LE(8);
+  let table = payload.readUInt8(4);
+  let dst: Buffer | null = null;
+  let gw: Buffer | null = null;
+  let oif = 0;
+  forEachAttr(payload, RTMSG_LEN, (t, data) => {
+    if (t === RTA_DST) dst = data;
+    else if (t === RTA_GATEWAY) gw = data;
+    else if (t === RTA_OIF) oif = data.readUInt32LE(0);
+    else if (t === RTA_TABLE) table = data.readUInt32LE(0);
+  });
+  if (family !== AF_INET || table !== RT_TABLE_MAIN || type !== RTN_UNICAST) return null;
+  const dstIp = dst ? ipv4String(dst) : '0.0.0.0';
+  return {
+    dst: `${dstIp}/${dstLen}`,
+    gw: gw ? ipv4String(gw) : null,
+    oif,
+    onlink: (flags & RTNH_F_ONLINK) !== 0,
+    proto,
+  };
+}
+
+// ---------------------------------------------------------------- addresses
+
+function ifaddrmsg(w: Writer, prefixLen: number, ifindex: number): Writer {
+  return w.u8(AF_INET).u8(prefixLen).u8(0).u8(RT_SCOPE_UNIVERSE).u32(ifindex);
+}
+
+/** RTM_NEWADDR CREATE|EXCL: `ip addr add CIDR dev IF`. */
+export function addrAddMessage(a: Addr): OutMessage {
+  const [ip, len] = splitCidr(a.cidr);
+  const w = new Writer(IFADDRMSG_LEN + attrSpace(4, 4));
+  ifaddrmsg(w, len, a.ifindex).attr(IFA_LOCAL, ipv4Bytes(ip)).attr(IFA_ADDRESS, ipv4Bytes(ip));
+  return { type: RTM_NEWADDR, flags: NLM_F_CREATE | NLM_F_EXCL, body: w.done() };
+}
+
+/** RTM_DELADDR: `ip addr del CIDR dev IF`. */
+export function addrDelMessage(a: Addr): OutMessage {
+  const [ip, len] = splitCidr(a.cidr);
+  const w = new Writer(IFADDRMSG_LEN + attrSpace(4, 4));
+  ifaddrmsg(w, len, a.ifindex).attr(IFA_LOCAL, ipv4Bytes(ip)).attr(IFA_ADDRESS, ipv4Bytes(ip));
+  return { type: RTM_DELADDR, flags: 0, body: w.done() };
+}
+
+export function addrDumpMessage(): OutMessage {
+  const w = new Writer(IFADDRMSG_LEN);
+  w.u8(AF_INET).u8(0).u8(0).u8(0).u32(0);
+  return { type: RTM_GETADDR, flags: NLM_F_DUMP, body: w.done() };
+}
+
+/** An IPv4 interface address from a dump (IFA_LOCAL, else IFA_ADDRESS), or null. */
+export function parseAddr(payload: Buffer): Addr | null {
+  if (payload.readUInt8(0) !== AF_INET) return null;
+  const prefixLen = payload.readUInt8(1);
+  const ifindex = payload.readUInt32LE(4);
+  let local: Buffer | null = null;
+  let address: Buffer | null = null;
+  forEachAttr(payload, IFADDRMSG_LEN, (t, data) => {
+    if (t === IFA_LOCAL) local = data;
+    else if (t === IFA_ADDRESS) address = data;
+  });
+  const ip = local ?? address;
+  return ip ? { ifindex, cidr: `${ipv4String(ip)}/${prefixLen}` } : null;
+}
+
+function splitCidr(cidr: string): [string, number] {
+  const [ip, len] = cidr.split('/');
+  const n = Number(len);
+  if (!ip || !Number.isInteger(n) || n < 0 || n > 32) throw new Error(`not an IPv4 CIDR: ${cidr}`);
+  return [ip, n];
+}

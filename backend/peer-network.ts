@@ -1,0 +1,103 @@
+/**
+ * The part every peer-programming backend shares: feed lease batches into a
+ * Reconciler and let a ReconcileLoop apply them. A backend supplies the
+ * Programmer (lease -> kernel entries, device upkeep) and its lease attrs.
+ */
+import type { Logger } from '../common/log.js';
+import type { Lease, PeerBatch } from '../lease/types.js';
+import type { BackendLeaseAttrs, BackendNetwork, BackendStats } from './backend.js';
+import type { Kernel } from './kernel.js';
+import { ReconcileLoop } from './reconcile-loop.js';
+import { Reconciler, type Programmer } from './reconciler.js';
+
+export interface PeerNetworkOptions {
+  readonly kernel: Kernel;
+  readonly programmer: Programmer & { configure(ownLease: Lease): Promise<void> };
+  readonly leaseAttrs: BackendLeaseAttrs;
+  readonly mtu: number;
+  readonly log: Logger;
+  readonly resyncIntervalMs?: number;
+  /** Runs after the loop stopped, e.g. to close a kernel port the backend opened. */
+  readonly onClose?: () => Promise<void>;
+}
+
+export class PeerNetwork implements BackendNetwork {
+  readonly leaseAttrs: BackendLeaseAttrs;
+  readonly mtu: number;
+  private readonly programmer: PeerNetworkOptions['programmer'];
+  private readonly reconciler: Reconciler;
+  private readonly loop: ReconcileLoop;
+  private readonly onClose: (() => Promise<void>) | undefined;
+
+  constructor(options: PeerNetworkOptions) {
+    this.leaseAttrs = options.leaseAttrs;
+    this.mtu = options.mtu;
+    this.programmer = options.programmer;
+    this.onClose = options.onClose;
+    this.reconciler = new Reconciler({ kernel: options.kernel, programmer: options.programmer, log: options.log });
+    this.loop = new ReconcileLoop({
+      reconciler: this.reconciler,
+      log: options.log,
+      ...(options.resyncIntervalMs !== undefined ? { resyncIntervalMs: options.resyncIntervalMs } : {}),
+    });
+  }
+
+  get ready(): Promise<void> {
+    return this.loop.ready;
+  }
+
+  stats(): BackendStats {
+    return this.reconciler.stats();
+  }
+
+  configure(ownLease: Lease): Promise<void> {
+    return this.programmer.configure(ownLease);
+  }
+
+  async run(batches: AsyncIterable<PeerBatch>, signal: AbortSignal): Promise<void> {
+    this.loop.start();
+    const iterator = batches[Symbol.asyncIterator]();
+    const aborted = new Promise<'aborted'>((resolve) => {
+      if (signal.aborted) resolve('aborted');
+      signal.addEventListener('abort', () => resolve('aborted'), { once: true });
+    });
+    try {
+      for (;;) {
+        const next = await Promise.race([iterator.next(), aborted]);
+        if (next === 'aborted' || next.done) break;
+        // Pull the next batch only after this one went through a pass: the
+        // watcher coalesces meanwhile, and the caller can time batch -> kernel.
+        await this.take(next.value);
+      }
+    } finally {
+      // Not awaited: an async generator parked in its own await only settles
+      // return() after that await, which may be never once we stop pulling.
+      iterator.return?.()?.catch(() => undefined);
+    }
+  }
+
+  /**
+   * Hands one batch to the reconciler (a resync replaces the peer set, events
+   * mark their peers dirty) and resolves after the pass that includes it.
+   */
+  take(batch: PeerBatch): Promise<void> {
+    if (batch.resync) {
+      this.reconciler.setPeers(batch.peers);
+    } else {
+      this.reconciler.update(
+        batch.peers,
+        batch.events.map((e) => ({ key: e.lease.subnet.toString(), ...(e.type === 'removed' ? { removed: e.lease } : {}) })),
+      );
+    }
+    return this.loop.flush();
+  }
+
+  settled(): Promise<void> {
+    return this.loop.settled();
+  }
+
+  async close(): Promise<void> {
+    await this.loop.stop();
+    await this.onClose?.();
+  }
+}

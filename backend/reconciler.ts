@@ -1,0 +1,378 @@
+/**
+ * Keeps the kernel's per-peer entries equal to what the peer leases ask for,
+ * in the manner of Calico Felix's route table: the desired state comes from
+ * the peer map, changed peers go into a dirty set, and one `apply()` turns the
+ * difference into idempotent kernel ops. A failed op leaves its peer dirty for
+ * the next pass; nothing retries in place.
+ *
+ * Two kinds of pass:
+ * - delta (after lease events): only dirty peers, against what weft last
+ *   programmed for them; a handful of ops, sent at once.
+ * - full (start, resync, periodic, device rebuilt): dumps the entries weft
+ *   owns (neighbours and FDB on its device, routes its `Programmer` claims)
+ *   and diffs them against every peer. This removes entries of peers that
+ *   vanished while weftd was down and repairs drift.
+ *
+ * Ops go out in flannel's order: deletions route -> neighbour -> FDB, then
+ * neighbour and FDB additions, then (second round trip) routes, only for peers
+ * whose neighbour and FDB are in place so the kernel never ARPs for `S.0`.
+ */
+import type { Logger } from '../common/log.js';
+import type { Lease } from '../lease/types.js';
+import { describeOp, type Kernel, type KernelOp, type Route } from './kernel.js';
+
+/** One kernel entry weft programs for a peer. */
+export type Entry =
+  | { readonly kind: 'neigh'; readonly ifindex: number; readonly ip: string; readonly mac: string }
+  | { readonly kind: 'fdb'; readonly ifindex: number; readonly mac: string; readonly dst: string }
+  | { readonly kind: 'route'; readonly dst: string; readonly gw: string | null; readonly oif: number; readonly onlink: boolean };
+
+/** The slice of kernel state that is weft's, as of the last refresh. */
+export interface Ownership {
+  /** Device whose permanent neighbours are all weft's, or null (host-gw). */
+  readonly neighIfindex: number | null;
+  /** Device whose FDB entries are all weft's, or null. */
+  readonly fdbIfindex: number | null;
+  ownsRoute(route: Route): boolean;
+}
+
+/** What a backend tells the reconciler: how a lease maps to entries, and what it owns. */
+export interface Programmer {
+  /**
+   * Brings the backend's own state up to date before a full pass (device
+   * present and compatible, underlay addresses) and says what weft owns.
+   * `rebuilt` is true when the device was (re)created, so nothing weft
+   * programmed before survives.
+   */
+  refresh(): Promise<{ ownership: Ownership; rebuilt: boolean }>;
+  /** The entries for one peer lease in programming order, or null to skip the lease. */
+  entriesFor(lease: Lease): readonly Entry[] | null;
+}
+
+export interface ApplyReport {
+  readonly full: boolean;
+  readonly ops: number;
+  readonly failed: number;
+}
+
+/** Identity of an entry the way the kernel keys it. */
+export function entryKey(e: Entry): string {
+  switch (e.kind) {
+    case 'neigh':
+      return `neigh ${e.ifindex} ${e.ip}`;
+    case 'fdb':
+      return `fdb ${e.ifindex} ${e.mac}`;
+    case 'route':
+      return `route ${e.dst}`;
+  }
+}
+
+export function sameEntry(a: Entry, b: Entry): boolean {
+  if (a.kind === 'neigh' && b.kind === 'neigh') return a.ifindex === b.ifindex && a.ip === b.ip && a.mac === b.mac;
+  if (a.kind === 'fdb' && b.kind === 'fdb') return a.ifindex === b.ifindex && a.mac === b.mac && a.dst === b.dst;
+  if (a.kind === 'route' && b.kind === 'route') return a.dst === b.dst && a.gw === b.gw && a.oif === b.oif && a.onlink === b.onlink;
+  return false;
+}
+
+/** A desired entry and the peer (subnet key) it serves. */
+export interface Owned {
+  readonly peer: string;
+  readonly entry: Entry;
+}
+
+export interface Plan {
+  /** Entries to remove, any order (ops() orders them). */
+  readonly deletes: readonly Entry[];
+  /** Entries to (re)write. */
+  readonly sets: readonly Owned[];
+}
+
+/**
+ * The pure heart of a full pass: what to delete (held, not desired) and what
+ * to write (desired, missing or different).
+ */
+export function planFull(desired: ReadonlyMap<string, Owned>, actual: ReadonlyMap<string, Entry>): Plan {
+  const deletes: Entry[] = [];
+  const sets: Owned[] = [];
+  for (const [key, entry] of actual) if (!desired.has(key)) deletes.push(entry);
+  for (const [key, owned] of desired) {
+    const held = actual.get(key);
+    if (!held || !sameEntry(held, owned.entry)) sets.push(owned);
+  }
+  return { deletes, sets };
+}
+
+const DELETE_ORDER = { route: 0, neigh: 1, fdb: 2 } as const;
+
+function deleteOp(e: Entry): KernelOp {
+  switch (e.kind) {
+    case 'route':
+      return { op: 'routeDel', route: { dst: e.dst, gw: e.gw, oif: e.oif } };
+    case 'neigh':
+      return { op: 'neighDel', neigh: { ifindex: e.ifindex, ip: e.ip } };
+    case 'fdb':
+      return { op: 'fdbDel', fdb: { ifindex: e.ifindex, mac: e.mac, dst: e.dst } };
+  }
+}
+
+function setOp(e: Entry): KernelOp {
+  switch (e.kind) {
+    case 'route':
+      return { op: 'routeReplace', route: { dst: e.dst, gw: e.gw, oif: e.oif, onlink: e.onlink } };
+    case 'neigh':
+      return { op: 'neighSet', neigh: { ifindex: e.ifindex, ip: e.ip, mac: e.mac } };
+    case 'fdb':
+      return { op: 'fdbReplace', fdb: { ifindex: e.ifindex, mac: e.mac, dst: e.dst } };
+  }
+}
+
+/** Deletion ops in flannel's removal order: routes, then neighbours, then FDB. */
+export function deleteOps(deletes: readonly Entry[]): KernelOp[] {
+  return [...deletes].sort((a, b) => DELETE_ORDER[a.kind] - DELETE_ORDER[b.kind]).map(deleteOp);
+}
+
+export interface ReconcilerOptions {
+  readonly kernel: Kernel;
+  readonly programmer: Programmer;
+  readonly log: Logger;
+}
+
+export class Reconciler {
+  private readonly kernel: Kernel;
+  private readonly programmer: Programmer;
+  private readonly log: Logger;
+  private peers: ReadonlyMap<string, Lease> = new Map();
+  private readonly dirty = new Set<string>();
+  /** Leases of peers removed since the last pass: fallback when nothing was programmed for them. */
+  private readonly removed = new Map<string, Lease>();
+  private fullPending = true;
+  /** What weft last wrote successfully, per peer. */
+  private readonly programmed = new Map<string, readonly Entry[]>();
+  /** Entry key -> peer, over `programmed`. */
+  private readonly programmedOwner = new Map<string, string>();
+  private ownership: Ownership | null = null;
+  private counters = { fullPasses: 0, deltaPasses: 0, failedOps: 0 };
+
+  constructor(options: ReconcilerOptions) {
+    this.kernel = options.kernel;
+    this.programmer = options.programmer;
+    this.log = options.log;
+  }
+
+  /** Replaces the whole peer set (a resync); the next pass is full. */
+  setPeers(peers: ReadonlyMap<string, Lease>): void {
+    this.peers = peers;
+    this.fullPending = true;
+  }
+
+  /** Takes a delta: the peers named by `changed` are dirty, `peers` is the set after them. */
+  update(peers: ReadonlyMap<string, Lease>, changed: Iterable<{ key: string; removed?: Lease }>): void {
+    this.peers = peers;
+    for (const c of changed) {
+      this.dirty.add(c.key);
+      if (c.removed) this.removed.set(c.key, c.removed);
+    }
+  }
+
+  /** Asks for a full pass (periodic repair, device gone). */
+  requestFull(): void {
+    this.fullPending = true;
+  }
+
+  stats(): { peers: number; entries: number; fullPasses: number; deltaPasses: number; failedOps: number } {
+    return { peers: this.peers.size, entries: this.programmedOwner.size, ...this.counters };
+  }
+
+  get pending(): boolean {
+    return this.fullPending || this.dirty.size > 0;
+  }
+
+  /** One pass; failures stay pending for the next one. */
+  async apply(): Promise<ApplyReport> {
+    if (this.fullPending || !this.ownership) return this.fullPass();
+    return this.deltaPass();
+  }
+
+  private async fullPass(): Promise<ApplyReport> {
+    this.fullPending = false;
+    const dirtyBefore = new Set(this.dirty);
+    this.dirty.clear();
+    this.removed.clear();
+    let ownership: Ownership;
+    try {
+      const refreshed = await this.programmer.refresh();
+      ownership = refreshed.ownership;
+      if (refreshed.rebuilt) this.forgetProgrammed();
+      this.ownership = ownership;
+    } catch (err) {
+      this.fullPending = true;
+      for (const k of dirtyBefore) this.dirty.add(k);
+      throw err;
+    }
+
+    const desired = new Map<string, Owned>();
+    const byPeer = new Map<string, Entry[]>();
+    for (const [peer, lease] of this.peers) {
+      const entries = this.programmer.entriesFor(lease);
+      if (!entries) continue;
+      const mine: Entry[] = [];
+      for (const entry of entries) {
+        const key = entryKey(entry);
+        const other = desired.get(key);
+        if (other && other.peer !== peer) {
+          this.log.warn('two peers claim one kernel entry; keeping the first', { entry: key, peer, other: other.peer });
+          continue;
+        }
+        desired.set(key, { peer, entry });
+        mine.push(entry);
+      }
+      byPeer.set(peer, mine);
+    }
+
+    const actual = await this.dumpOwned(ownership);
+    const plan = planFull(desired, actual);
+    const { failedPeers, failedDeletes, ops } = await this.execute(plan);
+    this.forgetProgrammed();
+    for (const [peer, entries] of byPeer) {
+      if (failedPeers.has(peer)) this.dirty.add(peer);
+      else this.setProgrammed(peer, entries);
+    }
+    if (failedDeletes > 0) this.fullPending = true;
+    const failed = failedPeers.size + failedDeletes;
+    this.counters.fullPasses++;
+    this.counters.failedOps += failed;
+    if (plan.deletes.length + plan.sets.length > 0 || failed > 0) {
+      this.log.info('full reconcile', { peers: this.peers.size, removed: plan.deletes.length, written: plan.sets.length, failed });
+    }
+    return { full: true, ops, failed };
+  }
+
+  private async deltaPass(): Promise<ApplyReport> {
+    const peers = [...this.dirty];
+    this.dirty.clear();
+    const removedLeases = new Map(this.removed);
+    this.removed.clear();
+
+    // Keys still wanted by a peer that is not being touched must survive a neighbour's removal.
+    const claimed = new Map<string, string>();
+    const next = new Map<string, readonly Entry[]>();
+    for (const peer of peers) {
+      const lease = this.peers.get(peer);
+      const entries = lease ? (this.programmer.entriesFor(lease) ?? []) : [];
+      next.set(peer, entries);
+      for (const e of entries) claimed.set(entryKey(e), peer);
+    }
+    const deletes: Entry[] = [];
+    const sets: Owned[] = [];
+    for (const peer of peers) {
+      const before = this.programmed.get(peer) ?? this.fallbackEntries(removedLeases.get(peer));
+      const after = next.get(peer) ?? [];
+      for (const e of before) {
+        const key = entryKey(e);
+        const holder = this.programmedOwner.get(key);
+        const heldByOther = holder !== undefined && holder !== peer && !next.has(holder);
+        if (!claimed.has(key) && !heldByOther) deletes.push(e);
+      }
+      for (const e of after) sets.push({ peer, entry: e });
+    }
+    const { failedPeers, failedDeletes, ops } = await this.execute({ deletes, sets });
+    for (const peer of peers) {
+      if (failedPeers.has(peer)) {
+        this.dirty.add(peer);
+        continue;
+      }
+      this.setProgrammed(peer, next.get(peer) ?? []);
+    }
+    // A failed deletion of a departed peer is left to a full pass, which finds it by dump.
+    if (failedDeletes > 0) this.fullPending = true;
+    this.counters.deltaPasses++;
+    this.counters.failedOps += failedPeers.size + failedDeletes;
+    return { full: false, ops, failed: failedPeers.size + failedDeletes };
+  }
+
+  private fallbackEntries(lease: Lease | undefined): readonly Entry[] {
+    return lease ? (this.programmer.entriesFor(lease) ?? []) : [];
+  }
+
+  private setProgrammed(peer: string, entries: readonly Entry[]): void {
+    for (const e of this.programmed.get(peer) ?? []) {
+      const key = entryKey(e);
+      if (this.programmedOwner.get(key) === peer) this.programmedOwner.delete(key);
+    }
+    if (entries.length === 0) {
+      this.programmed.delete(peer);
+      return;
+    }
+    this.programmed.set(peer, entries);
+    for (const e of entries) this.programmedOwner.set(entryKey(e), peer);
+  }
+
+  private forgetProgrammed(): void {
+    this.programmed.clear();
+    this.programmedOwner.clear();
+  }
+
+  private async dumpOwned(ownership: Ownership): Promise<Map<string, Entry>> {
+    const actual = new Map<string, Entry>();
+    const [neighs, fdbs, routes] = await Promise.all([
+      ownership.neighIfindex !== null ? this.kernel.neighList(ownership.neighIfindex) : Promise.resolve([]),
+      ownership.fdbIfindex !== null ? this.kernel.fdbList(ownership.fdbIfindex) : Promise.resolve([]),
+      this.kernel.routeList(),
+    ]);
+    for (const n of neighs) {
+      // Learned (non-permanent) entries are the kernel's business, not weft's.
+      if (!n.permanent) continue;
+      const e: Entry = { kind: 'neigh', ifindex: n.ifindex, ip: n.ip, mac: n.mac };
+      actual.set(entryKey(e), e);
+    }
+    for (const f of fdbs) {
+      const e: Entry = { kind: 'fdb', ifindex: f.ifindex, mac: f.mac, dst: f.dst };
+      actual.set(entryKey(e), e);
+    }
+    for (const r of routes) {
+      if (!ownership.ownsRoute(r)) continue;
+      const e: Entry = { kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink };
+      actual.set(entryKey(e), e);
+    }
+    return actual;
+  }
+
+  /** Sends the plan in two round trips (routes last) and reports failures. */
+  private async execute(plan: Plan): Promise<{ failedPeers: Set<string>; failedDeletes: number; ops: number }> {
+    const failedPeers = new Set<string>();
+    let failedDeletes = 0;
+    const first: KernelOp[] = deleteOps(plan.deletes);
+    const firstOwners: Array<string | null> = first.map(() => null);
+    const routes: Owned[] = [];
+    for (const s of plan.sets) {
+      if (s.entry.kind === 'route') {
+        routes.push(s);
+        continue;
+      }
+      first.push(setOp(s.entry));
+      firstOwners.push(s.peer);
+    }
+    const firstResults = await this.kernel.apply(first);
+    firstResults.forEach((errno, i) => {
+      if (!errno) return;
+      const owner = firstOwners[i];
+      const op = first[i] as KernelOp;
+      // Deleting what is already gone is success for a reconciler.
+      if (owner === null && (errno === 'ENOENT' || errno === 'ESRCH')) return;
+      this.log.warn('kernel op failed', { op: describeOp(op), errno });
+      if (owner === null || owner === undefined) failedDeletes++;
+      else failedPeers.add(owner);
+    });
+
+    const second = routes.filter((r) => !failedPeers.has(r.peer));
+    const secondResults = await this.kernel.apply(second.map((r) => setOp(r.entry)));
+    secondResults.forEach((errno, i) => {
+      if (!errno) return;
+      const owned = second[i] as Owned;
+      this.log.warn('kernel op failed', { op: describeOp(setOp(owned.entry)), errno });
+      failedPeers.add(owned.peer);
+    });
+    for (const r of routes) if (failedPeers.has(r.peer) && !second.includes(r)) this.log.debug('route held back', { peer: r.peer });
+    return { failedPeers, failedDeletes, ops: first.length + second.length };
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Benchmark worker, run inside a fresh network namespace by bench/kernel.ts:
+ * registers the vxlan backend over the real kernel, then times
+ *   program: a resync with N peers, from delivery until the kernel holds all 3N entries;
+ *   event:   single 'added' events (median and p99 of batch -> programmed);
+ *   remove:  a resync with no peers, until every entry is gone.
+ * Prints one JSON line.
+ */
+import { silentLogger } from '../common/log.js';
+import { Subnet } from '../lease/subnet.js';
+import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
+import { NetlinkKernel } from '../backend/kernel-netlink.js';
+import { PeerNetwork } from '../backend/peer-network.js';
+import { VxlanBackend } from '../backend/vxlan/vxlan.js';
+
+const N = Number(process.argv[2] ?? 1000);
+const EVENTS = 100;
+
+function peer(i: number): Lease {
+  const hex = (n: number): string => n.toString(16).padStart(2, '0');
+  const subnet = Subnet.parse(`10.${100 + (i >> 8)}.${i & 255}.0/24`);
+  return {
+    subnet,
+    ipv6Subnet: null,
+    attrs: { PublicIP: `198.18.${1 + (i >> 8)}.${i & 255}`, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: `0a:01:00:${hex((i >> 16) & 255)}:${hex((i >> 8) & 255)}:${hex(i & 255)}` } },
+    key: subnet.toString(),
+    etcdLeaseId: '1',
+    modRevision: '1',
+  };
+}
+
+const network: NetworkConfig = {
+  enableIPv4: true, enableIPv6: false, network: Subnet.parse('10.0.0.0/8'), subnetLen: 24,
+  subnetMin: null, subnetMax: null, ipv6Network: null, ipv6SubnetLen: 0, ipv6SubnetMin: null, ipv6SubnetMax: null,
+  enableNFTables: false,
+  backend: { type: 'vxlan', vni: 1, port: 0, mtu: 0, gbp: false, learning: false, directRouting: false, raw: {} },
+};
+
+async function main(): Promise<void> {
+  const kernel = new NetlinkKernel();
+  const net = (await new VxlanBackend().register({
+    publicIP: '198.18.0.1', iface: { name: 'eth0', mtu: 1500 }, network, log: silentLogger(), kernel, resyncIntervalMs: 3_600_000,
+  })) as PeerNetwork;
+  const own: Lease = { ...peer(0), subnet: Subnet.parse('10.99.0.0/24'), key: '10.99.0.0/24' };
+  await net.configure(own);
+  const leases = Array.from({ length: N }, (_, i) => peer(i));
+  const all = new Map(leases.map((l) => [l.subnet.toString(), l]));
+
+  const batch = async (b: PeerBatch): Promise<number> => {
+    const t = performance.now();
+    await net.take(b);
+    await net.settled();
+    return performance.now() - t;
+  };
+  const programMs = await batch({ events: [], peers: all, resync: true });
+  const programmed = net.stats().entries;
+
+  const latencies: number[] = [];
+  const grown = new Map(all);
+  for (let i = 0; i < EVENTS; i++) {
+    const l = peer(N + i);
+    grown.set(l.subnet.toString(), l);
+    latencies.push(await batch({ events: [{ type: 'added', lease: l }], peers: grown, resync: false }));
+  }
+  for (let i = 0; i < EVENTS; i++) {
+    const l = peer(N + i);
+    grown.delete(l.subnet.toString());
+    await batch({ events: [{ type: 'removed', lease: l }], peers: grown, resync: false });
+  }
+
+  const removeMs = await batch({ events: [], peers: new Map(), resync: true });
+  const left = (await kernel.neighList((await kernel.linkByName('flannel.1'))!.index)).length;
+  latencies.sort((a, b) => a - b);
+  await net.close();
+  await kernel.close();
+  process.stdout.write(
+    JSON.stringify({
+      n: N, programMs, removeMs, programmed, left,
+      eventMedianMs: latencies[Math.floor(latencies.length / 2)], eventP99Ms: latencies[Math.floor(latencies.length * 0.99)],
+    }) + '\n',
+  );
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

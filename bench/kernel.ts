@@ -1,0 +1,137 @@
+/**
+ * `npm run bench:kernel [-- --quick]`: weft's start-up programming and removal
+ * of N vxlan peers (3 entries each) next to `ip -batch` + `bridge -batch`
+ * doing the same entries, each in a fresh network namespace, in one run.
+ * Ratio = weft / iproute2 (<= 1.0 means weft is at least as fast).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Netns, cleanupLeftovers, standaloneHost, teardownAll } from '../test/harness/netns.js';
+
+const quick = process.argv.includes('--quick');
+const SIZES = quick ? [100, 1000] : [100, 1000, 5000];
+const REPEATS = 3;
+const WORKER = fileURLToPath(new URL('./kernel-worker.js', import.meta.url));
+
+interface WeftResult {
+  n: number;
+  programMs: number;
+  removeMs: number;
+  programmed: number;
+  left: number;
+  eventMedianMs: number;
+  eventP99Ms: number;
+}
+
+function hex(n: number): string {
+  return n.toString(16).padStart(2, '0');
+}
+
+/** The same entries the worker programs, as iproute2 batch lines. */
+function batchLines(n: number): { ipAdd: string[]; bridgeAdd: string[]; ipDel: string[]; bridgeDel: string[] } {
+  const ipAdd: string[] = [], bridgeAdd: string[] = [], ipDel: string[] = [], bridgeDel: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const s0 = `10.${100 + (i >> 8)}.${i & 255}.0`;
+    const mac = `0a:01:00:${hex((i >> 16) & 255)}:${hex((i >> 8) & 255)}:${hex(i & 255)}`;
+    const pip = `198.18.${1 + (i >> 8)}.${i & 255}`;
+    ipAdd.push(`neigh replace ${s0} dev flannel.1 lladdr ${mac} nud permanent`);
+    bridgeAdd.push(`fdb replace ${mac} dev flannel.1 dst ${pip} self permanent`);
+    ipDel.push(`route del ${s0}/24 via ${s0} dev flannel.1`);
+    ipDel.push(`neigh del ${s0} dev flannel.1`);
+    bridgeDel.push(`fdb del ${mac} dev flannel.1 self`);
+  }
+  // Routes last, after every neighbour, as flannel orders them.
+  for (let i = 0; i < n; i++) {
+    const s0 = `10.${100 + (i >> 8)}.${i & 255}.0`;
+    ipAdd.push(`route replace ${s0}/24 via ${s0} dev flannel.1 onlink proto 0x57`);
+  }
+  return { ipAdd, bridgeAdd, ipDel, bridgeDel };
+}
+
+function runIn(ns: Netns, cmd: string, args: string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', ns.name, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} exited ${code}: ${err.slice(0, 300)}`))));
+    child.stdin.end(input ?? '');
+  });
+}
+
+async function timeIt(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+async function iproute2Run(n: number, rep: number): Promise<{ programMs: number; removeMs: number }> {
+  const ns = await standaloneHost(`bi${n}r${rep}`, '198.18.0.1/16');
+  try {
+    await ns.ip('link', 'add', 'flannel.1', 'address', '0a:00:00:00:00:01', 'mtu', '1450', 'type', 'vxlan', 'id', '1', 'local', '198.18.0.1', 'dev', 'eth0', 'nolearning', 'dstport', '8472');
+    await ns.ip('link', 'set', 'flannel.1', 'up');
+    const l = batchLines(n);
+    const programMs = await timeIt(async () => {
+      await runIn(ns, 'ip', ['-force', '-batch', '-'], l.ipAdd.join('\n') + '\n');
+      await runIn(ns, 'bridge', ['-force', '-batch', '-'], l.bridgeAdd.join('\n') + '\n');
+    });
+    const count = (await ns.ip('neigh', 'show', 'dev', 'flannel.1')).trim().split('\n').filter(Boolean).length;
+    if (count !== n) throw new Error(`iproute2 programmed ${count} of ${n} neighbours`);
+    const removeMs = await timeIt(async () => {
+      await runIn(ns, 'ip', ['-force', '-batch', '-'], l.ipDel.join('\n') + '\n');
+      await runIn(ns, 'bridge', ['-force', '-batch', '-'], l.bridgeDel.join('\n') + '\n');
+    });
+    return { programMs, removeMs };
+  } finally {
+    await ns.delete();
+  }
+}
+
+async function weftRun(n: number, rep: number): Promise<WeftResult> {
+  const ns = await standaloneHost(`bw${n}r${rep}`, '198.18.0.1/16');
+  try {
+    const out = await runIn(ns, process.execPath, [WORKER, String(n)]);
+    const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as WeftResult;
+    if (r.programmed !== 3 * n || r.left !== 0) throw new Error(`weft programmed ${r.programmed} entries, ${r.left} neighbours left`);
+    return r;
+  } finally {
+    await ns.delete();
+  }
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+const ms = (x: number): string => x.toFixed(0).padStart(6);
+
+async function main(): Promise<void> {
+  await cleanupLeftovers();
+  const cpus = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
+  console.log(`kernel ${release()}, ${cpus} cores, node ${process.version}; median of ${REPEATS} runs, each in a fresh namespace\n`);
+  console.log('|     N | weft program ms | ip+bridge -batch ms | ratio | weft remove ms | ip+bridge -batch ms | ratio | event median / p99 ms |');
+  console.log('|------:|----------------:|--------------------:|------:|---------------:|--------------------:|------:|----------------------:|');
+  for (const n of SIZES) {
+    const weft: WeftResult[] = [];
+    const base: Array<{ programMs: number; removeMs: number }> = [];
+    for (let rep = 0; rep < REPEATS; rep++) {
+      // Interleave so both see the same machine load.
+      base.push(await iproute2Run(n, rep));
+      weft.push(await weftRun(n, rep));
+    }
+    const wp = median(weft.map((r) => r.programMs));
+    const bp = median(base.map((r) => r.programMs));
+    const wr = median(weft.map((r) => r.removeMs));
+    const br = median(base.map((r) => r.removeMs));
+    const em = median(weft.map((r) => r.eventMedianMs));
+    const ep = median(weft.map((r) => r.eventP99Ms));
+    console.log(`| ${String(n).padStart(5)} | ${ms(wp).padStart(15)} | ${ms(bp).padStart(19)} | ${(wp / bp).toFixed(2).padStart(5)} | ${ms(wr).padStart(14)} | ${ms(br).padStart(19)} | ${(wr / br).toFixed(2).padStart(5)} | ${`${em.toFixed(2)} / ${ep.toFixed(2)}`.padStart(21)} |`);
+  }
+}
+
+main()
+  .catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(() => teardownAll());
