@@ -58,16 +58,33 @@ export class EtcdServer {
     readonly clientPort: number,
     readonly peerPort: number,
     readonly tls: EtcdTls | null,
+    /** Where etcd runs: a namespace on the test underlay and its address there, or the root namespace's loopback. */
+    readonly place: { netns: string; ip: string } | null,
   ) {}
 
-  static async start(options: { tls?: EtcdTls } = {}): Promise<EtcdServer> {
-    const server = new EtcdServer(mkdtempSync(join(tmpdir(), 'weft-etcd-')), await freePort(), await freePort(), options.tls ?? null);
+  /**
+   * Starts etcd on 127.0.0.1 (lease tests), or inside `netns` listening on
+   * `ip:2379` (cluster tests: etcd on the underlay, as in a real cluster).
+   */
+  static async start(options: { tls?: EtcdTls; netns?: { name: string; ip: string } } = {}): Promise<EtcdServer> {
+    const place = options.netns ? { netns: options.netns.name, ip: options.netns.ip } : null;
+    const [client, peer] = place ? [2379, 2380] : [await freePort(), await freePort()];
+    const server = new EtcdServer(mkdtempSync(join(tmpdir(), 'weft-etcd-')), client, peer, options.tls ?? null, place);
     await server.launch();
     return server;
   }
 
+  private get host(): string {
+    return this.place?.ip ?? '127.0.0.1';
+  }
+
   get endpoint(): string {
-    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.clientPort}`;
+    return `${this.tls ? 'https' : 'http'}://${this.host}:${this.clientPort}`;
+  }
+
+  /** A command, run inside etcd's namespace when it has one. */
+  private inPlace(cmd: string, args: string[]): [string, string[]] {
+    return this.place ? ['ip', ['netns', 'exec', this.place.netns, cmd, ...args]] : [cmd, args];
   }
 
   /** etcdctl flags for this server's TLS (and root credentials once auth is on). */
@@ -96,10 +113,9 @@ export class EtcdServer {
   }
 
   private async launch(): Promise<void> {
-    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const peer = `http://${this.host}:${this.peerPort}`;
     const proc = spawn(
-      'etcd',
-      [
+      ...this.inPlace('etcd', [
         '--name', 'weft-test',
         '--data-dir', this.dataDir,
         '--listen-client-urls', this.endpoint,
@@ -111,7 +127,7 @@ export class EtcdServer {
         '--log-level', 'error',
         ...(this.tls ? ['--cert-file', this.tls.certFile, '--key-file', this.tls.keyFile] : []),
         ...(this.tls?.clientCertAuth ? ['--client-cert-auth', '--trusted-ca-file', this.tls.caFile] : []),
-      ],
+      ]),
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';
@@ -123,7 +139,7 @@ export class EtcdServer {
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`etcd exited with ${proc.exitCode}: ${stderr}`);
       try {
-        if (this.tls) {
+        if (this.tls || this.place) {
           await this.etcdctl('endpoint', 'health');
           return;
         }
@@ -158,7 +174,7 @@ export class EtcdServer {
 
   /** Runs etcdctl (v3 API) against this server. */
   async etcdctl(...args: string[]): Promise<string> {
-    const { stdout } = await execFileP('etcdctl', [...this.ctlFlags(), ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
+    const { stdout } = await execFileP(...this.inPlace('etcdctl', [...this.ctlFlags(), ...args]), { env: { ...process.env, ETCDCTL_API: '3' } });
     return stdout;
   }
 

@@ -1,0 +1,9 @@
+import type { Backend } from '../backend/backend.js';
+import { HostGwBackend } from '../backend/hostgw/hostgw.js';
+import { VxlanBackend } from '../backend/vxlan/vxlan.js';
+
+/** The backends weftd offers, by config type: an explicit map, no registration by import side effects. */
+export function createBackends(): ReadonlyMap<string, Backend> {
+  const backends: Backend[] = [new VxlanBackend(), new HostGwBackend()];
+  return new Map(backends.map((b) => [b.type, b]));
+}

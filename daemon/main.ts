@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+/**
+ * weftd's command line: `weftd [options]` runs the daemon;
+ * `weftd docker-opts` writes Docker's options from the subnet file (flannel's
+ * mk-docker-opts.sh); `weftd cleanup-iptables` removes every rule weft added.
+ * Bad options exit with code 2 and one message naming the option.
+ */
+import yargs from 'yargs';
+import { isWeftError } from '../common/errors.js';
+import { createLogger } from '../common/log.js';
+import { NetlinkKernel } from '../backend/kernel-netlink.js';
+import { createBackends } from './backends.js';
+import { DOCKER_OPTS_DEFAULTS, runDockerOpts } from './docker-opts.js';
+import { iptablesRunner, removeTrafficRules } from './iptables.js';
+import { parseWeftdOptions } from './options.js';
+import { Weftd } from './weftd.js';
+
+async function runDaemon(argv: string[]): Promise<number> {
+  const options = await parseWeftdOptions(argv);
+  const log = createLogger({ level: options.logLevel, format: options.logFormat });
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      log.warn(`second ${sig}: exiting now`);
+      process.exit(1);
+    }
+    log.info(`${sig}: stopping (kernel state and lease are kept)`);
+    controller.abort();
+    // Stopping must not hang on a slow etcd or kernel call.
+    setTimeout(() => process.exit(0), 2000).unref();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const weftd = new Weftd({ options, log, backends: createBackends(), kernel: new NetlinkKernel() });
+  try {
+    await weftd.run(controller.signal);
+    log.info('stopped');
+    return 0;
+  } catch (err) {
+    if (controller.signal.aborted && isWeftError(err, 'WEFT_ERR_ABORTED')) return 0;
+    log.error(`weftd failed: ${(err as Error).message}`, isWeftError(err) ? { code: err.code } : {});
+    return isWeftError(err, 'WEFT_ERR_OPTION_INVALID') ? 2 : 1;
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'docker-opts') {
+    const a = await yargs(argv.slice(1))
+      .usage('weftd docker-opts [-f subnet.env] [-d out.env] [-i] [-c] [-k KEY] [-m] [--bridge NAME]')
+      .option('f', { type: 'string', default: DOCKER_OPTS_DEFAULTS.subnetFile, describe: 'subnet file to read' })
+      .option('d', { type: 'string', default: DOCKER_OPTS_DEFAULTS.outFile, describe: 'file to write' })
+      .option('i', { type: 'boolean', default: false, describe: 'one DOCKER_OPT_* variable per option' })
+      .option('c', { type: 'boolean', default: false, describe: 'the combined variable' })
+      .option('k', { type: 'string', default: DOCKER_OPTS_DEFAULTS.key, describe: 'name of the combined variable' })
+      .option('m', { type: 'boolean', default: false, describe: 'leave out --ip-masq' })
+      .option('bridge', { type: 'string', describe: 'use this pre-made bridge (weftd --bridge) instead of --bip' })
+      .strict()
+      .exitProcess(false)
+      .fail((msg, err) => {
+        throw Object.assign(err ?? new Error(msg), { exitCode: 1 });
+      })
+      .parse();
+    const result = await runDockerOpts({
+      subnetFile: a.f,
+      outFile: a.d,
+      individual: a.i,
+      combined: a.c,
+      key: a.k,
+      noIpMasq: a.m,
+      bridge: a.bridge,
+      existing: process.env[a.k],
+    });
+    if (result.message) console.error(result.message);
+    return result.exitCode;
+  }
+  if (argv[0] === 'cleanup-iptables') {
+    const removed = await removeTrafficRules(iptablesRunner());
+    console.error(removed ? 'removed weft/flannel iptables rules' : 'no weft/flannel iptables rules found');
+    return 0;
+  }
+  if (argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) {
+    console.log('usage: weftd [options] | weftd docker-opts [...] | weftd cleanup-iptables\n');
+    const { declareWeftdOptions } = await import('./options.js');
+    console.log(await declareWeftdOptions(yargs([])).option('config', { type: 'string', describe: 'YAML or JSON file whose keys are the long option names' }).getHelp());
+    return 0;
+  }
+  return runDaemon(argv);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // The etcd client and timers may hold the loop; exit once everything had its chance to flush.
+    setTimeout(() => process.exit(code), 100).unref();
+  },
+  (err: unknown) => {
+    const code = isWeftError(err, 'WEFT_ERR_OPTION_INVALID') ? 2 : ((err as { exitCode?: number }).exitCode ?? 1);
+    console.error(`weftd: ${(err as Error).message}`);
+    process.exit(code);
+  },
+);

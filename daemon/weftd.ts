@@ -1,0 +1,219 @@
+import type { Server } from 'node:http';
+import type { Etcd3 } from 'etcd3';
+import { Backoff } from '../common/backoff.js';
+import { WeftError, isWeftError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { backendFor, type Backend, type BackendNetwork } from '../backend/backend.js';
+import type { Kernel } from '../backend/kernel.js';
+import { createEtcdClient } from '../lease/etcd-client.js';
+import { LeaseManager } from '../lease/manager.js';
+import { EtcdRegistry } from '../lease/registry.js';
+import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
+import { LeaseWatcher } from '../lease/watcher.js';
+import { createHealthServer, listen } from './http.js';
+import { TrafficRules, type TrafficRulesSpec } from './iptables.js';
+import { WeftMetrics } from './metrics.js';
+import type { WeftdOptions } from './options.js';
+import { readPreviousSubnet, writeSubnetFile } from './subnet-file.js';
+import { ensureSysctl } from './sysctl.js';
+import { discoverUnderlay, type Underlay } from './underlay.js';
+
+export interface WeftdDeps {
+  readonly options: WeftdOptions;
+  readonly log: Logger;
+  /** Backends by type, built by the caller (no import side effects). */
+  readonly backends: ReadonlyMap<string, Backend>;
+  /** The kernel port (rtnetlink in production). */
+  readonly kernel: Kernel;
+}
+
+/**
+ * One weftd: wires etcd -> lease -> backend -> kernel and the outputs, in
+ * flannel's order: config, device, lease, subnet file, traffic rules, backend
+ * run (first full reconcile), ready. Stopping (abort) keeps the kernel state
+ * and the lease, so a restart is hitless.
+ */
+export class Weftd {
+  private readonly options: WeftdOptions;
+  private readonly log: Logger;
+  private client: Etcd3 | null = null;
+  private registry: EtcdRegistry | null = null;
+  private manager: LeaseManager | null = null;
+  private watcher: LeaseWatcher | null = null;
+  private network: BackendNetwork | null = null;
+  private traffic: TrafficRules | null = null;
+  private server: Server | null = null;
+  private underlay: Underlay | null = null;
+  private config: NetworkConfig | null = null;
+  private reason = 'starting';
+  private backendReady = false;
+  readonly metrics: WeftMetrics;
+
+  constructor(private readonly deps: WeftdDeps) {
+    this.options = deps.options;
+    this.log = deps.log;
+    this.metrics = new WeftMetrics({
+      leaseTtlRemaining: () => this.manager?.ttlRemaining ?? null,
+      leaseState: () => this.manager?.state ?? 'acquiring',
+      leaseLosses: () => this.manager?.losses ?? 0,
+      peers: () => this.watcher?.current.size ?? 0,
+      watchResyncs: () => this.watcher?.resyncs ?? 0,
+      leasesSkipped: () => this.watcher?.skipped ?? 0,
+      etcdConnected: () => this.registry?.state === 'connected',
+      iptablesRepairs: () => this.traffic?.repairs ?? 0,
+      entriesProgrammed: () => this.network?.stats().entries ?? 0,
+      ready: () => this.ready(),
+    });
+  }
+
+  /** Lease held AND the first full reconcile done. */
+  ready(): boolean {
+    return this.manager?.state === 'held' && this.backendReady;
+  }
+
+  /** Runs until `signal` aborts. Throws only for errors an operator must fix (bad options, bind failure). */
+  async run(signal: AbortSignal): Promise<void> {
+    const o = this.options;
+    if (o.healthzPort > 0) {
+      this.server = createHealthServer({ ready: () => this.ready(), notReadyReason: () => this.reason, metrics: this.metrics.registry });
+      await listen(this.server, o.healthzIp, o.healthzPort);
+      this.log.info(`serving /healthz, /readyz and /metrics on ${o.healthzIp}:${o.healthzPort}`);
+    }
+    try {
+      await this.start(signal);
+      if (!signal.aborted) await this.steadyState(signal);
+    } finally {
+      await this.shutdown();
+    }
+  }
+
+  private async start(signal: AbortSignal): Promise<void> {
+    const o = this.options;
+    this.client = createEtcdClient({
+      endpoints: o.etcdEndpoints,
+      caFile: o.etcdCafile,
+      certFile: o.etcdCertfile,
+      keyFile: o.etcdKeyfile,
+      username: o.etcdUsername,
+      password: o.etcdPassword,
+    });
+    this.registry = new EtcdRegistry(this.client, o.etcdPrefix, this.log);
+
+    this.reason = 'waiting for a valid network config in etcd';
+    const config = (this.config = await this.waitForConfig(signal));
+    const backend = backendFor(this.deps.backends, config.backend.type);
+
+    this.underlay = await discoverUnderlay({ iface: o.iface, ifaceRegex: o.ifaceRegex, publicIp: o.publicIp });
+    this.log.info(`underlay ${this.underlay.name} (${this.underlay.address}, mtu ${this.underlay.mtu}), public IP ${this.underlay.publicIP}`);
+
+    this.reason = 'setting up the backend device';
+    this.network = await backend.register({
+      publicIP: this.underlay.publicIP,
+      iface: { name: this.underlay.name, mtu: this.underlay.mtu },
+      network: config,
+      stateDir: o.stateDir,
+      log: this.log,
+      kernel: this.deps.kernel,
+      resyncIntervalMs: o.resyncInterval * 1000,
+    });
+    void this.network.ready.then(() => (this.backendReady = true));
+
+    const previous = await readPreviousSubnet(o.subnetFile);
+    this.manager = new LeaseManager({
+      registry: this.registry,
+      config,
+      attrs: { PublicIP: this.underlay.publicIP, PublicIPv6: null, ...this.network.leaseAttrs },
+      previousSubnet: previous.network && config.network?.equals(previous.network) ? previous.subnet : null,
+      ttlSeconds: o.subnetLeaseTtl,
+      // The margin never exceeds a third of the TTL: short TTLs renew at TTL/3.
+      renewMarginSeconds: Math.min(o.subnetLeaseRenewMargin * 60, Math.floor(o.subnetLeaseTtl / 3)),
+      log: this.log,
+    });
+    this.reason = 'acquiring a subnet lease';
+    const lease = await this.manager.acquire(signal);
+    this.log.info(`holding lease ${lease.subnet} (${lease.etcdLeaseId === '0' ? 'reservation' : `etcd lease ${lease.etcdLeaseId}`})`);
+
+    await this.applyLease(lease, previous.subnet);
+    await ensureSysctl('net.ipv4.ip_forward', '1');
+    this.manager.on('change', (next: Lease) => {
+      this.applyLease(next, null).catch((err) => this.log.error(`applying the new lease failed: ${(err as Error).message}`));
+    });
+    this.reason = 'programming peers (first full reconcile)';
+  }
+
+  /** Everything that follows the node's subnet: device address, subnet file, traffic rules. */
+  private async applyLease(lease: Lease, previousSubnet: Lease['subnet'] | null): Promise<void> {
+    const o = this.options;
+    const config = this.config!;
+    await this.network!.configure(lease);
+    await writeSubnetFile(o.subnetFile, { network: config.network, subnet: lease.subnet, mtu: this.network!.mtu, ipMasq: o.ipMasq });
+    if (previousSubnet && !previousSubnet.equals(lease.subnet)) this.log.warn(`subnet changed from ${previousSubnet} to ${lease.subnet}`);
+    const spec: TrafficRulesSpec = { network: config.network!, subnet: lease.subnet, ipMasq: o.ipMasq, forwardRules: o.iptablesForwardRules, randomFully: !o.ipMasqFullyRandomDisable };
+    if (this.traffic) this.traffic.update(spec);
+    else this.traffic = new TrafficRules(spec, undefined, this.log);
+    await this.traffic.ensure();
+  }
+
+  private async steadyState(signal: AbortSignal): Promise<void> {
+    const o = this.options;
+    this.watcher = new LeaseWatcher({
+      registry: this.registry!,
+      config: this.config!,
+      ownSubnet: () => this.manager?.lease?.subnet ?? null,
+      ownPublicIP: this.underlay!.publicIP,
+      log: this.log,
+    });
+    await Promise.all([
+      this.manager!.run(signal),
+      this.network!.run(this.timed(this.watcher.batches(signal)), signal),
+      this.traffic!.run(o.iptablesResync * 1000, signal),
+      this.watchReadiness(signal),
+    ]);
+  }
+
+  /** Observes how long each batch takes from arrival to programmed (the backend pulls the next batch when done). */
+  private async *timed(batches: AsyncIterable<PeerBatch>): AsyncGenerator<PeerBatch> {
+    for await (const batch of batches) {
+      const t0 = process.hrtime.bigint();
+      yield batch;
+      if (batch.events.length > 0) this.metrics.eventLatency.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+  }
+
+  private async watchReadiness(signal: AbortSignal): Promise<void> {
+    let wasReady = false;
+    while (!signal.aborted) {
+      const ready = this.ready();
+      if (ready !== wasReady) {
+        this.log.info(ready ? 'ready: lease held and peers programmed' : `not ready: lease ${this.manager?.state}`);
+        wasReady = ready;
+      }
+      this.reason = ready ? '' : this.manager?.state !== 'held' ? `lease ${this.manager?.state}` : 'programming peers (first full reconcile)';
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  private async waitForConfig(signal: AbortSignal): Promise<NetworkConfig> {
+    const backoff = new Backoff({ initialMs: 500, maxMs: 5000 });
+    let lastMessage = '';
+    for (;;) {
+      if (signal.aborted) throw new WeftError('WEFT_ERR_ABORTED', 'stopped while waiting for the network config');
+      try {
+        return await this.registry!.readNetworkConfig();
+      } catch (err) {
+        if (!isWeftError(err) || !err.retryable) throw err;
+        if (err.message !== lastMessage) this.log.error(`${err.message}; waiting for a valid config`);
+        lastMessage = err.message;
+        await backoff.wait(signal).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Graceful: keeps the lease, the device and every kernel entry. */
+  private async shutdown(): Promise<void> {
+    await this.network?.close();
+    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+    this.server?.closeAllConnections();
+    this.registry?.close();
+  }
+}

@@ -1,0 +1,195 @@
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EtcdServer } from './etcd.js';
+import { Netns, RUN_PREFIX, Switch, cleanupLeftovers } from './netns.js';
+
+/** weftd as built (dist/daemon/main.js), relative to this compiled harness file. */
+export const WEFTD = fileURLToPath(new URL('../../daemon/main.js', import.meta.url));
+export const ETCD_IP = '198.18.0.250';
+export const HEALTHZ_PORT = 8471;
+const PREFIX = '/coreos.com/network';
+
+/**
+ * One simulated node: a host namespace on the underlay switch, with its own
+ * directory for the subnet file, state and logs, and (when started) a weftd.
+ */
+export class WeftNode {
+  private proc: ChildProcess | null = null;
+  readonly dir: string;
+
+  constructor(
+    readonly ns: Netns,
+    /** Underlay address, e.g. 198.18.0.1. */
+    readonly ip: string,
+    readonly index: number,
+    baseDir: string,
+  ) {
+    this.dir = join(baseDir, `h${index}`);
+    mkdirSync(this.dir, { recursive: true });
+  }
+
+  get subnetFile(): string {
+    return join(this.dir, 'subnet.env');
+  }
+
+  get stateDir(): string {
+    return join(this.dir, 'state');
+  }
+
+  get logFile(): string {
+    return join(this.dir, 'weftd.log');
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  get configFile(): string {
+    return join(this.dir, 'weftd.yaml');
+  }
+
+  /**
+   * Starts weftd inside this host's namespace, configured like an operator
+   * would: a config file (this node's etcd, interface, files, health port)
+   * plus any extra flags, which override the file.
+   */
+  start(extraArgs: readonly string[] = []): void {
+    if (this.proc && this.proc.exitCode === null) throw new Error(`weftd on h${this.index} is already running`);
+    writeFileSync(
+      this.configFile,
+      [
+        `etcd-endpoints: http://${ETCD_IP}:2379`,
+        'iface: [eth0]',
+        `subnet-file: ${this.subnetFile}`,
+        `state-dir: ${this.stateDir}`,
+        'healthz-ip: 127.0.0.1',
+        `healthz-port: ${HEALTHZ_PORT}`,
+        'resync-interval: 1',
+        'iptables-resync: 1',
+        '',
+      ].join('\n'),
+    );
+    const out = openSync(this.logFile, 'a');
+    this.proc = this.ns.spawn('node', [WEFTD, '--config', this.configFile, ...extraArgs]);
+    this.proc.stdout?.on('data', (d: Buffer) => appendSync(out, d));
+    this.proc.stderr?.on('data', (d: Buffer) => appendSync(out, d));
+    this.proc.once('exit', () => closeSync(out));
+  }
+
+  /** Sends `signal` by PID and waits for the exit; returns the exit code and how long it took. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<{ code: number | null; ms: number }> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return { code: proc?.exitCode ?? null, ms: 0 };
+    const t0 = Date.now();
+    const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+    proc.kill(signal);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+    const code = await exited;
+    clearTimeout(timer);
+    return { code, ms: Date.now() - t0 };
+  }
+
+  /** GET on this node's health endpoint (from inside its namespace). */
+  async http(path: string): Promise<{ status: number; body: string }> {
+    const script = `fetch('http://127.0.0.1:${HEALTHZ_PORT}${path}').then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})),e=>{process.stdout.write(JSON.stringify({status:0,body:String(e)}))})`;
+    return JSON.parse(await this.ns.exec('node', '-e', script)) as { status: number; body: string };
+  }
+
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.proc && this.proc.exitCode !== null) throw new Error(`weftd on h${this.index} exited (${this.proc.exitCode}): ${this.logTail()}`);
+      if ((await this.http('/readyz').catch(() => ({ status: 0 }))).status === 200) return;
+      await sleep(100);
+    }
+    throw new Error(`weftd on h${this.index} not ready after ${timeoutMs} ms: ${this.logTail()}`);
+  }
+
+  subnetEnv(): Record<string, string> {
+    return Object.fromEntries(
+      readFileSync(this.subnetFile, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => l.split('=') as [string, string]),
+    );
+  }
+
+  logTail(lines = 8): string {
+    try {
+      return readFileSync(this.logFile, 'utf8').trim().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+}
+
+function appendSync(fd: number, data: Buffer): void {
+  try {
+    writeSync(fd, data);
+  } catch {
+    /* log file closed: the process is gone */
+  }
+}
+
+export interface ClusterOptions {
+  readonly hosts: number;
+  /** The network config written to etcd before any weftd starts. */
+  readonly networkConfig?: string;
+}
+
+/**
+ * The test topology of shared/design/README.md: a switch namespace (br0),
+ * etcd in its own namespace at 198.18.0.250, and hosts h1..hN at
+ * 198.18.0.1..N. Nothing is placed in the root namespace.
+ */
+export class Cluster {
+  private constructor(
+    readonly sw: Switch,
+    readonly etcdNs: Netns,
+    readonly etcd: EtcdServer,
+    readonly nodes: WeftNode[],
+    readonly dir: string,
+  ) {}
+
+  static async create(options: ClusterOptions): Promise<Cluster> {
+    await cleanupLeftovers();
+    const dir = join('/tmp', `${RUN_PREFIX}cluster`);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const sw = await Switch.create('sw');
+    const etcdNs = await sw.addHost('etcd', `${ETCD_IP}/24`);
+    const etcd = await EtcdServer.start({ netns: { name: etcdNs.name, ip: ETCD_IP } });
+    await etcd.etcdctl('put', `${PREFIX}/config`, options.networkConfig ?? '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+    const nodes: WeftNode[] = [];
+    for (let i = 1; i <= options.hosts; i++) {
+      const ns = await sw.addHost(`h${i}`, `198.18.0.${i}/24`);
+      nodes.push(new WeftNode(ns, `198.18.0.${i}`, i, dir));
+    }
+    return new Cluster(sw, etcdNs, etcd, nodes, dir);
+  }
+
+  /** Writes (value) or deletes (null) keys in the cluster's etcd, from inside etcd's namespace. */
+  async writeKeys(ops: readonly { key: string; value: string | null }[]): Promise<void> {
+    const file = join(this.dir, `etcd-ops-${Date.now()}.json`);
+    writeFileSync(file, JSON.stringify(ops));
+    await this.etcdNs.exec('node', fileURLToPath(new URL('./etcd-writer.js', import.meta.url)), `http://${ETCD_IP}:2379`, file);
+    rmSync(file, { force: true });
+  }
+
+  node(i: number): WeftNode {
+    return this.nodes[i - 1]!;
+  }
+
+  /** Stops every weftd (SIGTERM) and etcd by PID, deletes the namespaces and the directory. */
+  async destroy(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.stop('SIGTERM', 3000)));
+    await this.etcd.destroy();
+    for (const n of this.nodes) await n.ns.delete();
+    await this.etcdNs.delete();
+    await this.sw.ns.delete();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
