@@ -34,8 +34,20 @@ export interface BackendRegistration {
   readonly kernel?: Kernel;
   /** Period of the full repair pass, default 10 s. */
   readonly resyncIntervalMs?: number;
+  /** Called after every reconcile pass, for metrics. */
+  readonly onPass?: (pass: ReconcilePass) => void;
   /** vxlan: device name, default `flannel.<VNI>`. */
   readonly deviceName?: string;
+}
+
+/** One reconcile pass as reported to the daemon. */
+export interface ReconcilePass {
+  /** A full pass (dump + diff) rather than a delta. */
+  readonly full: boolean;
+  readonly seconds: number;
+  /** Kernel ops issued and how many of them failed (they stay dirty for the next pass). */
+  readonly ops: number;
+  readonly failed: number;
 }
 
 /** The backend part of this node's lease. */

@@ -5,7 +5,7 @@
  */
 import type { Logger } from '../common/log.js';
 import type { Lease, PeerBatch } from '../lease/types.js';
-import type { BackendLeaseAttrs, BackendNetwork, BackendStats } from './backend.js';
+import type { BackendLeaseAttrs, BackendNetwork, BackendStats, ReconcilePass } from './backend.js';
 import type { Kernel } from './kernel.js';
 import { ReconcileLoop } from './reconcile-loop.js';
 import { Reconciler, type Programmer } from './reconciler.js';
@@ -17,6 +17,7 @@ export interface PeerNetworkOptions {
   readonly mtu: number;
   readonly log: Logger;
   readonly resyncIntervalMs?: number;
+  readonly onPass?: (pass: ReconcilePass) => void;
   /** Runs after the loop stopped, e.g. to close a kernel port the backend opened. */
   readonly onClose?: () => Promise<void>;
 }
@@ -39,6 +40,7 @@ export class PeerNetwork implements BackendNetwork {
       reconciler: this.reconciler,
       log: options.log,
       ...(options.resyncIntervalMs !== undefined ? { resyncIntervalMs: options.resyncIntervalMs } : {}),
+      ...(options.onPass ? { onPass: options.onPass } : {}),
     });
   }
 

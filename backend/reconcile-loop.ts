@@ -7,6 +7,7 @@
  */
 import { Backoff } from '../common/backoff.js';
 import type { Logger } from '../common/log.js';
+import type { ReconcilePass } from './backend.js';
 import type { Reconciler } from './reconciler.js';
 
 export const DEFAULT_RESYNC_INTERVAL_MS = 10_000;
@@ -16,6 +17,8 @@ export interface ReconcileLoopOptions {
   readonly log: Logger;
   /** Period of the full repair pass; default 10 s. */
   readonly resyncIntervalMs?: number;
+  /** Told about every pass (metrics). */
+  readonly onPass?: (pass: ReconcilePass) => void;
 }
 
 export class ReconcileLoop {
@@ -25,6 +28,7 @@ export class ReconcileLoop {
   private readonly reconciler: Reconciler;
   private readonly log: Logger;
   private readonly resyncIntervalMs: number;
+  private readonly onPass: ((pass: ReconcilePass) => void) | undefined;
   private readonly backoff = new Backoff({ initialMs: 100, maxMs: 10_000 });
   private running = false;
   private again = false;
@@ -40,6 +44,7 @@ export class ReconcileLoop {
     this.reconciler = options.reconciler;
     this.log = options.log;
     this.resyncIntervalMs = options.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS;
+    this.onPass = options.onPass;
     this.ready = new Promise((resolve) => (this.markReady = resolve));
   }
 
@@ -95,8 +100,10 @@ export class ReconcileLoop {
     do {
       this.again = false;
       const waiters = this.passWaiters.splice(0);
+      const t0 = process.hrtime.bigint();
       try {
         const report = await this.reconciler.apply();
+        this.onPass?.({ full: report.full, seconds: Number(process.hrtime.bigint() - t0) / 1e9, ops: report.ops, failed: report.failed });
         if (report.full && !this.isReady) {
           this.isReady = true;
           this.markReady();

@@ -73,7 +73,8 @@ export class WeftMetrics {
     gauge('weft_ready', '1 when the lease is held and the first full reconcile is done', () => (sources.ready() ? 1 : 0));
     this.reconcileDuration = new Histogram({
       name: 'weft_reconcile_duration_seconds',
-      help: 'Duration of kernel reconcile passes',
+      help: 'Duration of kernel reconcile passes (full: dump and diff; delta: lease events)',
+      labelNames: ['kind'],
       buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers: [r],
     });

@@ -115,6 +115,10 @@ export class Weftd {
       log: this.log,
       kernel: this.deps.kernel,
       resyncIntervalMs: o.resyncInterval * 1000,
+      onPass: (pass) => {
+        this.metrics.reconcileDuration.observe({ kind: pass.full ? 'full' : 'delta' }, pass.seconds);
+        if (pass.failed > 0) this.metrics.reconcileErrors.inc(pass.failed);
+      },
     });
     void this.network.ready.then(() => (this.backendReady = true));
 

@@ -46,6 +46,7 @@ export class HostGwBackend implements Backend {
         mtu: reg.iface.mtu || underlay.link.mtu,
         log: reg.log,
         ...(reg.resyncIntervalMs !== undefined ? { resyncIntervalMs: reg.resyncIntervalMs } : {}),
+        ...(reg.onPass ? { onPass: reg.onPass } : {}),
         ...(ownsKernel ? { onClose: () => kernel.close() } : {}),
       });
     } catch (err) {

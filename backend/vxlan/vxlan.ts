@@ -67,6 +67,7 @@ export class VxlanBackend implements Backend {
         mtu: programmer.mtu,
         log: reg.log,
         ...(reg.resyncIntervalMs !== undefined ? { resyncIntervalMs: reg.resyncIntervalMs } : {}),
+        ...(reg.onPass ? { onPass: reg.onPass } : {}),
         ...(ownsKernel ? { onClose: () => kernel.close() } : {}),
       });
     } catch (err) {
