@@ -80,6 +80,13 @@ export class FakeKernel implements Kernel {
     return link;
   }
 
+  async bridgeAdd(name: string, mtu: number): Promise<Link> {
+    if (await this.linkByName(name)) throw new KernelError(`link add ${name}`, 'EEXIST');
+    const link: Link = { index: this.nextIndex++, name, mac: '02:00:00:00:00:01', mtu, up: false, kind: 'bridge' };
+    this.links.set(link.index, link);
+    return link;
+  }
+
   async linkDel(index: number): Promise<void> {
     if (!this.links.delete(index)) throw new KernelError(`link del #${index}`, 'ENODEV');
     for (const [k, n] of this.neighs) if (n.ifindex === index) this.neighs.delete(k);

@@ -36,7 +36,7 @@ import {
   type OutMessage,
 } from './netlink/codec.js';
 import { NetlinkChannel } from './netlink/channel.js';
-import { linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from './netlink/link.js';
+import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from './netlink/link.js';
 import {
   KernelError,
   RTPROT_WEFT,
@@ -78,6 +78,13 @@ export class NetlinkKernel implements Kernel {
     await this.single('link add', vxlanAddMessage(spec));
     const link = await this.linkByName(spec.name);
     if (!link) throw new KernelError(`link add ${spec.name}`, 'ENODEV');
+    return link;
+  }
+
+  async bridgeAdd(name: string, mtu: number): Promise<Link> {
+    await this.single('link add', bridgeAddMessage(name, mtu));
+    const link = await this.linkByName(name);
+    if (!link) throw new KernelError(`link add ${name}`, 'ENODEV');
     return link;
   }
 

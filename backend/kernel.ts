@@ -120,6 +120,8 @@ export interface Kernel {
   linkGet(index: number): Promise<Link | null>;
   /** `ip link add NAME address MAC mtu M type vxlan id VNI local IP dev DEV [no]learning dstport P [gbp]`; EEXIST if taken. */
   linkAdd(spec: VxlanLinkSpec): Promise<Link>;
+  /** `ip link add NAME mtu M type bridge` (for dockerd --bridge); EEXIST if taken. */
+  bridgeAdd(name: string, mtu: number): Promise<Link>;
   /** `ip link del dev NAME` */
   linkDel(index: number): Promise<void>;
   /** `ip link set dev NAME up` */

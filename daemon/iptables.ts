@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { delay } from '../common/backoff.js';
+import { runPeriodically } from '../common/periodic.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { Subnet } from '../lease/subnet.js';
 
@@ -207,16 +207,18 @@ export class TrafficRules {
     return true;
   }
 
-  async run(intervalMs: number, signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      try {
+  run(intervalMs: number, signal: AbortSignal): Promise<void> {
+    return runPeriodically(
+      intervalMs,
+      signal,
+      async () => {
         if (await this.ensure()) this.log.warn('iptables rules were missing or stale; restored them');
-      } catch (err) {
+      },
+      (err) => {
         this.errors++;
-        this.log.error(`iptables check failed: ${(err as Error).message}`);
-      }
-      await delay(intervalMs, signal).catch(() => undefined);
-    }
+        this.log.error(`iptables check failed: ${err.message}`);
+      },
+    );
   }
 }
 

@@ -10,6 +10,7 @@ import { LeaseManager } from '../lease/manager.js';
 import { EtcdRegistry } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
+import { BridgeKeeper } from './bridge.js';
 import { createHealthServer, listen } from './http.js';
 import { TrafficRules, type TrafficRulesSpec } from './iptables.js';
 import { WeftMetrics } from './metrics.js';
@@ -42,6 +43,7 @@ export class Weftd {
   private watcher: LeaseWatcher | null = null;
   private network: BackendNetwork | null = null;
   private traffic: TrafficRules | null = null;
+  private bridge: BridgeKeeper | null = null;
   private server: Server | null = null;
   private underlay: Underlay | null = null;
   private config: NetworkConfig | null = null;
@@ -156,6 +158,13 @@ export class Weftd {
     if (this.traffic) this.traffic.update(spec);
     else this.traffic = new TrafficRules(spec, undefined, this.log);
     await this.traffic.ensure();
+    if (o.bridge) {
+      const bridgeSpec = { name: o.bridge, subnet: lease.subnet, network: config.network!, mtu: this.network!.mtu };
+      if (this.bridge) this.bridge.update(bridgeSpec);
+      else this.bridge = new BridgeKeeper(bridgeSpec, this.deps.kernel, this.log);
+      const changes = await this.bridge.ensure();
+      if (changes.length > 0) this.log.info(`bridge ${o.bridge}: ${changes.join(', ')}`);
+    }
   }
 
   private async steadyState(signal: AbortSignal): Promise<void> {
@@ -171,6 +180,7 @@ export class Weftd {
       this.manager!.run(signal),
       this.network!.run(this.timed(this.watcher.batches(signal)), signal),
       this.traffic!.run(o.iptablesResync * 1000, signal),
+      this.bridge?.run(o.resyncInterval * 1000, signal),
       this.watchReadiness(signal),
     ]);
   }

@@ -12,9 +12,12 @@ function clientAddress(reply: string): string {
   return reply.trim().replace(/^\[(::ffff:)?/, '').replace(/\]$/, '');
 }
 
+/** h3 gives Docker the bridge weftd made (`weftd --bridge`, `docker-opts --bridge`); h1 and h2 use `--bip`. */
+const BRIDGE_HOST = 3;
+
 async function dockerOpts(node: WeftNode): Promise<{ file: string; opts: string[] }> {
   const out = join(node.dir, 'docker_opts.env');
-  await node.ns.exec('node', WEFTD, 'docker-opts', '-f', node.subnetFile, '-d', out);
+  await node.ns.exec('node', WEFTD, 'docker-opts', '-f', node.subnetFile, '-d', out, ...(node.index === BRIDGE_HOST ? ['--bridge', 'weft0'] : []));
   const file = readFileSync(out, 'utf8');
   return { file, opts: /^DOCKER_OPTS="(.*)"$/m.exec(file)![1]!.trim().split(' ') };
 }
@@ -27,7 +30,7 @@ describe('end to end: weftd + real Docker on three hosts in namespaces @real', f
 
   before(async () => {
     cluster = await Cluster.create({ hosts: 3 });
-    for (const n of cluster.nodes) n.start(['--ip-masq']);
+    for (const n of cluster.nodes) n.start(['--ip-masq', ...(n.index === BRIDGE_HOST ? ['--bridge', 'weft0'] : [])]);
     await Promise.all(cluster.nodes.map((n) => n.waitReady(60_000)));
     for (const n of cluster.nodes) {
       const d = await DockerHost.start(n.ns.name, join(cluster.dir, `d${n.index}`), (await dockerOpts(n)).opts);
@@ -50,7 +53,15 @@ describe('end to end: weftd + real Docker on three hosts in namespaces @real', f
       expect(text).to.match(/^FLANNEL_NETWORK=10\.244\.0\.0\/16\nFLANNEL_SUBNET=10\.244\.\d{1,3}\.1\/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n$/);
       const sub = n.subnetEnv().FLANNEL_SUBNET!;
       const { file } = await dockerOpts(n);
-      expect(file).to.equal(`DOCKER_OPT_BIP="--bip=${sub}"\nDOCKER_OPT_IPMASQ="--ip-masq=false"\nDOCKER_OPT_MTU="--mtu=1450"\nDOCKER_OPTS=" --bip=${sub} --ip-masq=false --mtu=1450"\n`);
+      if (n.index === BRIDGE_HOST) {
+        expect(file).to.equal('DOCKER_OPT_BRIDGE="--bridge=weft0"\nDOCKER_OPT_IPMASQ="--ip-masq=false"\nDOCKER_OPT_MTU="--mtu=1450"\nDOCKER_OPTS=" --bridge=weft0 --ip-masq=false --mtu=1450"\n');
+        // weftd made the bridge with the gateway address and the overlay MTU.
+        const [br] = await n.ns.ipJson<{ mtu: number; addr_info: { local: string; prefixlen: number }[] }[]>('-4', 'addr', 'show', 'dev', 'weft0');
+        expect(br!.addr_info.map((a) => `${a.local}/${a.prefixlen}`)).to.deep.equal([sub]);
+        expect(br!.mtu).to.equal(1450);
+      } else {
+        expect(file).to.equal(`DOCKER_OPT_BIP="--bip=${sub}"\nDOCKER_OPT_IPMASQ="--ip-masq=false"\nDOCKER_OPT_MTU="--mtu=1450"\nDOCKER_OPTS=" --bip=${sub} --ip-masq=false --mtu=1450"\n`);
+      }
     }
     // Containers got addresses from their host's lease.
     for (const [i, n] of cluster.nodes.entries()) {

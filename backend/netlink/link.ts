@@ -54,6 +54,14 @@ export function vxlanAddMessage(spec: VxlanLinkSpec): OutMessage {
   };
 }
 
+/** RTM_NEWLINK CREATE|EXCL of a bridge: `ip link add NAME mtu M type bridge`. */
+export function bridgeAddMessage(name: string, mtu: number): OutMessage {
+  const info = new AttrStream();
+  info.push(IFLA_INFO_KIND, putString('bridge'));
+  const linkinfo = Buffer.concat(info.bufs);
+  return { type: RTM_NEWLINK, flags: NLM_F_CREATE | NLM_F_EXCL, body: body({ kind: 'link', data: {}, attrs: { ifname: name, mtu, linkinfo } }) };
+}
+
 /** RTM_NEWLINK on an existing index: `ip link set dev X up` / `mtu M`. */
 export function linkSetMessage(index: number, change: { up?: boolean; mtu?: number }): OutMessage {
   const data: rt.Link = { index };

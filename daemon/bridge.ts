@@ -1,0 +1,77 @@
+import type { Kernel } from '../backend/kernel.js';
+import { WeftError } from '../common/errors.js';
+import { runPeriodically } from '../common/periodic.js';
+import type { Logger } from '../common/log.js';
+import type { Subnet } from '../lease/subnet.js';
+
+export interface BridgeSpec {
+  readonly name: string;
+  /** The node's subnet: the bridge gets its first address, `<subnet>.1/len`, Docker's gateway. */
+  readonly subnet: Subnet;
+  /** The cluster Network: other addresses of the bridge inside it are stale (an old lease). */
+  readonly network: Subnet;
+  /** The overlay MTU (FLANNEL_MTU). */
+  readonly mtu: number;
+}
+
+/**
+ * The pre-made bridge for `dockerd --bridge=NAME` (Docker refuses to create
+ * a non-default bridge itself): created with `<subnet>.1/len` and the
+ * overlay MTU, and kept that way, also across a lease change.
+ */
+export class BridgeKeeper {
+  constructor(
+    private spec: BridgeSpec,
+    private readonly kernel: Kernel,
+    private readonly log: Logger,
+  ) {}
+
+  update(spec: BridgeSpec): void {
+    this.spec = spec;
+  }
+
+  /** Brings the bridge to the spec; returns what it changed (empty when all was in place). */
+  async ensure(): Promise<string[]> {
+    const { name, subnet, network, mtu } = this.spec;
+    const changes: string[] = [];
+    let link = await this.kernel.linkByName(name);
+    if (link && link.kind !== 'bridge') throw new WeftError('WEFT_ERR_KERNEL', `--bridge ${name}: an interface of kind "${link.kind || 'unknown'}" has that name`);
+    if (!link) {
+      link = await this.kernel.bridgeAdd(name, mtu);
+      changes.push('created');
+    } else if (link.mtu !== mtu) {
+      await this.kernel.linkSetMtu(link.index, mtu);
+      changes.push(`mtu ${mtu}`);
+    }
+    const want = `${subnet.addressAt(1)}/${subnet.prefixLength}`;
+    const addrs = await this.kernel.addrList(link.index);
+    for (const a of addrs) {
+      const ip = a.cidr.split('/')[0]!;
+      if (a.cidr !== want && network.contains(ip)) {
+        await this.kernel.addrDel(a);
+        changes.push(`removed ${a.cidr}`);
+      }
+    }
+    if (!addrs.some((a) => a.cidr === want)) {
+      await this.kernel.addrAdd({ ifindex: link.index, cidr: want });
+      changes.push(`address ${want}`);
+    }
+    if (!link.up) {
+      await this.kernel.linkSetUp(link.index);
+      changes.push('up');
+    }
+    return changes;
+  }
+
+  run(intervalMs: number, signal: AbortSignal): Promise<void> {
+    return runPeriodically(
+      intervalMs,
+      signal,
+      async () => {
+        const changes = await this.ensure();
+        if (changes.length > 0) this.log.warn(`bridge ${this.spec.name} repaired: ${changes.join(', ')}`);
+      },
+      (err) => this.log.error(`bridge ${this.spec.name} check failed: ${err.message}`),
+    );
+  }
+}

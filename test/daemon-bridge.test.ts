@@ -1,0 +1,41 @@
+import { expect } from 'chai';
+import { FakeKernel } from '../backend/kernel-fake.js';
+import { silentLogger } from '../common/log.js';
+import { BridgeKeeper } from '../daemon/bridge.js';
+import { Subnet } from '../lease/subnet.js';
+
+const network = Subnet.parse('10.244.0.0/16');
+
+describe('docker bridge keeper (fake kernel)', () => {
+  it('creates the bridge with the gateway address and overlay MTU, then finds it in place', async () => {
+    const kernel = new FakeKernel();
+    const keeper = new BridgeKeeper({ name: 'weft0', subnet: Subnet.parse('10.244.7.0/24'), network, mtu: 1450 }, kernel, silentLogger());
+    expect(await keeper.ensure()).to.deep.equal(['created', 'address 10.244.7.1/24', 'up']);
+    const link = (await kernel.linkByName('weft0'))!;
+    expect(link).to.include({ kind: 'bridge', mtu: 1450, up: true });
+    expect(await kernel.addrList(link.index)).to.deep.equal([{ ifindex: link.index, cidr: '10.244.7.1/24' }]);
+    expect(await keeper.ensure()).to.deep.equal([]);
+  });
+
+  it('follows a lease change, dropping the old gateway address but not foreign ones, and repairs the MTU', async () => {
+    const kernel = new FakeKernel();
+    const keeper = new BridgeKeeper({ name: 'weft0', subnet: Subnet.parse('10.244.7.0/24'), network, mtu: 1450 }, kernel, silentLogger());
+    await keeper.ensure();
+    const link = (await kernel.linkByName('weft0'))!;
+    await kernel.addrAdd({ ifindex: link.index, cidr: '192.168.5.1/24' });
+    await kernel.linkSetMtu(link.index, 1500);
+    keeper.update({ name: 'weft0', subnet: Subnet.parse('10.244.9.0/24'), network, mtu: 1450 });
+    expect(await keeper.ensure()).to.deep.equal(['mtu 1450', 'removed 10.244.7.1/24', 'address 10.244.9.1/24']);
+    expect((await kernel.addrList(link.index)).map((a) => a.cidr).sort()).to.deep.equal(['10.244.9.1/24', '192.168.5.1/24']);
+  });
+
+  it('refuses to take over an interface of another kind', async () => {
+    const kernel = new FakeKernel();
+    kernel.addLink({ name: 'eth0', kind: 'veth' });
+    const keeper = new BridgeKeeper({ name: 'eth0', subnet: Subnet.parse('10.244.7.0/24'), network, mtu: 1450 }, kernel, silentLogger());
+    await keeper.ensure().then(
+      () => expect.fail('should refuse'),
+      (err: Error) => expect(err.message).to.match(/--bridge eth0: an interface of kind "veth" has that name/),
+    );
+  });
+});
