@@ -162,6 +162,9 @@ export class EtcdRegistry extends EventEmitter implements Registry {
       try {
         const builder = this.client.watch().startRevision(String(BigInt(listing.revision) + 1n));
         watcher = await (exactKey === undefined ? builder.prefix(range) : builder.key(range)).create();
+        // An idle daemon makes no calls for hours: the watch stream is what notices etcd going away.
+        watcher.on('disconnected', () => this.setState('unreachable'));
+        watcher.on('connected', () => this.setState('connected'));
         backoff.reset();
         // events.on() buffers every 'data' and throws on 'error' (compaction or cancel surfaces there).
         for await (const [res] of on(watcher, 'data', { signal, close: ['end'] }) as AsyncIterable<[WatchData]>) {

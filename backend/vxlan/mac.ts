@@ -6,8 +6,9 @@
  * it derives one deterministically from the public IP and VNI.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
@@ -39,10 +40,8 @@ export async function loadVtepMac(stateDir: string, device: string): Promise<str
   }
 }
 
-/** Stores the MAC atomically (write + rename). */
+/** Stores the MAC atomically (temp file, fsync, rename), mode 0644; the state directory is 0755. */
 export async function saveVtepMac(stateDir: string, device: string, mac: string): Promise<void> {
-  await mkdir(stateDir, { recursive: true });
-  const file = macFile(stateDir, device);
-  await writeFile(`${file}.tmp`, `${mac}\n`, { mode: 0o644 });
-  await rename(`${file}.tmp`, file);
+  await mkdir(stateDir, { recursive: true, mode: 0o755 });
+  await writeFileAtomic(macFile(stateDir, device), `${mac}\n`, { mode: 0o644, fsync: true });
 }

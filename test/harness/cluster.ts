@@ -57,7 +57,7 @@ export class WeftNode {
    * plus any extra flags, which override the file.
    */
   start(extraArgs: readonly string[] = []): void {
-    if (this.proc && this.proc.exitCode === null) throw new Error(`weftd on h${this.index} is already running`);
+    if (this.running) throw new Error(`weftd on h${this.index} is already running`);
     writeFileSync(
       this.configFile,
       [
@@ -96,6 +96,24 @@ export class WeftNode {
   async http(path: string): Promise<{ status: number; body: string }> {
     const script = `fetch('http://127.0.0.1:${HEALTHZ_PORT}${path}').then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})),e=>{process.stdout.write(JSON.stringify({status:0,body:String(e)}))})`;
     return JSON.parse(await this.ns.exec('node', '-e', script)) as { status: number; body: string };
+  }
+
+  /** One sample of a metric from /metrics (the first series whose name and labels start with `series`). */
+  async metric(series: string): Promise<number> {
+    const { body } = await this.http('/metrics');
+    const line = body.split('\n').find((l) => l.startsWith(series + ' ') || l.startsWith(series + '{'));
+    if (!line) throw new Error(`no metric ${series}`);
+    return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+
+  /** True while the weftd process runs. */
+  get running(): boolean {
+    return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** Sends a signal without waiting (SIGSTOP / SIGCONT to freeze a daemon). */
+  signal(sig: NodeJS.Signals): void {
+    this.proc?.kill(sig);
   }
 
   async waitReady(timeoutMs = 30_000): Promise<void> {
@@ -177,6 +195,22 @@ export class Cluster {
     writeFileSync(file, JSON.stringify(ops));
     await this.etcdNs.exec('node', fileURLToPath(new URL('./etcd-writer.js', import.meta.url)), `http://${ETCD_IP}:2379`, file);
     rmSync(file, { force: true });
+  }
+
+  /**
+   * A host reboot: weftd killed, the namespace (and every kernel entry in it)
+   * gone, the volatile subnet file (/run) gone; the state directory survives.
+   * Returns the fresh node, not yet started.
+   */
+  async reboot(i: number): Promise<WeftNode> {
+    const old = this.node(i);
+    await old.stop('SIGKILL');
+    await old.ns.delete();
+    rmSync(old.subnetFile, { force: true });
+    const ns = await this.sw.addHost(`h${i}`, `${old.ip}/24`);
+    const fresh = new WeftNode(ns, old.ip, i, this.dir);
+    this.nodes[i - 1] = fresh;
+    return fresh;
   }
 
   node(i: number): WeftNode {
