@@ -9,6 +9,8 @@ import { Netns, RUN_PREFIX, Switch, cleanupLeftovers } from './netns.js';
 /** weftd as built (dist/daemon/main.js), relative to this compiled harness file. */
 export const WEFTD = fileURLToPath(new URL('../../daemon/main.js', import.meta.url));
 export const ETCD_IP = '198.18.0.250';
+/** etcd member i (0-based) listens on 198.18.0.(250 + i). */
+const etcdIp = (i: number) => `198.18.0.${250 + i}`;
 export const HEALTHZ_PORT = 8471;
 const PREFIX = '/coreos.com/network';
 
@@ -26,6 +28,8 @@ export class WeftNode {
     readonly ip: string,
     readonly index: number,
     baseDir: string,
+    /** The cluster's etcd client URLs, given to weftd. */
+    readonly etcdEndpoints: readonly string[] = [`http://${ETCD_IP}:2379`],
   ) {
     this.dir = join(baseDir, `h${index}`);
     mkdirSync(this.dir, { recursive: true });
@@ -61,7 +65,7 @@ export class WeftNode {
     writeFileSync(
       this.configFile,
       [
-        `etcd-endpoints: http://${ETCD_IP}:2379`,
+        `etcd-endpoints: ${this.etcdEndpoints.join(',')}`,
         'iface: [eth0]',
         `subnet-file: ${this.subnetFile}`,
         `state-dir: ${this.stateDir}`,
@@ -156,6 +160,8 @@ export interface ClusterOptions {
   readonly hosts: number;
   /** The network config written to etcd before any weftd starts. */
   readonly networkConfig?: string;
+  /** etcd members (default 1), each in its own namespace at 198.18.0.250, .251, ... */
+  readonly etcdMembers?: number;
 }
 
 /**
@@ -166,8 +172,8 @@ export interface ClusterOptions {
 export class Cluster {
   private constructor(
     readonly sw: Switch,
-    readonly etcdNs: Netns,
-    readonly etcd: EtcdServer,
+    readonly etcdNses: Netns[],
+    readonly etcds: EtcdServer[],
     readonly nodes: WeftNode[],
     readonly dir: string,
   ) {}
@@ -178,22 +184,39 @@ export class Cluster {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     const sw = await Switch.create('sw');
-    const etcdNs = await sw.addHost('etcd', `${ETCD_IP}/24`);
-    const etcd = await EtcdServer.start({ netns: { name: etcdNs.name, ip: ETCD_IP } });
-    await etcd.etcdctl('put', `${PREFIX}/config`, options.networkConfig ?? '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+    const members = options.etcdMembers ?? 1;
+    const etcdNses: Netns[] = [];
+    for (let i = 0; i < members; i++) etcdNses.push(await sw.addHost(members === 1 ? 'etcd' : `etcd${i + 1}`, `${etcdIp(i)}/24`));
+    const etcds =
+      members === 1
+        ? [await EtcdServer.start({ netns: { name: etcdNses[0]!.name, ip: ETCD_IP } })]
+        : await EtcdServer.startCluster(etcdNses.map((ns, i) => ({ name: ns.name, ip: etcdIp(i) })));
+    await etcds[0]!.etcdctl('put', `${PREFIX}/config`, options.networkConfig ?? '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+    const endpoints = etcds.map((_, i) => `http://${etcdIp(i)}:2379`);
     const nodes: WeftNode[] = [];
     for (let i = 1; i <= options.hosts; i++) {
       const ns = await sw.addHost(`h${i}`, `198.18.0.${i}/24`);
-      nodes.push(new WeftNode(ns, `198.18.0.${i}`, i, dir));
+      nodes.push(new WeftNode(ns, `198.18.0.${i}`, i, dir, endpoints));
     }
-    return new Cluster(sw, etcdNs, etcd, nodes, dir);
+    return new Cluster(sw, etcdNses, etcds, nodes, dir);
+  }
+
+  /** The (first) etcd member. */
+  get etcd(): EtcdServer {
+    return this.etcds[0]!;
+  }
+
+  /** The namespace of the first etcd member, on the underlay. */
+  get etcdNs(): Netns {
+    return this.etcdNses[0]!;
   }
 
   /** Writes (value) or deletes (null) keys in the cluster's etcd, from inside etcd's namespace. */
   async writeKeys(ops: readonly { key: string; value: string | null }[]): Promise<void> {
     const file = join(this.dir, `etcd-ops-${Date.now()}.json`);
     writeFileSync(file, JSON.stringify(ops));
-    await this.etcdNs.exec('node', fileURLToPath(new URL('./etcd-writer.js', import.meta.url)), `http://${ETCD_IP}:2379`, file);
+    const endpoints = this.etcds.map((_, i) => `http://${etcdIp(i)}:2379`).join(',');
+    await this.etcdNs.exec('node', fileURLToPath(new URL('./etcd-writer.js', import.meta.url)), endpoints, file);
     rmSync(file, { force: true });
   }
 
@@ -208,7 +231,7 @@ export class Cluster {
     await old.ns.delete();
     rmSync(old.subnetFile, { force: true });
     const ns = await this.sw.addHost(`h${i}`, `${old.ip}/24`);
-    const fresh = new WeftNode(ns, old.ip, i, this.dir);
+    const fresh = new WeftNode(ns, old.ip, i, this.dir, old.etcdEndpoints);
     this.nodes[i - 1] = fresh;
     return fresh;
   }
@@ -220,9 +243,9 @@ export class Cluster {
   /** Stops every weftd (SIGTERM) and etcd by PID, deletes the namespaces and the directory. */
   async destroy(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop('SIGTERM', 3000)));
-    await this.etcd.destroy();
+    for (const e of this.etcds) await e.destroy();
     for (const n of this.nodes) await n.ns.delete();
-    await this.etcdNs.delete();
+    for (const ns of this.etcdNses) await ns.delete();
     await this.sw.ns.delete();
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -9,7 +9,7 @@ import { Etcd3 } from 'etcd3';
 
 const [endpoint, file] = process.argv.slice(2);
 const ops = JSON.parse(readFileSync(file!, 'utf8')) as { key: string; value: string | null }[];
-const client = new Etcd3({ hosts: [endpoint!] });
+const client = new Etcd3({ hosts: endpoint!.split(',') });
 try {
   for (let i = 0; i < ops.length; i += 200) {
     await Promise.all(ops.slice(i, i + 200).map((op) => (op.value === null ? client.delete().key(op.key) : client.put(op.key).value(op.value))));

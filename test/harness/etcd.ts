@@ -60,6 +60,8 @@ export class EtcdServer {
     readonly tls: EtcdTls | null,
     /** Where etcd runs: a namespace on the test underlay and its address there, or the root namespace's loopback. */
     readonly place: { netns: string; ip: string } | null,
+    /** Member name and the --initial-cluster list, for a multi-member cluster. */
+    readonly member: { name: string; initialCluster: string } | null,
   ) {}
 
   /**
@@ -69,9 +71,29 @@ export class EtcdServer {
   static async start(options: { tls?: EtcdTls; netns?: { name: string; ip: string } } = {}): Promise<EtcdServer> {
     const place = options.netns ? { netns: options.netns.name, ip: options.netns.ip } : null;
     const [client, peer] = place ? [2379, 2380] : [await freePort(), await freePort()];
-    const server = new EtcdServer(mkdtempSync(join(tmpdir(), 'weft-etcd-')), client, peer, options.tls ?? null, place);
+    const server = new EtcdServer(mkdtempSync(join(tmpdir(), 'weft-etcd-')), client, peer, options.tls ?? null, place, null);
     await server.launch();
     return server;
+  }
+
+  /**
+   * A cluster of etcd members, one per namespace on the underlay
+   * (`members[i]` = its namespace and address). Members start together: none
+   * is healthy before a quorum is up.
+   */
+  static async startCluster(members: readonly { name: string; ip: string }[]): Promise<EtcdServer[]> {
+    const initialCluster = members.map((m, i) => `m${i + 1}=http://${m.ip}:2380`).join(',');
+    const servers = members.map(
+      (m, i) => new EtcdServer(mkdtempSync(join(tmpdir(), 'weft-etcd-')), 2379, 2380, null, { netns: m.name, ip: m.ip }, { name: `m${i + 1}`, initialCluster }),
+    );
+    await Promise.all(servers.map((s) => s.launch()));
+    return servers;
+  }
+
+  /** True when this member is the cluster's leader (`etcdctl endpoint status`). */
+  async isLeader(): Promise<boolean> {
+    const [s] = JSON.parse(await this.etcdctl('endpoint', 'status', '-w', 'json')) as { Status: { leader: number | string; header: { member_id: number | string } } }[];
+    return String(s!.Status.leader) === String(s!.Status.header.member_id);
   }
 
   private get host(): string {
@@ -116,13 +138,13 @@ export class EtcdServer {
     const peer = `http://${this.host}:${this.peerPort}`;
     const proc = spawn(
       ...this.inPlace('etcd', [
-        '--name', 'weft-test',
+        '--name', this.member?.name ?? 'weft-test',
         '--data-dir', this.dataDir,
         '--listen-client-urls', this.endpoint,
         '--advertise-client-urls', this.endpoint,
         '--listen-peer-urls', peer,
         '--initial-advertise-peer-urls', peer,
-        '--initial-cluster', `weft-test=${peer}`,
+        '--initial-cluster', this.member?.initialCluster ?? `weft-test=${peer}`,
         '--logger', 'zap',
         '--log-level', 'error',
         ...(this.tls ? ['--cert-file', this.tls.certFile, '--key-file', this.tls.keyFile] : []),
