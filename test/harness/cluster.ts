@@ -3,7 +3,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, wr
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EtcdServer } from './etcd.js';
+import { EtcdServer, type EtcdTls } from './etcd.js';
 import { Netns, RUN_PREFIX, Switch, cleanupLeftovers } from './netns.js';
 
 /** weftd as built (dist/daemon/main.js), relative to this compiled harness file. */
@@ -162,6 +162,8 @@ export interface ClusterOptions {
   readonly networkConfig?: string;
   /** etcd members (default 1), each in its own namespace at 198.18.0.250, .251, ... */
   readonly etcdMembers?: number;
+  /** Serve etcd over TLS (single member only); weftd then needs the matching --etcd-* flags. */
+  readonly etcdTls?: EtcdTls;
 }
 
 /**
@@ -189,10 +191,10 @@ export class Cluster {
     for (let i = 0; i < members; i++) etcdNses.push(await sw.addHost(members === 1 ? 'etcd' : `etcd${i + 1}`, `${etcdIp(i)}/24`));
     const etcds =
       members === 1
-        ? [await EtcdServer.start({ netns: { name: etcdNses[0]!.name, ip: ETCD_IP } })]
+        ? [await EtcdServer.start({ netns: { name: etcdNses[0]!.name, ip: ETCD_IP }, ...(options.etcdTls ? { tls: options.etcdTls } : {}) })]
         : await EtcdServer.startCluster(etcdNses.map((ns, i) => ({ name: ns.name, ip: etcdIp(i) })));
     await etcds[0]!.etcdctl('put', `${PREFIX}/config`, options.networkConfig ?? '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
-    const endpoints = etcds.map((_, i) => `http://${etcdIp(i)}:2379`);
+    const endpoints = etcds.map((_, i) => `${options.etcdTls ? 'https' : 'http'}://${etcdIp(i)}:2379`);
     const nodes: WeftNode[] = [];
     for (let i = 1; i <= options.hosts; i++) {
       const ns = await sw.addHost(`h${i}`, `198.18.0.${i}/24`);
