@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { PeerHealth } from './probe.js';
 
 /** What the metrics read at scrape time; each source is owned by its module. */
 export interface MetricSources {
@@ -12,7 +13,11 @@ export interface MetricSources {
   entriesProgrammed(): number;
   iptablesRepairs(): number;
   ready(): boolean;
+  /** Peer-health results: the last round's targets (bounded, labelled by peer) and every known result; null when probing is off. */
+  peerHealth?(): { readonly lastRound: readonly PeerHealth[]; readonly all: readonly PeerHealth[] } | null;
 }
+
+const PROBE_PATHS = ['underlay', 'overlay'] as const;
 
 export const LEASE_STATES = ['acquiring', 'held', 'renewing', 'lost'] as const;
 
@@ -71,6 +76,44 @@ export class WeftMetrics {
     gauge('weft_kernel_entries_programmed', 'Kernel entries (neighbours, FDB entries, routes) weft holds for its peers', () => sources.entriesProgrammed());
     total('weft_iptables_repairs_total', 'Times the iptables rules had to be restored', () => sources.iptablesRepairs());
     gauge('weft_ready', '1 when the lease is held and the first full reconcile is done', () => (sources.ready() ? 1 : 0));
+    // Per-peer series only for the last round's targets (at most twice --probe-sample peers), reset at every scrape.
+    new Gauge({
+      name: 'weft_peer_reachable',
+      help: 'Whether the peer answered the last probe on this path (last round\'s peers only)',
+      labelNames: ['peer', 'public_ip', 'path'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const h of sources.peerHealth?.()?.lastRound ?? []) {
+          for (const path of PROBE_PATHS) this.set({ peer: h.subnet, public_ip: h.publicIP, path }, h[path].ok ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'weft_peer_rtt_seconds',
+      help: 'Round-trip time of the last answered probe on this path (last round\'s peers only)',
+      labelNames: ['peer', 'public_ip', 'path'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const h of sources.peerHealth?.()?.lastRound ?? []) {
+          for (const path of PROBE_PATHS) {
+            const rtt = h[path].rttMs;
+            if (rtt !== null) this.set({ peer: h.subnet, public_ip: h.publicIP, path }, rtt / 1000);
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: 'weft_peers_unreachable',
+      help: 'Peers whose last probe on this path went unanswered (all probed peers)',
+      labelNames: ['path'],
+      registers: [r],
+      collect() {
+        const all = sources.peerHealth?.()?.all ?? [];
+        for (const path of PROBE_PATHS) this.set({ path }, all.filter((h) => !h[path].ok).length);
+      },
+    });
     this.reconcileDuration = new Histogram({
       name: 'weft_reconcile_duration_seconds',
       help: 'Duration of kernel reconcile passes (full: dump and diff; delta: lease events)',

@@ -4,6 +4,7 @@ import yargs, { type Argv } from 'yargs';
 import { WeftError } from '../common/errors.js';
 import { DEFAULT_PREFIX } from '../lease/keyspace.js';
 import { canonicalIPv4, ipValue } from '../lease/subnet.js';
+import { DEFAULT_PROBE_PORT } from './probe.js';
 import { DEFAULT_SUBNET_FILE } from './subnet-file.js';
 
 /** weftd's options: flanneld's flag names and defaults where they overlap, plus weft's own. */
@@ -38,6 +39,12 @@ export interface WeftdOptions {
   readonly resyncInterval: number;
   /** Create this bridge with the subnet's gateway address, for `dockerd --bridge`. */
   readonly bridge?: string;
+  /** UDP port of the peer-health echo (responder and probes). */
+  readonly probePort: number;
+  /** Seconds between peer-health rounds; 0 disables probing. */
+  readonly probeInterval: number;
+  /** Most peers probed per round in rotation, so the cost stays flat in large clusters. */
+  readonly probeSample: number;
 }
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug', 'silly'];
@@ -68,7 +75,10 @@ export function declareWeftdOptions<T>(y: Argv<T>) {
     .option('log-level', { type: 'string', default: 'info', choices: LOG_LEVELS })
     .option('log-format', { type: 'string', default: 'text', choices: ['text', 'json'] })
     .option('resync-interval', { type: 'number', default: 10, describe: 'seconds between full kernel reconcile passes' })
-    .option('bridge', { type: 'string', describe: 'create this bridge with <subnet>.1/len and the overlay MTU (for dockerd --bridge)' });
+    .option('bridge', { type: 'string', describe: 'create this bridge with <subnet>.1/len and the overlay MTU (for dockerd --bridge)' })
+    .option('probe-port', { type: 'number', default: DEFAULT_PROBE_PORT, describe: 'UDP port of the peer-health echo' })
+    .option('probe-interval', { type: 'number', default: 10, describe: 'seconds between peer-health rounds (0: off)' })
+    .option('probe-sample', { type: 'number', default: 32, describe: 'peers probed per round, in rotation' });
 }
 
 /** Option names a config file may use: the long flag names (or their camelCase form). */
@@ -76,7 +86,7 @@ const FILE_KEYS = new Set([
   'etcd-endpoints', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password',
   'iface', 'iface-regex', 'public-ip', 'subnet-file', 'subnet-lease-renew-margin', 'subnet-lease-ttl', 'ip-masq',
   'ip-masq-fully-random-disable', 'iptables-forward-rules', 'iptables-resync', 'healthz-ip', 'healthz-port', 'state-dir',
-  'log-level', 'log-format', 'resync-interval', 'bridge',
+  'log-level', 'log-format', 'resync-interval', 'bridge', 'probe-port', 'probe-interval', 'probe-sample',
 ]);
 
 /** Reads a YAML or JSON config file whose keys are the long flag names. */
@@ -174,6 +184,9 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
     logFormat: a['log-format'] === 'json' ? 'json' : 'text',
     resyncInterval: num('resync-interval', 0.1, 3600),
     bridge,
+    probePort: num('probe-port', 1, 65535),
+    probeInterval: num('probe-interval', 0, 3600),
+    probeSample: num('probe-sample', 1, 1000),
   };
 }
 

@@ -11,9 +11,10 @@ import { EtcdRegistry } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 import { BridgeKeeper } from './bridge.js';
-import { createHealthServer, listen } from './http.js';
+import { createHealthServer, listen, type NodeStatus } from './http.js';
 import { TrafficRules, type TrafficRulesSpec } from './iptables.js';
 import { WeftMetrics } from './metrics.js';
+import { PeerProber } from './probe.js';
 import type { WeftdOptions } from './options.js';
 import { readPreviousSubnet, writeSubnetFile } from './subnet-file.js';
 import { ensureSysctl } from './sysctl.js';
@@ -44,6 +45,8 @@ export class Weftd {
   private network: BackendNetwork | null = null;
   private traffic: TrafficRules | null = null;
   private bridge: BridgeKeeper | null = null;
+  private prober: PeerProber | null = null;
+  private lastPass: NodeStatus['lastReconcile'] = null;
   private server: Server | null = null;
   private underlay: Underlay | null = null;
   private config: NetworkConfig | null = null;
@@ -65,6 +68,7 @@ export class Weftd {
       iptablesRepairs: () => this.traffic?.repairs ?? 0,
       entriesProgrammed: () => this.network?.stats().entries ?? 0,
       ready: () => this.ready(),
+      peerHealth: () => (this.prober ? { lastRound: this.prober.lastRoundHealth(), all: this.prober.health() } : null),
     });
   }
 
@@ -77,7 +81,7 @@ export class Weftd {
   async run(signal: AbortSignal): Promise<void> {
     const o = this.options;
     if (o.healthzPort > 0) {
-      this.server = createHealthServer({ ready: () => this.ready(), notReadyReason: () => this.reason, metrics: this.metrics.registry });
+      this.server = createHealthServer({ ready: () => this.ready(), notReadyReason: () => this.reason, metrics: this.metrics.registry, status: () => this.status() });
       await listen(this.server, o.healthzIp, o.healthzPort);
       this.log.info(`serving /healthz, /readyz and /metrics on ${o.healthzIp}:${o.healthzPort}`);
     }
@@ -118,6 +122,7 @@ export class Weftd {
       kernel: this.deps.kernel,
       resyncIntervalMs: o.resyncInterval * 1000,
       onPass: (pass) => {
+        this.lastPass = { at: new Date().toISOString(), full: pass.full, seconds: pass.seconds, failed: pass.failed };
         this.metrics.reconcileDuration.observe({ kind: pass.full ? 'full' : 'delta' }, pass.seconds);
         if (pass.failed > 0) this.metrics.reconcileErrors.inc(pass.failed);
       },
@@ -181,6 +186,7 @@ export class Weftd {
       this.network!.run(this.timed(this.watcher.batches(signal)), signal),
       this.traffic!.run(o.iptablesResync * 1000, signal),
       this.bridge?.run(o.resyncInterval * 1000, signal),
+      this.startProber(signal),
       this.watchReadiness(signal),
     ]);
   }
@@ -192,6 +198,46 @@ export class Weftd {
       yield batch;
       if (batch.events.length > 0) this.metrics.eventLatency.observe(Number(process.hrtime.bigint() - t0) / 1e9);
     }
+  }
+
+  /** Peer health over underlay and overlay (daemon/probe.ts), unless --probe-interval is 0. */
+  private startProber(signal: AbortSignal): Promise<void> | undefined {
+    const o = this.options;
+    if (o.probeInterval <= 0) return undefined;
+    const cfg = this.config!.backend;
+    this.prober = new PeerProber({
+      port: o.probePort,
+      intervalMs: o.probeInterval * 1000,
+      sample: o.probeSample,
+      peers: () => this.watcher?.current ?? new Map(),
+      mtu: () => this.network?.mtu ?? 0,
+      vxlanPort: cfg.port > 0 ? cfg.port : 8472,
+      log: this.log,
+    });
+    return this.prober.run(signal);
+  }
+
+  /** The `/status` document. */
+  status(): NodeStatus {
+    const lease = this.manager?.lease ?? null;
+    const cfg = this.config?.backend;
+    return {
+      ready: this.ready(),
+      notReadyReason: this.reason,
+      lease: lease && { subnet: lease.subnet.toString(), publicIP: lease.attrs.PublicIP, etcdLeaseId: lease.etcdLeaseId, ttlRemainingSeconds: this.manager?.ttlRemaining ?? null },
+      leaseState: this.manager?.state ?? 'acquiring',
+      network: this.config?.network?.toString() ?? null,
+      backend:
+        cfg && this.network
+          ? { type: cfg.type, device: cfg.type === 'vxlan' ? `flannel.${cfg.vni}` : null, mtu: this.network.mtu, vxlanPort: cfg.type === 'vxlan' ? cfg.port || 8472 : null }
+          : null,
+      underlay: this.underlay && { name: this.underlay.name, mtu: this.underlay.mtu, publicIP: this.underlay.publicIP },
+      peers: this.watcher?.current.size ?? 0,
+      entriesProgrammed: this.network?.stats().entries ?? 0,
+      lastReconcile: this.lastPass,
+      etcd: this.registry?.state ?? 'unknown',
+      probes: this.prober && { round: this.prober.lastRound, peers: this.prober.healthForStatus() },
+    };
   }
 
   private async watchReadiness(signal: AbortSignal): Promise<void> {

@@ -1,0 +1,272 @@
+/**
+ * `weftctl doctor`: the node-level faults that break an overlay while weftd
+ * itself looks healthy, each with a verdict and the fix. The checks are pure
+ * functions of facts; `gatherFacts` reads those facts from the kernel,
+ * iptables, etcd and weftd's `/status` of the current network namespace.
+ */
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
+import { readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { promisify } from 'node:util';
+import type { Kernel } from '../backend/kernel.js';
+import { VXLAN_OVERHEAD_V4 } from '../backend/vxlan/vxlan.js';
+import { Subnet } from '../lease/subnet.js';
+import type { NodeStatus } from './http.js';
+import { forwardRuleSet } from './iptables.js';
+import type { WeftdOptions } from './options.js';
+import type { PeerHealth } from './probe.js';
+import type { LeaseRow } from './weftctl-leases.js';
+import type { Report } from './weftctl-format.js';
+
+export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
+
+export interface Check {
+  readonly name: string;
+  readonly verdict: Verdict;
+  readonly detail: string;
+  /** What to do about a warn or fail. */
+  readonly fix: string | null;
+}
+
+const ok = (name: string, detail: string): Check => ({ name, verdict: 'ok', detail, fix: null });
+const skip = (name: string, why: string): Check => ({ name, verdict: 'skip', detail: `cannot check: ${why}`, fix: null });
+
+export function checkIpForward(value: string | null): Check {
+  if (value === null) return skip('ip_forward', '/proc/sys/net/ipv4/ip_forward unreadable');
+  if (value === '1') return ok('ip_forward', 'net.ipv4.ip_forward=1');
+  return { name: 'ip_forward', verdict: 'fail', detail: 'net.ipv4.ip_forward=0: this node does not route between containers and the overlay', fix: 'sysctl -w net.ipv4.ip_forward=1 (weftd sets it at start; something reset it since)' };
+}
+
+/** FORWARD policy of the filter table in `iptables-save` text, e.g. `DROP`. */
+export function forwardPolicy(save: string): string | null {
+  const filter = save.split(/^\*/m).find((t) => t.startsWith('filter'));
+  return filter ? (/^:FORWARD (\S+)/m.exec(filter)?.[1] ?? null) : null;
+}
+
+/** Whether weft's (flannel's) FLANNEL-FWD accept rules for `network` are in place and jumped to. */
+export function hasForwardAccept(save: string, network: Subnet): boolean {
+  const set = forwardRuleSet(network);
+  const lines = new Set(save.split('\n').map((l) => l.trim()));
+  return lines.has(`-A FORWARD -m comment --comment "${set.comment}" -j ${set.chain}`) && set.rules.every((r) => lines.has(`-A ${set.chain} ${r}`));
+}
+
+export function checkForward(save: string | null, network: Subnet | null, error = 'iptables-save failed'): Check {
+  const name = 'FORWARD policy';
+  if (save === null) return skip(name, error);
+  const policy = forwardPolicy(save) ?? 'ACCEPT';
+  const rules = network !== null && hasForwardAccept(save, network);
+  if (policy === 'ACCEPT') return ok(name, `policy ACCEPT${rules ? ', FLANNEL-FWD accept rules in place' : ''}`);
+  if (rules) return ok(name, `policy ${policy}, FLANNEL-FWD accepts ${network} in both directions`);
+  return {
+    name,
+    verdict: 'fail',
+    detail: `policy ${policy} and no FLANNEL-FWD accept rules for ${network ?? 'the Network'}: overlay traffic forwarded through this node is dropped`,
+    fix: 'run weftd with --iptables-forward-rules=true (the default), or iptables -P FORWARD ACCEPT',
+  };
+}
+
+export function checkBrNetfilter(callIptables: string | null): Check {
+  const name = 'br_netfilter';
+  if (callIptables === null) return ok(name, 'not loaded: bridged container traffic bypasses iptables (kube-proxy and NetworkPolicy need it: modprobe br_netfilter)');
+  if (callIptables === '1') return ok(name, 'loaded, bridge-nf-call-iptables=1: bridged traffic passes the FORWARD chain');
+  return { name, verdict: 'warn', detail: 'loaded but bridge-nf-call-iptables=0: iptables rules never see bridged container traffic', fix: 'sysctl -w net.bridge.bridge-nf-call-iptables=1' };
+}
+
+export interface MtuFacts {
+  readonly device: { readonly name: string; readonly mtu: number } | null;
+  readonly underlay: { readonly name: string; readonly mtu: number } | null;
+  /** The MTU weftd gives containers (FLANNEL_MTU), from /status. */
+  readonly weftdMtu: number | null;
+  readonly overhead: number;
+  /** Overlay MTUs peers reported in their probe answers. */
+  readonly peerMtus: readonly { readonly peer: string; readonly mtu: number }[];
+}
+
+export function checkMtu(f: MtuFacts): Check {
+  const name = 'MTU';
+  if (!f.device) return { name, verdict: 'fail', detail: 'the overlay device does not exist', fix: 'start (or restart) weftd; it creates the device' };
+  const fix = (mtu: number) => `ip link set dev ${f.device!.name} mtu ${mtu} (weftd also resets it on its next full reconcile pass)`;
+  if (f.underlay && f.device.mtu > f.underlay.mtu - f.overhead) {
+    return { name, verdict: 'fail', detail: `${f.device.name} mtu ${f.device.mtu} > underlay ${f.underlay.name} mtu ${f.underlay.mtu} - ${f.overhead}: encapsulated full-size packets are dropped`, fix: fix(f.underlay.mtu - f.overhead) };
+  }
+  if (f.weftdMtu !== null && f.device.mtu !== f.weftdMtu) {
+    return { name, verdict: 'fail', detail: `${f.device.name} mtu ${f.device.mtu} but containers were given FLANNEL_MTU=${f.weftdMtu}: their full-size packets do not fit`, fix: fix(f.weftdMtu) };
+  }
+  const odd = f.peerMtus.filter((p) => p.mtu !== f.device!.mtu);
+  if (odd.length > 0) {
+    const list = odd.slice(0, 5).map((p) => `${p.peer} ${p.mtu}`).join(', ');
+    return { name, verdict: 'warn', detail: `peers use a different overlay MTU (${list}; here ${f.device.mtu}): large packets fail in one direction`, fix: 'give every node the same underlay MTU, or set Backend.MTU in the network config' };
+  }
+  const peers = f.peerMtus.length > 0 ? `, same as ${f.peerMtus.length} probed peers` : '';
+  return ok(name, `${f.device.name} mtu ${f.device.mtu} = underlay ${f.underlay?.mtu ?? '?'} - ${f.overhead}${peers}`);
+}
+
+/** Since Linux 4.20 permanent neighbours are outside neighbour GC accounting. */
+export function permanentNeighboursExempt(kernelRelease: string): boolean {
+  const [major = 0, minor = 0] = kernelRelease.split(/[.-]/).map(Number);
+  return major > 4 || (major === 4 && minor >= 20);
+}
+
+export function checkGcThresh(gcThresh3: number | null, peers: number, kernelRelease: string): Check {
+  const name = 'neighbour gc_thresh3';
+  if (gcThresh3 === null) return skip(name, 'net.ipv4.neigh.default.gc_thresh3 is not visible here (it is global: read it in the root network namespace)');
+  if (permanentNeighboursExempt(kernelRelease) || peers < gcThresh3 * 0.8) return ok(name, `gc_thresh3 ${gcThresh3}, ${peers} peers${permanentNeighboursExempt(kernelRelease) ? ' (kernel ≥ 4.20: weft\'s permanent entries do not count)' : ''}`);
+  return {
+    name,
+    verdict: peers >= gcThresh3 ? 'fail' : 'warn',
+    detail: `gc_thresh3 ${gcThresh3} for ${peers} peers on kernel ${kernelRelease}: neighbour entries are dropped or refused ("neighbour table overflow")`,
+    fix: `sysctl -w net.ipv4.neigh.default.gc_thresh3=${Math.max(4096, peers * 4)}`,
+  };
+}
+
+export function checkVxlanPort(probes: readonly PeerHealth[] | null, port: number, why: string): Check {
+  const name = `VXLAN port (UDP ${port})`;
+  if (probes === null) return skip(name, why);
+  if (probes.length === 0) return skip(name, 'no peer probed yet');
+  const blocked = probes.filter((p) => p.verdict === 'overlay-blocked');
+  const silent = probes.filter((p) => p.verdict === 'unreachable');
+  const list = (ps: readonly PeerHealth[]) => ps.slice(0, 5).map((p) => `${p.subnet} (${p.publicIP})`).join(', ') + (ps.length > 5 ? `, +${ps.length - 5} more` : '');
+  if (blocked.length > 0) {
+    return { name, verdict: 'fail', detail: `underlay OK but overlay blocked to ${list(blocked)}`, fix: `allow UDP ${port} between the nodes' public IPs in both directions (iptables INPUT/OUTPUT on both ends, firewalls, security groups)` };
+  }
+  if (silent.length > 0) {
+    return { name, verdict: 'warn', detail: `no answer at all from ${list(silent)}`, fix: 'check that the node is up and runs weftd (flanneld has no probe responder) and that the probe port is open' };
+  }
+  return ok(name, `${probes.length} probed peers answer over the overlay`);
+}
+
+export function checkDuplicatePublicIPs(rows: readonly LeaseRow[] | null, why: string): Check {
+  const name = 'duplicate public IPs';
+  if (rows === null) return skip(name, why);
+  const byIp = new Map<string, string[]>();
+  for (const r of rows) if (r.publicIP) byIp.set(r.publicIP, [...(byIp.get(r.publicIP) ?? []), r.subnet]);
+  const dups = [...byIp].filter(([, subnets]) => subnets.length > 1);
+  if (dups.length === 0) return ok(name, `${byIp.size} leases, each with its own public IP`);
+  return {
+    name,
+    verdict: 'fail',
+    detail: dups.map(([ip, subnets]) => `${ip} holds ${subnets.join(', ')}`).join('; ') + ': peers program only one of them',
+    fix: 'release the stale subnet (weftctl release SUBNET --force) or give each node its own --public-ip',
+  };
+}
+
+/**
+ * `skew` is the interval local time could be off from etcd's by, derived
+ * from etcd's HTTP Date header (one-second resolution) and the request's
+ * round trip.
+ */
+export function checkClock(skew: { min: number; max: number } | null, why: string): Check {
+  const name = 'clock skew vs etcd';
+  if (skew === null) return skip(name, why);
+  const off = skew.min > 0 ? skew.min : skew.max < 0 ? -skew.max : 0;
+  if (off <= 1) return ok(name, 'within 1 s of etcd');
+  return { name, verdict: off > 30 ? 'fail' : 'warn', detail: `local clock about ${off.toFixed(1)} s ${skew.min > 0 ? 'behind' : 'ahead of'} etcd: TLS validity and log correlation suffer`, fix: 'synchronise the clock with NTP (chronyd, systemd-timesyncd)' };
+}
+
+// ---------------------------------------------------------------- gathering facts
+
+const execFileP = promisify(execFile);
+
+async function readSysctl(name: string): Promise<string | null> {
+  return readFile(`/proc/sys/${name.replace(/\./g, '/')}`, 'utf8').then((s) => s.trim(), () => null);
+}
+
+/** etcd's clock through the Date header of its HTTP `/version` (same port as gRPC). */
+export async function etcdClockSkew(o: WeftdOptions): Promise<{ min: number; max: number }> {
+  const url = new URL('/version', o.etcdEndpoints[0]);
+  const t0 = Date.now();
+  const date = await new Promise<string>((resolve, reject) => {
+    const tls = url.protocol === 'https:';
+    const options = tls
+      ? { ca: o.etcdCafile ? readFileSync(o.etcdCafile) : undefined, cert: o.etcdCertfile ? readFileSync(o.etcdCertfile) : undefined, key: o.etcdKeyfile ? readFileSync(o.etcdKeyfile) : undefined, timeout: 3000 }
+      : { timeout: 3000 };
+    const req = (tls ? httpsGet : httpGet)(url, options, (res) => {
+      res.resume();
+      const d = res.headers.date;
+      if (d) resolve(d);
+      else reject(new Error('etcd sent no Date header'));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+  });
+  const t1 = Date.now();
+  const server = Date.parse(date);
+  // The server stamped some instant in [t0, t1] with a time in [server, server + 1 s).
+  return { min: (server - t1) / 1000, max: (server + 1000 - t0) / 1000 };
+}
+
+export interface DoctorInputs {
+  readonly options: WeftdOptions;
+  readonly kernel: Kernel;
+  readonly status: { status: NodeStatus } | { error: string };
+  readonly leases: { rows: LeaseRow[]; network: Subnet | null } | { error: string };
+}
+
+export async function runChecks(inputs: DoctorInputs): Promise<Check[]> {
+  const { options, kernel } = inputs;
+  const status = 'status' in inputs.status ? inputs.status.status : null;
+  const statusWhy = 'error' in inputs.status ? inputs.status.error : '';
+  const leases = 'rows' in inputs.leases ? inputs.leases : null;
+  const network = leases?.network ?? (status?.network ? Subnet.parse(status.network) : null);
+
+  let save: string | null = null;
+  let saveError = '';
+  try {
+    save = (await execFileP('iptables-save', ['-t', 'filter'])).stdout;
+  } catch (err) {
+    saveError = `iptables-save: ${(err as Error).message.split('\n')[0]}`;
+  }
+  const deviceName = status?.backend?.device ?? null;
+  const device = deviceName ? await kernel.linkByName(deviceName) : null;
+  const underlayName = status?.underlay?.name ?? null;
+  const underlay = underlayName ? await kernel.linkByName(underlayName) : null;
+  const probes = status?.probes?.peers ?? null;
+  const [ipForward, callIptables, gc3] = await Promise.all([
+    readSysctl('net.ipv4.ip_forward'),
+    readSysctl('net.bridge.bridge-nf-call-iptables'),
+    readSysctl('net.ipv4.neigh.default.gc_thresh3'),
+  ]);
+  let skew: { min: number; max: number } | null = null;
+  let skewWhy = '';
+  try {
+    skew = await etcdClockSkew(options);
+  } catch (err) {
+    skewWhy = `etcd's time unavailable (${(err as Error).message})`;
+  }
+  const checks: Check[] = [
+    checkIpForward(ipForward),
+    checkForward(save, network, saveError),
+    checkBrNetfilter(callIptables),
+  ];
+  if (status?.backend?.type === 'vxlan' || !status) {
+    checks.push(
+      status
+        ? checkMtu({
+            device: device ? { name: device.name, mtu: device.mtu } : null,
+            underlay: underlay ? { name: underlay.name, mtu: underlay.mtu } : null,
+            weftdMtu: status.backend?.mtu ?? null,
+            overhead: VXLAN_OVERHEAD_V4,
+            peerMtus: (probes ?? []).filter((p) => p.mtu !== null).map((p) => ({ peer: p.subnet, mtu: p.mtu! })),
+          })
+        : skip('MTU', `device unknown: ${statusWhy}`),
+    );
+  }
+  checks.push(
+    checkGcThresh(gc3 === null ? null : Number(gc3), status?.peers ?? leases?.rows.length ?? 0, release()),
+    checkVxlanPort(status ? probes : null, status?.backend?.vxlanPort ?? 8472, status ? 'probing is off (--probe-interval 0)' : statusWhy),
+    checkDuplicatePublicIPs(leases?.rows ?? null, 'error' in inputs.leases ? inputs.leases.error : ''),
+    checkClock(skew, skewWhy),
+  );
+  return checks;
+}
+
+export function doctorReport(checks: readonly Check[]): Report {
+  const failed = checks.filter((c) => c.verdict === 'fail').length;
+  const warned = checks.filter((c) => c.verdict === 'warn').length;
+  const text = checks.map((c) => `${c.verdict.toUpperCase().padEnd(4)}  ${c.name}: ${c.detail}${c.fix ? `\n      fix: ${c.fix}` : ''}`).join('\n');
+  const summary = `\n\n${checks.length} checks: ${failed} failed, ${warned} warnings`;
+  return { json: { checks, failed, warned }, text: text + summary, exitCode: failed > 0 ? 1 : 0 };
+}

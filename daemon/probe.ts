@@ -1,0 +1,263 @@
+/**
+ * Peer health: every round, weftd sends one UDP echo request to each sampled
+ * peer twice, once over the underlay (to the peer's PublicIP) and once over
+ * the overlay (to `<subnet>.0`, which the kernel routes through the VXLAN
+ * device). Each weftd answers on its probe port with the request and its own
+ * overlay MTU.
+ *
+ * Why UDP and not ICMP: Node has no raw ICMP socket without native code, and
+ * spawning `ping` per peer per round costs a process each. A UDP echo on the
+ * same socket API costs one datagram each way. A peer that is not weft (a
+ * flanneld node) never answers and is reported as unanswered on both paths,
+ * never as "overlay blocked".
+ *
+ * Cost stays flat with cluster size: a round probes at most `sample` peers in
+ * rotation (the whole cluster is covered every peers/sample rounds) plus up
+ * to `sample` peers whose last result was bad, so failures are confirmed or
+ * cleared quickly.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { delay } from '../common/backoff.js';
+import { silentLogger, type Logger } from '../common/log.js';
+import type { Lease } from '../lease/types.js';
+
+export const DEFAULT_PROBE_PORT = 8473;
+const MAGIC = 'weft-probe/1 ';
+/** Requests are short; anything larger is not ours and gets no answer (no amplification). */
+const MAX_REQUEST_BYTES = 64;
+
+/** One path's outcome in the last probe of a peer. */
+export interface PathResult {
+  readonly ok: boolean;
+  /** Round-trip time in ms when answered. */
+  readonly rttMs: number | null;
+}
+
+/** What a peer's probes say, in operator terms. */
+export type PeerVerdict = 'ok' | 'overlay-blocked' | 'underlay-filtered' | 'unreachable';
+
+export interface PeerHealth {
+  /** The peer's subnet, `10.244.3.0/24`. */
+  readonly subnet: string;
+  readonly publicIP: string;
+  readonly underlay: PathResult;
+  readonly overlay: PathResult;
+  /** The overlay MTU the peer reported, null when it did not answer. */
+  readonly mtu: number | null;
+  readonly verdict: PeerVerdict;
+  readonly diagnosis: string;
+  /** ISO time of the probe. */
+  readonly checkedAt: string;
+}
+
+/** Turns the two path results into a verdict and a sentence for `weftctl status`. */
+export function diagnose(underlayOk: boolean, overlayOk: boolean, vxlanPort = 8472): { verdict: PeerVerdict; diagnosis: string } {
+  if (underlayOk && overlayOk) return { verdict: 'ok', diagnosis: 'reachable over underlay and overlay' };
+  if (underlayOk) {
+    return {
+      verdict: 'overlay-blocked',
+      diagnosis: `underlay OK but overlay blocked: VXLAN (UDP ${vxlanPort}) between the nodes is dropped, or the kernel entries for the peer are wrong`,
+    };
+  }
+  if (overlayOk) return { verdict: 'underlay-filtered', diagnosis: 'overlay OK but the underlay probe went unanswered: the probe port is filtered on the underlay' };
+  return { verdict: 'unreachable', diagnosis: 'no answer over underlay or overlay: node down, not running weftd, or the probe port filtered' };
+}
+
+/**
+ * The peers to probe this round: up to `sample` in rotation from `cursor`
+ * (over subnet keys in sorted order) plus up to `sample` of `failing`.
+ */
+export function pickTargets(keys: readonly string[], cursor: number, sample: number, failing: ReadonlySet<string>): { targets: string[]; nextCursor: number } {
+  if (keys.length <= sample) return { targets: [...keys], nextCursor: 0 };
+  const start = cursor % keys.length;
+  const rotation = Array.from({ length: sample }, (_, i) => keys[(start + i) % keys.length]!);
+  const chosen = new Set(rotation);
+  let extra = 0;
+  for (const key of keys) {
+    if (extra >= sample) break;
+    if (failing.has(key) && !chosen.has(key)) {
+      chosen.add(key);
+      extra++;
+    }
+  }
+  return { targets: [...chosen], nextCursor: (start + sample) % keys.length };
+}
+
+/** Answers probe requests on `port` with the request and this node's overlay MTU. */
+export class ProbeResponder {
+  private socket: Socket | null = null;
+
+  constructor(
+    private readonly port: number,
+    private readonly mtu: () => number,
+    private readonly log: Logger = silentLogger(),
+  ) {}
+
+  async start(): Promise<void> {
+    const socket = createSocket('udp4');
+    socket.on('error', (err) => this.log.warn(`probe responder: ${err.message}`));
+    socket.on('message', (msg, rinfo) => {
+      if (msg.length > MAX_REQUEST_BYTES || !msg.toString('latin1').startsWith(MAGIC)) return;
+      socket.send(`${msg.toString('latin1')} mtu=${this.mtu()}`, rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(this.port, () => (socket.off('error', reject), resolve()));
+    });
+    this.socket = socket;
+  }
+
+  close(): void {
+    this.socket?.close();
+    this.socket = null;
+  }
+}
+
+/** Sends echo requests from one socket and matches answers by token. */
+export class ProbeClient {
+  private readonly socket = createSocket('udp4');
+  private readonly pending = new Map<string, (answer: { mtu: number | null }) => void>();
+  private readonly session = randomBytes(4).toString('hex');
+  private seq = 0;
+
+  constructor(private readonly port: number) {
+    this.socket.on('error', () => undefined); // send errors surface as timeouts of that probe
+    this.socket.on('message', (msg) => {
+      const text = msg.toString('latin1');
+      const token = text.split(' ')[1];
+      const resolve = token ? this.pending.get(token) : undefined;
+      if (!resolve) return;
+      const mtu = /mtu=(\d+)/.exec(text);
+      resolve({ mtu: mtu ? Number(mtu[1]) : null });
+    });
+  }
+
+  /** One echo to `ip`; resolves with the RTT, or `ok: false` after `timeoutMs`. */
+  async echo(ip: string, timeoutMs: number): Promise<PathResult & { mtu: number | null }> {
+    const token = `${this.session}.${++this.seq}`;
+    const t0 = process.hrtime.bigint();
+    try {
+      const answer = await new Promise<{ mtu: number | null } | null>((resolve) => {
+        const timer = setTimeout(() => resolve(null), timeoutMs);
+        this.pending.set(token, (a) => (clearTimeout(timer), resolve(a)));
+        this.socket.send(`${MAGIC}${token}`, this.port, ip, (err) => err && (clearTimeout(timer), resolve(null)));
+      });
+      if (!answer) return { ok: false, rttMs: null, mtu: null };
+      return { ok: true, rttMs: Number(process.hrtime.bigint() - t0) / 1e6, mtu: answer.mtu };
+    } finally {
+      this.pending.delete(token);
+    }
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+export interface PeerProberOptions {
+  readonly port: number;
+  readonly intervalMs: number;
+  /** Most peers probed per round in rotation (failing peers come on top, as many again at most). */
+  readonly sample: number;
+  /** The peer leases as the watcher holds them. */
+  readonly peers: () => ReadonlyMap<string, Lease>;
+  /** This node's overlay MTU, told to prober peers. */
+  readonly mtu: () => number;
+  /** VXLAN UDP port, for the diagnosis text. */
+  readonly vxlanPort?: number;
+  readonly log?: Logger;
+}
+
+/** Summary of the last round, for /status and metrics. */
+export interface ProbeRound {
+  readonly at: string;
+  readonly probed: number;
+  readonly peers: number;
+  readonly sampled: boolean;
+}
+
+/** weftd's peer-health loop: a responder for peers, and a round of probes every interval. */
+export class PeerProber {
+  private readonly results = new Map<string, PeerHealth>();
+  private cursor = 0;
+  private lastTargets: string[] = [];
+  private round: ProbeRound | null = null;
+  private readonly log: Logger;
+
+  constructor(private readonly options: PeerProberOptions) {
+    this.log = options.log ?? silentLogger();
+  }
+
+  /** Runs until `signal` aborts. The responder failing to bind (port taken) disables probing with an error, not weftd. */
+  async run(signal: AbortSignal): Promise<void> {
+    const responder = new ProbeResponder(this.options.port, this.options.mtu, this.log);
+    try {
+      await responder.start();
+    } catch (err) {
+      this.log.error(`peer probing off: cannot bind UDP ${this.options.port}: ${(err as Error).message}`);
+      return;
+    }
+    const client = new ProbeClient(this.options.port);
+    try {
+      while (!signal.aborted) {
+        await this.probeRound(client).catch((err: Error) => this.log.warn(`probe round failed: ${err.message}`));
+        await delay(this.options.intervalMs, signal).catch(() => undefined);
+      }
+    } finally {
+      client.close();
+      responder.close();
+    }
+  }
+
+  /** Last result of every current peer that has been probed. */
+  health(): PeerHealth[] {
+    return [...this.results.values()];
+  }
+
+  /** For /status: at most `limit` results, unhealthy peers first, so a 5000-node cluster's document stays small. */
+  healthForStatus(limit = 1000): PeerHealth[] {
+    const all = this.health();
+    return [...all.filter((h) => h.verdict !== 'ok'), ...all.filter((h) => h.verdict === 'ok')].slice(0, limit);
+  }
+
+  /** Results of the last round's targets: the bounded set metrics label by peer. */
+  lastRoundHealth(): PeerHealth[] {
+    return this.lastTargets.map((k) => this.results.get(k)).filter((h): h is PeerHealth => h !== undefined);
+  }
+
+  get lastRound(): ProbeRound | null {
+    return this.round;
+  }
+
+  async probeRound(client: ProbeClient): Promise<void> {
+    const peers = this.options.peers();
+    for (const key of this.results.keys()) if (!peers.has(key)) this.results.delete(key);
+    const failing = new Set([...this.results].filter(([, h]) => h.verdict !== 'ok').map(([k]) => k));
+    const { targets, nextCursor } = pickTargets([...peers.keys()].sort(), this.cursor, this.options.sample, failing);
+    this.cursor = nextCursor;
+    const timeoutMs = Math.min(1000, Math.max(100, this.options.intervalMs / 2));
+    await Promise.all(
+      targets.map(async (key) => {
+        const lease = peers.get(key);
+        if (!lease?.subnet.ip) return;
+        const [underlay, overlay] = await Promise.all([client.echo(lease.attrs.PublicIP, timeoutMs), client.echo(lease.subnet.ip, timeoutMs)]);
+        const { verdict, diagnosis } = diagnose(underlay.ok, overlay.ok, this.options.vxlanPort);
+        const previous = this.results.get(key)?.verdict;
+        if (previous !== verdict && (verdict !== 'ok' || previous !== undefined)) this.log.warn(`peer ${key} (${lease.attrs.PublicIP}): ${diagnosis}`);
+        this.results.set(key, {
+          subnet: key,
+          publicIP: lease.attrs.PublicIP,
+          underlay: { ok: underlay.ok, rttMs: underlay.rttMs },
+          overlay: { ok: overlay.ok, rttMs: overlay.rttMs },
+          mtu: overlay.mtu ?? underlay.mtu,
+          verdict,
+          diagnosis,
+          checkedAt: new Date().toISOString(),
+        });
+      }),
+    );
+    this.lastTargets = targets;
+    this.round = { at: new Date().toISOString(), probed: targets.length, peers: peers.size, sampled: targets.length < peers.size };
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * `weftctl diff`: this node's desired kernel state (every peer lease in
+ * etcd, through the backend's own `Programmer.entriesFor`) against what the
+ * kernel holds (dumped the way a full reconcile pass does), entry by entry:
+ * missing (desired, absent), wrong (present, different) and stale (weft's,
+ * no lease wants it). The diff itself is the reconciler's `planFull`.
+ */
+import { silentLogger } from '../common/log.js';
+import { WeftError } from '../common/errors.js';
+import type { Kernel } from '../backend/kernel.js';
+import { HostGwProgrammer } from '../backend/hostgw/hostgw.js';
+import { VxlanProgrammer } from '../backend/vxlan/vxlan.js';
+import { entryKey, planFull, type Entry, type Ownership, type Owned, type Programmer } from '../backend/reconciler.js';
+import { validateLease } from '../lease/lease-value.js';
+import type { Registry } from '../lease/registry.js';
+import type { Lease, NetworkConfig } from '../lease/types.js';
+import { DryRunKernel } from './weftctl-dryrun.js';
+import { table, type Report } from './weftctl-format.js';
+import type { Underlay } from './underlay.js';
+
+export type DiffStatus = 'missing' | 'wrong' | 'stale';
+
+export interface DiffLine {
+  readonly status: DiffStatus;
+  /** The peer subnet the entry serves; null for a stale entry. */
+  readonly peer: string | null;
+  readonly kind: Entry['kind'];
+  /** The entry weftd wants, iproute2 style (null when stale). */
+  readonly want: string | null;
+  /** The entry the kernel holds (null when missing). */
+  readonly held: string | null;
+}
+
+export interface DiffResult {
+  readonly ownSubnet: string;
+  readonly peers: number;
+  readonly desiredEntries: number;
+  readonly lines: readonly DiffLine[];
+  /** Device-level changes weftd would make (address, MTU, up), iproute2 style. */
+  readonly device: readonly string[];
+}
+
+/** An entry as iproute2 prints it, with device names. */
+export function showEntry(e: Entry, dev: (ifindex: number) => string): string {
+  switch (e.kind) {
+    case 'neigh':
+      return `${e.ip} dev ${dev(e.ifindex)} lladdr ${e.mac} PERMANENT`;
+    case 'fdb':
+      return `${e.mac} dev ${dev(e.ifindex)} dst ${e.dst} self permanent`;
+    case 'route':
+      return `${e.dst} via ${e.gw ?? '-'} dev ${dev(e.oif)}${e.onlink ? ' onlink' : ''}`;
+  }
+}
+
+/** The pure part: desired per peer, actual as dumped, into diff lines. */
+export function diffEntries(desired: ReadonlyMap<string, Owned>, actual: ReadonlyMap<string, Entry>, dev: (ifindex: number) => string): DiffLine[] {
+  const plan = planFull(desired, actual);
+  const lines: DiffLine[] = [];
+  for (const s of plan.sets) {
+    const held = actual.get(entryKey(s.entry));
+    lines.push({ status: held ? 'wrong' : 'missing', peer: s.peer, kind: s.entry.kind, want: showEntry(s.entry, dev), held: held ? showEntry(held, dev) : null });
+  }
+  for (const e of plan.deletes) lines.push({ status: 'stale', peer: null, kind: e.kind, want: null, held: showEntry(e, dev) });
+  return lines;
+}
+
+/** What the kernel holds of weft's, keyed like the reconciler keys it (its full-pass dump). */
+export async function dumpOwned(kernel: Kernel, ownership: Ownership): Promise<Map<string, Entry>> {
+  const actual = new Map<string, Entry>();
+  const add = (e: Entry) => actual.set(entryKey(e), e);
+  const [neighs, fdbs, routes] = await Promise.all([
+    ownership.neighIfindex !== null ? kernel.neighList(ownership.neighIfindex) : [],
+    ownership.fdbIfindex !== null ? kernel.fdbList(ownership.fdbIfindex) : [],
+    kernel.routeList(),
+  ]);
+  for (const n of neighs) if (n.permanent) add({ kind: 'neigh', ifindex: n.ifindex, ip: n.ip, mac: n.mac });
+  for (const f of fdbs) add({ kind: 'fdb', ifindex: f.ifindex, mac: f.mac, dst: f.dst });
+  for (const r of routes) if (ownership.ownsRoute(r)) add({ kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink });
+  return actual;
+}
+
+async function programmerFor(config: NetworkConfig, kernel: Kernel, underlay: Underlay): Promise<Programmer & { configure(l: Lease): Promise<void> }> {
+  const network = config.network;
+  if (!network) throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'the network config has no IPv4 Network');
+  const log = silentLogger();
+  switch (config.backend.type) {
+    case 'vxlan':
+      // No state dir: the device's MAC is adopted as it is, and nothing is written.
+      return VxlanProgrammer.create(kernel, { publicIP: underlay.publicIP, iface: { name: underlay.name, mtu: underlay.mtu }, network: config, log }, network);
+    case 'host-gw':
+      return new HostGwProgrammer(kernel, underlay.name, network, log);
+    default:
+      throw new WeftError('WEFT_ERR_CONFIG_INVALID', `weftctl diff does not know backend "${config.backend.type}"`);
+  }
+}
+
+/**
+ * Computes the diff for this node (the one whose lease carries the underlay's
+ * public IP) against the kernel of the current network namespace.
+ */
+export async function diffNode(registry: Registry, kernel: Kernel, underlay: Underlay): Promise<DiffResult> {
+  const config = await registry.readNetworkConfig();
+  const { kvs } = await registry.listSubnets();
+  const leases: Lease[] = [];
+  for (const kv of kvs) {
+    try {
+      const lease = validateLease(registry.prefix, kv, config);
+      if (lease) leases.push(lease);
+    } catch {
+      // weftd skips malformed keys; so does its desired state
+    }
+  }
+  const own = leases.find((l) => l.attrs.PublicIP === underlay.publicIP);
+  if (!own) throw new WeftError('WEFT_ERR_CONFIG_MISSING', `no lease in etcd carries this node's public IP ${underlay.publicIP}; is weftd running here?`);
+
+  const dry = new DryRunKernel(kernel);
+  const programmer = await programmerFor(config, dry, underlay);
+  await programmer.configure(own);
+  const { ownership } = await programmer.refresh();
+
+  const desired = new Map<string, Owned>();
+  let peers = 0;
+  // The watcher's rule: keys advertising this node's public IP are not peers.
+  for (const lease of leases.filter((l) => l.attrs.PublicIP !== underlay.publicIP)) {
+    const entries = programmer.entriesFor(lease);
+    if (!entries) continue;
+    peers++;
+    for (const entry of entries) if (!desired.has(entryKey(entry))) desired.set(entryKey(entry), { peer: lease.subnet.toString(), entry });
+  }
+  const names = new Map<number, string>();
+  for (const index of new Set([ownership.neighIfindex, ownership.fdbIfindex, ...[...desired.values()].map((o) => (o.entry.kind === 'route' ? o.entry.oif : o.entry.ifindex))])) {
+    if (index !== null) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
+  }
+  const actual = await dumpOwned(kernel, ownership);
+  for (const e of actual.values()) {
+    const index = e.kind === 'route' ? e.oif : e.ifindex;
+    if (!names.has(index)) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
+  }
+  const lines = diffEntries(desired, actual, (i) => names.get(i) ?? `#${i}`);
+  return { ownSubnet: own.subnet.toString(), peers, desiredEntries: desired.size, lines, device: dry.wouldRun };
+}
+
+export function diffReport(d: DiffResult): Report {
+  const head = `node ${d.ownSubnet}: ${d.peers} peers, ${d.desiredEntries} desired entries`;
+  if (d.lines.length === 0 && d.device.length === 0) return { json: d, text: `${head}: kernel in sync`, exitCode: 0 };
+  const parts = [`${head}: ${d.lines.length} entries differ${d.device.length > 0 ? `, device needs ${d.device.length} changes` : ''}`];
+  if (d.device.length > 0) parts.push('', 'device (weftd would run):', ...d.device.map((c) => `  ${c}`));
+  if (d.lines.length > 0) {
+    parts.push(
+      '',
+      table(
+        ['STATUS', 'PEER', 'KIND', 'WANT', 'HELD'],
+        d.lines.map((l) => [l.status, l.peer ?? '-', l.kind, l.want ?? '-', l.held ?? '-']),
+      ),
+    );
+  }
+  return { json: d, text: parts.join('\n'), exitCode: 1 };
+}

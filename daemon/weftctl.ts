@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+/**
+ * weftctl: look at and manage a weft cluster from a node. It takes weftd's
+ * own options (flags, WEFTD_* / FLANNELD_* environment, --config file), so
+ * pointing it at the node's weftd.yaml is enough to reach the same etcd and
+ * weftd's HTTP endpoint. `--output json` prints the same data for scripts.
+ *
+ *   weftctl config get|set [FILE]|validate [FILE]   the network config
+ *   weftctl leases                                    every subnet key
+ *   weftctl reserve SUBNET --public-ip IP [--vtep-mac MAC]
+ *   weftctl release SUBNET [--force]
+ *   weftctl status | diff | doctor                    this node
+ *   weftctl docker-opts [...]                         as `weftd docker-opts`
+ */
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import yargs, { type Argv } from 'yargs';
+import { WeftError, isWeftError } from '../common/errors.js';
+import { NetlinkKernel } from '../backend/kernel-netlink.js';
+import { doctorReport, runChecks } from './doctor.js';
+import { DOCKER_OPTS_DEFAULTS, runDockerOpts } from './docker-opts.js';
+import { declareWeftdOptions, readConfigFile, validateWeftdOptions, weftdEnvironment, withEnvironment, type WeftdOptions } from './options.js';
+import { discoverUnderlay } from './underlay.js';
+import { fetchStatus, openEtcd, weftdUrl } from './weftctl-context.js';
+import { getConfig, setConfig, validateConfig } from './weftctl-config.js';
+import { diffNode, diffReport } from './weftctl-diff.js';
+import { render, type OutputFormat, type Report } from './weftctl-format.js';
+import { leasesReport, readLeaseRows, release, reserve } from './weftctl-leases.js';
+import { readKernelView, statusReport } from './weftctl-status.js';
+
+const COMMANDS = ['config', 'leases', 'reserve', 'release', 'status', 'diff', 'doctor', 'docker-opts'];
+
+function declareCli(y: Argv) {
+  return declareWeftdOptions(y)
+    .scriptName('weftctl')
+    .usage('weftctl <command> [options]   (weftd\'s etcd and HTTP options apply; --config reads weftd.yaml)')
+    .config('config', 'weftd\'s YAML or JSON config file', readConfigFile)
+    .option('output', { alias: 'o', type: 'string', choices: ['table', 'json'], default: 'table', describe: 'output format' })
+    .command('config <action> [file]', 'the network config in etcd: get, set FILE (validated first), validate FILE (- or none: stdin)', (c) =>
+      c.positional('action', { choices: ['get', 'set', 'validate'] as const, demandOption: true }).positional('file', { type: 'string' }),
+    )
+    .command('leases', 'every subnet lease and reservation in etcd')
+    .command('reserve <subnet>', 'reserve SUBNET for --public-ip (a key without an etcd lease)', (c) =>
+      c.positional('subnet', { type: 'string', demandOption: true }).option('vtep-mac', { type: 'string', describe: 'VTEP MAC to advertise (vxlan)' }),
+    )
+    .command('release <subnet>', 'delete a reservation (--force: a live lease too)', (c) =>
+      c.positional('subnet', { type: 'string', demandOption: true }).option('force', { type: 'boolean', default: false }),
+    )
+    .command('status', 'this node: lease, device, peers, reconcile, etcd, readiness, peer health')
+    .command('diff', 'desired kernel entries (leases) vs the kernel on this node')
+    .command('doctor', 'checks with a verdict and a fix each')
+    .command('docker-opts', 'Docker options from the subnet file (as weftd docker-opts)')
+    .demandCommand(1, 'a command is required')
+    .strict()
+    .exitProcess(false)
+    .fail((msg, err) => {
+      if (err instanceof WeftError) throw err;
+      throw new WeftError('WEFT_ERR_OPTION_INVALID', (msg ?? err?.message ?? 'invalid arguments').replace(/\s+/g, ' '));
+    });
+}
+
+async function readInput(file: string | undefined): Promise<{ text: string; source: string }> {
+  if (!file || file === '-') return { text: readFileSync(0, 'utf8'), source: 'stdin' };
+  return { text: await readFile(file, 'utf8'), source: file };
+}
+
+async function readSysctl(path: string): Promise<string | null> {
+  return readFile(path, 'utf8').then((s) => s.trim(), () => null);
+}
+
+type Args = Record<string, unknown> & { _: (string | number)[] };
+
+async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
+  if (command === 'config') {
+    const action = a.action as 'get' | 'set' | 'validate';
+    if (action === 'validate') {
+      const { text, source } = await readInput(a.file as string | undefined);
+      return validateConfig(text, source);
+    }
+    const etcd = openEtcd(o);
+    try {
+      if (action === 'get') return await getConfig(etcd.client, o.etcdPrefix);
+      const { text, source } = await readInput(a.file as string | undefined);
+      return await setConfig(etcd.client, o.etcdPrefix, text, source);
+    } finally {
+      etcd.close();
+    }
+  }
+  if (command === 'leases' || command === 'reserve' || command === 'release') {
+    const etcd = openEtcd(o);
+    try {
+      if (command === 'leases') {
+        const { rows, configError } = await readLeaseRows(etcd.registry, etcd.client);
+        return leasesReport(rows, configError);
+      }
+      if (command === 'reserve') {
+        if (!o.publicIp) throw new WeftError('WEFT_ERR_OPTION_INVALID', 'invalid option --public-ip: reserve needs the public IP the subnet is for');
+        return await reserve(etcd.registry, String(a.subnet), o.publicIp, a['vtep-mac'] as string | undefined);
+      }
+      return await release(etcd.registry, String(a.subnet), a.force === true);
+    } finally {
+      etcd.close();
+    }
+  }
+  const kernel = new NetlinkKernel();
+  try {
+    if (command === 'status') {
+      const url = weftdUrl(o) ?? '(no HTTP endpoint)';
+      const got = await fetchStatus(o);
+      if ('error' in got) return { json: { url, error: got.error }, text: `weftd: ${got.error}`, exitCode: 1 };
+      const view = await readKernelView(kernel, got.status.backend?.device ?? null, await readSysctl('/proc/sys/net/ipv4/ip_forward'));
+      return statusReport(url, got.status, view);
+    }
+    if (command === 'diff') {
+      const etcd = openEtcd(o);
+      try {
+        const underlay = await discoverUnderlay({ iface: o.iface, ifaceRegex: o.ifaceRegex, publicIp: o.publicIp });
+        return diffReport(await diffNode(etcd.registry, kernel, underlay));
+      } finally {
+        etcd.close();
+      }
+    }
+    // doctor
+    const etcd = openEtcd(o);
+    try {
+      const [status, leases] = await Promise.all([
+        fetchStatus(o),
+        readLeaseRows(etcd.registry, etcd.client).then(
+          (r) => ({ rows: r.rows, network: r.config?.network ?? null }),
+          (err: Error) => ({ error: `etcd: ${err.message}` }),
+        ),
+      ]);
+      return doctorReport(await runChecks({ options: o, kernel, status, leases }));
+    } finally {
+      etcd.close();
+    }
+  } finally {
+    await kernel.close();
+  }
+}
+
+/** `weftctl docker-opts`: weftd's mk-docker-opts.sh equivalent, same flags. */
+async function dockerOpts(argv: string[]): Promise<number> {
+  const a = await yargs(argv)
+    .usage('weftctl docker-opts [-f subnet.env] [-d out.env] [-i] [-c] [-k KEY] [-m] [--bridge NAME]')
+    .option('f', { type: 'string', default: DOCKER_OPTS_DEFAULTS.subnetFile, describe: 'subnet file to read' })
+    .option('d', { type: 'string', default: DOCKER_OPTS_DEFAULTS.outFile, describe: 'file to write' })
+    .option('i', { type: 'boolean', default: false, describe: 'one DOCKER_OPT_* variable per option' })
+    .option('c', { type: 'boolean', default: false, describe: 'the combined variable' })
+    .option('k', { type: 'string', default: DOCKER_OPTS_DEFAULTS.key, describe: 'name of the combined variable' })
+    .option('m', { type: 'boolean', default: false, describe: 'leave out --ip-masq' })
+    .option('bridge', { type: 'string', describe: 'use this pre-made bridge (weftd --bridge) instead of --bip' })
+    .strict()
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? new WeftError('WEFT_ERR_OPTION_INVALID', msg);
+    })
+    .parse();
+  const result = await runDockerOpts({ subnetFile: a.f, outFile: a.d, individual: a.i, combined: a.c, key: a.k, noIpMasq: a.m, bridge: a.bridge, existing: process.env[a.k] });
+  if (result.message) console.error(result.message);
+  return result.exitCode;
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'docker-opts') return dockerOpts(argv.slice(1));
+  const a = (await withEnvironment(weftdEnvironment(process.env), () => declareCli(yargs(argv)).env('WEFTD').parse())) as Args;
+  if (a.help || a.version) return 0;
+  const command = String(a._[0]);
+  if (!COMMANDS.includes(command)) throw new WeftError('WEFT_ERR_OPTION_INVALID', `unknown command "${command}"`);
+  const options = validateWeftdOptions(a);
+  const report = await run(command, a, options);
+  const out = render(report, a.output as OutputFormat);
+  if (out) console.log(out);
+  return report.exitCode;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // The etcd client's channels may hold the loop briefly; exit once output is flushed.
+    setTimeout(() => process.exit(code), 50).unref();
+  },
+  (err: unknown) => {
+    console.error(`weftctl: ${(err as Error).message}`);
+    process.exit(isWeftError(err, 'WEFT_ERR_OPTION_INVALID') ? 2 : 1);
+  },
+);
