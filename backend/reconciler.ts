@@ -131,6 +131,22 @@ export function deleteOps(deletes: readonly Entry[]): KernelOp[] {
   return [...deletes].sort((a, b) => DELETE_ORDER[a.kind] - DELETE_ORDER[b.kind]).map(deleteOp);
 }
 
+/** What the kernel holds of weft's: permanent neighbours and FDB entries on its devices, and the routes it owns. */
+export async function dumpOwned(kernel: Kernel, ownership: Ownership): Promise<Map<string, Entry>> {
+  const actual = new Map<string, Entry>();
+  const add = (e: Entry) => actual.set(entryKey(e), e);
+  const [neighs, fdbs, routes] = await Promise.all([
+    ownership.neighIfindex !== null ? kernel.neighList(ownership.neighIfindex) : Promise.resolve([]),
+    ownership.fdbIfindex !== null ? kernel.fdbList(ownership.fdbIfindex) : Promise.resolve([]),
+    kernel.routeList(),
+  ]);
+  // Learned (non-permanent) neighbours are the kernel's business, not weft's.
+  for (const n of neighs) if (n.permanent) add({ kind: 'neigh', ifindex: n.ifindex, ip: n.ip, mac: n.mac });
+  for (const f of fdbs) add({ kind: 'fdb', ifindex: f.ifindex, mac: f.mac, dst: f.dst });
+  for (const r of routes) if (ownership.ownsRoute(r)) add({ kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink });
+  return actual;
+}
+
 export interface ReconcilerOptions {
   readonly kernel: Kernel;
   readonly programmer: Programmer;
@@ -312,29 +328,8 @@ export class Reconciler {
     this.programmedOwner.clear();
   }
 
-  private async dumpOwned(ownership: Ownership): Promise<Map<string, Entry>> {
-    const actual = new Map<string, Entry>();
-    const [neighs, fdbs, routes] = await Promise.all([
-      ownership.neighIfindex !== null ? this.kernel.neighList(ownership.neighIfindex) : Promise.resolve([]),
-      ownership.fdbIfindex !== null ? this.kernel.fdbList(ownership.fdbIfindex) : Promise.resolve([]),
-      this.kernel.routeList(),
-    ]);
-    for (const n of neighs) {
-      // Learned (non-permanent) entries are the kernel's business, not weft's.
-      if (!n.permanent) continue;
-      const e: Entry = { kind: 'neigh', ifindex: n.ifindex, ip: n.ip, mac: n.mac };
-      actual.set(entryKey(e), e);
-    }
-    for (const f of fdbs) {
-      const e: Entry = { kind: 'fdb', ifindex: f.ifindex, mac: f.mac, dst: f.dst };
-      actual.set(entryKey(e), e);
-    }
-    for (const r of routes) {
-      if (!ownership.ownsRoute(r)) continue;
-      const e: Entry = { kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink };
-      actual.set(entryKey(e), e);
-    }
-    return actual;
+  private dumpOwned(ownership: Ownership): Promise<Map<string, Entry>> {
+    return dumpOwned(this.kernel, ownership);
   }
 
   /** Sends the plan in two round trips (routes last) and reports failures. */

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import yargs from 'yargs';
 import writeFileAtomic from 'write-file-atomic';
 import { WeftError } from '../common/errors.js';
 import { Subnet } from '../lease/subnet.js';
@@ -84,4 +85,30 @@ export async function runDockerOpts(args: DockerOptsArgs): Promise<{ exitCode: n
     return { exitCode: 1, message: `Your routing table already contains the subnet: ${network}` };
   }
   return { exitCode: 0 };
+}
+
+/**
+ * The `docker-opts` command line (`weftd docker-opts`, `weftctl docker-opts`):
+ * mk-docker-opts.sh's flags. Returns the exit code; messages go to stderr.
+ */
+export async function dockerOptsCommand(argv: string[], scriptName: string): Promise<number> {
+  const a = await yargs(argv)
+    .scriptName(scriptName)
+    .usage(`${scriptName} docker-opts [-f subnet.env] [-d out.env] [-i] [-c] [-k KEY] [-m] [--bridge NAME]`)
+    .option('f', { type: 'string', default: DOCKER_OPTS_DEFAULTS.subnetFile, describe: 'subnet file to read' })
+    .option('d', { type: 'string', default: DOCKER_OPTS_DEFAULTS.outFile, describe: 'file to write' })
+    .option('i', { type: 'boolean', default: false, describe: 'one DOCKER_OPT_* variable per option' })
+    .option('c', { type: 'boolean', default: false, describe: 'the combined variable' })
+    .option('k', { type: 'string', default: DOCKER_OPTS_DEFAULTS.key, describe: 'name of the combined variable' })
+    .option('m', { type: 'boolean', default: false, describe: 'leave out --ip-masq' })
+    .option('bridge', { type: 'string', describe: 'use this pre-made bridge (weftd --bridge) instead of --bip' })
+    .strict()
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? new WeftError('WEFT_ERR_OPTION_INVALID', msg);
+    })
+    .parse();
+  const result = await runDockerOpts({ subnetFile: a.f, outFile: a.d, individual: a.i, combined: a.c, key: a.k, noIpMasq: a.m, bridge: a.bridge, existing: process.env[a.k] });
+  if (result.message) console.error(result.message);
+  return result.exitCode;
 }

@@ -10,7 +10,7 @@ import { isWeftError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import { NetlinkKernel } from '../backend/kernel-netlink.js';
 import { createBackends } from './backends.js';
-import { DOCKER_OPTS_DEFAULTS, runDockerOpts } from './docker-opts.js';
+import { dockerOptsCommand } from './docker-opts.js';
 import { iptablesRunner, removeTrafficRules } from './iptables.js';
 import { parseWeftdOptions } from './options.js';
 import { Weftd } from './weftd.js';
@@ -46,35 +46,7 @@ async function runDaemon(argv: string[]): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'docker-opts') {
-    const a = await yargs(argv.slice(1))
-      .usage('weftd docker-opts [-f subnet.env] [-d out.env] [-i] [-c] [-k KEY] [-m] [--bridge NAME]')
-      .option('f', { type: 'string', default: DOCKER_OPTS_DEFAULTS.subnetFile, describe: 'subnet file to read' })
-      .option('d', { type: 'string', default: DOCKER_OPTS_DEFAULTS.outFile, describe: 'file to write' })
-      .option('i', { type: 'boolean', default: false, describe: 'one DOCKER_OPT_* variable per option' })
-      .option('c', { type: 'boolean', default: false, describe: 'the combined variable' })
-      .option('k', { type: 'string', default: DOCKER_OPTS_DEFAULTS.key, describe: 'name of the combined variable' })
-      .option('m', { type: 'boolean', default: false, describe: 'leave out --ip-masq' })
-      .option('bridge', { type: 'string', describe: 'use this pre-made bridge (weftd --bridge) instead of --bip' })
-      .strict()
-      .exitProcess(false)
-      .fail((msg, err) => {
-        throw Object.assign(err ?? new Error(msg), { exitCode: 1 });
-      })
-      .parse();
-    const result = await runDockerOpts({
-      subnetFile: a.f,
-      outFile: a.d,
-      individual: a.i,
-      combined: a.c,
-      key: a.k,
-      noIpMasq: a.m,
-      bridge: a.bridge,
-      existing: process.env[a.k],
-    });
-    if (result.message) console.error(result.message);
-    return result.exitCode;
-  }
+  if (argv[0] === 'docker-opts') return dockerOptsCommand(argv.slice(1), 'weftd');
   if (argv[0] === 'cleanup-iptables') {
     const removed = await removeTrafficRules(iptablesRunner());
     console.error(removed ? 'removed weft/flannel iptables rules' : 'no weft/flannel iptables rules found');

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import yargs, { type Argv } from 'yargs';
 import { WeftError } from '../common/errors.js';
+import type { EtcdConnectionOptions } from '../lease/etcd-client.js';
 import { DEFAULT_PREFIX } from '../lease/keyspace.js';
 import { canonicalIPv4, ipValue } from '../lease/subnet.js';
 import { DEFAULT_PROBE_PORT } from './probe.js';
@@ -79,6 +80,19 @@ export function declareWeftdOptions<T>(y: Argv<T>) {
     .option('probe-port', { type: 'number', default: DEFAULT_PROBE_PORT, describe: 'UDP port of the peer-health echo' })
     .option('probe-interval', { type: 'number', default: 10, describe: 'seconds between peer-health rounds (0: off)' })
     .option('probe-sample', { type: 'number', default: 32, describe: 'peers probed per round, in rotation' });
+}
+
+/** The etcd connection the options describe (weftd and weftctl connect the same way). */
+export function etcdConnection(o: WeftdOptions, callTimeoutMs?: number): EtcdConnectionOptions {
+  return {
+    endpoints: o.etcdEndpoints,
+    caFile: o.etcdCafile,
+    certFile: o.etcdCertfile,
+    keyFile: o.etcdKeyfile,
+    username: o.etcdUsername,
+    password: o.etcdPassword,
+    ...(callTimeoutMs !== undefined ? { callTimeoutMs } : {}),
+  };
 }
 
 /** Option names a config file may use: the long flag names (or their camelCase form). */

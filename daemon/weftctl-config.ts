@@ -3,10 +3,10 @@
  * `<prefix>/config`. Nothing reaches etcd that weftd would refuse: `set`
  * runs flannel's parsing rules (lease/config.ts) first.
  */
-import type { Etcd3 } from 'etcd3';
-import { WeftError } from '../common/errors.js';
+import { WeftError, isWeftError } from '../common/errors.js';
 import { parseNetworkConfig } from '../lease/config.js';
 import { configKey } from '../lease/keyspace.js';
+import type { Registry } from '../lease/registry.js';
 import type { NetworkConfig } from '../lease/types.js';
 import { table, type Report } from './weftctl-format.js';
 
@@ -34,9 +34,9 @@ function configTable(c: NetworkConfig): string {
   return table(['FIELD', 'VALUE'], rows);
 }
 
-export async function getConfig(client: Etcd3, prefix: string): Promise<Report> {
-  const key = configKey(prefix);
-  const raw = await client.get(key).string();
+export async function getConfig(registry: Registry): Promise<Report> {
+  const key = configKey(registry.prefix);
+  const raw = await registry.readNetworkConfigText();
   if (raw === null) return { json: { key, raw: null, error: 'missing' }, text: `no network config at ${key}`, exitCode: 1 };
   try {
     const c = parseNetworkConfig(raw);
@@ -56,15 +56,14 @@ export function validateConfig(text: string, source: string): Report {
 }
 
 /** Validates, then writes; an invalid config never reaches etcd. */
-export async function setConfig(client: Etcd3, prefix: string, text: string, source: string): Promise<Report> {
+export async function setConfig(registry: Registry, text: string, source: string): Promise<Report> {
   let c: NetworkConfig;
   try {
-    c = parseNetworkConfig(text);
+    c = await registry.writeNetworkConfig(text);
   } catch (err) {
-    throw new WeftError('WEFT_ERR_CONFIG_INVALID', `${source}: ${(err as Error).message}; nothing written`);
+    if (isWeftError(err, 'WEFT_ERR_CONFIG_INVALID')) throw new WeftError('WEFT_ERR_CONFIG_INVALID', `${source}: ${err.message}; nothing written`);
+    throw err;
   }
-  const key = configKey(prefix);
-  const compact = JSON.stringify(JSON.parse(text));
-  await client.put(key).value(compact);
-  return { json: { key, written: JSON.parse(compact) as unknown, effective: effectiveConfig(c) }, text: `wrote ${key}\n\n${configTable(c)}`, exitCode: 0 };
+  const key = configKey(registry.prefix);
+  return { json: { key, written: JSON.parse(text) as unknown, effective: effectiveConfig(c) }, text: `wrote ${key}\n\n${configTable(c)}`, exitCode: 0 };
 }

@@ -4,31 +4,20 @@
  * prefix, interface and HTTP endpoint as the node's weftd), and the two
  * things it talks to: etcd and weftd's `/status`.
  */
-import type { Etcd3 } from 'etcd3';
 import { createEtcdClient } from '../lease/etcd-client.js';
 import { EtcdRegistry } from '../lease/registry.js';
 import type { NodeStatus } from './http.js';
-import type { WeftdOptions } from './options.js';
+import { etcdConnection, type WeftdOptions } from './options.js';
 
-/** An open etcd connection: the registry for weft's keyspace, the client for the few calls it does not offer. */
+/** An open etcd connection to weft's keyspace. */
 export interface EtcdSession {
   readonly registry: EtcdRegistry;
-  readonly client: Etcd3;
   close(): void;
 }
 
 export function openEtcd(o: WeftdOptions): EtcdSession {
-  const client = createEtcdClient({
-    endpoints: o.etcdEndpoints,
-    caFile: o.etcdCafile,
-    certFile: o.etcdCertfile,
-    keyFile: o.etcdKeyfile,
-    username: o.etcdUsername,
-    password: o.etcdPassword,
-    callTimeoutMs: 3000,
-  });
-  const registry = new EtcdRegistry(client, o.etcdPrefix);
-  return { registry, client, close: () => registry.close() };
+  const registry = new EtcdRegistry(createEtcdClient(etcdConnection(o, 3000)), o.etcdPrefix);
+  return { registry, close: () => registry.close() };
 }
 
 /** weftd's HTTP base URL from its options, or null when the endpoint is off (--healthz-port 0). */

@@ -10,7 +10,7 @@ import { WeftError } from '../common/errors.js';
 import type { Kernel } from '../backend/kernel.js';
 import { HostGwProgrammer } from '../backend/hostgw/hostgw.js';
 import { VxlanProgrammer } from '../backend/vxlan/vxlan.js';
-import { entryKey, planFull, type Entry, type Ownership, type Owned, type Programmer } from '../backend/reconciler.js';
+import { dumpOwned, entryKey, planFull, type Entry, type Owned, type Programmer } from '../backend/reconciler.js';
 import { validateLease } from '../lease/lease-value.js';
 import type { Registry } from '../lease/registry.js';
 import type { Lease, NetworkConfig } from '../lease/types.js';
@@ -62,21 +62,6 @@ export function diffEntries(desired: ReadonlyMap<string, Owned>, actual: Readonl
   }
   for (const e of plan.deletes) lines.push({ status: 'stale', peer: null, kind: e.kind, want: null, held: showEntry(e, dev) });
   return lines;
-}
-
-/** What the kernel holds of weft's, keyed like the reconciler keys it (its full-pass dump). */
-export async function dumpOwned(kernel: Kernel, ownership: Ownership): Promise<Map<string, Entry>> {
-  const actual = new Map<string, Entry>();
-  const add = (e: Entry) => actual.set(entryKey(e), e);
-  const [neighs, fdbs, routes] = await Promise.all([
-    ownership.neighIfindex !== null ? kernel.neighList(ownership.neighIfindex) : [],
-    ownership.fdbIfindex !== null ? kernel.fdbList(ownership.fdbIfindex) : [],
-    kernel.routeList(),
-  ]);
-  for (const n of neighs) if (n.permanent) add({ kind: 'neigh', ifindex: n.ifindex, ip: n.ip, mac: n.mac });
-  for (const f of fdbs) add({ kind: 'fdb', ifindex: f.ifindex, mac: f.mac, dst: f.dst });
-  for (const r of routes) if (ownership.ownsRoute(r)) add({ kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink });
-  return actual;
 }
 
 async function programmerFor(config: NetworkConfig, kernel: Kernel, underlay: Underlay): Promise<Programmer & { configure(l: Lease): Promise<void> }> {

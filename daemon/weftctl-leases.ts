@@ -4,7 +4,6 @@
  * weftd skips them; a key without an etcd lease is a reservation (flannel's
  * convention), with a TTL otherwise.
  */
-import type { Etcd3 } from 'etcd3';
 import { WeftError } from '../common/errors.js';
 import { parseSubnetKey, subnetKey } from '../lease/keyspace.js';
 import { parseLeaseAttrs, serializeLeaseAttrs, validateLease, type RawKeyValue } from '../lease/lease-value.js';
@@ -58,22 +57,21 @@ export function describeLease(prefix: string, kv: RawKeyValue, config: NetworkCo
 }
 
 /** Seconds left per etcd lease id (one TimeToLive call per distinct lease, a few at a time). */
-export async function leaseTtls(client: Etcd3, ids: Iterable<string>): Promise<Map<string, number>> {
+export async function leaseTtls(registry: Registry, ids: Iterable<string>): Promise<Map<string, number>> {
   const unique = [...new Set(ids)].filter((id) => id !== '0');
   const ttls = new Map<string, number>();
   for (let i = 0; i < unique.length; i += 32) {
     await Promise.all(
       unique.slice(i, i + 32).map(async (id) => {
-        // The registry has no TimeToLive (weftd never needs one); this read is weftctl's alone.
-        const res = await client.leaseClient.leaseTimeToLive({ ID: id }).catch(() => null);
-        if (res && Number(res.TTL) >= 0) ttls.set(id, Number(res.TTL));
+        const ttl = await registry.leaseTimeToLive(id).catch(() => -1);
+        if (ttl >= 0) ttls.set(id, ttl);
       }),
     );
   }
   return ttls;
 }
 
-export async function readLeaseRows(registry: Registry, client: Etcd3): Promise<{ rows: LeaseRow[]; config: NetworkConfig | null; configError: string | null }> {
+export async function readLeaseRows(registry: Registry): Promise<{ rows: LeaseRow[]; config: NetworkConfig | null; configError: string | null }> {
   let config: NetworkConfig | null = null;
   let configError: string | null = null;
   try {
@@ -83,7 +81,7 @@ export async function readLeaseRows(registry: Registry, client: Etcd3): Promise<
     configError = (err as Error).message;
   }
   const { kvs } = await registry.listSubnets();
-  const ttls = await leaseTtls(client, kvs.map((kv) => kv.lease || '0'));
+  const ttls = await leaseTtls(registry, kvs.map((kv) => kv.lease || '0'));
   return { rows: kvs.map((kv) => describeLease(registry.prefix, kv, config, ttls)), config, configError };
 }
 

@@ -18,7 +18,7 @@ import yargs, { type Argv } from 'yargs';
 import { WeftError, isWeftError } from '../common/errors.js';
 import { NetlinkKernel } from '../backend/kernel-netlink.js';
 import { doctorReport, runChecks } from './doctor.js';
-import { DOCKER_OPTS_DEFAULTS, runDockerOpts } from './docker-opts.js';
+import { dockerOptsCommand } from './docker-opts.js';
 import { declareWeftdOptions, readConfigFile, validateWeftdOptions, weftdEnvironment, withEnvironment, type WeftdOptions } from './options.js';
 import { discoverUnderlay } from './underlay.js';
 import { fetchStatus, openEtcd, weftdUrl } from './weftctl-context.js';
@@ -79,9 +79,9 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
     }
     const etcd = openEtcd(o);
     try {
-      if (action === 'get') return await getConfig(etcd.client, o.etcdPrefix);
+      if (action === 'get') return await getConfig(etcd.registry);
       const { text, source } = await readInput(a.file as string | undefined);
-      return await setConfig(etcd.client, o.etcdPrefix, text, source);
+      return await setConfig(etcd.registry, text, source);
     } finally {
       etcd.close();
     }
@@ -90,7 +90,7 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
     const etcd = openEtcd(o);
     try {
       if (command === 'leases') {
-        const { rows, configError } = await readLeaseRows(etcd.registry, etcd.client);
+        const { rows, configError } = await readLeaseRows(etcd.registry);
         return leasesReport(rows, configError);
       }
       if (command === 'reserve') {
@@ -125,7 +125,7 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
     try {
       const [status, leases] = await Promise.all([
         fetchStatus(o),
-        readLeaseRows(etcd.registry, etcd.client).then(
+        readLeaseRows(etcd.registry).then(
           (r) => ({ rows: r.rows, network: r.config?.network ?? null }),
           (err: Error) => ({ error: `etcd: ${err.message}` }),
         ),
@@ -139,30 +139,8 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
   }
 }
 
-/** `weftctl docker-opts`: weftd's mk-docker-opts.sh equivalent, same flags. */
-async function dockerOpts(argv: string[]): Promise<number> {
-  const a = await yargs(argv)
-    .usage('weftctl docker-opts [-f subnet.env] [-d out.env] [-i] [-c] [-k KEY] [-m] [--bridge NAME]')
-    .option('f', { type: 'string', default: DOCKER_OPTS_DEFAULTS.subnetFile, describe: 'subnet file to read' })
-    .option('d', { type: 'string', default: DOCKER_OPTS_DEFAULTS.outFile, describe: 'file to write' })
-    .option('i', { type: 'boolean', default: false, describe: 'one DOCKER_OPT_* variable per option' })
-    .option('c', { type: 'boolean', default: false, describe: 'the combined variable' })
-    .option('k', { type: 'string', default: DOCKER_OPTS_DEFAULTS.key, describe: 'name of the combined variable' })
-    .option('m', { type: 'boolean', default: false, describe: 'leave out --ip-masq' })
-    .option('bridge', { type: 'string', describe: 'use this pre-made bridge (weftd --bridge) instead of --bip' })
-    .strict()
-    .exitProcess(false)
-    .fail((msg, err) => {
-      throw err ?? new WeftError('WEFT_ERR_OPTION_INVALID', msg);
-    })
-    .parse();
-  const result = await runDockerOpts({ subnetFile: a.f, outFile: a.d, individual: a.i, combined: a.c, key: a.k, noIpMasq: a.m, bridge: a.bridge, existing: process.env[a.k] });
-  if (result.message) console.error(result.message);
-  return result.exitCode;
-}
-
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'docker-opts') return dockerOpts(argv.slice(1));
+  if (argv[0] === 'docker-opts') return dockerOptsCommand(argv.slice(1), 'weftctl');
   const a = (await withEnvironment(weftdEnvironment(process.env), () => declareCli(yargs(argv)).env('WEFTD').parse())) as Args;
   if (a.help || a.version) return 0;
   const command = String(a._[0]);

@@ -1,5 +1,4 @@
 import type { Server } from 'node:http';
-import type { Etcd3 } from 'etcd3';
 import { Backoff } from '../common/backoff.js';
 import { WeftError, isWeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -15,7 +14,7 @@ import { createHealthServer, listen, type NodeStatus } from './http.js';
 import { TrafficRules, type TrafficRulesSpec } from './iptables.js';
 import { WeftMetrics } from './metrics.js';
 import { PeerProber } from './probe.js';
-import type { WeftdOptions } from './options.js';
+import { etcdConnection, type WeftdOptions } from './options.js';
 import { readPreviousSubnet, writeSubnetFile } from './subnet-file.js';
 import { ensureSysctl } from './sysctl.js';
 import { discoverUnderlay, type Underlay } from './underlay.js';
@@ -38,7 +37,6 @@ export interface WeftdDeps {
 export class Weftd {
   private readonly options: WeftdOptions;
   private readonly log: Logger;
-  private client: Etcd3 | null = null;
   private registry: EtcdRegistry | null = null;
   private manager: LeaseManager | null = null;
   private watcher: LeaseWatcher | null = null;
@@ -95,15 +93,7 @@ export class Weftd {
 
   private async start(signal: AbortSignal): Promise<void> {
     const o = this.options;
-    this.client = createEtcdClient({
-      endpoints: o.etcdEndpoints,
-      caFile: o.etcdCafile,
-      certFile: o.etcdCertfile,
-      keyFile: o.etcdKeyfile,
-      username: o.etcdUsername,
-      password: o.etcdPassword,
-    });
-    this.registry = new EtcdRegistry(this.client, o.etcdPrefix, this.log);
+    this.registry = new EtcdRegistry(createEtcdClient(etcdConnection(o)), o.etcdPrefix, this.log);
 
     this.reason = 'waiting for a valid network config in etcd';
     const config = (this.config = await this.waitForConfig(signal));

@@ -31,6 +31,12 @@ export interface Registry extends EventEmitter {
   readonly state: StoreState;
   /** Reads and validates `<prefix>/config`. Throws WEFT_ERR_CONFIG_MISSING / _INVALID / STORE_UNAVAILABLE. */
   readNetworkConfig(): Promise<NetworkConfig>;
+  /** The raw text of `<prefix>/config`, or null when absent (for tools that show it as written). */
+  readNetworkConfigText(): Promise<string | null>;
+  /** Validates `text` as a network config and writes it; an invalid config never reaches etcd. */
+  writeNetworkConfig(text: string): Promise<NetworkConfig>;
+  /** Seconds left on an etcd lease, or -1 when it no longer exists. */
+  leaseTimeToLive(id: string): Promise<number>;
   /** Every key under `<prefix>/subnets/` with the store revision of the listing. */
   listSubnets(): Promise<{ kvs: RawKeyValue[]; revision: string }>;
   getSubnet(key: string): Promise<RawKeyValue | null>;
@@ -69,9 +75,25 @@ export class EtcdRegistry extends EventEmitter implements Registry {
     return this.currentState;
   }
 
+  async readNetworkConfigText(): Promise<string | null> {
+    return this.call('get config', () => this.client.get(configKey(this.prefix)).string());
+  }
+
+  async writeNetworkConfig(text: string): Promise<NetworkConfig> {
+    const config = parseNetworkConfig(text);
+    const compact = JSON.stringify(JSON.parse(text));
+    await this.call('put config', () => this.client.put(configKey(this.prefix)).value(compact).exec());
+    return config;
+  }
+
+  async leaseTimeToLive(id: string): Promise<number> {
+    const res = await this.call('lease time-to-live', () => this.client.leaseClient.leaseTimeToLive({ ID: id }));
+    return Number(res.TTL);
+  }
+
   async readNetworkConfig(): Promise<NetworkConfig> {
     const key = configKey(this.prefix);
-    const text = await this.call('get config', () => this.client.get(key).string());
+    const text = await this.readNetworkConfigText();
     if (text === null) {
       throw new WeftError(
         'WEFT_ERR_CONFIG_MISSING',
