@@ -55,15 +55,19 @@ export function chooseSubnet(input: AllocationInput): AllocationResult {
     if (!isReservation(lease)) incompatible.push(lease);
   }
 
-  const taken = new Set(leases.filter((l) => !incompatible.includes(l)).map((l) => l.subnet.toString()));
+  const occupying = leases.filter((l) => !incompatible.includes(l));
+  // Keys of SubnetLen are looked up exactly; any other length (a malformed key) by overlap.
+  const taken = new Set(occupying.filter((l) => l.subnet.prefixLength === config.subnetLen).map((l) => l.subnet.toString()));
+  const odd = occupying.filter((l) => l.subnet.prefixLength !== config.subnetLen).map((l) => l.subnet);
+  const isTaken = (s: Subnet) => taken.has(s.toString()) || odd.some((o) => o.overlaps(s));
   const prev = input.previousSubnet;
-  if (prev && inRange(prev) && !taken.has(prev.toString())) {
+  if (prev && inRange(prev) && !isTaken(prev)) {
     return { choice: { kind: 'previous', subnet: prev }, incompatible };
   }
 
   const free: Subnet[] = [];
   for (let s = config.subnetMin; s.value <= config.subnetMax.value && free.length < CANDIDATE_WINDOW; s = s.next()) {
-    if (!taken.has(s.toString())) free.push(s);
+    if (!isTaken(s)) free.push(s);
   }
   if (free.length === 0) {
     throw new WeftError(

@@ -3,7 +3,7 @@ import { Backoff, delay } from '../common/backoff.js';
 import { WeftError, isWeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { chooseSubnet } from './allocate.js';
-import { subnetKey } from './keyspace.js';
+import { parseSubnetKey, subnetKey } from './keyspace.js';
 import { serializeLeaseAttrs, validateLease, type RawKeyValue } from './lease-value.js';
 import type { Registry, StoreUpdate } from './registry.js';
 import type { Subnet } from './subnet.js';
@@ -169,13 +169,16 @@ export class LeaseManager extends EventEmitter {
     }
   }
 
-  /** A placeholder lease for a key whose value is bad but whose subnet part parses. */
+  /** A lease standing for a key whose value is bad but whose subnet part parses: it has no owner, only a subnet. */
   private occupiedSubnet(kv: RawKeyValue): Lease | null {
+    let parsed: ReturnType<typeof parseSubnetKey> = null;
     try {
-      return validateLease(this.registry.prefix, { ...kv, value: '{"PublicIP":"192.0.0.1"}' }, this.options.config);
+      parsed = parseSubnetKey(this.registry.prefix, kv.key);
     } catch {
-      return null;
+      return null; // the key itself is not a subnet: it occupies nothing
     }
+    if (!parsed) return null;
+    return { ...parsed, attrs: { PublicIP: '', PublicIPv6: null, BackendType: '' }, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision };
   }
 
   private async reread(key: string): Promise<Lease | null> {

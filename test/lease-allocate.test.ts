@@ -56,6 +56,12 @@ describe('subnet allocation (pure)', () => {
     const last = chooseSubnet({ config, leases, publicIP: ME, randomInt: (n) => n - 1 });
     expect(last.choice).to.deep.equal({ kind: 'new', subnet: Subnet.parse('10.244.102.0/24') });
   });
+  it('never hands out a subnet overlapping a key of another length (a malformed key still occupies its range)', () => {
+    const wide = lease('10.244.0.0/22', 'odd'); // covers 10.244.1-3.0/24
+    const r = chooseSubnet({ config, leases: [wide], publicIP: ME, previousSubnet: Subnet.parse('10.244.2.0/24'), randomInt: () => 0 });
+    expect(r.choice).to.deep.equal({ kind: 'new', subnet: Subnet.parse('10.244.4.0/24') });
+  });
+
   it('throws RANGE_EXHAUSTED when every subnet is taken', () => {
     const tiny = parseNetworkConfig('{"Network":"10.9.0.0/28","SubnetLen":30}');
     const leases = ['10.9.0.4/30', '10.9.0.8/30', '10.9.0.12/30'].map((c, i) => lease(c, `198.18.0.${20 + i}`));
