@@ -5,7 +5,8 @@
  */
 import type { Logger } from '../common/log.js';
 import type { Lease, PeerBatch } from '../lease/types.js';
-import type { BackendLeaseAttrs, BackendNetwork, BackendStats, ReconcilePass } from './backend.js';
+import type { BackendLeaseAttrs, BackendNetwork, BackendRegistration, BackendStats, ReconcilePass } from './backend.js';
+import { NetlinkKernel } from './kernel-netlink.js';
 import type { Kernel } from './kernel.js';
 import { ReconcileLoop } from './reconcile-loop.js';
 import { Reconciler, type Programmer } from './reconciler.js';
@@ -101,5 +102,33 @@ export class PeerNetwork implements BackendNetwork {
   async close(): Promise<void> {
     await this.loop.stop();
     await this.onClose?.();
+  }
+}
+
+/**
+ * What every peer-programming backend's register() does around its own
+ * device work: use the caller's kernel port or open (and later close) one,
+ * build the programmer, and wrap it in a PeerNetwork with the caller's
+ * resync period and pass hook.
+ */
+export async function registerPeerNetwork(
+  reg: BackendRegistration,
+  build: (kernel: Kernel) => Promise<{ programmer: PeerNetworkOptions['programmer']; leaseAttrs: BackendLeaseAttrs; mtu: number }>,
+): Promise<PeerNetwork> {
+  const kernel = reg.kernel ?? new NetlinkKernel();
+  const ownsKernel = !reg.kernel;
+  try {
+    const built = await build(kernel);
+    return new PeerNetwork({
+      kernel,
+      ...built,
+      log: reg.log,
+      ...(reg.resyncIntervalMs !== undefined ? { resyncIntervalMs: reg.resyncIntervalMs } : {}),
+      ...(reg.onPass ? { onPass: reg.onPass } : {}),
+      ...(ownsKernel ? { onClose: () => kernel.close() } : {}),
+    });
+  } catch (err) {
+    if (ownsKernel) await kernel.close();
+    throw err;
   }
 }

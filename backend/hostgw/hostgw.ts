@@ -21,8 +21,7 @@ import type { Subnet } from '../../lease/subnet.js';
 import type { Lease } from '../../lease/types.js';
 import type { Backend, BackendNetwork, BackendRegistration } from '../backend.js';
 import { RTPROT_WEFT, type Kernel, type Route } from '../kernel.js';
-import { NetlinkKernel } from '../kernel-netlink.js';
-import { PeerNetwork } from '../peer-network.js';
+import { registerPeerNetwork } from '../peer-network.js';
 import type { Entry, Ownership, Programmer } from '../reconciler.js';
 import { onSegment, readUnderlay } from '../underlay.js';
 
@@ -34,25 +33,14 @@ export class HostGwBackend implements Backend {
     if (!reg.network.enableIPv4 || !network) {
       throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'the host-gw backend needs an IPv4 Network');
     }
-    const kernel = reg.kernel ?? new NetlinkKernel();
-    const ownsKernel = !reg.kernel;
-    try {
+    return registerPeerNetwork(reg, async (kernel) => {
       const underlay = await readUnderlay(kernel, reg.iface.name);
-      const programmer = new HostGwProgrammer(kernel, reg.iface.name, network, reg.log);
-      return new PeerNetwork({
-        kernel,
-        programmer,
+      return {
+        programmer: new HostGwProgrammer(kernel, reg.iface.name, network, reg.log),
         leaseAttrs: { BackendType: 'host-gw' },
         mtu: reg.iface.mtu || underlay.link.mtu,
-        log: reg.log,
-        ...(reg.resyncIntervalMs !== undefined ? { resyncIntervalMs: reg.resyncIntervalMs } : {}),
-        ...(reg.onPass ? { onPass: reg.onPass } : {}),
-        ...(ownsKernel ? { onClose: () => kernel.close() } : {}),
-      });
-    } catch (err) {
-      if (ownsKernel) await kernel.close();
-      throw err;
-    }
+      };
+    });
   }
 }
 

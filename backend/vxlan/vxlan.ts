@@ -30,8 +30,7 @@ import type { Subnet } from '../../lease/subnet.js';
 import type { Lease } from '../../lease/types.js';
 import type { Backend, BackendNetwork, BackendRegistration } from '../backend.js';
 import { RTPROT_KERNEL, RTPROT_WEFT, VXLAN_DEFAULT_PORT, type Kernel, type Link, type Route, type VxlanLinkSpec } from '../kernel.js';
-import { NetlinkKernel } from '../kernel-netlink.js';
-import { PeerNetwork } from '../peer-network.js';
+import { registerPeerNetwork } from '../peer-network.js';
 import type { Entry, Ownership, Programmer } from '../reconciler.js';
 import { onSegment, readUnderlay } from '../underlay.js';
 import { configureDevice, ensureVxlanDevice } from './device.js';
@@ -56,24 +55,10 @@ export class VxlanBackend implements Backend {
       throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'the vxlan backend needs an IPv4 Network');
     }
     const cfg = reg.network.backend;
-    const kernel = reg.kernel ?? new NetlinkKernel();
-    const ownsKernel = !reg.kernel;
-    try {
+    return registerPeerNetwork(reg, async (kernel) => {
       const programmer = await VxlanProgrammer.create(kernel, reg, network);
-      return new PeerNetwork({
-        kernel,
-        programmer,
-        leaseAttrs: { BackendType: 'vxlan', BackendData: { VNI: cfg.vni, VtepMAC: programmer.mac } },
-        mtu: programmer.mtu,
-        log: reg.log,
-        ...(reg.resyncIntervalMs !== undefined ? { resyncIntervalMs: reg.resyncIntervalMs } : {}),
-        ...(reg.onPass ? { onPass: reg.onPass } : {}),
-        ...(ownsKernel ? { onClose: () => kernel.close() } : {}),
-      });
-    } catch (err) {
-      if (ownsKernel) await kernel.close();
-      throw err;
-    }
+      return { programmer, leaseAttrs: { BackendType: 'vxlan', BackendData: { VNI: cfg.vni, VtepMAC: programmer.mac } }, mtu: programmer.mtu };
+    });
   }
 }
 
