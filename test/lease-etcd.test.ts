@@ -63,6 +63,15 @@ describe('leases against a real etcd @real', function () {
     clients.push(c);
     return new EtcdRegistry(c, P);
   };
+  /** A manager of node 1 that acquired its lease and keeps it (run() in the background). */
+  const runningManager = async () => {
+    const m = new LeaseManager({ registry, config: await registry.readNetworkConfig(), attrs: attrs(1), ttlSeconds: 30 });
+    const signal = newSignal();
+    const lease = await m.acquire(signal);
+    void m.run(signal);
+    await sleep(200); // the own-key watch is established
+    return { m, lease, signal };
+  };
   const newSignal = () => {
     const c = new AbortController();
     controllers.push(c);
@@ -178,12 +187,7 @@ describe('leases against a real etcd @real', function () {
   });
 
   it('a lease key deleted under a running manager is re-created with the same subnet', async () => {
-    const config = await registry.readNetworkConfig();
-    const m = new LeaseManager({ registry, config, attrs: attrs(1), ttlSeconds: 30 });
-    const signal = newSignal();
-    const lease = await m.acquire(signal);
-    void m.run(signal);
-    await sleep(200);
+    const { m, lease } = await runningManager();
     const lost = once(m, 'lost');
     await client.delete().key(lease.key);
     await lost;
@@ -195,12 +199,7 @@ describe('leases against a real etcd @real', function () {
   });
 
   it('a revoked etcd lease is replaced and the same subnet re-created', async () => {
-    const config = await registry.readNetworkConfig();
-    const m = new LeaseManager({ registry, config, attrs: attrs(1), ttlSeconds: 30 });
-    const signal = newSignal();
-    const lease = await m.acquire(signal);
-    void m.run(signal);
-    await sleep(200);
+    const { m, lease } = await runningManager();
     await client.leaseClient.leaseRevoke({ ID: lease.etcdLeaseId });
     const kv = await eventually('key re-created on a new lease', async () => {
       const k = (await client.get(lease.key).exec()).kvs[0];
@@ -211,12 +210,7 @@ describe('leases against a real etcd @real', function () {
   });
 
   it('when another node took the subnet, acquires a new one and reports the change', async () => {
-    const config = await registry.readNetworkConfig();
-    const m = new LeaseManager({ registry, config, attrs: attrs(1), ttlSeconds: 30 });
-    const signal = newSignal();
-    const lease = await m.acquire(signal);
-    void m.run(signal);
-    await sleep(200);
+    const { m, lease } = await runningManager();
     const changed = once(m, 'change') as Promise<[Lease, Lease]>;
     await client.put(lease.key).value(serializeLeaseAttrs(attrs(9)));
     const [now, before] = await changed;
@@ -314,10 +308,7 @@ describe('leases against a real etcd @real', function () {
 
   it('an etcd restart mid-watch loses no event and the lease survives', async () => {
     const config = await registry.readNetworkConfig();
-    const m = new LeaseManager({ registry, config, attrs: attrs(1), ttlSeconds: 30 });
-    const signal = newSignal();
-    const own = await m.acquire(signal);
-    void m.run(signal);
+    const { m, lease: own, signal } = await runningManager();
     const w = new LeaseWatcher({ registry, config, ownSubnet: () => m.lease?.subnet ?? null, ownPublicIP: '198.18.0.1' });
     const log = new BatchLog(w, signal);
     await eventually('first snapshot', () => log.batches.length === 1);
