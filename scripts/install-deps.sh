@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(etcd-server etcd-client iproute2 iptables iputils-ping procps openssl "$@")
+packages=(etcd-server etcd-client iproute2 iptables iputils-ping procps openssl iperf3 "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,0 +1,45 @@
+/**
+ * The kernel limit for a start-up: `ip -force -batch` + `bridge -force
+ * -batch` programming the same N peers' entries (neighbour, FDB, onlink
+ * route) onto a fresh flannel.1 in a fresh namespace, as bench/kernel.ts does.
+ */
+import { spawn } from 'node:child_process';
+import { standaloneHost, type Netns } from '../test/harness/netns.js';
+import { peerRange } from './cluster-leases.js';
+import { now } from './cluster-stats.js';
+
+function runIn(ns: Netns, cmd: string, args: string[], input: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', ns.name, cmd, ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${err.slice(0, 300)}`))));
+    child.stdin.end(input);
+  });
+}
+
+/** ms to program peers 1..n with iproute2 batches (spawns included, as for weftd). */
+export async function ipBatchProgramMs(n: number, tag: string): Promise<number> {
+  const ns = await standaloneHost(`kb${tag}`, '198.18.0.1/16');
+  try {
+    await ns.ip('link', 'add', 'flannel.1', 'address', '0a:00:00:00:00:01', 'mtu', '1450', 'type', 'vxlan', 'id', '1', 'local', '198.18.0.1', 'dev', 'eth0', 'nolearning', 'dstport', '8472');
+    await ns.ip('link', 'set', 'flannel.1', 'up');
+    const peers = peerRange(1, n);
+    const ip = [
+      ...peers.map((p) => `neigh replace ${p.subnet.split('/')[0]} dev flannel.1 lladdr ${p.mac} nud permanent`),
+      ...peers.map((p) => `route replace ${p.subnet} via ${p.subnet.split('/')[0]} dev flannel.1 onlink proto 0x57`),
+    ];
+    const bridge = peers.map((p) => `fdb replace ${p.mac} dev flannel.1 dst ${p.publicIP} self permanent`);
+    const t0 = now();
+    if (n > 0) {
+      await runIn(ns, 'bridge', ['-force', '-batch', '-'], bridge.join('\n') + '\n');
+      await runIn(ns, 'ip', ['-force', '-batch', '-'], ip.join('\n') + '\n');
+    }
+    const ms = now() - t0;
+    const routes = (await ns.ip('route', 'show', 'dev', 'flannel.1')).trim().split('\n').filter(Boolean).length;
+    if (routes !== n) throw new Error(`ip -batch programmed ${routes} of ${n} routes`);
+    return ms;
+  } finally {
+    await ns.delete();
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * `npm run bench [-- --quick] [-- --only startup,convergence,churn,dataplane] [-- --cpu-prof DIR]`:
+ * the cluster benchmarks of issue 7. The measured weftd runs in a host
+ * namespace on the test underlay, etcd in its own namespace; simulated peers
+ * are leases the agent writes into etcd. Every table carries its baseline
+ * measured in the same run. Results go to stdout (Markdown tables) and to
+ * bench/results/cluster[-quick].json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { teardownAll } from '../test/harness/netns.js';
+import { churn, type ChurnResult } from './cluster-churn.js';
+import { convergence, type ConvergenceRow } from './cluster-convergence.js';
+import { dataplane, type PathResult } from './cluster-dataplane.js';
+import { BenchCluster } from './cluster-env.js';
+import { peerLease } from './cluster-leases.js';
+import { startupStep, type SizeStep } from './cluster-startup.js';
+import { fmt, machine, machineLine, table, type Machine } from './cluster-stats.js';
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const onlyArg = argv[argv.indexOf('--only') + 1];
+const only = argv.includes('--only') && onlyArg ? new Set(onlyArg.split(',')) : null;
+const profDir = argv.includes('--cpu-prof') ? argv[argv.indexOf('--cpu-prof') + 1] : undefined;
+const want = (name: string): boolean => !only || only.has(name);
+
+const SIZES = [0, 100, 1000, 5000];
+const CONVERGENCE_BASE = 1000;
+const P = quick
+  ? { baselineRuns: 1, settleS: 2, idleWindowS: 5, singles: 50, bursts: 2, churnS: 10, dpRuns: 1, dpSeconds: 3, pings: 50 }
+  : { baselineRuns: 3, settleS: 5, idleWindowS: 20, singles: 200, bursts: 5, churnS: 60, dpRuns: 3, dpSeconds: 5, pings: 200 };
+const PROF_HOOK = fileURLToPath(new URL('./cluster-prof-hook.js', import.meta.url));
+const RESULTS = fileURLToPath(new URL(`../../bench/results/cluster${quick ? '-quick' : ''}.json`, import.meta.url));
+
+interface Results {
+  machine?: Machine;
+  mode: 'quick' | 'full';
+  date: string;
+  sizes: SizeStep[];
+  convergence?: ConvergenceRow[];
+  churn?: ChurnResult;
+  dataplane?: PathResult[];
+}
+
+const ms = (x: number): string => fmt(x, x < 10 ? 2 : 0);
+
+function print(r: Results): void {
+  if (r.machine) console.log(`\n${machineLine(r.machine)} Mode: ${r.mode}.`);
+  if (r.sizes.length) {
+    console.log('\nStart-up: weftd spawn -> /readyz 200 (every peer programmed); limit = etcd list + ip/bridge -batch of the same entries');
+    console.log(
+      table(
+        ['N', 'etcd list ms', 'ip+bridge -batch ms', 'limit ms', 'weftd total ms', 'Node start ms', 'init ms', 'list+program ms', 'total/limit', '(total-Node)/limit', 'CPU s'],
+        r.sizes.map(({ startup: s }) => {
+          const limit = s.etcdListMs + s.ipBatchMs;
+          return [String(s.n), ms(s.etcdListMs), ms(s.ipBatchMs), ms(limit), ms(s.totalMs), ms(s.nodeStartMs), ms(s.initMs), ms(s.programMs), fmt(s.totalMs / limit, 2), fmt((s.totalMs - s.nodeStartMs) / limit, 2), fmt(s.cpuSecondsToReady, 2)];
+        }),
+      ),
+    );
+    console.log('\nFootprint and etcd load: weftd idle after start-up (production periods: resync 10 s, iptables check 5 s)');
+    console.log(
+      table(
+        ['N', 'RSS MB', 'peak RSS MB', 'idle CPU % of a core', 'window s', 'etcd requests/min', 'by method'],
+        r.sizes.map(({ footprint: f }) => [
+          String(f.n), fmt(f.rssMB), fmt(f.peakRssMB), fmt(f.idleCpuPercent, 2), fmt(f.windowS, 0), fmt(f.etcdPerMinute, 1),
+          Object.entries(f.etcdByMethod).map(([m, v]) => `${m} ${fmt(v, 1)}`).join(', ') || '-',
+        ]),
+      ),
+    );
+  }
+  if (r.convergence) {
+    console.log(`\nConvergence with ${CONVERGENCE_BASE} peers programmed: etcd write issued -> route+neighbour+FDB present/gone in the kernel, vs. etcd watch (write -> event), ms`);
+    console.log(
+      table(
+        ['event', 'n', 'weft p50', 'weft p99', 'weft max', 'etcd watch p50', 'etcd watch p99', 'etcd watch max', 'p99 gap', 'timeouts', 'burst done'],
+        r.convergence.map((c) => [c.kind, String(c.weft.n), ms(c.weft.p50), ms(c.weft.p99), ms(c.weft.max), ms(c.etcdWatch.p50), ms(c.etcdWatch.p99), ms(c.etcdWatch.max), ms(c.p99GapMs), String(c.timeouts), c.burstCompleteMs !== undefined ? ms(c.burstCompleteMs) : '-']),
+      ),
+    );
+  }
+  if (r.churn) {
+    const c = r.churn;
+    console.log(`\nChurn on ${CONVERGENCE_BASE} peers: ${c.rate} joins + ${c.rate} leaves per second for ${c.seconds} s`);
+    console.log(
+      table(
+        ['writes', 'writer max lag ms', 'weftd CPU % of a core', 'weftd CPU s', 'kernel = leases after ms', 'leases', 'missing', 'extra'],
+        [[String(c.puts + c.deletes), ms(c.writerMaxLagMs), fmt(c.weftdCpuPercent, 1), fmt(c.weftdCpuSeconds, 2), c.matchedAfterMs === null ? 'never (30 s)' : `<= ${ms(c.matchedAfterMs)}`, String(c.leases), String(c.missing), String(c.extra)]],
+      ),
+    );
+  }
+  if (r.dataplane) {
+    console.log('\nData plane: iperf3 TCP and ping across hosts; raw = host to host over the underlay veth, interleaved in the same phase');
+    console.log(
+      table(
+        ['path', 'Gbit/s', 'raw underlay Gbit/s', 'ratio', 'retransmits', 'ping avg ms', 'raw ping avg ms'],
+        r.dataplane.map((d) => [d.path, fmt(d.gbitsMedian, 2), fmt(d.rawGbitsMedian, 2), fmt(d.ratio, 3), String(d.retransmits), fmt(d.pingAvgMs, 3), fmt(d.rawPingAvgMs, 3)]),
+      ),
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  const results: Results = { mode: quick ? 'quick' : 'full', date: new Date().toISOString(), sizes: [] };
+
+  if (want('dataplane')) {
+    const bc = await BenchCluster.create(2);
+    try {
+      results.machine ??= machine(await bc.agent.call<string>('version'));
+      results.dataplane = await dataplane(bc, { runs: P.dpRuns, seconds: P.dpSeconds, pings: P.pings });
+    } finally {
+      await bc.destroy();
+    }
+    console.error(`dataplane done after ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  }
+
+  if (want('startup') || want('convergence') || want('churn')) {
+    const sizes = want('startup') ? SIZES : [CONVERGENCE_BASE];
+    const bc = await BenchCluster.create(sizes.length);
+    try {
+      results.machine ??= machine(await bc.agent.call<string>('version'));
+      for (const [k, n] of sizes.entries()) {
+        const node = bc.node(k + 1);
+        const during =
+          n === CONVERGENCE_BASE && (want('convergence') || want('churn'))
+            ? async (observer: Parameters<NonNullable<Parameters<typeof startupStep>[4]>>[0]) => {
+                if (want('convergence')) results.convergence = await convergence(bc, observer, { singles: P.singles, bursts: P.bursts, burstSize: 100, firstIndex: 10_000 });
+                if (want('churn')) results.churn = await churn(bc, node, { base: n, rate: 100, seconds: P.churnS, firstIndex: 20_000 });
+              }
+            : undefined;
+        const env = profDir && n === Math.max(...sizes) ? { NODE_OPTIONS: `--import=${PROF_HOOK}`, WEFT_CPU_PROF_DIR: profDir } : {};
+        const step = await startupStep(bc, node, n, { baselineRuns: P.baselineRuns, settleS: P.settleS, idleWindowS: P.idleWindowS, env }, during);
+        if (want('startup')) results.sizes.push(step);
+        // Back to exactly peers 1..n (churn and convergence wrote others).
+        const keys = Object.keys(await bc.agent.call<Record<string, string>>('keys'));
+        const base = new Set(Array.from({ length: n }, (_, i) => peerLease(i + 1).key));
+        await bc.agent.call('removeKeys', { keys: keys.filter((key) => !base.has(key)) });
+        console.error(`N=${n} done after ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+      }
+    } finally {
+      await bc.destroy();
+    }
+  }
+
+  print(results);
+  mkdirSync(fileURLToPath(new URL('../../bench/results/', import.meta.url)), { recursive: true });
+  writeFileSync(RESULTS, JSON.stringify(results, null, 1) + '\n');
+  console.log(`\nwritten to bench/results/${RESULTS.split('/').pop()} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+}
+
+main()
+  .catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(() => teardownAll());
