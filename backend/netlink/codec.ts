@@ -197,7 +197,11 @@ export function macBytes(mac: string): Buffer {
 }
 
 export function macString(b: Buffer): string {
-  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
+  // Called once per dumped neighbour and FDB entry: hex once, then place the colons.
+  const h = b.toString('hex');
+  let out = h.slice(0, 2);
+  for (let i = 2; i < h.length; i += 2) out += ':' + h.slice(i, i + 2);
+  return out;
 }
 
 // ---------------------------------------------------------------- neighbours and FDB
