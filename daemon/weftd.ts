@@ -48,7 +48,9 @@ export class Weftd {
   private server: Server | null = null;
   private underlay: Underlay | null = null;
   private config: NetworkConfig | null = null;
-  private reason = 'starting';
+  /** Start-up phase, for /readyz until the lease manager takes over. */
+  private phase = 'starting';
+  private wasReady = false;
   private backendReady = false;
   readonly metrics: WeftMetrics;
 
@@ -79,7 +81,7 @@ export class Weftd {
   async run(signal: AbortSignal): Promise<void> {
     const o = this.options;
     if (o.healthzPort > 0) {
-      this.server = createHealthServer({ ready: () => this.ready(), notReadyReason: () => this.reason, metrics: this.metrics.registry, status: () => this.status() });
+      this.server = createHealthServer({ ready: () => this.ready(), notReadyReason: () => this.notReadyReason(), metrics: this.metrics.registry, status: () => this.status() });
       await listen(this.server, o.healthzIp, o.healthzPort);
       this.log.info(`serving /healthz, /readyz and /metrics on ${o.healthzIp}:${o.healthzPort}`);
     }
@@ -95,14 +97,14 @@ export class Weftd {
     const o = this.options;
     this.registry = new EtcdRegistry(createEtcdClient(etcdConnection(o)), o.etcdPrefix, this.log);
 
-    this.reason = 'waiting for a valid network config in etcd';
+    this.phase = 'waiting for a valid network config in etcd';
     const config = (this.config = await this.waitForConfig(signal));
     const backend = backendFor(this.deps.backends, config.backend.type);
 
     this.underlay = await discoverUnderlay({ iface: o.iface, ifaceRegex: o.ifaceRegex, publicIp: o.publicIp });
     this.log.info(`underlay ${this.underlay.name} (${this.underlay.address}, mtu ${this.underlay.mtu}), public IP ${this.underlay.publicIP}`);
 
-    this.reason = 'setting up the backend device';
+    this.phase = 'setting up the backend device';
     this.network = await backend.register({
       publicIP: this.underlay.publicIP,
       iface: { name: this.underlay.name, mtu: this.underlay.mtu },
@@ -117,7 +119,10 @@ export class Weftd {
         if (pass.failed > 0) this.metrics.reconcileErrors.inc(pass.failed);
       },
     });
-    void this.network.ready.then(() => (this.backendReady = true));
+    void this.network.ready.then(() => {
+      this.backendReady = true;
+      this.noteReadiness();
+    });
 
     const previous = await readPreviousSubnet(o.subnetFile);
     this.manager = new LeaseManager({
@@ -130,7 +135,8 @@ export class Weftd {
       renewMarginSeconds: Math.min(o.subnetLeaseRenewMargin * 60, Math.floor(o.subnetLeaseTtl / 3)),
       log: this.log,
     });
-    this.reason = 'acquiring a subnet lease';
+    this.manager.on('state', () => this.noteReadiness());
+    this.phase = 'acquiring a subnet lease';
     const lease = await this.manager.acquire(signal);
     this.log.info(`holding lease ${lease.subnet} (${lease.etcdLeaseId === '0' ? 'reservation' : `etcd lease ${lease.etcdLeaseId}`})`);
 
@@ -139,7 +145,6 @@ export class Weftd {
     this.manager.on('change', (next: Lease) => {
       this.applyLease(next, null).catch((err) => this.log.error(`applying the new lease failed: ${(err as Error).message}`));
     });
-    this.reason = 'programming peers (first full reconcile)';
   }
 
   /** Everything that follows the node's subnet: device address, subnet file, traffic rules. */
@@ -177,7 +182,6 @@ export class Weftd {
       this.traffic!.run(o.iptablesResync * 1000, signal),
       this.bridge?.run(o.resyncInterval * 1000, signal),
       this.startProber(signal),
-      this.watchReadiness(signal),
     ]);
   }
 
@@ -213,7 +217,7 @@ export class Weftd {
     const cfg = this.config?.backend;
     return {
       ready: this.ready(),
-      notReadyReason: this.reason,
+      notReadyReason: this.notReadyReason(),
       lease: lease && { subnet: lease.subnet.toString(), publicIP: lease.attrs.PublicIP, etcdLeaseId: lease.etcdLeaseId, ttlRemainingSeconds: this.manager?.ttlRemaining ?? null },
       leaseState: this.manager?.state ?? 'acquiring',
       network: this.config?.network?.toString() ?? null,
@@ -230,17 +234,19 @@ export class Weftd {
     };
   }
 
-  private async watchReadiness(signal: AbortSignal): Promise<void> {
-    let wasReady = false;
-    while (!signal.aborted) {
-      const ready = this.ready();
-      if (ready !== wasReady) {
-        this.log.info(ready ? 'ready: lease held and peers programmed' : `not ready: lease ${this.manager?.state}`);
-        wasReady = ready;
-      }
-      this.reason = ready ? '' : this.manager?.state !== 'held' ? `lease ${this.manager?.state}` : 'programming peers (first full reconcile)';
-      await new Promise((r) => setTimeout(r, 100));
-    }
+  /** Why /readyz says no: the start-up phase, then the lease state, then the first reconcile. */
+  private notReadyReason(): string {
+    if (!this.manager || this.manager.state === 'acquiring') return this.phase;
+    if (this.manager.state !== 'held') return `lease ${this.manager.state}`;
+    return this.backendReady ? '' : 'programming peers (first full reconcile)';
+  }
+
+  /** Logs readiness when it changes; called on the events that can change it (no polling). */
+  private noteReadiness(): void {
+    const ready = this.ready();
+    if (ready === this.wasReady) return;
+    this.wasReady = ready;
+    this.log.info(ready ? 'ready: lease held and peers programmed' : `not ready: ${this.notReadyReason()}`);
   }
 
   private async waitForConfig(signal: AbortSignal): Promise<NetworkConfig> {
