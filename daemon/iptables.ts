@@ -183,6 +183,8 @@ export class TrafficRules {
   private readonly log: Logger;
   repairs = 0;
   errors = 0;
+  /** True once the tables were found, or made, as the current spec wants them. */
+  inPlace = false;
 
   constructor(
     spec: TrafficRulesSpec,
@@ -196,23 +198,34 @@ export class TrafficRules {
   /** Changes the wanted rules (a new lease); the next ensure() moves the tables over. */
   update(spec: TrafficRulesSpec): void {
     this.spec = spec;
+    this.inPlace = false;
   }
 
   /** Checks the tables and repairs them; true when a repair was applied. */
   async ensure(): Promise<boolean> {
-    const payload = planRepair(parseIptablesSave(await this.runner.save()), desiredRuleSets(this.spec));
-    if (!payload) return false;
-    await this.runner.restore(payload);
-    this.repairs++;
-    return true;
+    const spec = this.spec;
+    const payload = planRepair(parseIptablesSave(await this.runner.save()), desiredRuleSets(spec));
+    if (payload) {
+      await this.runner.restore(payload);
+      this.repairs++;
+    }
+    if (spec === this.spec) this.inPlace = true;
+    return payload !== null;
   }
 
-  run(intervalMs: number, signal: AbortSignal): Promise<void> {
+  /** Checks at once, then every `intervalMs`; `onInPlace` runs when the rules first match the spec. */
+  run(intervalMs: number, signal: AbortSignal, onInPlace?: () => void): Promise<void> {
+    let first = true;
     return runPeriodically(
       intervalMs,
       signal,
       async () => {
-        if (await this.ensure()) this.log.warn('iptables rules were missing or stale; restored them');
+        const wasInPlace = this.inPlace;
+        const repaired = await this.ensure();
+        if (repaired && !first) this.log.warn('iptables rules were missing or stale; restored them');
+        else if (repaired) this.log.info('iptables rules installed');
+        first = false;
+        if (!wasInPlace && this.inPlace) onInPlace?.();
       },
       (err) => {
         this.errors++;

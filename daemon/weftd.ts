@@ -74,7 +74,7 @@ export class Weftd {
 
   /** Lease held AND the first full reconcile done. */
   ready(): boolean {
-    return this.manager?.state === 'held' && this.backendReady;
+    return this.manager?.state === 'held' && this.backendReady && this.traffic?.inPlace === true;
   }
 
   /** Runs until `signal` aborts. Throws only for errors an operator must fix (bad options, bind failure). */
@@ -155,9 +155,14 @@ export class Weftd {
     await writeSubnetFile(o.subnetFile, { network: config.network, subnet: lease.subnet, mtu: this.network!.mtu, ipMasq: o.ipMasq });
     if (previousSubnet && !previousSubnet.equals(lease.subnet)) this.log.warn(`subnet changed from ${previousSubnet} to ${lease.subnet}`);
     const spec: TrafficRulesSpec = { network: config.network!, subnet: lease.subnet, ipMasq: o.ipMasq, forwardRules: o.iptablesForwardRules, randomFully: !o.ipMasqFullyRandomDisable };
-    if (this.traffic) this.traffic.update(spec);
-    else this.traffic = new TrafficRules(spec, undefined, this.log);
-    await this.traffic.ensure();
+    if (this.traffic) {
+      this.traffic.update(spec);
+      await this.traffic.ensure();
+    } else {
+      // At start the rules are installed by the keeper's first check, which runs at once beside the
+      // first reconcile instead of before it (two spawned iptables tools); readiness waits for both.
+      this.traffic = new TrafficRules(spec, undefined, this.log);
+    }
     if (o.bridge) {
       const bridgeSpec = { name: o.bridge, subnet: lease.subnet, network: config.network!, mtu: this.network!.mtu };
       if (this.bridge) this.bridge.update(bridgeSpec);
@@ -179,7 +184,7 @@ export class Weftd {
     await Promise.all([
       this.manager!.run(signal),
       this.network!.run(this.timed(this.watcher.batches(signal)), signal),
-      this.traffic!.run(o.iptablesResync * 1000, signal),
+      this.traffic!.run(o.iptablesResync * 1000, signal, () => this.noteReadiness()),
       this.bridge?.run(o.resyncInterval * 1000, signal),
       this.startProber(signal),
     ]);
@@ -238,7 +243,8 @@ export class Weftd {
   private notReadyReason(): string {
     if (!this.manager || this.manager.state === 'acquiring') return this.phase;
     if (this.manager.state !== 'held') return `lease ${this.manager.state}`;
-    return this.backendReady ? '' : 'programming peers (first full reconcile)';
+    if (!this.backendReady) return 'programming peers (first full reconcile)';
+    return this.traffic?.inPlace ? '' : 'installing iptables rules';
   }
 
   /** Logs readiness when it changes; called on the events that can change it (no polling). */
