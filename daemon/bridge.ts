@@ -1,3 +1,4 @@
+import { ensureSoleNetworkAddress } from '../backend/addresses.js';
 import type { Kernel } from '../backend/kernel.js';
 import { WeftError } from '../common/errors.js';
 import { runPeriodically } from '../common/periodic.js';
@@ -43,19 +44,7 @@ export class BridgeKeeper {
       await this.kernel.linkSetMtu(link.index, mtu);
       changes.push(`mtu ${mtu}`);
     }
-    const want = `${subnet.addressAt(1)}/${subnet.prefixLength}`;
-    const addrs = await this.kernel.addrList(link.index);
-    for (const a of addrs) {
-      const ip = a.cidr.split('/')[0]!;
-      if (a.cidr !== want && network.contains(ip)) {
-        await this.kernel.addrDel(a);
-        changes.push(`removed ${a.cidr}`);
-      }
-    }
-    if (!addrs.some((a) => a.cidr === want)) {
-      await this.kernel.addrAdd({ ifindex: link.index, cidr: want });
-      changes.push(`address ${want}`);
-    }
+    changes.push(...(await ensureSoleNetworkAddress(this.kernel, link.index, `${subnet.addressAt(1)}/${subnet.prefixLength}`, network)));
     if (!link.up) {
       await this.kernel.linkSetUp(link.index);
       changes.push('up');

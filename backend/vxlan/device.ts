@@ -7,6 +7,7 @@
  */
 import type { Logger } from '../../common/log.js';
 import type { Subnet } from '../../lease/subnet.js';
+import { ensureSoleNetworkAddress } from '../addresses.js';
 import { isKernelErrno, type Kernel, type Link, type VxlanLinkSpec } from '../kernel.js';
 
 /** Why `link` cannot serve as the device described by `spec`, or null when it can. */
@@ -64,20 +65,7 @@ export async function ensureVxlanDevice(kernel: Kernel, spec: VxlanLinkSpec, log
  * the cluster Network (a previous lease), then `ip link set up`.
  */
 export async function configureDevice(kernel: Kernel, link: Link, ownSubnet: Subnet, network: Subnet, log: Logger): Promise<void> {
-  const want = `${ownSubnet.ip}/32`;
-  const addrs = await kernel.addrList(link.index);
-  for (const a of addrs) {
-    if (a.cidr !== want && network.contains(a.cidr.split('/')[0] ?? '')) {
-      log.info(`removing stale address ${a.cidr} from ${link.name}`);
-      await kernel.addrDel(a);
-    }
-  }
-  if (!addrs.some((a) => a.cidr === want)) {
-    try {
-      await kernel.addrAdd({ ifindex: link.index, cidr: want });
-    } catch (err) {
-      if (!isKernelErrno(err, 'EEXIST')) throw err;
-    }
-  }
+  const changes = await ensureSoleNetworkAddress(kernel, link.index, `${ownSubnet.ip}/32`, network);
+  if (changes.length > 0) log.info(`${link.name}: ${changes.join(', ')}`);
   if (!link.up) await kernel.linkSetUp(link.index);
 }

@@ -1,0 +1,28 @@
+import { isKernelErrno, type Kernel } from './kernel.js';
+import type { Subnet } from '../lease/subnet.js';
+
+/**
+ * Makes `want` (e.g. `10.244.3.0/32`) the only address of the link inside
+ * the cluster `network`: other in-network addresses are a previous lease's
+ * and go; addresses outside the network are someone else's and stay.
+ * Returns what it changed (`removed ...`, `address ...`), empty when in place.
+ */
+export async function ensureSoleNetworkAddress(kernel: Kernel, ifindex: number, want: string, network: Subnet): Promise<string[]> {
+  const changes: string[] = [];
+  const addrs = await kernel.addrList(ifindex);
+  for (const a of addrs) {
+    if (a.cidr !== want && network.contains(a.cidr.split('/')[0] ?? '')) {
+      await kernel.addrDel(a);
+      changes.push(`removed ${a.cidr}`);
+    }
+  }
+  if (!addrs.some((a) => a.cidr === want)) {
+    try {
+      await kernel.addrAdd({ ifindex, cidr: want });
+      changes.push(`address ${want}`);
+    } catch (err) {
+      if (!isKernelErrno(err, 'EEXIST')) throw err;
+    }
+  }
+  return changes;
+}
