@@ -5,33 +5,13 @@
  */
 import { silentLogger } from '../common/log.js';
 import { Subnet } from '../lease/subnet.js';
-import type { Lease, NetworkConfig } from '../lease/types.js';
 import { NetlinkKernel } from '../backend/kernel-netlink.js';
 import type { PeerNetwork } from '../backend/peer-network.js';
 import { VxlanBackend } from '../backend/vxlan/vxlan.js';
+import { network, peer } from './kernel-fixtures.js';
 
 const N = Number(process.argv[2] ?? 5000);
 const PASSES = Number(process.argv[3] ?? 10);
-
-function peer(i: number): Lease {
-  const hex = (n: number): string => n.toString(16).padStart(2, '0');
-  const subnet = Subnet.parse(`10.${100 + (i >> 8)}.${i & 255}.0/24`);
-  return {
-    subnet,
-    ipv6Subnet: null,
-    attrs: { PublicIP: `198.18.${1 + (i >> 8)}.${i & 255}`, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: `0a:01:00:${hex((i >> 16) & 255)}:${hex((i >> 8) & 255)}:${hex(i & 255)}` } },
-    key: subnet.toString(),
-    etcdLeaseId: '1',
-    modRevision: '1',
-  };
-}
-
-const network: NetworkConfig = {
-  enableIPv4: true, enableIPv6: false, network: Subnet.parse('10.0.0.0/8'), subnetLen: 24,
-  subnetMin: null, subnetMax: null, ipv6Network: null, ipv6SubnetLen: 0, ipv6SubnetMin: null, ipv6SubnetMax: null,
-  enableNFTables: false,
-  backend: { type: 'vxlan', vni: 1, port: 0, mtu: 0, gbp: false, learning: false, directRouting: false, raw: {} },
-};
 
 const kernel = new NetlinkKernel();
 const net = (await new VxlanBackend().register({ publicIP: '198.18.0.1', iface: { name: 'eth0', mtu: 1500 }, network, log: silentLogger(), kernel, resyncIntervalMs: 3_600_000 })) as PeerNetwork;
