@@ -1,4 +1,4 @@
-import { EventEmitter, on } from 'node:events';
+import { EventEmitter } from 'node:events';
 import { EtcdLeaseInvalidError, type Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { Backoff } from '../common/backoff.js';
 import { WeftError, isWeftError, storeError } from '../common/errors.js';
@@ -188,10 +188,9 @@ export class EtcdRegistry extends EventEmitter implements Registry {
         watcher.on('disconnected', () => this.setState('unreachable'));
         watcher.on('connected', () => this.setState('connected'));
         backoff.reset();
-        // events.on() buffers every 'data' and throws on 'error' (compaction or cancel surfaces there).
-        for await (const [res] of on(watcher, 'data', { signal, close: ['end'] }) as AsyncIterable<[WatchData]>) {
-          if (res.events.length === 0) continue;
-          yield { type: 'events', events: res.events.map(toStoreEvent), revision: res.header.revision };
+        for await (const responses of drainWatch(watcher, signal)) {
+          const events = responses.flatMap((res) => res.events.map(toStoreEvent));
+          if (events.length > 0) yield { type: 'events', events, revision: responses[responses.length - 1]!.header.revision };
         }
         if (signal.aborted) return;
         this.log.warn('etcd watch ended; re-listing', { key: range });
@@ -242,6 +241,40 @@ export class EtcdRegistry extends EventEmitter implements Registry {
 interface WatchData {
   header: { revision: string };
   events: { type: 'Put' | 'Delete'; kv: IKeyValue }[];
+}
+
+/**
+ * The watcher's responses, delivered as arrays of everything that arrived
+ * while the consumer was busy: a burst of lease writes then becomes one
+ * batch (one kernel pass) instead of one pass per response. Ends on the
+ * watcher's 'end' or the signal; throws its 'error' (compaction, cancel).
+ */
+async function* drainWatch(watcher: Watcher, signal: AbortSignal): AsyncGenerator<WatchData[]> {
+  const pending: WatchData[] = [];
+  let failure: Error | null = null;
+  let ended = false;
+  let wake: (() => void) | null = null;
+  const poke = () => {
+    wake?.();
+    wake = null;
+  };
+  watcher.on('data', (res: WatchData) => (pending.push(res), poke()));
+  watcher.on('error', (err: Error) => ((failure = err), poke()));
+  watcher.on('end', () => ((ended = true), poke()));
+  signal.addEventListener('abort', poke, { once: true });
+  try {
+    for (;;) {
+      if (pending.length > 0) {
+        yield pending.splice(0);
+        continue;
+      }
+      if (failure) throw failure;
+      if (ended || signal.aborted) return;
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  } finally {
+    signal.removeEventListener('abort', poke);
+  }
 }
 
 function toRawKeyValue(kv: IKeyValue): RawKeyValue {
