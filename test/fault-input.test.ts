@@ -40,6 +40,23 @@ describe('bad input: clear errors, nothing lost, nothing programmed that should 
     await h3.stop();
   });
 
+  it('etcd unreachable at start: weftd waits and says why, then starts when etcd comes up', async () => {
+    const h3 = cluster.node(3);
+    await cluster.etcd.stop();
+    try {
+      h3.start();
+      await eventually(async () => /etcd get config failed: .*(ECONNREFUSED|circuit breaker)/.test(h3.logTail(20)), 15_000, 'the reason in the log');
+      const r = await h3.http('/readyz');
+      expect(r.status).to.equal(503);
+      expect(r.body).to.match(/waiting for a valid network config/);
+      expect(h3.running).to.equal(true);
+    } finally {
+      await cluster.etcd.restart();
+    }
+    await h3.waitReady();
+    await h3.stop();
+  });
+
   it('malformed peer leases are skipped with a warning and never reach the kernel; valid ones still do', async () => {
     const h1 = cluster.node(1);
     const before = await kernelEntries(h1);
