@@ -3,7 +3,9 @@
  * Reconciler and let a ReconcileLoop apply them. A backend supplies the
  * Programmer (lease -> kernel entries, device upkeep) and its lease attrs.
  */
+import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import type { Subnet } from '../lease/subnet.js';
 import type { Lease, PeerBatch } from '../lease/types.js';
 import type { BackendLeaseAttrs, BackendNetwork, BackendRegistration, BackendStats, ReconcilePass } from './backend.js';
 import { NetlinkKernel } from './kernel-netlink.js';
@@ -113,12 +115,16 @@ export class PeerNetwork implements BackendNetwork {
  */
 export async function registerPeerNetwork(
   reg: BackendRegistration,
-  build: (kernel: Kernel) => Promise<{ programmer: PeerNetworkOptions['programmer']; leaseAttrs: BackendLeaseAttrs; mtu: number }>,
+  build: (kernel: Kernel, network: Subnet) => Promise<{ programmer: PeerNetworkOptions['programmer']; leaseAttrs: BackendLeaseAttrs; mtu: number }>,
 ): Promise<PeerNetwork> {
+  const network = reg.network.network;
+  if (!reg.network.enableIPv4 || !network) {
+    throw new WeftError('WEFT_ERR_CONFIG_INVALID', `the ${reg.network.backend.type} backend needs an IPv4 Network`);
+  }
   const kernel = reg.kernel ?? new NetlinkKernel();
   const ownsKernel = !reg.kernel;
   try {
-    const built = await build(kernel);
+    const built = await build(kernel, network);
     return new PeerNetwork({
       kernel,
       ...built,

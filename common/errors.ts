@@ -47,7 +47,3 @@ export function storeError(operation: string, cause: unknown): WeftError {
   const detail = cause instanceof Error ? cause.message : String(cause);
   return new WeftError('WEFT_ERR_STORE_UNAVAILABLE', `etcd ${operation} failed: ${detail}`, { cause });
 }
-
-export function abortError(signal: AbortSignal): WeftError {
-  return new WeftError('WEFT_ERR_ABORTED', 'operation aborted', { cause: signal.reason });
-}

@@ -20,6 +20,7 @@ import type { WeftdOptions } from './options.js';
 import type { PeerHealth } from './probe.js';
 import type { LeaseRow } from './weftctl-leases.js';
 import type { Report } from './weftctl-format.js';
+import { VXLAN_DEFAULT_PORT } from '../backend/kernel.js';
 
 export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
 
@@ -256,7 +257,7 @@ export async function runChecks(inputs: DoctorInputs): Promise<Check[]> {
   }
   checks.push(
     checkGcThresh(gc3 === null ? null : Number(gc3), status?.peers ?? leases?.rows.length ?? 0, release()),
-    checkVxlanPort(status ? probes : null, status?.backend?.vxlanPort ?? 8472, status ? 'probing is off (--probe-interval 0)' : statusWhy),
+    checkVxlanPort(status ? probes : null, status?.backend?.vxlanPort ?? VXLAN_DEFAULT_PORT, status ? 'probing is off (--probe-interval 0)' : statusWhy),
     checkDuplicatePublicIPs(leases?.rows ?? null, 'error' in inputs.leases ? inputs.leases.error : ''),
     checkClock(skew, skewWhy),
   );

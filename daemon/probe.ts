@@ -21,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { delay } from '../common/backoff.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
+import { VXLAN_DEFAULT_PORT } from '../backend/kernel.js';
 
 export const DEFAULT_PROBE_PORT = 8473;
 const MAGIC = 'weft-probe/1 ';
@@ -52,7 +53,7 @@ export interface PeerHealth {
 }
 
 /** Turns the two path results into a verdict and a sentence for `weftctl status`. */
-export function diagnose(underlayOk: boolean, overlayOk: boolean, vxlanPort = 8472): { verdict: PeerVerdict; diagnosis: string } {
+export function diagnose(underlayOk: boolean, overlayOk: boolean, vxlanPort = VXLAN_DEFAULT_PORT): { verdict: PeerVerdict; diagnosis: string } {
   if (underlayOk && overlayOk) return { verdict: 'ok', diagnosis: 'reachable over underlay and overlay' };
   if (underlayOk) {
     return {

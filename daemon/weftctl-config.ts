@@ -9,6 +9,7 @@ import { configKey } from '../lease/keyspace.js';
 import type { Registry } from '../lease/registry.js';
 import type { NetworkConfig } from '../lease/types.js';
 import { table, type Report } from './weftctl-format.js';
+import { VXLAN_DEFAULT_PORT } from '../backend/kernel.js';
 
 /** The config after defaults, as weftd will use it. */
 export function effectiveConfig(c: NetworkConfig): Record<string, unknown> {
@@ -20,7 +21,7 @@ export function effectiveConfig(c: NetworkConfig): Record<string, unknown> {
     SubnetMax: c.subnetMax?.ip ?? null,
     EnableIPv6: c.enableIPv6,
     ...(c.enableIPv6 ? { IPv6Network: s(c.ipv6Network), IPv6SubnetLen: c.ipv6SubnetLen } : {}),
-    Backend: { Type: c.backend.type, VNI: c.backend.vni, Port: c.backend.port || 8472, MTU: c.backend.mtu || null, DirectRouting: c.backend.directRouting },
+    Backend: { Type: c.backend.type, VNI: c.backend.vni, Port: c.backend.port || VXLAN_DEFAULT_PORT, MTU: c.backend.mtu || null, DirectRouting: c.backend.directRouting },
   };
 }
 

@@ -18,6 +18,7 @@ import { etcdConnection, type WeftdOptions } from './options.js';
 import { readPreviousSubnet, writeSubnetFile } from './subnet-file.js';
 import { ensureSysctl } from './sysctl.js';
 import { discoverUnderlay, type Underlay } from './underlay.js';
+import { VXLAN_DEFAULT_PORT } from '../backend/kernel.js';
 
 export interface WeftdDeps {
   readonly options: WeftdOptions;
@@ -210,7 +211,7 @@ export class Weftd {
       sample: o.probeSample,
       peers: () => this.watcher?.current ?? new Map(),
       mtu: () => this.network?.mtu ?? 0,
-      vxlanPort: cfg.port > 0 ? cfg.port : 8472,
+      vxlanPort: cfg.port || VXLAN_DEFAULT_PORT,
       log: this.log,
     });
     return this.prober.run(signal);
@@ -228,7 +229,7 @@ export class Weftd {
       network: this.config?.network?.toString() ?? null,
       backend:
         cfg && this.network
-          ? { type: cfg.type, device: cfg.type === 'vxlan' ? `flannel.${cfg.vni}` : null, mtu: this.network.mtu, vxlanPort: cfg.type === 'vxlan' ? cfg.port || 8472 : null }
+          ? { type: cfg.type, device: cfg.type === 'vxlan' ? `flannel.${cfg.vni}` : null, mtu: this.network.mtu, vxlanPort: cfg.type === 'vxlan' ? cfg.port || VXLAN_DEFAULT_PORT : null }
           : null,
       underlay: this.underlay && { name: this.underlay.name, mtu: this.underlay.mtu, publicIP: this.underlay.publicIP },
       peers: this.watcher?.current.size ?? 0,

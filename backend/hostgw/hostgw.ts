@@ -15,7 +15,6 @@
  * full pass tells them from the administrator's, removes those of departed
  * peers and re-adds deleted ones (flannel's 10 s routeCheck, plus removal).
  */
-import { WeftError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { Subnet } from '../../lease/subnet.js';
 import type { Lease } from '../../lease/types.js';
@@ -29,11 +28,7 @@ export class HostGwBackend implements Backend {
   readonly type = 'host-gw';
 
   async register(reg: BackendRegistration): Promise<BackendNetwork> {
-    const network = reg.network.network;
-    if (!reg.network.enableIPv4 || !network) {
-      throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'the host-gw backend needs an IPv4 Network');
-    }
-    return registerPeerNetwork(reg, async (kernel) => {
+    return registerPeerNetwork(reg, async (kernel, network) => {
       const underlay = await readUnderlay(kernel, reg.iface.name);
       return {
         programmer: new HostGwProgrammer(kernel, reg.iface.name, network, reg.log),

@@ -50,12 +50,8 @@ export class VxlanBackend implements Backend {
   readonly type = 'vxlan';
 
   async register(reg: BackendRegistration): Promise<BackendNetwork> {
-    const network = reg.network.network;
-    if (!reg.network.enableIPv4 || !network) {
-      throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'the vxlan backend needs an IPv4 Network');
-    }
     const cfg = reg.network.backend;
-    return registerPeerNetwork(reg, async (kernel) => {
+    return registerPeerNetwork(reg, async (kernel, network) => {
       const programmer = await VxlanProgrammer.create(kernel, reg, network);
       return { programmer, leaseAttrs: { BackendType: 'vxlan', BackendData: { VNI: cfg.vni, VtepMAC: programmer.mac } }, mtu: programmer.mtu };
     });
