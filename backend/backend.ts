@@ -58,6 +58,8 @@ export interface BackendNetwork {
   readonly leaseAttrs: BackendLeaseAttrs;
   /** The MTU containers should use (FLANNEL_MTU). */
   readonly mtu: number;
+  /** The overlay device weft owns (`flannel.1`), or null for a backend without one (host-gw). */
+  readonly device: string | null;
   /** Configures the device for the acquired lease (address, up); called before run(). */
   configure(ownLease: Lease): Promise<void>;
   /**

@@ -18,6 +18,7 @@ export interface PeerNetworkOptions {
   readonly programmer: Programmer & { configure(ownLease: Lease): Promise<void> };
   readonly leaseAttrs: BackendLeaseAttrs;
   readonly mtu: number;
+  readonly device: string | null;
   readonly log: Logger;
   readonly resyncIntervalMs?: number;
   readonly onPass?: (pass: ReconcilePass) => void;
@@ -28,6 +29,7 @@ export interface PeerNetworkOptions {
 export class PeerNetwork implements BackendNetwork {
   readonly leaseAttrs: BackendLeaseAttrs;
   readonly mtu: number;
+  readonly device: string | null;
   private readonly programmer: PeerNetworkOptions['programmer'];
   private readonly reconciler: Reconciler;
   private readonly loop: ReconcileLoop;
@@ -36,6 +38,7 @@ export class PeerNetwork implements BackendNetwork {
   constructor(options: PeerNetworkOptions) {
     this.leaseAttrs = options.leaseAttrs;
     this.mtu = options.mtu;
+    this.device = options.device;
     this.programmer = options.programmer;
     this.onClose = options.onClose;
     this.reconciler = new Reconciler({ kernel: options.kernel, programmer: options.programmer, log: options.log });
@@ -115,7 +118,7 @@ export class PeerNetwork implements BackendNetwork {
  */
 export async function registerPeerNetwork(
   reg: BackendRegistration,
-  build: (kernel: Kernel, network: Subnet) => Promise<{ programmer: PeerNetworkOptions['programmer']; leaseAttrs: BackendLeaseAttrs; mtu: number }>,
+  build: (kernel: Kernel, network: Subnet) => Promise<Pick<PeerNetworkOptions, 'programmer' | 'leaseAttrs' | 'mtu' | 'device'>>,
 ): Promise<PeerNetwork> {
   const network = reg.network.network;
   if (!reg.network.enableIPv4 || !network) {

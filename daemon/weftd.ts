@@ -229,7 +229,7 @@ export class Weftd {
       network: this.config?.network?.toString() ?? null,
       backend:
         cfg && this.network
-          ? { type: cfg.type, device: cfg.type === 'vxlan' ? `flannel.${cfg.vni}` : null, mtu: this.network.mtu, vxlanPort: cfg.type === 'vxlan' ? cfg.port || VXLAN_DEFAULT_PORT : null }
+          ? { type: cfg.type, device: this.network.device, mtu: this.network.mtu, vxlanPort: cfg.type === 'vxlan' ? cfg.port || VXLAN_DEFAULT_PORT : null }
           : null,
       underlay: this.underlay && { name: this.underlay.name, mtu: this.underlay.mtu, publicIP: this.underlay.publicIP },
       peers: this.watcher?.current.size ?? 0,

@@ -32,6 +32,7 @@ export class HostGwBackend implements Backend {
       const underlay = await readUnderlay(kernel, reg.iface.name);
       return {
         programmer: new HostGwProgrammer(kernel, reg.iface.name, network, reg.log),
+        device: null,
         leaseAttrs: { BackendType: 'host-gw' },
         mtu: reg.iface.mtu || underlay.link.mtu,
       };

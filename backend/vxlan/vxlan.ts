@@ -53,7 +53,7 @@ export class VxlanBackend implements Backend {
     const cfg = reg.network.backend;
     return registerPeerNetwork(reg, async (kernel, network) => {
       const programmer = await VxlanProgrammer.create(kernel, reg, network);
-      return { programmer, leaseAttrs: { BackendType: 'vxlan', BackendData: { VNI: cfg.vni, VtepMAC: programmer.mac } }, mtu: programmer.mtu };
+      return { programmer, device: programmer.device, leaseAttrs: { BackendType: 'vxlan', BackendData: { VNI: cfg.vni, VtepMAC: programmer.mac } }, mtu: programmer.mtu };
     });
   }
 }
@@ -106,6 +106,11 @@ export class VxlanProgrammer implements Programmer {
   }
 
   /** The VTEP MAC advertised in the lease. */
+  /** The device's name, `flannel.<VNI>` unless configured otherwise. */
+  get device(): string {
+    return this.spec.name;
+  }
+
   get mac(): string {
     return this.spec.mac;
   }
