@@ -8,6 +8,7 @@
 import yargs from 'yargs';
 import { isWeftError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
+import { WEFT_VERSION } from '../common/version.js';
 import { NetlinkKernel } from '../backend/kernel-netlink.js';
 import { createBackends } from './backends.js';
 import { dockerOptsCommand } from './docker-opts.js';
@@ -18,6 +19,7 @@ import { Weftd } from './weftd.js';
 async function runDaemon(argv: string[]): Promise<number> {
   const options = await parseWeftdOptions(argv);
   const log = createLogger({ level: options.logLevel, format: options.logFormat });
+  log.info(`weftd ${WEFT_VERSION} starting (Node ${process.version}; options read ${Math.round(performance.now())} ms after process start)`);
   const controller = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -50,6 +52,11 @@ async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'cleanup-iptables') {
     const removed = await removeTrafficRules(iptablesRunner());
     console.error(removed ? 'removed weft/flannel iptables rules' : 'no weft/flannel iptables rules found');
+    return 0;
+  }
+  // Handled before option parsing: yargs would print the version and carry on into the daemon.
+  if (argv.includes('--version')) {
+    console.log(WEFT_VERSION);
     return 0;
   }
   if (argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) {
