@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, WEFTD, type WeftNode } from './harness/cluster.js';
 import { makeTestPki, type TestPki } from './harness/certs.js';
@@ -107,6 +107,14 @@ describe('bad input: clear errors, nothing lost, nothing programmed that should 
         expect((err as { stderr: string }).stderr, name).to.match(pattern);
       }
     }
+  });
+
+  it('--version prints the version and exits 0 without starting the daemon', async () => {
+    const h3 = cluster.node(3);
+    const started = Date.now();
+    const out = await h3.ns.exec('node', WEFTD, '--version', '--config', h3.configFile);
+    expect(out.trim()).to.equal(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version);
+    expect(Date.now() - started, 'exited at once, no daemon').to.be.below(10_000);
   });
 
   it('the HTTP endpoint binds where told and serves only health, readiness and metrics', async () => {
