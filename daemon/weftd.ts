@@ -6,7 +6,7 @@ import { backendFor, type Backend, type BackendNetwork } from '../backend/backen
 import type { Kernel } from '../backend/kernel.js';
 import { createEtcdClient } from '../lease/etcd-client.js';
 import { LeaseManager } from '../lease/manager.js';
-import { EtcdRegistry } from '../lease/registry.js';
+import { EtcdRegistry, type Listing } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 import { BridgeKeeper } from './bridge.js';
@@ -41,6 +41,7 @@ export class Weftd {
   private registry: EtcdRegistry | null = null;
   private manager: LeaseManager | null = null;
   private watcher: LeaseWatcher | null = null;
+  private startListing: Listing | null = null;
   private network: BackendNetwork | null = null;
   private traffic: TrafficRules | null = null;
   private bridge: BridgeKeeper | null = null;
@@ -138,7 +139,8 @@ export class Weftd {
     });
     this.manager.on('state', () => this.noteReadiness());
     this.phase = 'acquiring a subnet lease';
-    const lease = await this.manager.acquire(signal);
+    const { lease, listing } = await this.manager.acquireWithListing(signal);
+    this.startListing = listing;
     this.log.info(`holding lease ${lease.subnet} (${lease.etcdLeaseId === '0' ? 'reservation' : `etcd lease ${lease.etcdLeaseId}`})`);
 
     await this.applyLease(lease, previous.subnet);
@@ -173,6 +175,13 @@ export class Weftd {
     }
   }
 
+  /** The listing the lease was chosen from, handed once to the peer watch (then dropped: it holds every lease). */
+  private takeStartListing(): Listing | undefined {
+    const listing = this.startListing ?? undefined;
+    this.startListing = null;
+    return listing;
+  }
+
   private async steadyState(signal: AbortSignal): Promise<void> {
     const o = this.options;
     this.watcher = new LeaseWatcher({
@@ -184,7 +193,7 @@ export class Weftd {
     });
     await Promise.all([
       this.manager!.run(signal),
-      this.network!.run(this.timed(this.watcher.batches(signal)), signal),
+      this.network!.run(this.timed(this.watcher.batches(signal, this.takeStartListing())), signal),
       this.traffic!.run(o.iptablesResync * 1000, signal, () => this.noteReadiness()),
       this.bridge?.run(o.resyncInterval * 1000, signal),
       this.startProber(signal),

@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../common/log.js';
 import { chooseSubnet } from './allocate.js';
 import { parseSubnetKey, subnetKey } from './keyspace.js';
 import { serializeLeaseAttrs, validateLease, type RawKeyValue } from './lease-value.js';
-import type { Registry, StoreUpdate } from './registry.js';
+import type { Listing, Registry, StoreUpdate } from './registry.js';
 import type { Subnet } from './subnet.js';
 import { isReservation, type Lease, type LeaseAttrs, type NetworkConfig } from './types.js';
 
@@ -84,14 +84,24 @@ export class LeaseManager extends EventEmitter {
    * or the range is exhausted, logging why, until it succeeds or `signal` aborts.
    */
   async acquire(signal: AbortSignal, exclude?: Subnet): Promise<Lease> {
+    return (await this.acquireWithListing(signal, exclude)).lease;
+  }
+
+  /**
+   * acquire(), also returning the listing of every subnet key the choice was
+   * made from: the peer watch can start from it instead of reading and
+   * decoding all leases a second time.
+   */
+  async acquireWithListing(signal: AbortSignal, exclude?: Subnet): Promise<{ lease: Lease; listing: Listing }> {
     const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
     for (;;) {
       if (signal.aborted) throw new WeftError('WEFT_ERR_ABORTED', 'lease acquisition aborted');
       try {
-        const lease = await this.tryAcquire(exclude);
+        const listing = await this.registry.listSubnets();
+        const lease = await this.tryAcquire(listing, exclude);
         if (lease) {
           this.hold(lease);
-          return lease;
+          return { lease, listing };
         }
         this.log.info('lost a race for a subnet; re-listing');
         await delay(Math.floor(Math.random() * 50), signal);
@@ -120,10 +130,9 @@ export class LeaseManager extends EventEmitter {
     this.etcdLeaseId = null;
   }
 
-  private async tryAcquire(exclude?: Subnet): Promise<Lease | null> {
+  private async tryAcquire(listing: Listing, exclude?: Subnet): Promise<Lease | null> {
     const { config, attrs } = this.options;
-    const { kvs } = await this.registry.listSubnets();
-    const leases = kvs.flatMap((kv) => this.validOrWarn(kv));
+    const leases = listing.kvs.flatMap((kv) => this.validOrWarn(kv));
     const { choice, incompatible } = chooseSubnet({
       config,
       leases,
@@ -256,7 +265,7 @@ export class LeaseManager extends EventEmitter {
     };
     this.on('change', onChange);
     try {
-      for await (const update of this.registry.watchSubnets(controller.signal, watchedKey)) {
+      for await (const update of this.registry.watchSubnets(controller.signal, { exactKey: watchedKey })) {
         this.checkOwnKey(update, signal);
       }
     } finally {

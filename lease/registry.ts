@@ -19,6 +19,24 @@ export interface StoreEvent {
   readonly kv: RawKeyValue;
 }
 
+/** A prefix listing and the store revision it was read at. */
+export interface Listing {
+  readonly kvs: RawKeyValue[];
+  readonly revision: string;
+}
+
+export interface WatchOptions {
+  /** Watch this one key instead of the whole subnets prefix. */
+  readonly exactKey?: string;
+  /**
+   * A listing of the same range the caller already read: it becomes the
+   * initial snapshot and the watch starts at its revision + 1, so start-up
+   * reads and decodes every lease once instead of twice. Anything written
+   * since arrives as events (or, if compacted away, through a re-list).
+   */
+  readonly initial?: Listing;
+}
+
 /** Store connectivity, as seen by the last call that reached (or failed to reach) etcd. */
 export type StoreState = 'connected' | 'unreachable';
 
@@ -38,7 +56,7 @@ export interface Registry extends EventEmitter {
   /** Seconds left on an etcd lease, or -1 when it no longer exists. */
   leaseTimeToLive(id: string): Promise<number>;
   /** Every key under `<prefix>/subnets/` with the store revision of the listing. */
-  listSubnets(): Promise<{ kvs: RawKeyValue[]; revision: string }>;
+  listSubnets(): Promise<Listing>;
   getSubnet(key: string): Promise<RawKeyValue | null>;
   /** Create-if-absent (create revision == 0) on an etcd lease ('0': none, a reservation). False when the key exists. */
   createSubnet(key: string, value: string, etcdLeaseId: string): Promise<boolean>;
@@ -56,7 +74,7 @@ export interface Registry extends EventEmitter {
    * re-lists and yields a new snapshot; disconnects resume from the last
    * seen revision. Ends when `signal` aborts.
    */
-  watchSubnets(signal: AbortSignal, exactKey?: string): AsyncIterable<StoreUpdate>;
+  watchSubnets(signal: AbortSignal, options?: WatchOptions): AsyncIterable<StoreUpdate>;
   close(): void;
 }
 
@@ -103,7 +121,7 @@ export class EtcdRegistry extends EventEmitter implements Registry {
     return parseNetworkConfig(text);
   }
 
-  async listSubnets(): Promise<{ kvs: RawKeyValue[]; revision: string }> {
+  async listSubnets(): Promise<Listing> {
     return this.list(subnetsPrefix(this.prefix), true);
   }
 
@@ -164,14 +182,16 @@ export class EtcdRegistry extends EventEmitter implements Registry {
     }
   }
 
-  async *watchSubnets(signal: AbortSignal, exactKey?: string): AsyncGenerator<StoreUpdate> {
+  async *watchSubnets(signal: AbortSignal, { exactKey, initial }: WatchOptions = {}): AsyncGenerator<StoreUpdate> {
     const range = exactKey ?? subnetsPrefix(this.prefix);
     const backoff = new Backoff({ initialMs: 100, maxMs: 5000 });
     let reason: 'initial' | 'resync' = 'initial';
+    let given = initial;
     while (!signal.aborted) {
-      let listing: { kvs: RawKeyValue[]; revision: string };
+      let listing: Listing;
       try {
-        listing = await this.list(range, exactKey === undefined);
+        listing = given ?? (await this.list(range, exactKey === undefined));
+        given = undefined;
       } catch (err) {
         this.log.warn('etcd list failed; retrying', { key: range, error: (err as Error).message });
         if (!(await sleepOrAbort(backoff, signal))) return;
@@ -209,7 +229,7 @@ export class EtcdRegistry extends EventEmitter implements Registry {
     this.client.close();
   }
 
-  private async list(range: string, prefix: boolean): Promise<{ kvs: RawKeyValue[]; revision: string }> {
+  private async list(range: string, prefix: boolean): Promise<Listing> {
     const res = await this.call('list', () => (prefix ? this.client.getAll().prefix(range) : this.client.get(range)).exec());
     return { kvs: res.kvs.map(toRawKeyValue), revision: res.header.revision };
   }

@@ -1,7 +1,7 @@
 import { isWeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { sameAttrs, validateLease, type RawKeyValue } from './lease-value.js';
-import type { Registry, StoreUpdate } from './registry.js';
+import type { Listing, Registry, StoreUpdate } from './registry.js';
 import type { Subnet } from './subnet.js';
 import type { Lease, NetworkConfig, PeerBatch, PeerEvent } from './types.js';
 
@@ -42,8 +42,9 @@ export class LeaseWatcher {
     return this.peers;
   }
 
-  async *batches(signal: AbortSignal): AsyncGenerator<PeerBatch> {
-    for await (const update of this.options.registry.watchSubnets(signal)) {
+  /** Peer batches until `signal` aborts; `initial`, a listing already read (see Registry.watchSubnets), saves the first one. */
+  async *batches(signal: AbortSignal, initial?: Listing): AsyncGenerator<PeerBatch> {
+    for await (const update of this.options.registry.watchSubnets(signal, initial ? { initial } : {})) {
       const batch = this.apply(update);
       if (batch.resync || batch.events.length > 0) yield batch;
     }

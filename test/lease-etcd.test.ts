@@ -281,6 +281,32 @@ describe('leases against a real etcd @real', function () {
     expect(removed.map((e) => e.lease.attrs.BackendData!.VtepMAC)).to.deep.equal(['0e:2a:00:00:00:22', '0e:2a:00:00:00:03']);
   });
 
+  it('a watch seeded with the acquisition listing starts from it: nothing read twice, nothing written since missed', async () => {
+    const config = await registry.readNetworkConfig();
+    await client.put(subnetKey(P, Subnet.parse('10.244.2.0/24'))).value(serializeLeaseAttrs(attrs(2)));
+    const m = new LeaseManager({ registry, config, attrs: attrs(1), ttlSeconds: 30 });
+    const { lease, listing } = await m.acquireWithListing(newSignal());
+    expect(listing.kvs.map((kv) => kv.key)).to.deep.equal([subnetKey(P, Subnet.parse('10.244.2.0/24'))]);
+    // Written after the listing: a new peer, and a change to the listed one.
+    await client.put(subnetKey(P, Subnet.parse('10.244.3.0/24'))).value(serializeLeaseAttrs(attrs(3)));
+    await client.put(subnetKey(P, Subnet.parse('10.244.2.0/24'))).value(serializeLeaseAttrs({ ...attrs(2), BackendData: { VNI: 1, VtepMAC: '0e:2a:00:00:00:22' } }));
+    const w = new LeaseWatcher({ registry, config, ownSubnet: () => lease.subnet, ownPublicIP: '198.18.0.1' });
+    const iterator = w.batches(newSignal(), listing)[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    // The snapshot is the listing as it was (the old MAC, no 10.244.3.0), not a fresh read.
+    expect(first.value!.events.map((e: { lease: Lease }) => `${e.lease.subnet} ${e.lease.attrs.BackendData!.VtepMAC}`)).to.deep.equal(['10.244.2.0/24 0e:2a:00:00:00:02']);
+    const seen: string[] = [];
+    while (seen.length < 2) {
+      const next = await iterator.next();
+      expect(next.value!.resync).to.equal(false);
+      seen.push(...next.value!.events.map((e: { type: string; lease: Lease }) => `${e.type} ${e.lease.subnet}`));
+    }
+    // Its own key (created after the listing) arrived too, and was not taken for a peer.
+    expect(seen).to.deep.equal(['added 10.244.3.0/24', 'changed 10.244.2.0/24']);
+    expect(w.resyncs).to.equal(0);
+    await iterator.return?.(undefined);
+  });
+
   it('compaction while the watch is behind loses no peer: re-list and diff', async () => {
     const config = await registry.readNetworkConfig();
     await client.put(subnetKey(P, Subnet.parse('10.244.2.0/24'))).value(serializeLeaseAttrs(attrs(2)));
