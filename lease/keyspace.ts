@@ -12,9 +12,13 @@ export function configKey(prefix: string): string {
   return posix.join('/', prefix, 'config');
 }
 
-/** The watch/list prefix, WITH the trailing slash so `subnetsX` never matches. */
+const subnetsPrefixes = new Map<string, string>();
+
+/** The watch/list prefix, WITH the trailing slash so `subnetsX` never matches. Remembered: every lease key read is checked against it. */
 export function subnetsPrefix(prefix: string): string {
-  return posix.join('/', prefix, 'subnets') + '/';
+  let joined = subnetsPrefixes.get(prefix);
+  if (joined === undefined) subnetsPrefixes.set(prefix, (joined = posix.join('/', prefix, 'subnets') + '/'));
+  return joined;
 }
 
 export function subnetKey(prefix: string, subnet: Subnet, ipv6Subnet: Subnet | null = null): string {
