@@ -11,6 +11,7 @@ import {
   RTPROT_WEFT,
   applyOne,
   type Addr,
+  type AddrInfo,
   type Fdb,
   type Kernel,
   type KernelOp,
@@ -23,7 +24,7 @@ import {
 
 export class FakeKernel implements Kernel {
   private readonly links = new Map<number, Link>();
-  private readonly addrs = new Map<string, Addr>();
+  private readonly addrs = new Map<string, AddrInfo>();
   private readonly neighs = new Map<string, Neigh>();
   private readonly fdbs = new Map<string, Fdb>();
   private readonly routes = new Map<string, Route>();
@@ -62,6 +63,10 @@ export class FakeKernel implements Kernel {
 
   async linkGet(index: number): Promise<Link | null> {
     return this.links.get(index) ?? null;
+  }
+
+  async linkList(): Promise<Link[]> {
+    return [...this.links.values()].sort((a, b) => a.index - b.index);
   }
 
   async linkAdd(spec: VxlanLinkSpec): Promise<Link> {
@@ -104,18 +109,25 @@ export class FakeKernel implements Kernel {
   }
 
   async addrList(ifindex: number): Promise<Addr[]> {
-    return [...this.addrs.values()].filter((a) => a.ifindex === ifindex);
+    return [...this.addrs.values()].filter((a) => a.ifindex === ifindex).map((a) => ({ ifindex: a.ifindex, cidr: a.cidr }));
   }
 
+  async addrListAll(): Promise<AddrInfo[]> {
+    return [...this.addrs.values()].sort((a, b) => a.ifindex - b.ifindex);
+  }
+
+  /** As `ip addr add CIDR dev NAME` does: global scope, no lifetime, secondary when the link already has an address in the same prefix. */
   async addrAdd(addr: Addr): Promise<void> {
     if (!this.links.has(addr.ifindex)) throw new KernelError(`addr add ${addr.cidr}`, 'ENODEV');
-    const key = `${addr.ifindex}|${addr.cidr.split('/')[0]}`;
+    const key = addrKey(addr);
     if (this.addrs.has(key)) throw new KernelError(`addr add ${addr.cidr}`, 'EEXIST');
-    this.addrs.set(key, addr);
+    const prefix = Subnet.parse(addr.cidr).toString();
+    const secondary = [...this.addrs.values()].some((a) => a.ifindex === addr.ifindex && Subnet.parse(a.cidr).toString() === prefix);
+    this.addrs.set(key, { ifindex: addr.ifindex, cidr: addr.cidr, scope: 'global', permanent: true, deprecated: false, secondary });
   }
 
   async addrDel(addr: Addr): Promise<void> {
-    if (!this.addrs.delete(`${addr.ifindex}|${addr.cidr.split('/')[0]}`)) throw new KernelError(`addr del ${addr.cidr}`, 'EADDRNOTAVAIL');
+    if (!this.addrs.delete(addrKey(addr))) throw new KernelError(`addr del ${addr.cidr}`, 'EADDRNOTAVAIL');
   }
 
   neighSet(neigh: Omit<Neigh, 'permanent'>): Promise<void> {
@@ -146,10 +158,11 @@ export class FakeKernel implements Kernel {
     return [...this.routes.values()];
   }
 
-  /** Adds an entry behind weft's back, as an administrator (or flanneld) would. */
-  inject(entry: { neigh: Neigh } | { fdb: Fdb } | { route: Route }): void {
+  /** Adds an entry behind weft's back, as an administrator, DHCP client (or flanneld) would. */
+  inject(entry: { neigh: Neigh } | { fdb: Fdb } | { route: Route } | { addr: AddrInfo }): void {
     if ('neigh' in entry) this.neighs.set(`${entry.neigh.ifindex}|${entry.neigh.ip}`, entry.neigh);
     else if ('fdb' in entry) this.fdbs.set(`${entry.fdb.ifindex}|${entry.fdb.mac}`, entry.fdb);
+    else if ('addr' in entry) this.addrs.set(addrKey(entry.addr), entry.addr);
     else this.routes.set(entry.route.dst, entry.route);
   }
 
@@ -219,4 +232,9 @@ export class FakeKernel implements Kernel {
     if (!link) throw new KernelError(`link set #${index}`, 'ENODEV');
     this.links.set(index, { ...link, ...change });
   }
+}
+
+/** The kernel keys IPv4 addresses by link and local address; the prefix length is not part of the key. */
+function addrKey(addr: Addr): string {
+  return `${addr.ifindex}|${addr.cidr.split('/')[0]}`;
 }

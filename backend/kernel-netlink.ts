@@ -26,6 +26,7 @@ import {
   neighDumpMessage,
   neighSetMessage,
   parseAddr,
+  parseAddrInfo,
   parseNeigh,
   parseRoute,
   routeDelMessage,
@@ -42,6 +43,7 @@ import {
   RTPROT_WEFT,
   applyOne,
   type Addr,
+  type AddrInfo,
   type Fdb,
   type Kernel,
   type KernelOp,
@@ -68,7 +70,6 @@ export class NetlinkKernel implements Kernel {
     return this.getLink({ index });
   }
 
-  /** Every link in the namespace (`ip -d link show`). */
   async linkList(): Promise<Link[]> {
     const replies = await this.dumps.dump(linkDumpMessage());
     return replies.map((m) => parseLink(m.payload));
@@ -103,6 +104,11 @@ export class NetlinkKernel implements Kernel {
   async addrList(ifindex: number): Promise<Addr[]> {
     const replies = await this.dumps.dump(addrDumpMessage());
     return replies.map((m) => parseAddr(m.payload)).filter((a): a is Addr => a !== null && a.ifindex === ifindex);
+  }
+
+  async addrListAll(): Promise<AddrInfo[]> {
+    const replies = await this.dumps.dump(addrDumpMessage());
+    return replies.map((m) => parseAddrInfo(m.payload)).filter((a): a is AddrInfo => a !== null);
   }
 
   async addrAdd(addr: Addr): Promise<void> {

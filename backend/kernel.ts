@@ -72,6 +72,24 @@ export interface Addr {
   readonly cidr: string;
 }
 
+/**
+ * An IPv4 address with what `ip -4 addr show` prints beside it: the scope and
+ * the IFA_F_* flags that decide which address a host should advertise.
+ */
+export interface AddrInfo extends Addr {
+  /** iproute2's scope name: `global`, `site`, `link`, `host`, `nowhere`, or the number when unnamed. */
+  readonly scope: string;
+  /** IFA_F_PERMANENT: no lifetime. iproute2 prints its absence as `dynamic` (e.g. a DHCP lease). */
+  readonly permanent: boolean;
+  /** IFA_F_DEPRECATED: the preferred lifetime ran out; not to be used for new traffic. */
+  readonly deprecated: boolean;
+  /**
+   * IFA_F_SECONDARY: another address of the same prefix on the link is primary.
+   * For IPv4 this bit is the one IPv6 calls IFA_F_TEMPORARY; IPv4 has no temporary addresses.
+   */
+  readonly secondary: boolean;
+}
+
 /** A permanent ARP entry on a device (`ip neigh`). */
 export interface Neigh {
   readonly ifindex: number;
@@ -118,6 +136,8 @@ export interface Kernel {
   linkByName(name: string): Promise<Link | null>;
   /** `ip -d link show` by index; null when absent. */
   linkGet(index: number): Promise<Link | null>;
+  /** `ip -d link show`: every link of the namespace, in the kernel's dump order. */
+  linkList(): Promise<Link[]>;
   /** `ip link add NAME address MAC mtu M type vxlan id VNI local IP dev DEV [no]learning dstport P [gbp]`; EEXIST if taken. */
   linkAdd(spec: VxlanLinkSpec): Promise<Link>;
   /** `ip link add NAME mtu M type bridge` (for dockerd --bridge); EEXIST if taken. */
@@ -130,6 +150,8 @@ export interface Kernel {
   linkSetMtu(index: number, mtu: number): Promise<void>;
   /** `ip -4 addr show dev NAME` */
   addrList(ifindex: number): Promise<Addr[]>;
+  /** `ip -4 addr show`: the IPv4 addresses of every link, with scope and flags, in the kernel's dump order. */
+  addrListAll(): Promise<AddrInfo[]>;
   /** `ip addr add CIDR dev NAME`; EEXIST if present. */
   addrAdd(addr: Addr): Promise<void>;
   /** `ip addr del CIDR dev NAME` */
@@ -150,7 +172,7 @@ export interface Kernel {
   routeReplace(route: Omit<Route, 'proto'> & { proto?: number }): Promise<void>;
   /** `ip route del DST [via GW] [dev NAME]` */
   routeDel(route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>>): Promise<void>;
-  /** `ip -4 route show table main` (unicast routes) */
+  /** `ip -4 route show table main`: every unicast route, whoever added it, in the kernel's dump order (lowest metric first per prefix). */
   routeList(): Promise<Route[]>;
   /**
    * Runs the ops in order, as few round trips as the implementation allows,

@@ -1,5 +1,4 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import type { AddrInfo, Kernel, Link, Route } from '../backend/kernel.js';
 import { WeftError } from '../common/errors.js';
 import { canonicalIPv4 } from '../lease/subnet.js';
 
@@ -15,7 +14,10 @@ export interface Underlay {
   readonly publicIP: string;
 }
 
-/** What `ip -j -4 addr show` reports per interface (the fields weft reads). */
+/**
+ * One interface as `selectUnderlay` sees it: the shape `ip -j -4 addr show`
+ * prints (the fields weft reads), built from kernel dumps by `interfacesWithIPv4`.
+ */
 export interface InterfaceInfo {
   readonly ifindex: number;
   readonly ifname: string;
@@ -75,12 +77,55 @@ function rank(a: InterfaceInfo['addr_info'][number]): number {
   return (a.scope === 'global' ? 0 : 4) + (a.dynamic ? 2 : 0) + (a.temporary ? 1 : 0);
 }
 
-const execFileP = promisify(execFile);
+/** The kernel reads `discoverUnderlay` needs. */
+export type UnderlayKernel = Pick<Kernel, 'linkList' | 'addrListAll' | 'routeList'>;
 
-/** Reads the interfaces and the default route of the current network namespace (two `ip -j` calls at start-up). */
-export async function discoverUnderlay(sel: UnderlaySelection): Promise<Underlay> {
-  const [addrs, routes] = await Promise.all([execFileP('ip', ['-j', '-4', 'addr', 'show']), execFileP('ip', ['-j', '-4', 'route', 'show', 'default'])]);
-  const interfaces = JSON.parse(addrs.stdout || '[]') as InterfaceInfo[];
-  const defaults = JSON.parse(routes.stdout || '[]') as { dev?: string }[];
-  return selectUnderlay(interfaces, defaults[0]?.dev ?? null, sel);
+/**
+ * Reads the links, their IPv4 addresses and the main routing table of the
+ * current network namespace through the kernel port (rtnetlink dumps in
+ * process; spawning `ip -j` twice cost weftd 30-60 ms of start-up) and picks
+ * the underlay with `selectUnderlay`.
+ */
+export async function discoverUnderlay(kernel: UnderlayKernel, sel: UnderlaySelection): Promise<Underlay> {
+  const [links, addrs, routes] = await Promise.all([kernel.linkList(), kernel.addrListAll(), kernel.routeList()]);
+  return selectUnderlay(interfacesWithIPv4(links, addrs), defaultRouteDev(links, routes), sel);
+}
+
+/**
+ * What `ip -4 addr show` lists: the links holding at least one IPv4 address,
+ * in link dump order, each with its addresses in dump order. Links without
+ * IPv4 are left out, as iproute2 leaves them out, so they never match.
+ */
+export function interfacesWithIPv4(links: readonly Link[], addrs: readonly AddrInfo[]): InterfaceInfo[] {
+  const byLink = new Map<number, AddrInfo[]>();
+  for (const a of addrs) {
+    const list = byLink.get(a.ifindex);
+    if (list) list.push(a);
+    else byLink.set(a.ifindex, [a]);
+  }
+  const out: InterfaceInfo[] = [];
+  for (const link of links) {
+    const own = byLink.get(link.index);
+    if (own) out.push({ ifindex: link.index, ifname: link.name, mtu: link.mtu, addr_info: own.map(addrEntry) });
+  }
+  return out;
+}
+
+// No `temporary`: IPv4 has no temporary addresses (the flag bit means
+// IFA_F_SECONDARY there, which iproute2 prints as `secondary`).
+function addrEntry(a: AddrInfo): InterfaceInfo['addr_info'][number] {
+  const [local = '', prefixlen] = a.cidr.split('/');
+  return { family: 'inet', local, prefixlen: Number(prefixlen), scope: a.scope, deprecated: a.deprecated, dynamic: !a.permanent };
+}
+
+/**
+ * The device of the main table's first IPv4 default route, as
+ * `ip -4 route show default` lists it first (lowest metric); null without
+ * one, or when it names no single device (a multipath route).
+ */
+export function defaultRouteDev(links: readonly Link[], routes: readonly Route[]): string | null {
+  const route = routes.find((r) => r.dst === '0.0.0.0/0');
+  if (!route || route.oif === 0) return null;
+  // A link deleted between the dumps: the name selectUnderlay then reports as not found.
+  return links.find((l) => l.index === route.oif)?.name ?? `#${route.oif}`;
 }

@@ -5,7 +5,7 @@
  * what the next reconcile pass would do and changes nothing.
  */
 import { WeftError } from '../common/errors.js';
-import { describeOp, type Addr, type Fdb, type Kernel, type KernelOp, type Link, type Neigh, type OpResult, type Route, type VxlanLinkSpec } from '../backend/kernel.js';
+import { describeOp, type Addr, type AddrInfo, type Fdb, type Kernel, type KernelOp, type Link, type Neigh, type OpResult, type Route, type VxlanLinkSpec } from '../backend/kernel.js';
 
 export class DryRunKernel implements Kernel {
   /** Writes weftd would make, iproute2 style, in order. */
@@ -20,6 +20,12 @@ export class DryRunKernel implements Kernel {
 
   async linkGet(index: number): Promise<Link | null> {
     return this.seen(await this.real.linkGet(index));
+  }
+
+  async linkList(): Promise<Link[]> {
+    const links = await this.real.linkList();
+    for (const link of links) this.seen(link);
+    return links;
   }
 
   async linkAdd(spec: VxlanLinkSpec): Promise<Link> {
@@ -44,6 +50,10 @@ export class DryRunKernel implements Kernel {
 
   addrList(ifindex: number): Promise<Addr[]> {
     return this.real.addrList(ifindex);
+  }
+
+  addrListAll(): Promise<AddrInfo[]> {
+    return this.real.addrListAll();
   }
 
   async addrAdd(addr: Addr): Promise<void> {

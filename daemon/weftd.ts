@@ -103,7 +103,7 @@ export class Weftd {
     const config = (this.config = await this.waitForConfig(signal));
     const backend = backendFor(this.deps.backends, config.backend.type);
 
-    this.underlay = await discoverUnderlay({ iface: o.iface, ifaceRegex: o.ifaceRegex, publicIp: o.publicIp });
+    this.underlay = await discoverUnderlay(this.deps.kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, publicIp: o.publicIp });
     this.log.info(`underlay ${this.underlay.name} (${this.underlay.address}, mtu ${this.underlay.mtu}), public IP ${this.underlay.publicIP}`);
 
     this.phase = 'setting up the backend device';

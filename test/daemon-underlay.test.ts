@@ -1,5 +1,8 @@
 import { expect } from 'chai';
-import { selectUnderlay, type InterfaceInfo } from '../daemon/underlay.js';
+import type { Link } from '../backend/kernel.js';
+import { FakeKernel } from '../backend/kernel-fake.js';
+import { WeftError } from '../common/errors.js';
+import { defaultRouteDev, discoverUnderlay, interfacesWithIPv4, selectUnderlay, type InterfaceInfo } from '../daemon/underlay.js';
 
 const ifaces: InterfaceInfo[] = [
   { ifindex: 1, ifname: 'lo', mtu: 65536, addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }] },
@@ -30,3 +33,79 @@ describe('underlay interface selection (flannel rules)', () => {
     expect(() => selectUnderlay(ifaces, null, { iface: [], ifaceRegex: [] })).to.throw(/no default route/);
   });
 });
+
+/** A host as the fake kernel holds it: lo, a DHCP eth0 with the default route, eth1 with a static address, an address-less eth2. */
+function fakeHost(): { kernel: FakeKernel; eth0: Link; eth1: Link; eth2: Link } {
+  const kernel = new FakeKernel();
+  const lo = kernel.addLink({ name: 'lo', mtu: 65536, kind: '' });
+  const eth0 = kernel.addLink({ name: 'eth0', mtu: 1500 });
+  const eth1 = kernel.addLink({ name: 'eth1', mtu: 9000 });
+  const eth2 = kernel.addLink({ name: 'eth2', mtu: 1500 });
+  kernel.inject({ addr: { ifindex: lo.index, cidr: '127.0.0.1/8', scope: 'host', permanent: true, deprecated: false, secondary: false } });
+  kernel.inject({ addr: { ifindex: eth0.index, cidr: '10.0.2.15/24', scope: 'global', permanent: false, deprecated: false, secondary: false } });
+  kernel.inject({ route: { dst: '0.0.0.0/0', gw: '10.0.2.2', oif: eth0.index, onlink: false, proto: 16 } });
+  return { kernel, eth0, eth1, eth2 };
+}
+
+describe('underlay discovery through the kernel port (fake kernel)', () => {
+  it('picks the default-route interface and its address, as before', async () => {
+    const { kernel, eth0 } = fakeHost();
+    expect(await discoverUnderlay(kernel, { iface: [], ifaceRegex: [] })).to.deep.equal({ name: 'eth0', index: eth0.index, mtu: 1500, address: '10.0.2.15', prefixLength: 24, publicIP: '10.0.2.15' });
+  });
+
+  it('prefers a permanent address to a DHCP one and never takes a deprecated one', async () => {
+    const { kernel, eth1 } = fakeHost();
+    kernel.inject({ addr: { ifindex: eth1.index, cidr: '198.18.0.9/24', scope: 'global', permanent: true, deprecated: true, secondary: false } });
+    kernel.inject({ addr: { ifindex: eth1.index, cidr: '198.18.1.9/24', scope: 'global', permanent: false, deprecated: false, secondary: false } });
+    await kernel.addrAdd({ ifindex: eth1.index, cidr: '198.18.2.1/24' });
+    await kernel.addrAdd({ ifindex: eth1.index, cidr: '198.18.2.2/24' });
+    expect(await discoverUnderlay(kernel, { iface: ['eth1'], ifaceRegex: [] })).to.include({ name: 'eth1', address: '198.18.2.1', prefixLength: 24, mtu: 9000 });
+  });
+
+  it('finds --iface by address and --public-ip holder from the address dump', async () => {
+    const { kernel, eth1 } = fakeHost();
+    await kernel.addrAdd({ ifindex: eth1.index, cidr: '198.18.0.1/24' });
+    expect((await discoverUnderlay(kernel, { iface: ['198.18.0.1'], ifaceRegex: [] })).name).to.equal('eth1');
+    expect(await discoverUnderlay(kernel, { iface: [], ifaceRegex: [], publicIp: '198.18.0.1' })).to.include({ name: 'eth1', publicIP: '198.18.0.1' });
+  });
+
+  it('leaves links without IPv4 out, as `ip -4 addr show` does', async () => {
+    const { kernel, eth1 } = fakeHost();
+    await kernel.addrAdd({ ifindex: eth1.index, cidr: '198.18.0.1/24' });
+    expect((await discoverUnderlay(kernel, { iface: ['eth2', 'eth1'], ifaceRegex: [] })).name).to.equal('eth1');
+    expect((await discoverUnderlay(kernel, { iface: [], ifaceRegex: ['^eth[12]$'] })).name).to.equal('eth1');
+  });
+
+  it('keeps the clear errors: no default route, an address-less default device, MTU 0', async () => {
+    const { kernel, eth0, eth2 } = fakeHost();
+    kernel.remove({ route: '0.0.0.0/0' });
+    await expectRejection(discoverUnderlay(kernel, { iface: [], ifaceRegex: [] }), /no default route/);
+    kernel.inject({ route: { dst: '0.0.0.0/0', gw: null, oif: eth2.index, onlink: false, proto: 3 } });
+    await expectRejection(discoverUnderlay(kernel, { iface: [], ifaceRegex: [] }), /interface eth2 of the default route not found/);
+    await kernel.linkSetMtu(eth0.index, 0);
+    await expectRejection(discoverUnderlay(kernel, { iface: ['eth0'], ifaceRegex: [] }), /eth0 reports MTU 0/);
+  });
+
+  it('treats a default route without a single device (multipath) as none', () => {
+    expect(defaultRouteDev([], [{ dst: '0.0.0.0/0', gw: null, oif: 0, onlink: false, proto: 3 }])).to.equal(null);
+    expect(defaultRouteDev([], [{ dst: '0.0.0.0/0', gw: null, oif: 7, onlink: false, proto: 3 }])).to.equal('#7');
+  });
+
+  it('builds the `ip -j -4 addr show` view: links in order, addresses with scope and flags', async () => {
+    const { kernel } = fakeHost();
+    const view = interfacesWithIPv4(await kernel.linkList(), await kernel.addrListAll());
+    expect(view).to.deep.equal([
+      { ifindex: 1, ifname: 'lo', mtu: 65536, addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host', deprecated: false, dynamic: false }] },
+      { ifindex: 2, ifname: 'eth0', mtu: 1500, addr_info: [{ family: 'inet', local: '10.0.2.15', prefixlen: 24, scope: 'global', deprecated: false, dynamic: true }] },
+    ]);
+  });
+});
+
+async function expectRejection(p: Promise<unknown>, message: RegExp): Promise<void> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err, 'expected a rejection').to.be.instanceOf(WeftError);
+  expect((err as Error).message).to.match(message);
+}

@@ -10,7 +10,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { Subnet } from '../../lease/subnet.js';
-import { NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK, RT_TABLE_MAIN, type Addr, type Fdb, type Neigh, type Route } from '../kernel.js';
+import { NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK, RT_TABLE_MAIN, type Addr, type AddrInfo, type Fdb, type Neigh, type Route } from '../kernel.js';
 
 export const NLMSG_HDRLEN = 16;
 export const NLMSG_ERROR = 2;
@@ -49,6 +49,11 @@ const RTA_GATEWAY = 5;
 const RTA_TABLE = 15;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
+/** u32 flags; supersedes the 8-bit ifa_flags of the header when present. */
+const IFA_FLAGS = 8;
+const IFA_F_SECONDARY = 0x01;
+const IFA_F_DEPRECATED = 0x20;
+const IFA_F_PERMANENT = 0x80;
 const RT_SCOPE_UNIVERSE = 0;
 const RT_SCOPE_NOWHERE = 255;
 const RTN_UNICAST = 1;
@@ -380,17 +385,48 @@ export function addrDumpMessage(): OutMessage {
 
 /** An IPv4 interface address from a dump (IFA_LOCAL, else IFA_ADDRESS), or null. */
 export function parseAddr(payload: Buffer): Addr | null {
-  if (payload.readUInt8(0) !== AF_INET) return null;
+  const info = parseAddrInfo(payload);
+  return info ? { ifindex: info.ifindex, cidr: info.cidr } : null;
+}
+
+/** An IPv4 interface address from a dump with its scope and flags, or null for anything else or a short message. */
+export function parseAddrInfo(payload: Buffer): AddrInfo | null {
+  if (payload.length < IFADDRMSG_LEN || payload.readUInt8(0) !== AF_INET) return null;
   const prefixLen = payload.readUInt8(1);
+  let flags = payload.readUInt8(2);
+  const scope = payload.readUInt8(3);
   const ifindex = payload.readUInt32LE(4);
-  let local: Buffer | null = null;
-  let address: Buffer | null = null;
+  // Assigned in the callback, which TypeScript's narrowing does not follow.
+  let local = null as Buffer | null;
+  let address = null as Buffer | null;
   forEachAttr(payload, IFADDRMSG_LEN, (t, data) => {
     if (t === IFA_LOCAL) local = data;
     else if (t === IFA_ADDRESS) address = data;
+    else if (t === IFA_FLAGS && data.length >= 4) flags = data.readUInt32LE(0);
   });
   const ip = local ?? address;
-  return ip ? { ifindex, cidr: `${ipv4String(ip)}/${prefixLen}` } : null;
+  if (!ip || ip.length !== 4 || prefixLen > 32) return null;
+  return {
+    ifindex,
+    cidr: `${ipv4String(ip)}/${prefixLen}`,
+    scope: scopeName(scope),
+    permanent: (flags & IFA_F_PERMANENT) !== 0,
+    deprecated: (flags & IFA_F_DEPRECATED) !== 0,
+    secondary: (flags & IFA_F_SECONDARY) !== 0,
+  };
+}
+
+/** iproute2's names for rt_scope_t (/etc/iproute2/rt_scopes), the number otherwise. */
+const SCOPE_NAMES = new Map<number, string>([
+  [RT_SCOPE_UNIVERSE, 'global'],
+  [200, 'site'],
+  [253, 'link'],
+  [254, 'host'],
+  [RT_SCOPE_NOWHERE, 'nowhere'],
+]);
+
+function scopeName(scope: number): string {
+  return SCOPE_NAMES.get(scope) ?? String(scope);
 }
 
 function splitCidr(cidr: string): [string, number] {
