@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only startup,convergence,churn,dataplane] [-- --cpu-prof DIR]`:
+ * `npm run bench [-- --quick] [-- --only startup,convergence,churn,dataplane] [-- --sizes 0,5000] [-- --cpu-prof DIR]`:
  * the cluster benchmarks of issue 7. The measured weftd runs in a host
  * namespace on the test underlay, etcd in its own namespace; simulated peers
  * are leases the agent writes into etcd. Every table carries its baseline
@@ -24,7 +24,8 @@ const only = argv.includes('--only') && onlyArg ? new Set(onlyArg.split(',')) : 
 const profDir = argv.includes('--cpu-prof') ? argv[argv.indexOf('--cpu-prof') + 1] : undefined;
 const want = (name: string): boolean => !only || only.has(name);
 
-const SIZES = [0, 100, 1000, 5000];
+const sizesArg = argv.includes('--sizes') ? argv[argv.indexOf('--sizes') + 1] : undefined;
+const SIZES = sizesArg ? sizesArg.split(',').map(Number) : [0, 100, 1000, 5000];
 const CONVERGENCE_BASE = 1000;
 const P = quick
   ? { baselineRuns: 1, settleS: 2, idleWindowS: 5, singles: 50, bursts: 2, churnS: 10, dpRuns: 1, dpSeconds: 3, pings: 50 }
