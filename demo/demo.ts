@@ -32,7 +32,7 @@ interface Member {
 /** Reads DOCKER_OPTS from the file `weftd docker-opts` wrote (flannel's mk-docker-opts format). */
 async function dockerOptions(node: WeftNode): Promise<string[]> {
   const out = join(node.dir, 'docker_opts.env');
-  await node.ns.exec('node', WEFTD, 'docker-opts', '-f', node.subnetFile, '-d', out, '-c');
+  await node.ns.exec(WEFTD, 'docker-opts', '-f', node.subnetFile, '-d', out, '-c');
   const text = (await import('node:fs')).readFileSync(out, 'utf8');
   const m = /^DOCKER_OPTS="(.*)"$/m.exec(text);
   if (!m) throw new Error(`no DOCKER_OPTS in ${out}`);

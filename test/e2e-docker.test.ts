@@ -17,7 +17,7 @@ const BRIDGE_HOST = 3;
 
 async function dockerOpts(node: WeftNode): Promise<{ file: string; opts: string[] }> {
   const out = join(node.dir, 'docker_opts.env');
-  await node.ns.exec('node', WEFTD, 'docker-opts', '-f', node.subnetFile, '-d', out, ...(node.index === BRIDGE_HOST ? ['--bridge', 'weft0'] : []));
+  await node.ns.exec(WEFTD, 'docker-opts', '-f', node.subnetFile, '-d', out, ...(node.index === BRIDGE_HOST ? ['--bridge', 'weft0'] : []));
   const file = readFileSync(out, 'utf8');
   return { file, opts: /^DOCKER_OPTS="(.*)"$/m.exec(file)![1]!.trim().split(' ') };
 }
@@ -162,7 +162,7 @@ describe('weftd readiness, restart and shutdown in namespaces @real', function (
       [['--no-such-flag'], /Unknown argument/],
     ] as const) {
       try {
-        await n.ns.exec('node', WEFTD, ...args);
+        await n.ns.exec(WEFTD, ...args);
         expect.fail('should exit non-zero');
       } catch (err) {
         expect((err as { code: number }).code).to.equal(2);

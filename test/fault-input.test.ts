@@ -100,7 +100,7 @@ describe('bad input: clear errors, nothing lost, nothing programmed that should 
       const file = join(h3.dir, name);
       writeFileSync(file, text);
       try {
-        await h3.ns.exec('node', WEFTD, '--config', file);
+        await h3.ns.exec(WEFTD, '--config', file);
         expect.fail(`${name}: should exit 2`);
       } catch (err) {
         expect((err as { code: number }).code, name).to.equal(2);
@@ -112,7 +112,7 @@ describe('bad input: clear errors, nothing lost, nothing programmed that should 
   it('--version prints the version and exits 0 without starting the daemon', async () => {
     const h3 = cluster.node(3);
     const started = Date.now();
-    const out = await h3.ns.exec('node', WEFTD, '--version', '--config', h3.configFile);
+    const out = await h3.ns.exec(WEFTD, '--version', '--config', h3.configFile);
     expect(out.trim()).to.equal(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version);
     expect(Date.now() - started, 'exited at once, no daemon').to.be.below(10_000);
   });
@@ -179,7 +179,7 @@ describe('etcd security at the daemon: mutual TLS and auth @real', function () {
     await h2.stop();
     // Plain http with TLS files is refused outright.
     try {
-      await h2.ns.exec('node', WEFTD, '--config', h2.configFile, '--etcd-endpoints', 'http://198.18.0.250:2379', '--etcd-cafile', pki.caCert);
+      await h2.ns.exec(WEFTD, '--config', h2.configFile, '--etcd-endpoints', 'http://198.18.0.250:2379', '--etcd-cafile', pki.caCert);
       expect.fail('should refuse');
     } catch (err) {
       expect((err as { stderr: string }).stderr).to.match(/plain http but TLS files were given/);

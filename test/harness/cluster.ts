@@ -77,7 +77,7 @@ export class WeftNode {
       ].join('\n'),
     );
     const out = openSync(this.logFile, 'a');
-    this.proc = this.ns.spawn('node', [WEFTD, '--config', this.configFile, ...extraArgs]);
+    this.proc = this.ns.spawn(WEFTD, ['--config', this.configFile, ...extraArgs]);
     this.proc.stdout?.on('data', (d: Buffer) => appendSync(out, d));
     this.proc.stderr?.on('data', (d: Buffer) => appendSync(out, d));
     this.proc.once('exit', () => closeSync(out));
