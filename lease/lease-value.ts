@@ -109,6 +109,26 @@ export interface RawKeyValue {
  * naming the key, for a subnet key whose key or value is invalid.
  */
 export function validateLease(prefix: string, kv: RawKeyValue, config: NetworkConfig): Lease | null {
+  // At start-up the lease manager and the peer watch validate the same listing (the same objects):
+  // the second time is a lookup. Values from etcd are never mutated, so a verdict stays true.
+  const known = verdicts.get(kv);
+  if (known && known.prefix === prefix && known.config === config) {
+    if (known.error) throw known.error;
+    return known.lease;
+  }
+  try {
+    const lease = checkLease(prefix, kv, config);
+    verdicts.set(kv, { prefix, config, lease, error: null });
+    return lease;
+  } catch (err) {
+    if (err instanceof WeftError) verdicts.set(kv, { prefix, config, lease: null, error: err });
+    throw err;
+  }
+}
+
+const verdicts = new WeakMap<RawKeyValue, { prefix: string; config: NetworkConfig; lease: Lease | null; error: WeftError | null }>();
+
+function checkLease(prefix: string, kv: RawKeyValue, config: NetworkConfig): Lease | null {
   let parsed: ReturnType<typeof parseSubnetKey>;
   try {
     parsed = parseSubnetKey(prefix, kv.key);
