@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { PeerHealth } from './probe.js';
 
 /** What the metrics read at scrape time; each source is owned by its module. */
@@ -34,6 +34,9 @@ export class WeftMetrics {
 
   constructor(sources: MetricSources) {
     const r = this.registry;
+    // The standard process_* and nodejs_* series (resident memory, heap spaces, GC, CPU, event loop lag).
+    // The loop-lag sampler ticks once a second instead of every 10 ms, so an idle weftd stays idle.
+    collectDefaultMetrics({ register: r, eventLoopMonitoringPrecision: 1000 });
     const gauge = (name: string, help: string, read: () => number | null) =>
       new Gauge({
         name,

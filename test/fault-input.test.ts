@@ -60,6 +60,7 @@ describe('bad input: clear errors, nothing lost, nothing programmed that should 
   it('malformed peer leases are skipped with a warning and never reach the kernel; valid ones still do', async () => {
     const h1 = cluster.node(1);
     const before = await kernelEntries(h1);
+    expect(await h1.metric('process_resident_memory_bytes'), 'standard process metrics').to.be.above(10e6);
     const skippedBefore = await h1.metric('weft_leases_skipped_total');
     const vx = (ip: string, mac: string) => JSON.stringify({ PublicIP: ip, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } });
     const bad: [string, string][] = [
