@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PeerHealth } from './probe.js';
 
 /** What the metrics read at scrape time; each source is owned by its module. */
@@ -34,9 +34,6 @@ export class WeftMetrics {
 
   constructor(sources: MetricSources) {
     const r = this.registry;
-    // The standard process_* and nodejs_* series (resident memory, heap spaces, GC, CPU, event loop lag).
-    // The loop-lag sampler ticks once a second instead of every 10 ms, so an idle weftd stays idle.
-    collectDefaultMetrics({ register: r, eventLoopMonitoringPrecision: 1000 });
     const gauge = (name: string, help: string, read: () => number | null) =>
       new Gauge({
         name,
@@ -61,6 +58,17 @@ export class WeftMetrics {
         },
       });
     };
+    // The usual process series, read at scrape time only. Not prom-client's collectDefaultMetrics: its GC
+    // observer runs on every young-generation collection (many a second under churn with weftd's 1 MB young
+    // generation) and cost milliseconds each through a deprecated accessor.
+    const memory = () => process.memoryUsage();
+    gauge('process_resident_memory_bytes', 'Resident memory size in bytes', () => memory().rss);
+    gauge('nodejs_heap_size_used_bytes', 'V8 heap in use, in bytes', () => memory().heapUsed);
+    gauge('nodejs_heap_size_total_bytes', 'V8 heap reserved, in bytes', () => memory().heapTotal);
+    total('process_cpu_seconds_total', 'User and system CPU time spent, in seconds', () => {
+      const { user, system } = process.cpuUsage();
+      return (user + system) / 1e6;
+    });
     gauge('weft_lease_ttl_remaining_seconds', 'Seconds until this node\'s etcd lease expires if never renewed again (absent for reservations)', () => sources.leaseTtlRemaining());
     new Gauge({
       name: 'weft_lease_state',
