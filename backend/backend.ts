@@ -32,7 +32,7 @@ export interface BackendRegistration {
    * opens a NetlinkKernel on the current network namespace and closes it in close().
    */
   readonly kernel?: Kernel;
-  /** Period of the full repair pass, default 10 s. */
+  /** Period of the full repair pass (a safety net: drift is repaired as the kernel reports it), default 60 s. */
   readonly resyncIntervalMs?: number;
   /** Called after every reconcile pass, for metrics. */
   readonly onPass?: (pass: ReconcilePass) => void;
@@ -86,6 +86,10 @@ export interface BackendStats {
   readonly deltaPasses: number;
   /** Ops that failed, since start. */
   readonly failedOps: number;
+  /** Kernel notifications that contradicted what weft wants (drift), since start. */
+  readonly driftEvents: number;
+  /** Full passes started to repair reported drift (a burst of drift is one). */
+  readonly driftRepairs: number;
 }
 
 export interface Backend {

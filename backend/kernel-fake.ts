@@ -4,6 +4,11 @@
  * neighbours and FDB, ESRCH for routes), adding a taken link or address fails
  * with EEXIST, and deleting a link takes its neighbours, FDB entries, routes
  * and addresses with it. Tests can inject failures and count round trips.
+ *
+ * Like the kernel, it notifies monitors of every link, neighbour, FDB and
+ * route change, weft's own included (deleting a link reports its neighbours
+ * and FDB entries gone, not its routes, as Linux does), and tests can report
+ * an overrun. Listeners are called synchronously, inside the change.
  */
 import { Subnet } from '../lease/subnet.js';
 import {
@@ -14,6 +19,7 @@ import {
   type AddrInfo,
   type Fdb,
   type Kernel,
+  type KernelChange,
   type KernelOp,
   type Link,
   type Neigh,
@@ -30,6 +36,7 @@ export class FakeKernel implements Kernel {
   private readonly routes = new Map<string, Route>();
   private nextIndex = 1;
   private readonly faults: Array<{ match: (op: KernelOp) => boolean; errno: string; times: number }> = [];
+  private readonly listeners = new Set<(change: KernelChange) => void>();
   /** Number of `apply` calls (round trips) and of ops they carried. */
   applyCalls = 0;
   opsApplied = 0;
@@ -38,12 +45,23 @@ export class FakeKernel implements Kernel {
   addLink(link: { name: string; mtu?: number; kind?: string; mac?: string }): Link {
     const l: Link = { index: this.nextIndex++, name: link.name, mac: link.mac ?? '02:00:00:00:00:01', mtu: link.mtu ?? 1500, up: true, kind: link.kind ?? 'veth' };
     this.links.set(l.index, l);
+    this.notify({ kind: 'link', op: 'new', link: l });
     return l;
   }
 
   /** Makes the next `times` ops matching `match` fail with `errno`. */
   failOps(match: (op: KernelOp) => boolean, errno: string, times = 1): void {
     this.faults.push({ match, errno, times });
+  }
+
+  /** Changes a link behind weft's back (`ip link set dev X down`, `mtu M`). */
+  alterLink(index: number, change: { up?: boolean; mtu?: number }): void {
+    this.updateLink(index, change);
+  }
+
+  /** Tells every monitor that notifications were lost, as ENOBUFS does. */
+  overrun(): void {
+    this.notify({ kind: 'overrun' });
   }
 
   /** Snapshot of the tables, for assertions. */
@@ -82,6 +100,7 @@ export class FakeKernel implements Kernel {
       vxlan: { vni: spec.vni, port: spec.port, local: spec.local, underlayIndex: spec.underlayIndex, learning: spec.learning, gbp: spec.gbp },
     };
     this.links.set(link.index, link);
+    this.notify({ kind: 'link', op: 'new', link });
     return link;
   }
 
@@ -89,15 +108,20 @@ export class FakeKernel implements Kernel {
     if (await this.linkByName(name)) throw new KernelError(`link add ${name}`, 'EEXIST');
     const link: Link = { index: this.nextIndex++, name, mac: '02:00:00:00:00:01', mtu, up: false, kind: 'bridge' };
     this.links.set(link.index, link);
+    this.notify({ kind: 'link', op: 'new', link });
     return link;
   }
 
   async linkDel(index: number): Promise<void> {
-    if (!this.links.delete(index)) throw new KernelError(`link del #${index}`, 'ENODEV');
-    for (const [k, n] of this.neighs) if (n.ifindex === index) this.neighs.delete(k);
-    for (const [k, f] of this.fdbs) if (f.ifindex === index) this.fdbs.delete(k);
+    const link = this.links.get(index);
+    if (!link) throw new KernelError(`link del #${index}`, 'ENODEV');
+    this.links.delete(index);
+    for (const [k, f] of this.fdbs) if (f.ifindex === index) this.deleteFdb(k);
+    for (const [k, n] of this.neighs) if (n.ifindex === index) this.deleteNeigh(k);
+    // IPv4 drops the routes of a deleted link without a notification.
     for (const [k, r] of this.routes) if (r.oif === index) this.routes.delete(k);
     for (const [k, a] of this.addrs) if (a.ifindex === index) this.addrs.delete(k);
+    this.notify({ kind: 'link', op: 'del', link });
   }
 
   async linkSetUp(index: number): Promise<void> {
@@ -160,17 +184,22 @@ export class FakeKernel implements Kernel {
 
   /** Adds an entry behind weft's back, as an administrator, DHCP client (or flanneld) would. */
   inject(entry: { neigh: Neigh } | { fdb: Fdb } | { route: Route } | { addr: AddrInfo }): void {
-    if ('neigh' in entry) this.neighs.set(`${entry.neigh.ifindex}|${entry.neigh.ip}`, entry.neigh);
-    else if ('fdb' in entry) this.fdbs.set(`${entry.fdb.ifindex}|${entry.fdb.mac}`, entry.fdb);
+    if ('neigh' in entry) this.setNeigh(entry.neigh);
+    else if ('fdb' in entry) this.setFdb(entry.fdb);
     else if ('addr' in entry) this.addrs.set(addrKey(entry.addr), entry.addr);
-    else this.routes.set(entry.route.dst, entry.route);
+    else this.setRoute(entry.route);
   }
 
   /** Removes an entry behind weft's back. */
   remove(entry: { neigh: string; ifindex: number } | { fdb: string; ifindex: number } | { route: string }): void {
-    if ('neigh' in entry) this.neighs.delete(`${entry.ifindex}|${entry.neigh}`);
-    else if ('fdb' in entry) this.fdbs.delete(`${entry.ifindex}|${entry.fdb}`);
-    else this.routes.delete(entry.route);
+    if ('neigh' in entry) this.deleteNeigh(`${entry.ifindex}|${entry.neigh}`);
+    else if ('fdb' in entry) this.deleteFdb(`${entry.ifindex}|${entry.fdb}`);
+    else this.deleteRoute(entry.route);
+  }
+
+  monitor(listener: (change: KernelChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
@@ -192,23 +221,23 @@ export class FakeKernel implements Kernel {
     switch (op.op) {
       case 'neighSet': {
         if (!this.links.has(op.neigh.ifindex)) return 'ENODEV';
-        this.neighs.set(`${op.neigh.ifindex}|${op.neigh.ip}`, { ...op.neigh, permanent: true });
+        this.setNeigh({ ...op.neigh, permanent: true });
         return null;
       }
       case 'neighDel':
-        return this.neighs.delete(`${op.neigh.ifindex}|${op.neigh.ip}`) ? null : 'ENOENT';
+        return this.deleteNeigh(`${op.neigh.ifindex}|${op.neigh.ip}`) ? null : 'ENOENT';
       case 'fdbReplace': {
         if (!this.links.has(op.fdb.ifindex)) return 'ENODEV';
-        this.fdbs.set(`${op.fdb.ifindex}|${op.fdb.mac}`, { ...op.fdb, permanent: true });
+        this.setFdb({ ...op.fdb, permanent: true });
         return null;
       }
       case 'fdbDel':
-        return this.fdbs.delete(`${op.fdb.ifindex}|${op.fdb.mac}`) ? null : 'ENOENT';
+        return this.deleteFdb(`${op.fdb.ifindex}|${op.fdb.mac}`) ? null : 'ENOENT';
       case 'routeReplace': {
         const r = op.route;
         if (!this.links.has(r.oif)) return 'ENODEV';
         if (r.gw && !r.onlink && !this.gatewayReachable(r.oif, r.gw)) return 'ENETUNREACH';
-        this.routes.set(Subnet.parse(r.dst).toString(), { dst: Subnet.parse(r.dst).toString(), gw: r.gw, oif: r.oif, onlink: r.onlink, proto: r.proto ?? RTPROT_WEFT });
+        this.setRoute({ dst: Subnet.parse(r.dst).toString(), gw: r.gw, oif: r.oif, onlink: r.onlink, proto: r.proto ?? RTPROT_WEFT });
         return null;
       }
       case 'routeDel': {
@@ -217,10 +246,54 @@ export class FakeKernel implements Kernel {
         if (!have) return 'ESRCH';
         if (op.route.gw && op.route.gw !== have.gw) return 'ESRCH';
         if (op.route.oif && op.route.oif !== have.oif) return 'ESRCH';
-        this.routes.delete(key);
+        this.deleteRoute(key);
         return null;
       }
     }
+  }
+
+  private setNeigh(neigh: Neigh): void {
+    this.neighs.set(`${neigh.ifindex}|${neigh.ip}`, neigh);
+    this.notify({ kind: 'neigh', op: 'new', neigh });
+  }
+
+  /** As Linux reports it: the entry goes FAILED first, so the deletion carries no lladdr. */
+  private deleteNeigh(key: string): boolean {
+    const neigh = this.neighs.get(key);
+    if (!neigh) return false;
+    this.neighs.delete(key);
+    this.notify({ kind: 'neigh', op: 'del', neigh: { ...neigh, mac: '', permanent: false } });
+    return true;
+  }
+
+  private setFdb(fdb: Fdb): void {
+    this.fdbs.set(`${fdb.ifindex}|${fdb.mac}`, fdb);
+    this.notify({ kind: 'fdb', op: 'new', fdb });
+  }
+
+  private deleteFdb(key: string): boolean {
+    const fdb = this.fdbs.get(key);
+    if (!fdb) return false;
+    this.fdbs.delete(key);
+    this.notify({ kind: 'fdb', op: 'del', fdb });
+    return true;
+  }
+
+  private setRoute(route: Route): void {
+    this.routes.set(route.dst, route);
+    this.notify({ kind: 'route', op: 'new', route });
+  }
+
+  private deleteRoute(key: string): boolean {
+    const route = this.routes.get(key);
+    if (!route) return false;
+    this.routes.delete(key);
+    this.notify({ kind: 'route', op: 'del', route });
+    return true;
+  }
+
+  private notify(change: KernelChange): void {
+    for (const listener of [...this.listeners]) listener(change);
   }
 
   private gatewayReachable(ifindex: number, gw: string): boolean {
@@ -230,7 +303,9 @@ export class FakeKernel implements Kernel {
   private updateLink(index: number, change: Partial<Link>): void {
     const link = this.links.get(index);
     if (!link) throw new KernelError(`link set #${index}`, 'ENODEV');
-    this.links.set(index, { ...link, ...change });
+    const updated = { ...link, ...change };
+    this.links.set(index, updated);
+    this.notify({ kind: 'link', op: 'new', link: updated });
   }
 }
 

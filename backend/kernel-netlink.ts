@@ -12,6 +12,11 @@
  * The process must already live in the network namespace it programs (no
  * setns here): weftd runs in the host's namespace, tests run it under
  * `ip netns exec`.
+ *
+ * Notifications (`monitor`) come from a third socket, held by a child process
+ * (netlink/monitor.ts) started on the first subscription. While it is starting
+ * or restarting, reads wait for it (briefly): subscribe first, then dump, so
+ * a change between a dump and the subscription is never missed.
  */
 import {
   AF_BRIDGE,
@@ -37,6 +42,7 @@ import {
   type OutMessage,
 } from './netlink/codec.js';
 import { NetlinkChannel } from './netlink/channel.js';
+import { NetlinkMonitor } from './netlink/monitor.js';
 import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from './netlink/link.js';
 import {
   KernelError,
@@ -46,6 +52,7 @@ import {
   type AddrInfo,
   type Fdb,
   type Kernel,
+  type KernelChange,
   type KernelOp,
   type Link,
   type Neigh,
@@ -61,6 +68,9 @@ export class NetlinkKernel implements Kernel {
   private readonly requests = new NetlinkChannel();
   /** Dumps only, so dump replies never crowd out ACKs in one receive buffer. */
   private readonly dumps = new NetlinkChannel();
+  /** Notifications, while anyone listens. */
+  private notifications: NetlinkMonitor | null = null;
+  private readonly listeners = new Set<(change: KernelChange) => void>();
 
   async linkByName(name: string): Promise<Link | null> {
     return this.getLink({ name });
@@ -71,6 +81,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   async linkList(): Promise<Link[]> {
+    await this.caughtUp();
     const replies = await this.dumps.dump(linkDumpMessage());
     return replies.map((m) => parseLink(m.payload));
   }
@@ -102,11 +113,13 @@ export class NetlinkKernel implements Kernel {
   }
 
   async addrList(ifindex: number): Promise<Addr[]> {
+    await this.caughtUp();
     const replies = await this.dumps.dump(addrDumpMessage());
     return replies.map((m) => parseAddr(m.payload)).filter((a): a is Addr => a !== null && a.ifindex === ifindex);
   }
 
   async addrListAll(): Promise<AddrInfo[]> {
+    await this.caughtUp();
     const replies = await this.dumps.dump(addrDumpMessage());
     return replies.map((m) => parseAddrInfo(m.payload)).filter((a): a is AddrInfo => a !== null);
   }
@@ -128,6 +141,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   async neighList(ifindex: number): Promise<Neigh[]> {
+    await this.caughtUp();
     const replies = await this.dumps.dump(neighDumpMessage(AF_INET));
     const out: Neigh[] = [];
     for (const m of replies) {
@@ -147,6 +161,7 @@ export class NetlinkKernel implements Kernel {
 
   async fdbList(ifindex: number): Promise<Fdb[]> {
     // The kernel ignores the ifindex filter of an AF_BRIDGE dump here; filter in JS.
+    await this.caughtUp();
     const replies = await this.dumps.dump(neighDumpMessage(AF_BRIDGE));
     const out: Fdb[] = [];
     for (const m of replies) {
@@ -165,6 +180,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   async routeList(): Promise<Route[]> {
+    await this.caughtUp();
     const replies = await this.dumps.dump(routeDumpMessage());
     const out: Route[] = [];
     for (const m of replies) {
@@ -180,12 +196,34 @@ export class NetlinkKernel implements Kernel {
     return errnos.map((e) => (e === 0 ? null : errnoName(e)));
   }
 
+  monitor(listener: (change: KernelChange) => void): () => void {
+    this.listeners.add(listener);
+    this.notifications ??= new NetlinkMonitor((change) => {
+      for (const l of [...this.listeners]) l(change);
+    }, [this.requests.port]);
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size > 0) return;
+      this.notifications?.close();
+      this.notifications = null;
+    };
+  }
+
   async close(): Promise<void> {
+    this.listeners.clear();
+    this.notifications?.close();
+    this.notifications = null;
     this.requests.close();
     this.dumps.close();
   }
 
+  /** Before a read: the monitor, if any, is listening (or gave up waiting and will report the gap). */
+  private caughtUp(): Promise<void> {
+    return this.notifications ? this.notifications.caughtUp() : Promise.resolve();
+  }
+
   private async getLink(by: { index: number } | { name: string }): Promise<Link | null> {
+    await this.caughtUp();
     const { errno, replies } = await this.requests.request(linkGetMessage(by));
     if (errno === ENODEV) return null;
     if (errno !== 0) throw new KernelError(`link show ${'name' in by ? by.name : `#${by.index}`}`, errnoName(errno));

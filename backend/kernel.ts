@@ -128,6 +128,23 @@ export type KernelOp =
   | { readonly op: 'routeReplace'; readonly route: Omit<Route, 'proto'> & { readonly proto?: number } }
   | { readonly op: 'routeDel'; readonly route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>> };
 
+/** Whether a notification reports an entry added or changed (`new`), or removed (`del`). */
+export type ChangeOp = 'new' | 'del';
+
+/**
+ * One kernel notification (`ip monitor link neigh route`), decoded like the
+ * matching dump entry. The kernel also reports weft's own changes (echoes).
+ * `overrun`: notifications were lost (receive buffer overrun, or the monitor
+ * reconnected after a gap), so anything may have changed.
+ */
+export type KernelChange =
+  | { readonly kind: 'link'; readonly op: ChangeOp; readonly link: Link }
+  | { readonly kind: 'route'; readonly op: ChangeOp; readonly route: Route }
+  /** A deleted neighbour may come without its lladdr (the kernel marks it FAILED first): `mac` is '' then. */
+  | { readonly kind: 'neigh'; readonly op: ChangeOp; readonly neigh: Neigh }
+  | { readonly kind: 'fdb'; readonly op: ChangeOp; readonly fdb: Fdb }
+  | { readonly kind: 'overrun'; readonly why?: string };
+
 /** errno name of a failed op (`EEXIST`, `ENOENT`, ...), or null on success. */
 export type OpResult = string | null;
 
@@ -179,6 +196,12 @@ export interface Kernel {
    * and reports each op's outcome by position. Never throws for a failed op.
    */
   apply(ops: readonly KernelOp[]): Promise<OpResult[]>;
+  /**
+   * `ip monitor link neigh route`: calls `listener` with every link, IPv4
+   * neighbour, FDB and main-table IPv4 unicast route change from now on, or
+   * with an `overrun` where some were lost. Returns the unsubscribe.
+   */
+  monitor(listener: (change: KernelChange) => void): () => void;
   close(): Promise<void>;
 }
 

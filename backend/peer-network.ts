@@ -45,9 +45,12 @@ export class PeerNetwork implements BackendNetwork {
     this.loop = new ReconcileLoop({
       reconciler: this.reconciler,
       log: options.log,
+      kernel: options.kernel,
       ...(options.resyncIntervalMs !== undefined ? { resyncIntervalMs: options.resyncIntervalMs } : {}),
       ...(options.onPass ? { onPass: options.onPass } : {}),
     });
+    // Now rather than in run(): the monitor is up by the first full pass (the periodic pass waits for run()).
+    this.loop.listen();
   }
 
   get ready(): Promise<void> {
@@ -55,7 +58,7 @@ export class PeerNetwork implements BackendNetwork {
   }
 
   stats(): BackendStats {
-    return this.reconciler.stats();
+    return { ...this.reconciler.stats(), ...this.loop.stats() };
   }
 
   configure(ownLease: Lease): Promise<void> {

@@ -1,24 +1,32 @@
 /**
  * Drives a Reconciler: one pass at a time, a new pass as soon as work arrives
- * (coalescing whatever came in meanwhile), a full pass every
- * `resyncIntervalMs` to repair drift, and a backoff-timed retry when a pass
- * left failures. Nothing here waits in a loop: retries are timers, so the
- * event loop stays free (the netlink socket must never be starved).
+ * (coalescing whatever came in meanwhile), a full pass as soon as the kernel
+ * reports drift (a burst of notifications gathered into one), a full pass
+ * every `resyncIntervalMs` as a safety net, and a backoff-timed retry when a
+ * pass left failures. Nothing here waits in a loop: retries are timers, so
+ * the event loop stays free (the netlink socket must never be starved).
  */
 import { Backoff } from '../common/backoff.js';
 import type { Logger } from '../common/log.js';
 import type { ReconcilePass } from './backend.js';
+import type { Kernel, KernelChange } from './kernel.js';
 import type { Reconciler } from './reconciler.js';
 
-export const DEFAULT_RESYNC_INTERVAL_MS = 10_000;
+export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
+/** How long drift notifications are gathered before the repair pass: a burst becomes one pass. */
+const DRIFT_DEBOUNCE_MS = 50;
+/** At most one drift log line per this period, so a flapping entry cannot flood the log. */
+const DRIFT_LOG_INTERVAL_MS = 10_000;
 
 export interface ReconcileLoopOptions {
   readonly reconciler: Reconciler;
   readonly log: Logger;
-  /** Period of the full repair pass; default 10 s. */
+  /** Period of the full repair pass; default 60 s. */
   readonly resyncIntervalMs?: number;
   /** Told about every pass (metrics). */
   readonly onPass?: (pass: ReconcilePass) => void;
+  /** Where kernel notifications come from; without it only the periodic pass repairs drift. */
+  readonly kernel?: Pick<Kernel, 'monitor'>;
 }
 
 export class ReconcileLoop {
@@ -29,7 +37,14 @@ export class ReconcileLoop {
   private readonly log: Logger;
   private readonly resyncIntervalMs: number;
   private readonly onPass: ((pass: ReconcilePass) => void) | undefined;
+  private readonly kernel: Pick<Kernel, 'monitor'> | undefined;
   private readonly backoff = new Backoff({ initialMs: 100, maxMs: 10_000 });
+  private unsubscribe: (() => void) | null = null;
+  private driftTimer: NodeJS.Timeout | null = null;
+  /** The burst being gathered: its first drift and how many notifications it holds. */
+  private burst: { first: string; count: number } | null = null;
+  private readonly driftLog: DriftLog;
+  private driftCounters = { driftEvents: 0, driftRepairs: 0 };
   private running = false;
   private again = false;
   private stopped = false;
@@ -45,10 +60,22 @@ export class ReconcileLoop {
     this.log = options.log;
     this.resyncIntervalMs = options.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS;
     this.onPass = options.onPass;
+    this.kernel = options.kernel;
+    this.driftLog = new DriftLog(this.log);
     this.ready = new Promise((resolve) => (this.markReady = resolve));
   }
 
-  /** Starts the periodic full pass. */
+  /**
+   * Listens for drift. Safe before start(): nothing is drift until the first
+   * full pass has run, and listening early gives the kernel monitor time to
+   * come up before that pass reads the kernel.
+   */
+  listen(): void {
+    if (this.unsubscribe || this.stopped || !this.kernel) return;
+    this.unsubscribe = this.kernel.monitor((change) => this.onKernelChange(change));
+  }
+
+  /** Starts the periodic full pass (and listens, if not yet). */
   start(): void {
     if (this.periodic || this.stopped) return;
     this.periodic = setInterval(() => {
@@ -56,6 +83,12 @@ export class ReconcileLoop {
       this.kick();
     }, this.resyncIntervalMs);
     this.periodic.unref();
+    this.listen();
+  }
+
+  /** Notifications judged drift, and the full passes they started. */
+  stats(): { driftEvents: number; driftRepairs: number } {
+    return { ...this.driftCounters };
   }
 
   /** Runs a pass now, or right after the one in progress. */
@@ -87,9 +120,12 @@ export class ReconcileLoop {
   /** Stops timers and waits for the pass in progress. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
     if (this.periodic) clearInterval(this.periodic);
     if (this.retry) clearTimeout(this.retry);
-    this.periodic = this.retry = null;
+    if (this.driftTimer) clearTimeout(this.driftTimer);
+    this.periodic = this.retry = this.driftTimer = null;
     await this.current;
     for (const w of this.idleWaiters.splice(0)) w();
     for (const w of this.passWaiters.splice(0)) w();
@@ -121,6 +157,30 @@ export class ReconcileLoop {
     if (!this.reconciler.pending) for (const w of this.idleWaiters.splice(0)) w();
   }
 
+  /** Gathers drift for a moment, then asks for one full pass for the whole burst. */
+  private onKernelChange(change: KernelChange): void {
+    if (this.stopped) return;
+    const drift = this.reconciler.driftOf(change);
+    if (drift === null) return;
+    this.driftCounters.driftEvents++;
+    if (this.burst) this.burst.count++;
+    else this.burst = { first: drift, count: 1 };
+    if (this.driftTimer) return;
+    this.driftTimer = setTimeout(() => this.repairDrift(), DRIFT_DEBOUNCE_MS);
+    this.driftTimer.unref();
+  }
+
+  private repairDrift(): void {
+    this.driftTimer = null;
+    const burst = this.burst;
+    this.burst = null;
+    if (!burst || this.stopped) return;
+    this.driftCounters.driftRepairs++;
+    this.driftLog.repairing(burst.first, burst.count - 1);
+    this.reconciler.requestFull();
+    this.kick();
+  }
+
   private scheduleRetry(): void {
     if (this.retry) return;
     const delay = this.backoff.nextDelayMs();
@@ -129,5 +189,26 @@ export class ReconcileLoop {
       this.kick();
     }, delay);
     this.retry.unref();
+  }
+}
+
+/** One info line per drift repair, at most one per DRIFT_LOG_INTERVAL_MS; the rest are counted into the next. */
+class DriftLog {
+  private lastAt = -Infinity;
+  private unlogged = 0;
+
+  constructor(private readonly log: Logger) {}
+
+  repairing(first: string, more: number): void {
+    const now = Date.now();
+    if (now - this.lastAt < DRIFT_LOG_INTERVAL_MS) {
+      this.unlogged++;
+      return;
+    }
+    this.lastAt = now;
+    const also = more > 0 ? ` (and ${more} more change${more === 1 ? '' : 's'})` : '';
+    const since = this.unlogged > 0 ? { unloggedRepairs: this.unlogged } : {};
+    this.unlogged = 0;
+    this.log.info(`${first}${also}; repairing`, since);
   }
 }

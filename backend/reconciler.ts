@@ -16,16 +16,31 @@
  * Ops go out in flannel's order: deletions route -> neighbour -> FDB, then
  * neighbour and FDB additions, then (second round trip) routes, only for peers
  * whose neighbour and FDB are in place so the kernel never ARPs for `S.0`.
+ *
+ * Drift: `driftOf` judges a kernel notification against what weft wants
+ * (updated as each pass is planned, before its ops go out), so the kernel's
+ * echoes of weft's own changes match and only a contradiction asks for a
+ * full pass. Each judgement is a map lookup.
  */
 import type { Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
-import { describeOp, type Kernel, type KernelOp, type Route } from './kernel.js';
+import { describeOp, type ChangeOp, type Fdb, type Kernel, type KernelChange, type KernelOp, type Link, type Neigh, type Route } from './kernel.js';
 
 /** One kernel entry weft programs for a peer. */
 export type Entry =
   | { readonly kind: 'neigh'; readonly ifindex: number; readonly ip: string; readonly mac: string }
   | { readonly kind: 'fdb'; readonly ifindex: number; readonly mac: string; readonly dst: string }
   | { readonly kind: 'route'; readonly dst: string; readonly gw: string | null; readonly oif: number; readonly onlink: boolean };
+
+/** A link weft's entries depend on, as a full pass leaves it. */
+export interface WatchedLink {
+  readonly index: number;
+  readonly name: string;
+  /** Admin state weft keeps (its device) or found (the underlay, whose routes vanish while it is down). */
+  readonly up: boolean;
+  /** The MTU weft keeps, or null when it leaves the MTU alone. */
+  readonly mtu: number | null;
+}
 
 /** The slice of kernel state that is weft's, as of the last refresh. */
 export interface Ownership {
@@ -34,6 +49,8 @@ export interface Ownership {
   /** Device whose FDB entries are all weft's, or null. */
   readonly fdbIfindex: number | null;
   ownsRoute(route: Route): boolean;
+  /** Links whose deletion or change (see WatchedLink) a full pass repairs. */
+  readonly links?: readonly WatchedLink[];
 }
 
 /** What a backend tells the reconciler: how a lease maps to entries, and what it owns. */
@@ -147,6 +164,25 @@ export async function dumpOwned(kernel: Kernel, ownership: Ownership): Promise<M
   return actual;
 }
 
+/** Whether a link notification shows a watched link deleted or changed in what weft keeps. */
+export function linkDrift(watched: readonly WatchedLink[], op: ChangeOp, link: Link): string | null {
+  const w = watched.find((l) => l.index === link.index);
+  if (!w) return null;
+  if (op === 'del') return `link ${w.name} deleted outside weft`;
+  if (link.name !== w.name) return `link ${w.name} renamed to ${link.name} outside weft`;
+  if (link.up !== w.up) return `link ${w.name} set ${link.up ? 'up' : 'down'} outside weft`;
+  if (w.mtu !== null && link.mtu !== w.mtu) return `link ${w.name} mtu set to ${link.mtu} outside weft`;
+  return null;
+}
+
+function sameRoute(e: Entry & { kind: 'route' }, r: Route): boolean {
+  return e.gw === r.gw && e.oif === r.oif && e.onlink === r.onlink;
+}
+
+function showRoute(r: Route): string {
+  return `${r.gw ? `via ${r.gw} ` : ''}dev #${r.oif}${r.onlink ? ' onlink' : ''} proto ${r.proto}`;
+}
+
 export interface ReconcilerOptions {
   readonly kernel: Kernel;
   readonly programmer: Programmer;
@@ -167,6 +203,11 @@ export class Reconciler {
   /** Entry key -> peer, over `programmed`. */
   private readonly programmedOwner = new Map<string, string>();
   private ownership: Ownership | null = null;
+  /**
+   * What weft wants in the kernel: the last full pass's desired entries,
+   * changed by each delta as it is planned. Echoes of weft's own ops match it.
+   */
+  private wanted = new Map<string, Owned>();
   private counters = { fullPasses: 0, deltaPasses: 0, failedOps: 0 };
 
   constructor(options: ReconcilerOptions) {
@@ -201,6 +242,58 @@ export class Reconciler {
 
   get pending(): boolean {
     return this.fullPending || this.dirty.size > 0;
+  }
+
+  /**
+   * What a kernel notification changed that weft wants otherwise, for the
+   * log (`route 10.244.3.0/24 deleted outside weft`), or null when it is not
+   * drift: an echo of weft's own change, an entry on another device or route
+   * weft does not own, or anything while a full pass is still to come (its
+   * dump will see it). An overrun is drift: anything may have changed.
+   */
+  driftOf(change: KernelChange): string | null {
+    const ownership = this.ownership;
+    if (!ownership || this.fullPending) return null;
+    switch (change.kind) {
+      case 'overrun':
+        return change.why ?? 'kernel notifications were lost';
+      case 'link':
+        return linkDrift(ownership.links ?? [], change.op, change.link);
+      case 'neigh':
+        return change.neigh.ifindex === ownership.neighIfindex ? this.neighDrift(change.op, change.neigh) : null;
+      case 'fdb':
+        return change.fdb.ifindex === ownership.fdbIfindex ? this.fdbDrift(change.op, change.fdb) : null;
+      case 'route':
+        return this.routeDrift(ownership, change.op, change.route);
+    }
+  }
+
+  private neighDrift(op: ChangeOp, n: Neigh): string | null {
+    const want = this.wanted.get(`neigh ${n.ifindex} ${n.ip}`)?.entry;
+    const wanted = want?.kind === 'neigh' ? want : null;
+    if (op === 'del') return wanted ? `neighbour ${n.ip} deleted outside weft` : null;
+    if (wanted) return n.permanent && n.mac === wanted.mac ? null : `neighbour ${n.ip} changed outside weft (lladdr ${n.mac}${n.permanent ? '' : ', not permanent'})`;
+    // Learned entries are the kernel's business, as in a full pass.
+    return n.permanent ? `neighbour ${n.ip} added outside weft` : null;
+  }
+
+  private fdbDrift(op: ChangeOp, f: Fdb): string | null {
+    const want = this.wanted.get(`fdb ${f.ifindex} ${f.mac}`)?.entry;
+    const wanted = want?.kind === 'fdb' ? want : null;
+    // Another remote of the same MAC (`bridge fdb append`) is not weft's entry.
+    if (op === 'del') return wanted && wanted.dst === f.dst ? `FDB entry ${f.mac} deleted outside weft` : null;
+    if (wanted) return wanted.dst === f.dst ? null : `FDB entry ${f.mac} changed outside weft (dst ${f.dst})`;
+    // Learned entries (learning on) come and go with traffic; the periodic pass deals with them.
+    return f.permanent ? `FDB entry ${f.mac} added outside weft` : null;
+  }
+
+  private routeDrift(ownership: Ownership, op: ChangeOp, r: Route): string | null {
+    const want = this.wanted.get(`route ${r.dst}`)?.entry;
+    const wanted = want?.kind === 'route' ? want : null;
+    // The kernel may hold other routes to the same prefix (another metric); only weft's counts.
+    if (op === 'del') return wanted && sameRoute(wanted, r) ? `route ${r.dst} deleted outside weft` : null;
+    if (wanted) return sameRoute(wanted, r) && ownership.ownsRoute(r) ? null : `route ${r.dst} changed outside weft (${showRoute(r)})`;
+    return ownership.ownsRoute(r) ? `route ${r.dst} added outside weft (${showRoute(r)})` : null;
   }
 
   /** One pass; failures stay pending for the next one. */
@@ -245,6 +338,7 @@ export class Reconciler {
       byPeer.set(peer, mine);
     }
 
+    this.wanted = desired;
     const actual = await this.dumpOwned(ownership);
     const plan = planFull(desired, actual);
     const { failedPeers, failedDeletes, ops } = await this.execute(plan);
@@ -295,6 +389,7 @@ export class Reconciler {
       }
       for (const e of after) sets.push({ peer, entry: e });
     }
+    this.noteWanted(deletes, sets);
     const { failedPeers, failedDeletes, ops } = await this.execute({ deletes, sets });
     for (const peer of peers) {
       if (failedPeers.has(peer)) {
@@ -308,6 +403,12 @@ export class Reconciler {
     this.counters.deltaPasses++;
     this.counters.failedOps += failedPeers.size + failedDeletes;
     return { full: false, ops, failed: failedPeers.size + failedDeletes };
+  }
+
+  /** A delta's effect on what weft wants, recorded before its ops go out so their echoes match. */
+  private noteWanted(deletes: readonly Entry[], sets: readonly Owned[]): void {
+    for (const e of deletes) this.wanted.delete(entryKey(e));
+    for (const s of sets) this.wanted.set(entryKey(s.entry), s);
   }
 
   private fallbackEntries(lease: Lease | undefined): readonly Entry[] {

@@ -75,7 +75,7 @@ export function declareWeftdOptions<T>(y: Argv<T>) {
     .option('state-dir', { type: 'string', default: '/var/lib/weft', describe: 'persistent state (VTEP MAC)' })
     .option('log-level', { type: 'string', default: 'info', choices: LOG_LEVELS })
     .option('log-format', { type: 'string', default: 'text', choices: ['text', 'json'] })
-    .option('resync-interval', { type: 'number', default: 10, describe: 'seconds between full kernel reconcile passes' })
+    .option('resync-interval', { type: 'number', default: 60, describe: 'seconds between full kernel reconcile passes (a safety net: drift is repaired as the kernel reports it)' })
     .option('bridge', { type: 'string', describe: 'create this bridge with <subnet>.1/len and the overlay MTU (for dockerd --bridge)' })
     .option('probe-port', { type: 'number', default: DEFAULT_PROBE_PORT, describe: 'UDP port of the peer-health echo' })
     .option('probe-interval', { type: 'number', default: 10, describe: 'seconds between peer-health rounds (0: off)' })

@@ -105,6 +105,11 @@ export class DryRunKernel implements Kernel {
     return ops.map(() => null);
   }
 
+  /** Looking needs no notifications: nothing is ever repaired through this port. */
+  monitor(): () => void {
+    return () => undefined;
+  }
+
   close(): Promise<void> {
     return this.real.close();
   }

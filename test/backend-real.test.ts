@@ -10,16 +10,18 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { silentLogger } from '../common/log.js';
 import { Subnet } from '../lease/subnet.js';
 import type { BackendConfig, Lease, LeaseAttrs, NetworkConfig, PeerBatch, PeerEvent } from '../lease/types.js';
-import type { BackendNetwork } from '../backend/backend.js';
+import type { BackendNetwork, BackendStats } from '../backend/backend.js';
 import { HostGwBackend } from '../backend/hostgw/hostgw.js';
 import { VxlanBackend } from '../backend/vxlan/vxlan.js';
 import { Netns, Switch, cleanupLeftovers, eventually, teardownAll } from './harness/netns.js';
 
 const SELF = fileURLToPath(import.meta.url);
+const execFileAsync = promisify(execFile);
 
 // ---------------------------------------------------------------- wire format between test and worker
 
@@ -32,6 +34,7 @@ type Command =
   | { cmd: 'register'; backend: 'vxlan' | 'host-gw'; publicIP: string; config: Partial<BackendConfig>; stateDir: string; resyncIntervalMs: number }
   | { cmd: 'configure'; own: WireLease }
   | { cmd: 'batch'; events: WireEvent[]; peers: WireLease[]; resync: boolean }
+  | { cmd: 'stats' }
   | { cmd: 'stop' };
 
 function toLease(w: WireLease): Lease {
@@ -102,6 +105,9 @@ async function worker(): Promise<void> {
             reply({});
             return;
           }
+          case 'stats':
+            reply(net!.stats());
+            return;
           case 'stop':
             abort.abort();
             await running;
@@ -136,7 +142,7 @@ class Host {
   }
   private backend: 'vxlan' | 'host-gw' = 'vxlan';
 
-  async start(backend: 'vxlan' | 'host-gw', stateDir: string, config: Partial<BackendConfig> = {}): Promise<void> {
+  async start(backend: 'vxlan' | 'host-gw', stateDir: string, config: Partial<BackendConfig> = {}, resyncIntervalMs = 200): Promise<void> {
     this.backend = backend;
     this.child = this.ns.spawn(process.execPath, [SELF], { ipc: true, env: { ...process.env, WEFT_BACKEND_WORKER: '1' } });
     this.child.on('message', (m) => {
@@ -144,7 +150,7 @@ class Host {
       this.waiting.get(msg.id)?.(msg as unknown as Record<string, unknown>);
       this.waiting.delete(msg.id);
     });
-    const reg = await this.call({ cmd: 'register', backend, publicIP: this.publicIP, config: { type: backend, ...config }, stateDir, resyncIntervalMs: 200 });
+    const reg = await this.call({ cmd: 'register', backend, publicIP: this.publicIP, config: { type: backend, ...config }, stateDir, resyncIntervalMs });
     this.mac = ((reg.leaseAttrs as LeaseAttrs).BackendData?.VtepMAC as string) ?? '';
     await this.call({ cmd: 'configure', own: this.lease });
   }
@@ -156,6 +162,18 @@ class Host {
 
   events(events: WireEvent[], peers: WireLease[]): Promise<unknown> {
     return this.call({ cmd: 'batch', events, peers: [this.lease, ...peers], resync: false });
+  }
+
+  async stats(): Promise<BackendStats> {
+    return (await this.call({ cmd: 'stats' })) as unknown as BackendStats;
+  }
+
+  /** PID of the worker's kernel-monitor child (the worker runs as `ip netns exec`, which execs: same PID). */
+  async monitorPid(): Promise<number> {
+    const { stdout } = await execFileAsync('pgrep', ['-x', '-P', String(this.child!.pid), 'node']);
+    const pids = stdout.trim().split('\n').filter(Boolean).map(Number);
+    if (pids.length !== 1) throw new Error(`expected one monitor child, found ${pids.length}`);
+    return pids[0]!;
   }
 
   async stop(): Promise<void> {
@@ -244,9 +262,9 @@ if (process.env.WEFT_BACKEND_WORKER === '1') {
       await teardownAll();
     });
 
-    async function startPair(config: Partial<BackendConfig> = {}, backend: 'vxlan' | 'host-gw' = 'vxlan'): Promise<void> {
-      await h1.start(backend, join(stateDir, `h1-${Date.now()}`), config);
-      await h2.start(backend, join(stateDir, `h2-${Date.now()}`), config);
+    async function startPair(config: Partial<BackendConfig> = {}, backend: 'vxlan' | 'host-gw' = 'vxlan', resyncIntervalMs = 200): Promise<void> {
+      await h1.start(backend, join(stateDir, `h1-${Date.now()}`), config, resyncIntervalMs);
+      await h2.start(backend, join(stateDir, `h2-${Date.now()}`), config, resyncIntervalMs);
       await h1.resync([h2.lease]);
       await h2.resync([h1.lease]);
     }
@@ -327,6 +345,91 @@ if (process.env.WEFT_BACKEND_WORKER === '1') {
       await startPair({ directRouting: true });
       expect(await dumps(h1.ns)).to.deep.equal({ neighs: [], fdbs: [], routes: ['10.244.2.0/24 via 198.18.0.2 dev eth0 proto 87'] });
       expect(await ping(h1.ns, '10.244.2.0')).to.equal(true);
+    });
+
+    // The periodic pass is 300 s away in these: only the kernel's notifications can start a repair.
+    const LONG = 300_000;
+    const restored = (ns: Netns, want: Dumps) => async () => JSON.stringify(await dumps(ns)) === JSON.stringify(want);
+
+    it('with the periodic pass 300 s away, a route, neighbour or FDB entry deleted by hand is restored within 2 s', async () => {
+      await startPair({}, 'vxlan', LONG);
+      const programmed = await dumps(h1.ns);
+      const before = await h1.stats();
+      const deletions: Array<[string, () => Promise<unknown>]> = [
+        ['route', () => h1.ns.ip('route', 'del', '10.244.2.0/24')],
+        ['neighbour', () => h1.ns.ip('neigh', 'del', '10.244.2.0', 'dev', 'flannel.1')],
+        ['FDB entry', () => h1.ns.exec('bridge', 'fdb', 'del', h2.mac, 'dev', 'flannel.1', 'dst', '198.18.0.2', 'self')],
+      ];
+      for (const [what, deleteIt] of deletions) {
+        const t0 = Date.now();
+        await deleteIt();
+        await eventually(restored(h1.ns, programmed), 2000, `${what} restored`);
+        console.log(`      ${what}: restored after ${Date.now() - t0} ms`);
+      }
+      await eventually(async () => (await h1.stats()).driftRepairs - before.driftRepairs === 3, 2000, 'three repairs counted');
+      const after = await h1.stats();
+      expect(after.fullPasses - before.fullPasses, 'one full pass per deletion').to.equal(3);
+      expect(await ping(h1.ns, '10.244.2.0')).to.equal(true);
+    });
+
+    it('host-gw, periodic pass 300 s away: a route deleted or replaced by hand is restored within 2 s', async () => {
+      await startPair({}, 'host-gw', LONG);
+      const programmed = await dumps(h1.ns);
+      await h1.ns.ip('route', 'del', '10.244.2.0/24');
+      await eventually(restored(h1.ns, programmed), 2000, 'route restored');
+      await h1.ns.ip('route', 'replace', '10.244.2.0/24', 'via', '198.18.0.2', 'dev', 'eth0', 'proto', 'static');
+      await eventually(restored(h1.ns, programmed), 2000, 'route back to proto 87');
+    });
+
+    it('programming 1000 peers (a resync, then 500 removed and 500 added) starts no extra full pass', async () => {
+      await h1.start('vxlan', join(stateDir, `h1-many-${Date.now()}`), {}, LONG);
+      // /27s inside the /16 Network, so every route is one weft owns; public IPs need not answer.
+      const fake = (i: number): WireLease => ({
+        subnet: `10.244.${16 + (i >> 3)}.${(i & 7) * 32}/27`,
+        attrs: { PublicIP: `198.18.${1 + (i >> 8)}.${i & 255}`, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: `0a:01:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` } } as LeaseAttrs,
+      });
+      const first = Array.from({ length: 1000 }, (_, i) => fake(i));
+      await h1.resync(first);
+      const kept = first.slice(500);
+      const added = Array.from({ length: 500 }, (_, i) => fake(1000 + i));
+      const events: WireEvent[] = [...first.slice(0, 500).map((lease): WireEvent => ({ type: 'removed', lease })), ...added.map((lease): WireEvent => ({ type: 'added', lease }))];
+      await h1.events(events, [...kept, ...added]);
+      await new Promise((r) => setTimeout(r, 1000)); // every echo delivered and judged
+      expect(await h1.stats()).to.include({ fullPasses: 1, driftEvents: 0, driftRepairs: 0 });
+      const programmed = await dumps(h1.ns);
+      expect(programmed.routes).to.have.length(1000);
+      // The monitor was listening all along: a real deletion is repaired.
+      await h1.ns.ip('route', 'del', kept[0]!.subnet);
+      await eventually(restored(h1.ns, programmed), 2000, 'route restored');
+    });
+
+    it('a killed kernel monitor is restarted and what changed in the gap is repaired', async () => {
+      await startPair({}, 'vxlan', LONG);
+      const programmed = await dumps(h1.ns);
+      const monitor = await h1.monitorPid();
+      process.kill(monitor, 'SIGKILL');
+      await h1.ns.ip('route', 'del', '10.244.2.0/24');
+      await eventually(restored(h1.ns, programmed), 3000, 'route restored after the gap');
+      expect(await h1.monitorPid()).to.not.equal(monitor);
+    });
+
+    it('a receive buffer overrun (ENOBUFS) stops only the monitor; weft carries on and repairs', async () => {
+      await startPair({}, 'vxlan', LONG);
+      const programmed = await dumps(h1.ns);
+      const monitor = await h1.monitorPid();
+      // Frozen, the monitor cannot read: 25 000 foreign routes overflow any receive buffer up to 16 MiB.
+      process.kill(monitor, 'SIGSTOP');
+      try {
+        const lines = Array.from({ length: 25_000 }, (_, i) => `route replace 10.${100 + (i >> 8)}.${i & 255}.0/24 via 198.18.0.9 dev eth0 proto static`);
+        await h1.ns.ipBatch(lines);
+        await h1.ns.ip('route', 'del', '10.244.2.0/24');
+      } finally {
+        process.kill(monitor, 'SIGCONT');
+      }
+      await eventually(restored(h1.ns, programmed), 5000, 'route restored after the overrun');
+      const next = await h1.monitorPid();
+      console.log(`      monitor ${next === monitor ? 'kept up (no overrun here)' : 'restarted after the overrun'}`);
+      expect((await h1.stats()).driftRepairs).to.be.at.least(1);
     });
 
     it('host-gw: routes via the peer over eth0; pings reach the peer subnet', async () => {

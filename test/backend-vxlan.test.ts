@@ -7,7 +7,10 @@ import { expect } from 'chai';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { silentLogger } from '../common/log.js';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import winston from 'winston';
+import { silentLogger, type Logger } from '../common/log.js';
 import { Subnet } from '../lease/subnet.js';
 import type { BackendConfig, Lease, NetworkConfig, PeerBatch, PeerEvent } from '../lease/types.js';
 import type { BackendNetwork, BackendRegistration } from '../backend/backend.js';
@@ -96,7 +99,7 @@ interface Rig {
   device: () => Promise<number>;
 }
 
-async function rig(options: { kernel?: FakeKernel; backend?: Partial<BackendConfig>; stateDir?: string; hostgw?: boolean; resyncIntervalMs?: number } = {}): Promise<Rig> {
+async function rig(options: { kernel?: FakeKernel; backend?: Partial<BackendConfig>; stateDir?: string; hostgw?: boolean; resyncIntervalMs?: number; log?: Logger } = {}): Promise<Rig> {
   const kernel = options.kernel ?? new FakeKernel();
   if (!(await kernel.linkByName('eth0'))) {
     const eth0 = kernel.addLink({ name: 'eth0', mtu: 1500 });
@@ -106,7 +109,7 @@ async function rig(options: { kernel?: FakeKernel; backend?: Partial<BackendConf
     publicIP: '198.18.0.1',
     iface: { name: 'eth0', mtu: 1500 },
     network: networkConfig({ ...(options.hostgw ? { type: 'host-gw' } : {}), ...options.backend }),
-    log,
+    log: options.log ?? log,
     kernel,
     resyncIntervalMs: options.resyncIntervalMs ?? 60_000,
     ...(options.stateDir ? { stateDir: options.stateDir } : {}),
@@ -402,6 +405,227 @@ describe('backend: DirectRouting and host-gw (fake kernel)', () => {
     expect(summary(r.kernel).routes).to.deep.equal([`10.244.2.0/24 via 198.18.0.2 #1 proto ${RTPROT_WEFT}`]);
     expect(summary(r.kernel).neighs).to.deep.equal([]);
     await stop(r);
+  });
+});
+
+/** A logger that keeps its info lines, for assertions on what weft says. */
+function recordingLogger(): { log: Logger; infos: string[] } {
+  const infos: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      const entry = JSON.parse(chunk.toString()) as { level: string; message: string };
+      if (entry.level === 'info') infos.push(entry.message);
+      done();
+    },
+  });
+  return { log: winston.createLogger({ level: 'info', format: winston.format.json(), transports: [new winston.transports.Stream({ stream: sink })] }), infos };
+}
+
+/** Peer i: subnet 10.244.(10+i).0/24 on the underlay segment, MAC 0a:00:00:00:01:<i>. */
+function peer(i: number, mac = `0a:00:00:00:01:${i.toString(16).padStart(2, '0')}`, publicIP = `198.18.0.${10 + i}`): Lease {
+  return lease(`10.244.${10 + i}.0/24`, publicIP, { mac });
+}
+
+/** Lets notifications, the drift debounce (50 ms) and any repair pass run. */
+async function quiet(r: Rig): Promise<void> {
+  await sleep(120);
+  await settle(r);
+}
+
+/** Programs peer b (10.244.2.0/24) and returns the stats to compare against. */
+async function programmed(r: Rig): Promise<{ fullPasses: number; driftRepairs: number; driftEvents: number }> {
+  r.feed.push({ events: [], peers: peersOf(lease('10.244.2.0/24', '198.18.0.2', { mac: '0a:00:00:00:00:02' })), resync: true });
+  await quiet(r);
+  return r.net.stats();
+}
+
+function passesSince(r: Rig, before: { fullPasses: number; driftRepairs: number }): { full: number; drift: number } {
+  const now = r.net.stats();
+  return { full: now.fullPasses - before.fullPasses, drift: now.driftRepairs - before.driftRepairs };
+}
+
+describe('backend: drift repaired as the kernel reports it (fake kernel, periodic pass 60 s away)', () => {
+  it('programming peers by resync and events starts no repair: the echoes of weft\'s own changes are not drift', async () => {
+    const r = await rig();
+    const first = Array.from({ length: 50 }, (_, i) => peer(i));
+    r.feed.push({ events: [], peers: peersOf(...first), resync: true });
+    await settle(r);
+    const added = Array.from({ length: 20 }, (_, i) => peer(50 + i));
+    const newMac = [0, 1, 2, 3, 4].map((i) => peer(i, `0a:00:00:00:02:0${i}`));
+    const newIP = [5, 6, 7].map((i) => peer(i, undefined, `198.18.0.${200 + i - 5}`));
+    const gone = first.slice(8, 18);
+    const events: PeerEvent[] = [
+      ...added.map((lease): PeerEvent => ({ type: 'added', lease })),
+      ...[...newMac, ...newIP].map((lease, i): PeerEvent => ({ type: 'changed', lease, previous: first[i]! })),
+      ...gone.map((lease): PeerEvent => ({ type: 'removed', lease })),
+    ];
+    const peers = peersOf(...newMac, ...newIP, ...first.slice(18), ...added);
+    r.feed.push({ events, peers, resync: false });
+    await settle(r);
+    r.feed.push({ events: [], peers, resync: true });
+    await quiet(r);
+    expect(r.net.stats()).to.include({ fullPasses: 2, driftEvents: 0, driftRepairs: 0 });
+    expect(r.kernel.state().fdbs).to.have.length(60);
+    expect(summary(r.kernel).fdbs).to.include('0a:00:00:00:01:05 198.18.0.200');
+    await stop(r);
+  });
+
+  const deletions: Array<[string, (r: Rig, dev: number) => void]> = [
+    ['the route', (r) => r.kernel.remove({ route: '10.244.2.0/24' })],
+    ['the neighbour', (r, dev) => r.kernel.remove({ neigh: '10.244.2.0', ifindex: dev })],
+    ['the FDB entry', (r, dev) => r.kernel.remove({ fdb: '0a:00:00:00:00:02', ifindex: dev })],
+  ];
+  for (const [what, deleteIt] of deletions) {
+    it(`${what} deleted outside weft is back after exactly one repair pass`, async () => {
+      const r = await rig();
+      const before = await programmed(r);
+      const wanted = summary(r.kernel);
+      deleteIt(r, await r.device());
+      await waitFor(() => JSON.stringify(summary(r.kernel)) === JSON.stringify(wanted));
+      await quiet(r);
+      expect(passesSince(r, before)).to.deep.equal({ full: 1, drift: 1 });
+      await stop(r);
+    });
+  }
+
+  it('a neighbour with another lladdr and a route via another gateway are drift, repaired in one pass', async () => {
+    const r = await rig();
+    const before = await programmed(r);
+    const wanted = summary(r.kernel);
+    const dev = await r.device();
+    r.kernel.inject({ neigh: { ifindex: dev, ip: '10.244.2.0', mac: '0a:00:00:00:00:99', permanent: true } });
+    r.kernel.inject({ route: { dst: '10.244.2.0/24', gw: '198.18.0.99', oif: 1, onlink: false, proto: RTPROT_BOOT } });
+    await waitFor(() => JSON.stringify(summary(r.kernel)) === JSON.stringify(wanted));
+    await quiet(r);
+    expect(passesSince(r, before)).to.deep.equal({ full: 1, drift: 1 });
+    await stop(r);
+  });
+
+  it('entries weft does not own or want are not drift: ARP churn on eth0, foreign routes, learned neighbours, other links', async () => {
+    const r = await rig();
+    const before = await programmed(r);
+    const dev = await r.device();
+    r.kernel.inject({ neigh: { ifindex: 1, ip: '198.18.0.77', mac: '0a:00:00:00:00:77', permanent: false } });
+    r.kernel.inject({ neigh: { ifindex: 1, ip: '198.18.0.78', mac: '0a:00:00:00:00:78', permanent: true } });
+    r.kernel.remove({ neigh: '198.18.0.77', ifindex: 1 });
+    r.kernel.inject({ route: { dst: '192.0.2.0/24', gw: '198.18.0.254', oif: 1, onlink: false, proto: RTPROT_BOOT } });
+    r.kernel.remove({ route: '192.0.2.0/24' });
+    r.kernel.inject({ neigh: { ifindex: dev, ip: '10.244.99.1', mac: '0a:00:00:00:00:98', permanent: false } });
+    r.kernel.alterLink(r.kernel.addLink({ name: 'veth9' }).index, { up: false });
+    await quiet(r);
+    expect(passesSince(r, before)).to.deep.equal({ full: 0, drift: 0 });
+    expect(r.net.stats().driftEvents).to.equal(0);
+    await stop(r);
+  });
+
+  it('a permanent neighbour or a route added on weft\'s device outside weft is removed', async () => {
+    const r = await rig();
+    const before = await programmed(r);
+    const wanted = summary(r.kernel);
+    const dev = await r.device();
+    r.kernel.inject({ neigh: { ifindex: dev, ip: '10.244.9.0', mac: '0a:00:00:00:00:09', permanent: true } });
+    r.kernel.inject({ route: { dst: '10.244.9.0/24', gw: '10.244.9.0', oif: dev, onlink: true, proto: RTPROT_BOOT } });
+    await waitFor(() => JSON.stringify(summary(r.kernel)) === JSON.stringify(wanted));
+    await quiet(r);
+    expect(passesSince(r, before)).to.deep.equal({ full: 1, drift: 1 });
+    await stop(r);
+  });
+
+  it('an overrun (notifications lost) starts a full pass', async () => {
+    const r = await rig();
+    const before = await programmed(r);
+    r.kernel.overrun();
+    await quiet(r);
+    expect(passesSince(r, before)).to.deep.equal({ full: 1, drift: 1 });
+    await stop(r);
+  });
+
+  it('the device given another MTU, set down or deleted is repaired, one pass each', async () => {
+    const r = await rig();
+    let before = await programmed(r);
+    const dev = await r.device();
+    r.kernel.alterLink(dev, { mtu: 1400 });
+    await waitFor(async () => (await r.kernel.linkGet(dev))?.mtu === 1450);
+    await quiet(r);
+    expect(passesSince(r, before)).to.deep.equal({ full: 1, drift: 1 });
+
+    before = r.net.stats();
+    r.kernel.alterLink(dev, { up: false });
+    await waitFor(async () => (await r.kernel.linkGet(dev))?.up === true);
+    await quiet(r);
+    expect(passesSince(r, before)).to.deep.equal({ full: 1, drift: 1 });
+
+    before = r.net.stats();
+    await r.kernel.linkDel(dev);
+    await waitFor(() => r.kernel.state().routes.length === 1);
+    await quiet(r);
+    expect(await r.device()).to.not.equal(dev);
+    expect(summary(r.kernel).neighs).to.deep.equal(['10.244.2.0 0a:00:00:00:00:02']);
+    expect(passesSince(r, before)).to.deep.equal({ full: 1, drift: 1 });
+    await stop(r);
+  });
+
+  it('host-gw: a route replaced with another protocol is rewritten as weft\'s; the underlay going down and up is drift', async () => {
+    const r = await rig({ hostgw: true });
+    const b = lease('10.244.2.0/24', '198.18.0.2', { type: 'host-gw' });
+    r.feed.push({ events: [], peers: peersOf(b), resync: true });
+    await quiet(r);
+    let before = r.net.stats();
+    r.kernel.inject({ route: { dst: '10.244.2.0/24', gw: '198.18.0.2', oif: 1, onlink: false, proto: RTPROT_BOOT } });
+    await waitFor(() => r.kernel.state().routes[0]?.proto === RTPROT_WEFT);
+    await quiet(r);
+    expect(passesSince(r, before)).to.deep.equal({ full: 1, drift: 1 });
+
+    before = r.net.stats();
+    r.kernel.alterLink(1, { up: false });
+    await quiet(r);
+    r.kernel.alterLink(1, { up: true });
+    await quiet(r);
+    expect(passesSince(r, before)).to.deep.equal({ full: 2, drift: 2 });
+    await stop(r);
+  });
+
+  it('a burst of drift is one pass and one log line; a flapping entry is logged at most once per 10 s', async () => {
+    const { log, infos } = recordingLogger();
+    const r = await rig({ log });
+    r.feed.push({ events: [], peers: peersOf(...Array.from({ length: 30 }, (_, i) => peer(i))), resync: true });
+    await quiet(r);
+    const before = r.net.stats();
+    for (let i = 0; i < 30; i++) r.kernel.remove({ route: `10.244.${10 + i}.0/24` });
+    await waitFor(() => r.kernel.state().routes.length === 30);
+    await quiet(r);
+    expect(passesSince(r, before)).to.deep.equal({ full: 1, drift: 1 });
+    const drift = () => infos.filter((m) => m.includes('outside weft'));
+    expect(drift()).to.deep.equal(['route 10.244.10.0/24 deleted outside weft (and 29 more changes); repairing']);
+
+    for (let flap = 0; flap < 3; flap++) {
+      r.kernel.remove({ route: '10.244.10.0/24' });
+      await waitFor(() => r.kernel.state().routes.length === 30);
+      await quiet(r);
+    }
+    expect(passesSince(r, before)).to.deep.equal({ full: 4, drift: 4 });
+    expect(drift()).to.have.length(1);
+    await stop(r);
+  });
+
+  it('nothing is repaired before the first full pass (it has no peers to repair toward yet)', async () => {
+    const r = await rig();
+    const dev = await r.device();
+    r.kernel.inject({ neigh: { ifindex: dev, ip: '10.244.9.0', mac: '0a:00:00:00:00:09', permanent: true } });
+    r.kernel.overrun();
+    await sleep(120);
+    expect(r.net.stats()).to.include({ fullPasses: 0, deltaPasses: 0, driftEvents: 0 });
+    expect(summary(r.kernel).neighs).to.deep.equal(['10.244.9.0 0a:00:00:00:00:09']);
+    await stop(r);
+  });
+
+  it('stops listening when closed', async () => {
+    const r = await rig();
+    const before = await programmed(r);
+    await stop(r);
+    r.kernel.remove({ route: '10.244.2.0/24' });
+    await sleep(120);
+    expect(passesSince(r, before)).to.deep.equal({ full: 0, drift: 0 });
   });
 });
 

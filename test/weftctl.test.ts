@@ -5,11 +5,15 @@
  *   h1: healthy.
  *   h2: --iptables-forward-rules=false, and later FORWARD policy DROP and a
  *       VXLAN port block (INPUT drop of udp 8472).
- *   h3: --resync-interval 3600, so hand-made kernel drift stays for diff and
- *       doctor to find (weftd would repair it on its next full pass).
+ *   h3: --resync-interval 3600, and its kernel monitor (weftd's child
+ *       process) frozen while a test makes drift by hand, so the drift stays
+ *       for diff and doctor to find (weftd repairs drift as soon as the kernel
+ *       reports it, or on its next full pass).
  */
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Cluster, type WeftNode } from './harness/cluster.js';
@@ -53,6 +57,22 @@ interface CheckJson {
 }
 
 const verdictOf = (checks: CheckJson[], prefix: string) => checks.find((c) => c.name.startsWith(prefix))!;
+
+/**
+ * Runs `fn` with the node's kernel monitor (the one `node` child of weftd)
+ * stopped, so weftd hears of no kernel change and hand-made drift stays; it
+ * catches up when the monitor continues.
+ */
+async function withMonitorFrozen(node: WeftNode, fn: () => Promise<void>): Promise<void> {
+  const { stdout } = await promisify(execFile)('pgrep', ['-x', '-P', String(node.pid), 'node']);
+  const monitor = Number(stdout.trim());
+  process.kill(monitor, 'SIGSTOP');
+  try {
+    await fn();
+  } finally {
+    process.kill(monitor, 'SIGCONT');
+  }
+}
 
 describe('weftctl on a three-host cluster @real', function () {
   this.timeout(120_000);
@@ -141,26 +161,28 @@ describe('weftctl on a three-host cluster @real', function () {
     const subnetOf = (n: WeftNode) => n.subnetEnv().FLANNEL_SUBNET!.replace(/\.1\//, '.0/');
     const s1 = subnetOf(h1);
     const s2 = subnetOf(h2);
-    // h3 keeps drift until its hourly full pass.
+    // h3 keeps drift while its monitor is frozen (and until its hourly full pass).
     const h2Mac = (await h2.ns.ipJson<{ address: string }[]>('link', 'show', 'flannel.1'))[0]!.address;
-    await h3.ns.ip('route', 'del', s1);
-    await h3.ns.ip('neigh', 'replace', s2.split('/')[0]!, 'dev', 'flannel.1', 'lladdr', '02:00:00:00:00:99', 'nud', 'permanent');
-    await h3.ns.ip('route', 'add', '10.244.252.0/24', 'via', '10.244.252.0', 'dev', 'flannel.1', 'onlink', 'proto', '0x57');
-    try {
-      const drift = await ctl(h3, 'diff');
-      expect(drift.code).to.equal(1);
-      const lines = drift.stdout.split('\n');
-      expect(lines.find((l) => l.startsWith('missing') && l.includes(s1))).to.match(/route\s+\S+ via \S+ dev flannel\.1 onlink/);
-      expect(lines.find((l) => l.startsWith('wrong') && l.includes(s2))).to.contain('neigh').and.to.contain('lladdr 02:00:00:00:00:99');
-      expect(lines.find((l) => l.startsWith('stale'))).to.contain('10.244.252.0/24 via 10.244.252.0 dev flannel.1 onlink');
-      const json = await ctlJson<{ lines: { status: string }[] }>(h3, 'diff');
-      expect(json.lines.map((l) => l.status).sort()).to.deep.equal(['missing', 'stale', 'wrong']);
-    } finally {
-      // Undo the drift by hand: h3's weftd would only do it on its hourly pass.
-      await h3.ns.ip('route', 'replace', s1, 'via', s1.split('/')[0]!, 'dev', 'flannel.1', 'onlink', 'proto', '0x57');
-      await h3.ns.ip('neigh', 'replace', s2.split('/')[0]!, 'dev', 'flannel.1', 'lladdr', h2Mac, 'nud', 'permanent');
-      await h3.ns.ip('route', 'del', '10.244.252.0/24');
-    }
+    await withMonitorFrozen(h3, async () => {
+      await h3.ns.ip('route', 'del', s1);
+      await h3.ns.ip('neigh', 'replace', s2.split('/')[0]!, 'dev', 'flannel.1', 'lladdr', '02:00:00:00:00:99', 'nud', 'permanent');
+      await h3.ns.ip('route', 'add', '10.244.252.0/24', 'via', '10.244.252.0', 'dev', 'flannel.1', 'onlink', 'proto', '0x57');
+      try {
+        const drift = await ctl(h3, 'diff');
+        expect(drift.code).to.equal(1);
+        const lines = drift.stdout.split('\n');
+        expect(lines.find((l) => l.startsWith('missing') && l.includes(s1))).to.match(/route\s+\S+ via \S+ dev flannel\.1 onlink/);
+        expect(lines.find((l) => l.startsWith('wrong') && l.includes(s2))).to.contain('neigh').and.to.contain('lladdr 02:00:00:00:00:99');
+        expect(lines.find((l) => l.startsWith('stale'))).to.contain('10.244.252.0/24 via 10.244.252.0 dev flannel.1 onlink');
+        const json = await ctlJson<{ lines: { status: string }[] }>(h3, 'diff');
+        expect(json.lines.map((l) => l.status).sort()).to.deep.equal(['missing', 'stale', 'wrong']);
+      } finally {
+        // Undo the drift by hand, so diff's verdict below is about weft's view, not a repair race.
+        await h3.ns.ip('route', 'replace', s1, 'via', s1.split('/')[0]!, 'dev', 'flannel.1', 'onlink', 'proto', '0x57');
+        await h3.ns.ip('neigh', 'replace', s2.split('/')[0]!, 'dev', 'flannel.1', 'lladdr', h2Mac, 'nud', 'permanent');
+        await h3.ns.ip('route', 'del', '10.244.252.0/24');
+      }
+    });
     expect((await ctl(h3, 'diff')).code).to.equal(0);
   });
 
@@ -195,16 +217,18 @@ describe('weftctl on a three-host cluster @real', function () {
 
   it('doctor fails a device MTU that does not match FLANNEL_MTU; diff shows the repair', async () => {
     // The kernel caps a vxlan device at its underlay's MTU - 50, so the reachable mistake is too small.
-    await h3.ns.ip('link', 'set', 'dev', 'flannel.1', 'mtu', '1400');
-    try {
-      const mtu = verdictOf((await ctlJson<{ checks: CheckJson[] }>(h3, 'doctor')).checks, 'MTU');
-      expect(mtu.verdict).to.equal('fail');
-      expect(mtu.detail).to.contain('flannel.1 mtu 1400 but containers were given FLANNEL_MTU=1450');
-      expect(mtu.fix).to.contain('ip link set dev flannel.1 mtu 1450');
-      expect((await ctl(h3, 'diff')).stdout).to.contain('ip link set dev flannel.1 mtu 1450');
-    } finally {
-      await h3.ns.ip('link', 'set', 'dev', 'flannel.1', 'mtu', '1450');
-    }
+    await withMonitorFrozen(h3, async () => {
+      await h3.ns.ip('link', 'set', 'dev', 'flannel.1', 'mtu', '1400');
+      try {
+        const mtu = verdictOf((await ctlJson<{ checks: CheckJson[] }>(h3, 'doctor')).checks, 'MTU');
+        expect(mtu.verdict).to.equal('fail');
+        expect(mtu.detail).to.contain('flannel.1 mtu 1400 but containers were given FLANNEL_MTU=1450');
+        expect(mtu.fix).to.contain('ip link set dev flannel.1 mtu 1450');
+        expect((await ctl(h3, 'diff')).stdout).to.contain('ip link set dev flannel.1 mtu 1450');
+      } finally {
+        await h3.ns.ip('link', 'set', 'dev', 'flannel.1', 'mtu', '1450');
+      }
+    });
   });
 
   it('a blocked VXLAN port is reported as "underlay OK but overlay blocked" by status, metrics and doctor', async () => {

@@ -14,6 +14,8 @@
  * Cost: one route per peer. weft's routes carry proto 0x57, which is how a
  * full pass tells them from the administrator's, removes those of departed
  * peers and re-adds deleted ones (flannel's 10 s routeCheck, plus removal).
+ * That pass runs when the kernel reports one of them deleted or changed, or
+ * the underlay going down or up (which drops routes without a notification).
  */
 import type { Logger } from '../../common/log.js';
 import type { Subnet } from '../../lease/subnet.js';
@@ -67,6 +69,8 @@ export class HostGwProgrammer implements Programmer {
       ownership: {
         neighIfindex: null,
         fdbIfindex: null,
+        // The kernel drops the routes of an underlay that goes down, without a notification.
+        links: [{ index: underlay.link.index, name: underlay.link.name, up: underlay.link.up, mtu: null }],
         ownsRoute: (r: Route) => r.proto === RTPROT_WEFT && network.contains(r.dst.split('/')[0] ?? ''),
       },
     };

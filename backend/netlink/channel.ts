@@ -40,7 +40,8 @@ interface Pending {
 
 export class NetlinkChannel {
   private readonly socket: RawNetlinkSocket;
-  private readonly port: number;
+  /** The socket's netlink port id; the kernel tags notifications of route and neighbour changes it asked for with it. */
+  readonly port: number;
   private seq = Math.floor(Math.random() * 0x7fffffff);
   /** seq -> handler of the chunk it belongs to. */
   private readonly pending = new Map<number, Pending>();

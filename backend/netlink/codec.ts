@@ -286,6 +286,17 @@ export function toNeigh(n: DumpedNeigh): Neigh | null {
   return { ifindex: n.ifindex, ip: ipv4String(n.dst), mac: macString(n.lladdr), permanent: (n.state & NUD_PERMANENT) !== 0 };
 }
 
+/**
+ * The IPv4 neighbour an RTM_DELNEIGH removes, or null for other families. The
+ * kernel marks an entry FAILED before it removes it, which drops the lladdr
+ * from the message: `mac` is '' then.
+ */
+export function toDeletedNeigh(n: DumpedNeigh): Neigh | null {
+  if (n.family !== AF_INET || !n.dst || n.dst.length !== 4) return null;
+  const mac = n.lladdr && n.lladdr.length === 6 ? macString(n.lladdr) : '';
+  return { ifindex: n.ifindex, ip: ipv4String(n.dst), mac, permanent: (n.state & NUD_PERMANENT) !== 0 };
+}
+
 /** A vxlan FDB entry with an IPv4 remote from a dump, or null. */
 export function toFdb(n: DumpedNeigh): Fdb | null {
   if (n.family !== AF_BRIDGE || (n.flags & NTF_SELF) === 0 || !n.lladdr || n.lladdr.length !== 6) return null;

@@ -17,7 +17,9 @@
  *
  * Cost: three kernel entries and three rtnetlink messages per peer; at 5000
  * peers a start-up takes about half a second (backend/README.md). A full
- * repair pass dumps the device's neighbours and FDB and the main table.
+ * repair pass dumps the device's neighbours and FDB and the main table; it
+ * runs when the kernel reports drift (an entry or the device deleted or
+ * changed outside weft) and, as a safety net, every --resync-interval.
  *
  * Own state: the device is `flannel.<VNI>` with `<own subnet>.0/32`, MTU =
  * underlay MTU - 50 (70 over IPv6), nolearning, and a MAC kept in the state
@@ -153,6 +155,10 @@ export class VxlanProgrammer implements Programmer {
       ownership: {
         neighIfindex: device,
         fdbIfindex: device,
+        links: [
+          { index: device, name: this.spec.name, up: this.link.up, mtu: this.spec.mtu },
+          { index: underlay.link.index, name: underlay.link.name, up: underlay.link.up, mtu: null },
+        ],
         ownsRoute: (r: Route) =>
           network.contains(r.dst.split('/')[0] ?? '') &&
           Number(r.dst.split('/')[1]) >= network.prefixLength &&

@@ -1,0 +1,115 @@
+/**
+ * rtnetlink notifications, the messages `ip monitor link neigh route`
+ * prints, decoded into KernelChanges through the same parsers as dumps, so a
+ * notification and a dump of one entry compare equal.
+ */
+import type { KernelChange } from '../kernel.js';
+import {
+  AF_BRIDGE,
+  AF_INET,
+  AF_UNSPEC,
+  NLMSG_HDRLEN,
+  RTM_DELLINK,
+  RTM_DELNEIGH,
+  RTM_DELROUTE,
+  RTM_NEWLINK,
+  RTM_NEWNEIGH,
+  RTM_NEWROUTE,
+  parseNeigh,
+  parseRoute,
+  toDeletedNeigh,
+  toFdb,
+  toNeigh,
+  type InMessage,
+} from './codec.js';
+import { parseLink } from './link.js';
+
+/** The multicast groups weft listens to (<linux/rtnetlink.h> enum rtnetlink_groups). */
+export const RTNLGRP_LINK = 1;
+export const RTNLGRP_NEIGH = 3;
+export const RTNLGRP_IPV4_ROUTE = 7;
+export const MONITOR_GROUPS: readonly number[] = [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_ROUTE];
+
+/** Netlink control messages the monitor uses as in-band markers (<linux/netlink.h>). */
+export const NLMSG_NOOP = 1;
+export const NLMSG_OVERRUN = 4;
+
+const IFINFOMSG_LEN = 16;
+const NDMSG_LEN = 12;
+const RTMSG_LEN = 12;
+
+/**
+ * The change one notification reports, or null for what weft does not watch
+ * (IPv6, other tables, bridge-port link messages, learned entries without a
+ * lladdr, ...). Throws only on a malformed message.
+ */
+export function decodeChange(msg: InMessage): KernelChange | null {
+  switch (msg.type) {
+    case RTM_NEWLINK:
+    case RTM_DELLINK:
+      return linkChange(msg);
+    case RTM_NEWNEIGH:
+    case RTM_DELNEIGH:
+      return neighChange(msg);
+    case RTM_NEWROUTE:
+    case RTM_DELROUTE:
+      return routeChange(msg);
+    case NLMSG_OVERRUN:
+      return { kind: 'overrun' };
+    default:
+      return null;
+  }
+}
+
+function linkChange(msg: InMessage): KernelChange | null {
+  // A bridge also reports its ports as AF_BRIDGE link messages; the link itself comes as AF_UNSPEC.
+  if (msg.payload.length < IFINFOMSG_LEN || msg.payload.readUInt8(0) !== AF_UNSPEC) return null;
+  return { kind: 'link', op: msg.type === RTM_NEWLINK ? 'new' : 'del', link: parseLink(msg.payload) };
+}
+
+function neighChange(msg: InMessage): KernelChange | null {
+  if (msg.payload.length < NDMSG_LEN) return null;
+  const op = msg.type === RTM_NEWNEIGH ? 'new' : 'del';
+  const raw = parseNeigh(msg.payload);
+  if (raw.family === AF_BRIDGE) {
+    const fdb = toFdb(raw);
+    return fdb ? { kind: 'fdb', op, fdb } : null;
+  }
+  if (raw.family !== AF_INET) return null;
+  const neigh = op === 'new' ? toNeigh(raw) : toDeletedNeigh(raw);
+  return neigh ? { kind: 'neigh', op, neigh } : null;
+}
+
+function routeChange(msg: InMessage): KernelChange | null {
+  if (msg.payload.length < RTMSG_LEN) return null;
+  const route = parseRoute(msg.payload);
+  return route ? { kind: 'route', op: msg.type === RTM_NEWROUTE ? 'new' : 'del', route } : null;
+}
+
+/** A datagram holding one bare control message (the monitor's markers). */
+export function markerDatagram(type: number): Buffer {
+  const b = Buffer.alloc(NLMSG_HDRLEN);
+  b.writeUInt32LE(NLMSG_HDRLEN, 0);
+  b.writeUInt16LE(type, 4);
+  return b;
+}
+
+/**
+ * Cuts a byte stream of length-prefixed datagrams (u32 host order, then the
+ * datagram) back into datagrams, wherever the stream's chunks split them.
+ */
+export class DatagramStream {
+  private rest: Buffer | null = null;
+
+  push(chunk: Buffer, each: (datagram: Buffer) => void): void {
+    const buf = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
+    let off = 0;
+    while (buf.length - off >= 4) {
+      const len = buf.readUInt32LE(off);
+      if (buf.length - off - 4 < len) break;
+      each(buf.subarray(off + 4, off + 4 + len));
+      off += 4 + len;
+    }
+    this.rest = off < buf.length ? Buffer.from(buf.subarray(off)) : null;
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Kernel notifications decoded like dump entries (the message bodies weft
+ * sends have the layout of the notifications the kernel echoes), and the
+ * monitor pipe's framing cut at every offset. No kernel.
+ */
+import { expect } from 'chai';
+import {
+  AF_BRIDGE,
+  RTM_DELLINK,
+  RTM_DELNEIGH,
+  RTM_DELROUTE,
+  RTM_NEWLINK,
+  RTM_NEWNEIGH,
+  RTM_NEWROUTE,
+  fdbReplaceMessage,
+  neighDelMessage,
+  neighSetMessage,
+  parseNeigh,
+  parseRoute,
+  routeReplaceMessage,
+  toNeigh,
+  type InMessage,
+  type OutMessage,
+} from '../backend/netlink/codec.js';
+import { vxlanAddMessage } from '../backend/netlink/link.js';
+import { DatagramStream, NLMSG_OVERRUN, decodeChange, markerDatagram } from '../backend/netlink/notify.js';
+import { RTPROT_WEFT } from '../backend/kernel.js';
+
+/** A notification with the body of `msg` under `type`. */
+function notification(type: number, msg: OutMessage): InMessage {
+  return { type, flags: 0, seq: 0, payload: msg.body };
+}
+
+function withByte(msg: OutMessage, offset: number, value: number): OutMessage {
+  const body = Buffer.from(msg.body);
+  body.writeUInt8(value, offset);
+  return { ...msg, body };
+}
+
+describe('backend: kernel notifications decoded like dump entries', () => {
+  const neigh = neighSetMessage({ ifindex: 5, ip: '10.244.2.0', mac: '0a:00:00:00:00:02' });
+  const fdb = fdbReplaceMessage({ ifindex: 5, mac: '0a:00:00:00:00:02', dst: '198.18.0.2' });
+  const route = routeReplaceMessage({ dst: '10.244.2.0/24', gw: '10.244.2.0', oif: 5, onlink: true, proto: RTPROT_WEFT });
+
+  it('a neighbour, as a dump decodes it', () => {
+    const change = decodeChange(notification(RTM_NEWNEIGH, neigh));
+    expect(change).to.deep.equal({ kind: 'neigh', op: 'new', neigh: toNeigh(parseNeigh(neigh.body)) });
+    expect(change).to.deep.equal({ kind: 'neigh', op: 'new', neigh: { ifindex: 5, ip: '10.244.2.0', mac: '0a:00:00:00:00:02', permanent: true } });
+  });
+
+  it('a deleted neighbour without its lladdr (the kernel marks it FAILED first)', () => {
+    expect(decodeChange(notification(RTM_DELNEIGH, neighDelMessage({ ifindex: 5, ip: '10.244.2.0' })))).to.deep.equal({
+      kind: 'neigh',
+      op: 'del',
+      neigh: { ifindex: 5, ip: '10.244.2.0', mac: '', permanent: false },
+    });
+  });
+
+  it('an AF_BRIDGE neighbour is an FDB entry, added or deleted', () => {
+    const entry = { ifindex: 5, mac: '0a:00:00:00:00:02', dst: '198.18.0.2', permanent: true };
+    expect(decodeChange(notification(RTM_NEWNEIGH, fdb))).to.deep.equal({ kind: 'fdb', op: 'new', fdb: entry });
+    expect(decodeChange(notification(RTM_DELNEIGH, fdb))).to.deep.equal({ kind: 'fdb', op: 'del', fdb: entry });
+  });
+
+  it('a main-table route, as a dump decodes it; other tables are ignored', () => {
+    const r = { dst: '10.244.2.0/24', gw: '10.244.2.0', oif: 5, onlink: true, proto: RTPROT_WEFT };
+    expect(parseRoute(route.body)).to.deep.equal(r);
+    expect(decodeChange(notification(RTM_NEWROUTE, route))).to.deep.equal({ kind: 'route', op: 'new', route: r });
+    expect(decodeChange(notification(RTM_DELROUTE, route))).to.deep.equal({ kind: 'route', op: 'del', route: r });
+    expect(decodeChange(notification(RTM_NEWROUTE, withByte(route, 4, 255)))).to.equal(null);
+  });
+
+  it('a link, added or deleted; a bridge\'s AF_BRIDGE report of a port is ignored', () => {
+    const add = vxlanAddMessage({ name: 'flannel.1', mac: '0a:aa:00:00:00:01', mtu: 1450, vni: 1, port: 8472, local: '198.18.0.1', underlayIndex: 2, learning: false, gbp: false });
+    const change = decodeChange(notification(RTM_NEWLINK, add));
+    expect(change).to.deep.include({ kind: 'link', op: 'new' });
+    expect(change?.kind === 'link' && change.link).to.deep.include({ name: 'flannel.1', mtu: 1450, mac: '0a:aa:00:00:00:01', kind: 'vxlan', up: false });
+    expect(decodeChange(notification(RTM_DELLINK, add))).to.deep.include({ kind: 'link', op: 'del' });
+    expect(decodeChange(notification(RTM_NEWLINK, withByte(add, 0, AF_BRIDGE)))).to.equal(null);
+  });
+
+  it('the monitor\'s overrun marker; unknown and short messages are ignored', () => {
+    const marker = markerDatagram(NLMSG_OVERRUN);
+    expect(decodeChange({ type: NLMSG_OVERRUN, flags: 0, seq: 0, payload: marker.subarray(16) })).to.deep.equal({ kind: 'overrun' });
+    expect(decodeChange({ type: 20, flags: 0, seq: 0, payload: Buffer.alloc(8) })).to.equal(null);
+    expect(decodeChange({ type: RTM_NEWNEIGH, flags: 0, seq: 0, payload: Buffer.alloc(4) })).to.equal(null);
+  });
+});
+
+describe('backend: monitor pipe framing', () => {
+  const datagrams = [Buffer.from('first datagram'), Buffer.alloc(0), Buffer.from('the third, a little longer than the others')];
+  const stream = Buffer.concat(
+    datagrams.flatMap((d) => {
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(d.length, 0);
+      return [len, d];
+    }),
+  );
+
+  it('gives back every datagram whatever two or three chunks the pipe cut the stream into', () => {
+    for (let a = 0; a <= stream.length; a++) {
+      for (let b = a; b <= stream.length; b += 7) {
+        const framing = new DatagramStream();
+        const got: string[] = [];
+        for (const chunk of [stream.subarray(0, a), stream.subarray(a, b), stream.subarray(b)]) framing.push(chunk, (d) => got.push(d.toString()));
+        expect(got, `cut at ${a} and ${b}`).to.deep.equal(datagrams.map((d) => d.toString()));
+      }
+    }
+  });
+});
