@@ -14,7 +14,7 @@ const OBSERVER = fileURLToPath(new URL('./cluster-observer.js', import.meta.url)
 export const ETCD_ENDPOINT = `http://${ETCD_IP}:2379`;
 
 /** weftd's production periods (the test harness's config file uses 1 s for both). */
-export const PRODUCTION_ARGS = ['--resync-interval', '10', '--iptables-resync', '5'];
+export const PRODUCTION_ARGS = ['--resync-interval', '60', '--iptables-resync', '5'];
 
 export class BenchCluster {
   private constructor(

@@ -89,7 +89,7 @@ export interface MtuFacts {
 export function checkMtu(f: MtuFacts): Check {
   const name = 'MTU';
   if (!f.device) return { name, verdict: 'fail', detail: 'the overlay device does not exist', fix: 'start (or restart) weftd; it creates the device' };
-  const fix = (mtu: number) => `ip link set dev ${f.device!.name} mtu ${mtu} (weftd also resets it on its next full reconcile pass)`;
+  const fix = (mtu: number) => `ip link set dev ${f.device!.name} mtu ${mtu} (a running weftd resets it as soon as the kernel reports the change)`;
   if (f.underlay && f.device.mtu > f.underlay.mtu - f.overhead) {
     return { name, verdict: 'fail', detail: `${f.device.name} mtu ${f.device.mtu} > underlay ${f.underlay.name} mtu ${f.underlay.mtu} - ${f.overhead}: encapsulated full-size packets are dropped`, fix: fix(f.underlay.mtu - f.overhead) };
   }

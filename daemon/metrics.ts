@@ -13,7 +13,7 @@ export interface MetricSources {
   entriesProgrammed(): number;
   iptablesRepairs(): number;
   /** Kernel notifications that contradicted what weft wants (the backend's `driftEvents`). */
-  kernelDriftEvents?(): number;
+  kernelDriftEvents(): number;
   ready(): boolean;
   /** Peer-health results: the last round's targets (bounded, labelled by peer) and every known result; null when probing is off. */
   peerHealth?(): { readonly lastRound: readonly PeerHealth[]; readonly all: readonly PeerHealth[] } | null;
@@ -88,7 +88,7 @@ export class WeftMetrics {
     gauge('weft_etcd_connected', '1 when the last etcd call succeeded', () => (sources.etcdConnected() ? 1 : 0));
     gauge('weft_kernel_entries_programmed', 'Kernel entries (neighbours, FDB entries, routes) weft holds for its peers', () => sources.entriesProgrammed());
     total('weft_iptables_repairs_total', 'Times the iptables rules had to be restored', () => sources.iptablesRepairs());
-    total('weft_kernel_drift_events_total', 'Kernel notifications that showed weft\'s entries or device changed outside weft (each burst starts one repair pass)', () => sources.kernelDriftEvents?.() ?? 0);
+    total('weft_kernel_drift_events_total', 'Kernel notifications that showed weft\'s entries or device changed outside weft (each burst starts one repair pass)', () => sources.kernelDriftEvents());
     gauge('weft_ready', '1 when the lease is held and the first full reconcile is done', () => (sources.ready() ? 1 : 0));
     // Per-peer series only for the last round's targets (at most twice --probe-sample peers), reset at every scrape.
     new Gauge({

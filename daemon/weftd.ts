@@ -66,6 +66,7 @@ export class Weftd {
       peers: () => this.watcher?.current.size ?? 0,
       watchResyncs: () => this.watcher?.resyncs ?? 0,
       leasesSkipped: () => this.watcher?.skipped ?? 0,
+      kernelDriftEvents: () => this.network?.stats().driftEvents ?? 0,
       etcdConnected: () => this.registry?.state === 'connected',
       iptablesRepairs: () => this.traffic?.repairs ?? 0,
       entriesProgrammed: () => this.network?.stats().entries ?? 0,

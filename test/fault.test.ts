@@ -139,7 +139,7 @@ describe('fault injection: traffic survives, state converges @real', function ()
     ],
   ];
   for (const [what, breakIt, isBack] of repairs) {
-    it(`someone deletes the ${what}: restored within one resync period and traffic resumes`, async () => {
+    it(`someone deletes the ${what}: restored (kernel entries when the kernel reports it, rules within one check) and traffic resumes`, async () => {
       const ping = pod1.ping(pod2.ip);
       await ping.waitReplies(5);
       const t0 = Date.now();
