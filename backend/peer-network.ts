@@ -49,8 +49,6 @@ export class PeerNetwork implements BackendNetwork {
       ...(options.resyncIntervalMs !== undefined ? { resyncIntervalMs: options.resyncIntervalMs } : {}),
       ...(options.onPass ? { onPass: options.onPass } : {}),
     });
-    // Now rather than in run(): the monitor is up by the first full pass (the periodic pass waits for run()).
-    this.loop.listen();
   }
 
   get ready(): Promise<void> {
