@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { ipBatchProgramMs } from './cluster-baseline.js';
 import { startPhases, type BenchCluster } from './cluster-env.js';
 import type { Rpc } from './cluster-rpc.js';
-import { cpuPercent, median, procSample } from './cluster-stats.js';
+import { childrenOf, cpuPercent, median, privateMB, procSample } from './cluster-stats.js';
 
 export interface StartupResult {
   readonly n: number;
@@ -37,6 +37,11 @@ export interface FootprintResult {
   readonly rssMB: number;
   readonly peakRssMB: number;
   readonly idleCpuPercent: number;
+  /** weftd's kernel-listener child (backend/netlink/monitor.ts): its RSS and CPU over the same window. */
+  readonly listenerRssMB: number;
+  readonly listenerCpuPercent: number;
+  /** weftd's RSS plus the listener's private memory: what the two hold together (the Node binary's pages once). */
+  readonly totalMB: number;
   readonly windowS: number;
   /** etcd grpc messages received per minute while weftd was idle, total and by method. */
   readonly etcdPerMinute: number;
@@ -94,9 +99,12 @@ export async function startupStep(
 
     await sleep(o.settleS * 1000);
     const grpc0 = await bc.agent.call<Record<string, number>>('grpc');
+    const children = childrenOf(node.pid!);
     const a = procSample(node.pid!);
+    const childA = children.map(procSample);
     await sleep(o.idleWindowS * 1000);
     const b = procSample(node.pid!);
+    const childB = children.map(procSample);
     const grpc1 = await bc.agent.call<Record<string, number>>('grpc');
     const minutes = (b.at - a.at) / 60_000;
     const byMethod: Record<string, number> = {};
@@ -109,6 +117,9 @@ export async function startupStep(
       rssMB: b.rssMB,
       peakRssMB: b.hwmMB,
       idleCpuPercent: cpuPercent(a, b),
+      listenerRssMB: childB.reduce((sum, c) => sum + c.rssMB, 0),
+      listenerCpuPercent: childB.reduce((sum, c, i) => sum + cpuPercent(childA[i]!, c), 0),
+      totalMB: b.rssMB + children.reduce((sum, pid) => sum + privateMB(pid), 0),
       windowS: (b.at - a.at) / 1000,
       etcdPerMinute: Object.values(byMethod).reduce((s, v) => s + v, 0),
       etcdByMethod: byMethod,

@@ -29,7 +29,7 @@ const SIZES = sizesArg ? sizesArg.split(',').map(Number) : [0, 100, 1000, 5000];
 const CONVERGENCE_BASE = 1000;
 const P = quick
   ? { baselineRuns: 1, settleS: 2, idleWindowS: 5, singles: 50, bursts: 2, churnS: 10, dpRuns: 1, dpSeconds: 3, pings: 50 }
-  : { baselineRuns: 3, settleS: 5, idleWindowS: 20, singles: 200, bursts: 5, churnS: 60, dpRuns: 3, dpSeconds: 5, pings: 200 };
+  : { baselineRuns: 3, settleS: 30, idleWindowS: 60, singles: 200, bursts: 5, churnS: 60, dpRuns: 3, dpSeconds: 5, pings: 200 };
 const PROF_HOOK = fileURLToPath(new URL('./cluster-prof-hook.js', import.meta.url));
 const RESULTS = fileURLToPath(new URL(`../../bench/results/cluster${quick ? '-quick' : ''}.json`, import.meta.url));
 
@@ -61,9 +61,10 @@ function print(r: Results): void {
     console.log('\nFootprint and etcd load: weftd idle after start-up (production periods: full resync 60 s, iptables check 5 s)');
     console.log(
       table(
-        ['N', 'RSS MB', 'peak RSS MB', 'idle CPU % of a core', 'window s', 'etcd requests/min', 'by method'],
+        ['N', 'RSS MB', 'peak RSS MB', 'idle CPU % of a core', 'listener RSS MB', 'listener CPU %', 'weftd + listener MB', 'window s', 'etcd requests/min', 'by method'],
         r.sizes.map(({ footprint: f }) => [
-          String(f.n), fmt(f.rssMB), fmt(f.peakRssMB), fmt(f.idleCpuPercent, 2), fmt(f.windowS, 0), fmt(f.etcdPerMinute, 1),
+          String(f.n), fmt(f.rssMB), fmt(f.peakRssMB), fmt(f.idleCpuPercent, 2), fmt(f.listenerRssMB), fmt(f.listenerCpuPercent, 2), fmt(f.totalMB),
+          fmt(f.windowS, 0), fmt(f.etcdPerMinute, 1),
           Object.entries(f.etcdByMethod).map(([m, v]) => `${m} ${fmt(v, 1)}`).join(', ') || '-',
         ]),
       ),
