@@ -33,14 +33,15 @@ const banner = [
 
 /**
  * Node flags each program runs with when started as an executable (the
- * hashbang line). weftd is a long-running daemon that should stay small.
- * Measured at 5000 peers, same session (`npm run bench -- --only startup`):
- * - a 1 MB young generation instead of one growing to 16 MB: RSS 132 -> 107 MB,
- *   and start-up no slower (fewer fresh pages to touch);
- * - V8's optimize-for-size: RSS 108 -> 98.5 MB, for ~7 % more CPU under churn.
+ * hashbang line). weftd is a long-running daemon that should stay small:
+ * a 1 MB young generation instead of one growing to 16 MB keeps RSS at 5000
+ * peers 132 -> 107 MB (same session, `npm run bench -- --only startup`), with
+ * start-up no slower and a repair pass ~10 % dearer. Not --optimize-for-size:
+ * another 10 MB less, but every repair pass 2.3x dearer (112 -> 300 ms at
+ * 5000 peers, bench/kernel-fullpass.ts) and churn CPU 7-16 % higher.
  */
 const entries = {
-  weftd: { entry: 'daemon/main.js', nodeFlags: ['--max-semi-space-size=1', '--optimize-for-size'] },
+  weftd: { entry: 'daemon/main.js', nodeFlags: ['--max-semi-space-size=1'] },
   weftctl: { entry: 'daemon/weftctl.js', nodeFlags: [] },
 };
 for (const [name, { entry, nodeFlags }] of Object.entries(entries)) {
