@@ -81,8 +81,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   async linkList(): Promise<Link[]> {
-    await this.caughtUp();
-    const replies = await this.dumps.dump(linkDumpMessage());
+    const replies = await this.dump(linkDumpMessage());
     return replies.map((m) => parseLink(m.payload));
   }
 
@@ -113,14 +112,12 @@ export class NetlinkKernel implements Kernel {
   }
 
   async addrList(ifindex: number): Promise<Addr[]> {
-    await this.caughtUp();
-    const replies = await this.dumps.dump(addrDumpMessage());
+    const replies = await this.dump(addrDumpMessage());
     return replies.map((m) => parseAddr(m.payload)).filter((a): a is Addr => a !== null && a.ifindex === ifindex);
   }
 
   async addrListAll(): Promise<AddrInfo[]> {
-    await this.caughtUp();
-    const replies = await this.dumps.dump(addrDumpMessage());
+    const replies = await this.dump(addrDumpMessage());
     return replies.map((m) => parseAddrInfo(m.payload)).filter((a): a is AddrInfo => a !== null);
   }
 
@@ -141,8 +138,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   async neighList(ifindex: number): Promise<Neigh[]> {
-    await this.caughtUp();
-    const replies = await this.dumps.dump(neighDumpMessage(AF_INET));
+    const replies = await this.dump(neighDumpMessage(AF_INET));
     const out: Neigh[] = [];
     for (const m of replies) {
       const n = toNeigh(parseNeigh(m.payload));
@@ -161,8 +157,7 @@ export class NetlinkKernel implements Kernel {
 
   async fdbList(ifindex: number): Promise<Fdb[]> {
     // The kernel ignores the ifindex filter of an AF_BRIDGE dump here; filter in JS.
-    await this.caughtUp();
-    const replies = await this.dumps.dump(neighDumpMessage(AF_BRIDGE));
+    const replies = await this.dump(neighDumpMessage(AF_BRIDGE));
     const out: Fdb[] = [];
     for (const m of replies) {
       const f = toFdb(parseNeigh(m.payload));
@@ -180,8 +175,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   async routeList(): Promise<Route[]> {
-    await this.caughtUp();
-    const replies = await this.dumps.dump(routeDumpMessage());
+    const replies = await this.dump(routeDumpMessage());
     const out: Route[] = [];
     for (const m of replies) {
       const r = parseRoute(m.payload);
@@ -220,6 +214,12 @@ export class NetlinkKernel implements Kernel {
   /** Before a read: the monitor, if any, is listening (or gave up waiting and will report the gap). */
   private caughtUp(): Promise<void> {
     return this.notifications ? this.notifications.caughtUp() : Promise.resolve();
+  }
+
+  /** Every dump reads the kernel after the monitor listens (subscribe first, then dump). */
+  private async dump(msg: OutMessage): ReturnType<NetlinkChannel['dump']> {
+    await this.caughtUp();
+    return this.dumps.dump(msg);
   }
 
   private async getLink(by: { index: number } | { name: string }): Promise<Link | null> {
