@@ -41,7 +41,6 @@ export class Weftd {
   private registry: EtcdRegistry | null = null;
   private manager: LeaseManager | null = null;
   private watcher: LeaseWatcher | null = null;
-  private startListing: Listing | null = null;
   private network: BackendNetwork | null = null;
   private traffic: TrafficRules | null = null;
   private bridge: BridgeKeeper | null = null;
@@ -89,14 +88,15 @@ export class Weftd {
       this.log.info(`serving /healthz, /readyz and /metrics on ${o.healthzIp}:${o.healthzPort}`);
     }
     try {
-      await this.start(signal);
-      if (!signal.aborted) await this.steadyState(signal);
+      const listing = await this.start(signal);
+      if (!signal.aborted) await this.steadyState(signal, listing);
     } finally {
       await this.shutdown();
     }
   }
 
-  private async start(signal: AbortSignal): Promise<void> {
+  /** Everything up to the lease and its outputs; returns the lease listing, which the peer watch starts from. */
+  private async start(signal: AbortSignal): Promise<Listing> {
     const o = this.options;
     this.registry = new EtcdRegistry(createEtcdClient(etcdConnection(o)), o.etcdPrefix, this.log);
 
@@ -141,7 +141,6 @@ export class Weftd {
     this.manager.on('state', () => this.noteReadiness());
     this.phase = 'acquiring a subnet lease';
     const { lease, listing } = await this.manager.acquireWithListing(signal);
-    this.startListing = listing;
     this.log.info(`holding lease ${lease.subnet} (${lease.etcdLeaseId === '0' ? 'reservation' : `etcd lease ${lease.etcdLeaseId}`})`);
 
     await this.applyLease(lease, previous.subnet);
@@ -149,6 +148,7 @@ export class Weftd {
     this.manager.on('change', (next: Lease) => {
       this.applyLease(next, null).catch((err) => this.log.error(`applying the new lease failed: ${(err as Error).message}`));
     });
+    return listing;
   }
 
   /** Everything that follows the node's subnet: device address, subnet file, traffic rules. */
@@ -176,14 +176,7 @@ export class Weftd {
     }
   }
 
-  /** The listing the lease was chosen from, handed once to the peer watch (then dropped: it holds every lease). */
-  private takeStartListing(): Listing | undefined {
-    const listing = this.startListing ?? undefined;
-    this.startListing = null;
-    return listing;
-  }
-
-  private async steadyState(signal: AbortSignal): Promise<void> {
+  private async steadyState(signal: AbortSignal, listing: Listing): Promise<void> {
     const o = this.options;
     this.watcher = new LeaseWatcher({
       registry: this.registry!,
@@ -194,7 +187,7 @@ export class Weftd {
     });
     await Promise.all([
       this.manager!.run(signal),
-      this.network!.run(this.timed(this.watcher.batches(signal, this.takeStartListing())), signal),
+      this.network!.run(this.timed(this.watcher.batches(signal, listing)), signal),
       this.traffic!.run(o.iptablesResync * 1000, signal, () => this.noteReadiness()),
       this.bridge?.run(o.resyncInterval * 1000, signal),
       this.startProber(signal),
