@@ -8,7 +8,7 @@
 import yargs from 'yargs';
 import { isWeftError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
-import { WEFT_VERSION } from '../common/version.js';
+import { WEFT_VERSION, codeCacheState } from '../common/version.js';
 import { NetlinkKernel } from '../backend/kernel-netlink.js';
 import { createBackends } from './backends.js';
 import { dockerOptsCommand } from './docker-opts.js';
@@ -19,7 +19,7 @@ import { Weftd } from './weftd.js';
 async function runDaemon(argv: string[]): Promise<number> {
   const options = await parseWeftdOptions(argv);
   const log = createLogger({ level: options.logLevel, format: options.logFormat });
-  log.info(`weftd ${WEFT_VERSION} starting (Node ${process.version}; options read ${Math.round(performance.now())} ms after process start)`);
+  log.info(`weftd ${WEFT_VERSION} starting (Node ${process.version}; options read ${Math.round(performance.now())} ms after process start, code cache ${codeCacheState()})`);
   const controller = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {

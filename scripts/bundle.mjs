@@ -1,70 +1,103 @@
 #!/usr/bin/env node
 /**
  * Bundles weftd and weftctl, each into one file under dist/bin/, from tsc's
- * output. Why: Node 20 spends most of weftd's start-up resolving and compiling
- * ~900 files of dependencies (etcd3 and grpc-js alone take a quarter of a
- * second); one minified file loads in a fraction of that and takes less memory.
+ * output, and gives each a V8 code cache. Why: Node 20 spends most of weftd's
+ * start-up loading code. One minified file instead of ~900 module files
+ * loads faster and takes less memory; the code cache then spares compiling
+ * it (Node 20 has no module compile cache of its own).
+ *
+ * For each program:
+ * - `dist/bin/<name>-bundle.cjs`: the program and its dependencies (esbuild).
+ *   CommonJS, because a code cache can be handed to `vm.Script` but not to
+ *   Node's ES module loader.
+ * - `dist/bin/<name>-bundle.cache`: V8's code cache of the bundle, made by
+ *   loading it once here with the program's Node flags (V8 rejects a cache
+ *   made under other flags, or by another Node version).
+ * - `dist/bin/<name>.cjs`: the executable. Its first line starts Node with the
+ *   program's flags; the rest compiles the bundle with the cache
+ *   (scripts/launcher.cjs). A missing or rejected cache only costs the compile.
  *
  * What a bundle cannot carry is handled here:
  * - `netlink` loads a native addon, so it stays in node_modules (external).
  * - etcd3 reads its .proto files at `${__dirname}/../proto/` at run time, so
  *   they are copied to dist/proto/, next to dist/bin/.
- * - CommonJS dependencies inside an ES module bundle need `require`,
- *   `__filename` and `__dirname`, which the banner defines.
+ * - `import.meta.url` (weft's own code locates package.json and the netlink
+ *   package with it) becomes the bundle's file URL.
  */
 import { build } from 'esbuild';
-import { chmodSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const dist = join(root, 'dist');
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = join(here, '..', 'dist');
 const require = createRequire(import.meta.url);
 
-const banner = [
-  "import { createRequire as __weftCreateRequire } from 'node:module';",
-  "import { fileURLToPath as __weftFileURLToPath } from 'node:url';",
-  "import { dirname as __weftDirname } from 'node:path';",
-  'const require = __weftCreateRequire(import.meta.url);',
-  'const __filename = __weftFileURLToPath(import.meta.url);',
-  'const __dirname = __weftDirname(__filename);',
-].join('\n');
-
 /**
- * Node flags each program runs with when started as an executable (the
- * hashbang line). weftd is a long-running daemon that should stay small:
- * a 1 MB young generation instead of one growing to 16 MB keeps RSS at 5000
- * peers 132 -> 107 MB (same session, `npm run bench -- --only startup`), with
- * start-up no slower and a repair pass ~10 % dearer. Not --optimize-for-size:
- * another 10 MB less, but every repair pass 2.3x dearer (112 -> 300 ms at
- * 5000 peers, bench/kernel-fullpass.ts) and churn CPU 7-16 % higher.
+ * Node flags each program runs with (its executable's first line). weftd is
+ * a long-running daemon that should stay small: a 1 MB young generation
+ * instead of one growing to 16 MB keeps RSS at 5000 peers 132 -> 107 MB
+ * (same session, `npm run bench -- --only startup`), with start-up no slower
+ * and a repair pass ~10 % dearer. Not --optimize-for-size: another 10 MB
+ * less, but every repair pass 2.3x dearer (112 -> 300 ms at 5000 peers,
+ * bench/kernel-fullpass.ts) and churn CPU 7-16 % higher.
  */
-const entries = {
+const programs = {
   weftd: { entry: 'daemon/main.js', nodeFlags: ['--max-semi-space-size=1'] },
   weftctl: { entry: 'daemon/weftctl.js', nodeFlags: [] },
 };
-for (const [name, { entry, nodeFlags }] of Object.entries(entries)) {
-  const outfile = join(dist, 'bin', `${name}.mjs`);
+
+/**
+ * Loads a bundle the way its launcher does, runs it as `<program> --version`
+ * (which prints the version and exits: it opens no socket and touches no
+ * kernel state), and writes the code cache on exit. Made after the run, the
+ * cache also holds the functions that loading compiled, not only the top level.
+ */
+const CACHE_MAKER = `
+const { writeFileSync } = require('node:fs');
+const [bundle, cacheFile] = process.argv.slice(1);
+const script = require(${JSON.stringify(join(here, 'launcher.cjs'))}).compileBundle(bundle, null);
+process.once('exit', () => writeFileSync(cacheFile, script.createCachedData()));
+process.argv = [process.argv[0], bundle, '--version'];
+require(${JSON.stringify(join(here, 'launcher.cjs'))}).runBundle(script, bundle);
+`;
+
+const launcherSource = readFileSync(join(here, 'launcher.cjs'), 'utf8');
+mkdirSync(join(dist, 'bin'), { recursive: true });
+// Earlier layouts: ES module bundles run directly.
+for (const name of Object.keys(programs)) rmSync(join(dist, 'bin', `${name}.mjs`), { force: true });
+
+for (const [name, { entry, nodeFlags }] of Object.entries(programs)) {
+  const bundle = join(dist, 'bin', `${name}-bundle.cjs`);
+  const cache = join(dist, 'bin', `${name}-bundle.cache`);
   await build({
     entryPoints: [join(dist, entry)],
-    outfile,
+    outfile: bundle,
     bundle: true,
     platform: 'node',
-    format: 'esm',
+    format: 'cjs',
     target: 'node20',
     minify: true,
     // Error messages and stack traces keep their names.
     keepNames: true,
     external: ['netlink'],
-    banner: { js: banner },
+    define: { 'import.meta.url': '__weftBundleUrl' },
+    banner: { js: "var __weftBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
     logLevel: 'warning',
   });
-  // The entry's own `#!/usr/bin/env node` is kept by esbuild; `env -S` passes the flags too.
+  // The entry's hashbang is the launcher's business.
+  writeFileSync(bundle, readFileSync(bundle, 'utf8').replace(/^#![^\n]*\n/, ''));
+
+  rmSync(cache, { force: true });
+  execFileSync(process.execPath, [...nodeFlags, '-e', CACHE_MAKER, bundle, cache], { stdio: ['ignore', 'ignore', 'inherit'] });
+
+  // `env -S` passes the flags too.
   const hashbang = nodeFlags.length ? `#!/usr/bin/env -S node ${nodeFlags.join(' ')}` : '#!/usr/bin/env node';
-  const code = readFileSync(outfile, 'utf8');
-  writeFileSync(outfile, code.replace(/^#![^\n]*/, hashbang));
-  chmodSync(outfile, 0o755);
+  const launcher = join(dist, 'bin', `${name}.cjs`);
+  writeFileSync(launcher, `${hashbang}\n${launcherSource}\nmodule.exports.launch(${JSON.stringify(`${name}-bundle`)});\n`);
+  chmodSync(launcher, 0o755);
 }
 
 const protoDir = join(dirname(require.resolve('etcd3/package.json')), 'proto');

@@ -118,6 +118,11 @@ describe('bad input: clear errors, nothing lost, nothing programmed that should 
     expect(Date.now() - started, 'exited at once, no daemon').to.be.below(10_000);
   });
 
+  it('the shipped weftd compiles from the code cache the build made, and says so in its first log line', () => {
+    const first = readFileSync(cluster.node(1).logFile, 'utf8').split('\n')[0];
+    expect(first).to.match(/weftd \S+ starting \(Node v[\d.]+; options read \d+ ms after process start, code cache used\)/);
+  });
+
   it('the HTTP endpoint binds where told and serves only health, readiness and metrics', async () => {
     const h1 = cluster.node(1);
     expect((await h1.http('/nope')).status).to.equal(404);

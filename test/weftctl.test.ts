@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { Cluster, type WeftNode } from './harness/cluster.js';
 import { eventually } from './harness/netns.js';
 
-const WEFTCTL = fileURLToPath(new URL('../bin/weftctl.mjs', import.meta.url));
+const WEFTCTL = fileURLToPath(new URL('../bin/weftctl.cjs', import.meta.url));
 const PREFIX = '/coreos.com/network';
 
 interface CtlResult {

@@ -6,8 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EtcdServer, type EtcdTls } from './etcd.js';
 import { Netns, RUN_PREFIX, Switch, cleanupLeftovers } from './netns.js';
 
-/** weftd as shipped (the bundle dist/bin/weftd.mjs), relative to this compiled harness file. */
-export const WEFTD = fileURLToPath(new URL('../../bin/weftd.mjs', import.meta.url));
+/** weftd as shipped (dist/bin/weftd.cjs: its Node flags, the bundle and its code cache), relative to this compiled harness file. */
+export const WEFTD = fileURLToPath(new URL('../../bin/weftd.cjs', import.meta.url));
 export const ETCD_IP = '198.18.0.250';
 /** etcd member i (0-based) listens on 198.18.0.(250 + i). */
 const etcdIp = (i: number) => `198.18.0.${250 + i}`;
