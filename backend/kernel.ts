@@ -134,6 +134,8 @@ export type ChangeOp = 'new' | 'del';
 /**
  * One kernel notification (`ip monitor link neigh route`), decoded like the
  * matching dump entry. The kernel also reports weft's own changes (echoes).
+ * `nftables`: the nf_tables ruleset changed (`nft monitor`; iptables-nft's
+ * rules live there), one report per burst, without detail.
  * `overrun`: notifications were lost (receive buffer overrun, or the monitor
  * reconnected after a gap), so anything may have changed.
  */
@@ -143,6 +145,7 @@ export type KernelChange =
   /** A deleted neighbour may come without its lladdr (the kernel marks it FAILED first): `mac` is '' then. */
   | { readonly kind: 'neigh'; readonly op: ChangeOp; readonly neigh: Neigh }
   | { readonly kind: 'fdb'; readonly op: ChangeOp; readonly fdb: Fdb }
+  | { readonly kind: 'nftables' }
   | { readonly kind: 'overrun'; readonly why?: string };
 
 /** errno name of a failed op (`EEXIST`, `ENOENT`, ...), or null on success. */
@@ -197,9 +200,10 @@ export interface Kernel {
    */
   apply(ops: readonly KernelOp[]): Promise<OpResult[]>;
   /**
-   * `ip monitor link neigh route`: calls `listener` with every link, IPv4
-   * neighbour, FDB and main-table IPv4 unicast route change from now on, or
-   * with an `overrun` where some were lost. Returns the unsubscribe.
+   * `ip monitor link neigh route` and `nft monitor`: calls `listener` with
+   * every link, IPv4 neighbour, FDB and main-table IPv4 unicast route change
+   * and every burst of nf_tables ruleset changes from now on, or with an
+   * `overrun` where some were lost. Returns the unsubscribe.
    */
   monitor(listener: (change: KernelChange) => void): () => void;
   close(): Promise<void>;

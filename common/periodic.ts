@@ -4,14 +4,59 @@ import { delay } from './backoff.js';
  * Runs `fn` now and then every `intervalMs` until `signal` aborts. An error
  * goes to `onError` and the next period comes as usual: a keeper that fails
  * once must keep trying.
+ *
+ * `intervalMs` may be a function, asked after each run (a keeper that is
+ * told of changes can afford a long period). With a `wakeup`, a poke ends the
+ * wait early: the next run starts at once, or right after the current one.
  */
-export async function runPeriodically(intervalMs: number, signal: AbortSignal, fn: () => Promise<void>, onError: (err: Error) => void): Promise<void> {
+export async function runPeriodically(
+  intervalMs: number | (() => number),
+  signal: AbortSignal,
+  fn: () => Promise<void>,
+  onError: (err: Error) => void,
+  wakeup?: Wakeup,
+): Promise<void> {
   while (!signal.aborted) {
     try {
       await fn();
     } catch (err) {
       onError(err as Error);
     }
-    await delay(intervalMs, signal).catch(() => undefined);
+    const ms = typeof intervalMs === 'number' ? intervalMs : intervalMs();
+    if (wakeup) await wakeup.wait(ms, signal);
+    else await delay(ms, signal).catch(() => undefined);
+  }
+}
+
+/**
+ * Ends a periodic wait early. A poke while nobody waits is kept (once) for
+ * the next wait, so a change reported during a run is not lost.
+ */
+export class Wakeup {
+  private pending = false;
+  private wake: (() => void) | null = null;
+
+  poke(): void {
+    if (this.wake) this.wake();
+    else this.pending = true;
+  }
+
+  /** Resolves after `ms`, on a poke, or when `signal` aborts, whichever comes first. */
+  wait(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.pending || signal.aborted) {
+      this.pending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+      this.wake = done;
+    });
   }
 }

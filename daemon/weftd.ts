@@ -185,6 +185,8 @@ export class Weftd {
       ownPublicIP: this.underlay!.publicIP,
       log: this.log,
     });
+    // Ruleset changes come through the kernel listener, which the backend starts once its first pass is done.
+    void this.network!.ready.then(() => this.traffic!.follow(this.deps.kernel, signal));
     await Promise.all([
       this.manager!.run(signal),
       this.network!.run(this.timed(this.watcher.batches(signal, listing)), signal),
@@ -239,6 +241,12 @@ export class Weftd {
       entriesProgrammed: this.network?.stats().entries ?? 0,
       lastReconcile: this.lastPass,
       etcd: this.registry?.state ?? 'unknown',
+      iptables: this.traffic && {
+        inPlace: this.traffic.inPlace,
+        backing: this.traffic.backing,
+        checkPeriodSeconds: this.traffic.periodMs(this.options.iptablesResync * 1000) / 1000,
+        repairs: this.traffic.repairs,
+      },
       probes: this.prober && { round: this.prober.lastRound, peers: this.prober.healthForStatus() },
     };
   }

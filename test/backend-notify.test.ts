@@ -23,7 +23,7 @@ import {
   type OutMessage,
 } from '../backend/netlink/codec.js';
 import { vxlanAddMessage } from '../backend/netlink/link.js';
-import { DatagramStream, NLMSG_OVERRUN, decodeChange, markerDatagram } from '../backend/netlink/notify.js';
+import { DatagramStream, NFT_CHANGED, NLMSG_OVERRUN, decodeChange, markerDatagram } from '../backend/netlink/notify.js';
 import { RTPROT_WEFT } from '../backend/kernel.js';
 
 /** A notification with the body of `msg` under `type`. */
@@ -84,6 +84,10 @@ describe('backend: kernel notifications decoded like dump entries', () => {
     expect(decodeChange({ type: NLMSG_OVERRUN, flags: 0, seq: 0, payload: marker.subarray(16) })).to.deep.equal({ kind: 'overrun' });
     expect(decodeChange({ type: 20, flags: 0, seq: 0, payload: Buffer.alloc(8) })).to.equal(null);
     expect(decodeChange({ type: RTM_NEWNEIGH, flags: 0, seq: 0, payload: Buffer.alloc(4) })).to.equal(null);
+  });
+
+  it('the monitor\'s nf_tables marker is a ruleset change', () => {
+    expect(decodeChange({ type: NFT_CHANGED, flags: 0, seq: 0, payload: Buffer.alloc(0) })).to.deep.equal({ kind: 'nftables' });
   });
 });
 

@@ -2,7 +2,9 @@
  * The kernel monitor: a NETLINK_ROUTE socket joined to the link, neighbour
  * and IPv4 route groups (what `ip monitor link neigh route` listens to),
  * held by a small child process that forwards every datagram over a pipe;
- * this side decodes them (netlink/notify.ts).
+ * this side decodes them (netlink/notify.ts). The child also listens to
+ * nf_tables (`nft monitor`) and forwards one NFT_CHANGED marker per batch of
+ * its notifications: that the ruleset changed is all weft uses.
  *
  * Why a child process: the `netlink` package aborts the whole process when
  * poll reports an error on its socket (it builds the error object with a NULL
@@ -30,7 +32,7 @@ import type { Readable, Writable } from 'node:stream';
 import { Backoff } from '../../common/backoff.js';
 import type { KernelChange } from '../kernel.js';
 import { splitMessages } from './codec.js';
-import { DatagramStream, MONITOR_GROUPS, NLMSG_NOOP, NLMSG_OVERRUN, decodeChange } from './notify.js';
+import { DatagramStream, MONITOR_GROUPS, NETLINK_NETFILTER, NFNLGRP_NFTABLES, NFT_CHANGED, NLMSG_NOOP, NLMSG_OVERRUN, decodeChange } from './notify.js';
 
 /** Receive buffer asked for; the kernel caps it at net.core.rmem_max (and doubles that for bookkeeping). */
 const BUFFER_BYTES = 16 << 20;
@@ -60,9 +62,11 @@ const ownPorts = new Set(process.argv[5].split(',').filter(Boolean).map(Number))
 const out = new net.Socket({ fd: 1, readable: false });
 out.on('error', () => process.exit(0));
 let batch = [];
+let rulesMarked = false;
 function flush() {
   const data = Buffer.concat(batch);
   batch = [];
+  rulesMarked = false;
   out.write(data);
   if (out.writableLength > queueLimit) process.exit(3);
 }
@@ -83,6 +87,18 @@ const socket = new RawNetlinkSocket(0, { recvBufferSize: bufferBytes, sendBuffer
 socket.on('message', forward);
 socket.on('error', () => forward(marker(${NLMSG_OVERRUN})));
 for (const group of groups) socket.addMembership(group);
+try {
+  const rules = new RawNetlinkSocket(${NETLINK_NETFILTER}, { recvBufferSize: bufferBytes, sendBufferSize: 4096 });
+  rules.on('message', () => {
+    if (!rulesMarked) forward(marker(${NFT_CHANGED}));
+    rulesMarked = true;
+  });
+  rules.on('error', () => forward(marker(${NLMSG_OVERRUN})));
+  rules.addMembership(${NFNLGRP_NFTABLES});
+} catch (err) {
+  // No nf_tables in this kernel: then iptables is the legacy one, which reports nothing anyway.
+  process.stderr.write('nf_tables changes not watched: ' + err.message + '\\n');
+}
 forward(marker(${NLMSG_NOOP}));
 process.stdin.on('end', () => process.exit(0)).resume();
 `;

@@ -1,7 +1,10 @@
 /**
  * rtnetlink notifications, the messages `ip monitor link neigh route`
  * prints, decoded into KernelChanges through the same parsers as dumps, so a
- * notification and a dump of one entry compare equal.
+ * notification and a dump of one entry compare equal. nf_tables
+ * notifications (`nft monitor`) are not decoded: the monitor reports each
+ * burst of them as one marker, because all weft needs to know is that the
+ * ruleset changed.
  */
 import type { KernelChange } from '../kernel.js';
 import {
@@ -30,6 +33,19 @@ export const RTNLGRP_NEIGH = 3;
 export const RTNLGRP_IPV4_ROUTE = 7;
 export const MONITOR_GROUPS: readonly number[] = [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_ROUTE];
 
+/**
+ * nf_tables, where iptables-nft keeps its rules, reports every ruleset change
+ * on this protocol and group (<linux/netfilter/nfnetlink.h>).
+ */
+export const NETLINK_NETFILTER = 12;
+export const NFNLGRP_NFTABLES = 7;
+/**
+ * The monitor's marker for "the nf_tables ruleset changed": the type of
+ * NFT_MSG_NEWGEN (subsystem NFNL_SUBSYS_NFTABLES = 10), which closes every
+ * ruleset transaction. No rtnetlink message has this type.
+ */
+export const NFT_CHANGED = (10 << 8) | 0x0f;
+
 /** Netlink control messages the monitor uses as in-band markers (<linux/netlink.h>). */
 export const NLMSG_NOOP = 1;
 export const NLMSG_OVERRUN = 4;
@@ -56,6 +72,8 @@ export function decodeChange(msg: InMessage): KernelChange | null {
       return routeChange(msg);
     case NLMSG_OVERRUN:
       return { kind: 'overrun' };
+    case NFT_CHANGED:
+      return { kind: 'nftables' };
     default:
       return null;
   }
