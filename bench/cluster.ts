@@ -58,7 +58,7 @@ function print(r: Results): void {
         }),
       ),
     );
-    console.log('\nFootprint and etcd load: weftd idle after start-up (production periods: full resync 60 s, iptables check 5 s)');
+    console.log('\nFootprint and etcd load: weftd idle after start-up (production periods: full resync 60 s; iptables checked on nf_tables changes and every 60 s)');
     console.log(
       table(
         ['N', 'RSS MB', 'peak RSS MB', 'idle CPU % of a core', 'listener RSS MB', 'listener CPU %', 'weftd + listener MB', 'window s', 'etcd requests/min', 'by method'],

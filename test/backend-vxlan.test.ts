@@ -18,6 +18,7 @@ import { RTPROT_BOOT, RTPROT_WEFT } from '../backend/kernel.js';
 import { FakeKernel } from '../backend/kernel-fake.js';
 import { HostGwBackend } from '../backend/hostgw/hostgw.js';
 import { VxlanBackend } from '../backend/vxlan/vxlan.js';
+import { Reconciler, type Entry, type Ownership, type Programmer } from '../backend/reconciler.js';
 
 const log = silentLogger();
 
@@ -639,3 +640,67 @@ async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 3000
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** A vxlan-shaped programmer on one device that counts how often it is asked for a lease's entries. */
+class CountingProgrammer implements Programmer {
+  calls = 0;
+  basis = 'device';
+  constructor(private readonly dev: number) {}
+  async refresh(): Promise<{ ownership: Ownership; rebuilt: boolean }> {
+    return { rebuilt: false, ownership: { neighIfindex: this.dev, fdbIfindex: this.dev, ownsRoute: (r) => r.proto === RTPROT_WEFT } };
+  }
+  entriesFor(l: Lease): readonly Entry[] {
+    this.calls++;
+    const mac = l.attrs.BackendData!.VtepMAC as string;
+    const dev = this.dev;
+    return [
+      { kind: 'neigh', ifindex: dev, ip: l.subnet.ip, mac },
+      { kind: 'fdb', ifindex: dev, mac, dst: l.attrs.PublicIP },
+      { kind: 'route', dst: l.subnet.toString(), gw: l.subnet.ip, oif: dev, onlink: true },
+    ];
+  }
+  entriesBasis(): string {
+    return this.basis;
+  }
+}
+
+describe('backend: a full pass with nothing changed reuses the desired entries (fake kernel)', () => {
+  it('builds them again only after a peer change, a delta pass or another basis, and still repairs drift', async () => {
+    const kernel = new FakeKernel();
+    const dev = kernel.addLink({ name: 'flannel.1', mtu: 1450 }).index;
+    const programmer = new CountingProgrammer(dev);
+    const rec = new Reconciler({ kernel, programmer, log });
+    const a = lease('10.244.2.0/24', '198.18.0.2', { mac: '0a:00:00:00:00:02' });
+    const b = lease('10.244.3.0/24', '198.18.0.3', { mac: '0a:00:00:00:00:03' });
+    rec.setPeers(peersOf(a, b));
+    await rec.apply();
+    expect(programmer.calls).to.equal(2);
+    const programmed = summary(kernel);
+
+    // The safety-net pass on an idle node: no entry built, and drift found by the dump is still repaired.
+    kernel.remove({ route: '10.244.3.0/24' });
+    kernel.remove({ fdb: '0a:00:00:00:00:02', ifindex: dev });
+    rec.requestFull();
+    expect(await rec.apply()).to.include({ full: true, ops: 2, failed: 0 });
+    expect(programmer.calls).to.equal(2);
+    expect(summary(kernel)).to.deep.equal(programmed);
+    expect(rec.stats().entries).to.equal(6);
+
+    // Another device index or underlay: built again.
+    programmer.basis = 'another underlay';
+    rec.requestFull();
+    await rec.apply();
+    expect(programmer.calls).to.equal(4);
+
+    // A peer change, as a delta then a full pass: the full pass builds again, and sees the peer gone.
+    rec.update(peersOf(a), [{ key: b.subnet.toString(), removed: b }]);
+    await rec.apply();
+    rec.requestFull();
+    await rec.apply();
+    expect(programmer.calls).to.equal(5);
+    expect(summary(kernel).routes).to.have.length(1);
+    rec.requestFull();
+    await rec.apply();
+    expect(programmer.calls, 'reused again once nothing changes').to.equal(5);
+  });
+});

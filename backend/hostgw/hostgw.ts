@@ -76,6 +76,10 @@ export class HostGwProgrammer implements Programmer {
     };
   }
 
+  entriesBasis(): string {
+    return `${this.underlayIndex} ${this.ownSubnet ?? '-'} ${this.segments.join(',')}`;
+  }
+
   entriesFor(lease: Lease): readonly Entry[] | null {
     const key = lease.subnet.toString();
     if (this.ownSubnet && lease.subnet.equals(this.ownSubnet)) return null;

@@ -167,6 +167,10 @@ export class VxlanProgrammer implements Programmer {
     };
   }
 
+  entriesBasis(): string {
+    return `${this.link.index} ${this.underlayIndex} ${this.ownSubnet ?? '-'} ${this.directRouting} ${this.segments.join(',')}`;
+  }
+
   entriesFor(lease: Lease): readonly Entry[] | null {
     const key = lease.subnet.toString();
     if (this.ownSubnet && lease.subnet.equals(this.ownSubnet)) return null;
