@@ -57,11 +57,12 @@ const programs = {
  */
 const CACHE_MAKER = `
 const { writeFileSync } = require('node:fs');
+const { compileBundle, runBundle } = require(${JSON.stringify(join(here, 'launcher.cjs'))});
 const [bundle, cacheFile] = process.argv.slice(1);
-const script = require(${JSON.stringify(join(here, 'launcher.cjs'))}).compileBundle(bundle, null);
+const script = compileBundle(bundle, null);
 process.once('exit', () => writeFileSync(cacheFile, script.createCachedData()));
 process.argv = [process.argv[0], bundle, '--version'];
-require(${JSON.stringify(join(here, 'launcher.cjs'))}).runBundle(script, bundle);
+runBundle(script, bundle);
 `;
 
 const launcherSource = readFileSync(join(here, 'launcher.cjs'), 'utf8');
