@@ -65,6 +65,11 @@ process.argv = [process.argv[0], bundle, '--version'];
 runBundle(script, bundle);
 `;
 
+// Before the bundles: making a code cache loads etcd3, which reads these at load.
+const protoDir = join(dirname(require.resolve('etcd3/package.json')), 'proto');
+mkdirSync(join(dist, 'proto'), { recursive: true });
+cpSync(protoDir, join(dist, 'proto'), { recursive: true });
+
 const launcherSource = readFileSync(join(here, 'launcher.cjs'), 'utf8');
 mkdirSync(join(dist, 'bin'), { recursive: true });
 // Earlier layouts: ES module bundles run directly.
@@ -101,6 +106,3 @@ for (const [name, { entry, nodeFlags }] of Object.entries(programs)) {
   chmodSync(launcher, 0o755);
 }
 
-const protoDir = join(dirname(require.resolve('etcd3/package.json')), 'proto');
-mkdirSync(join(dist, 'proto'), { recursive: true });
-cpSync(protoDir, join(dist, 'proto'), { recursive: true });
