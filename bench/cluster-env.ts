@@ -78,6 +78,8 @@ export interface StartPhases {
   readonly firstLog: number | null;
   readonly underlay: number | null;
   readonly lease: number | null;
+  /** weftd turning ready: the moment /readyz starts to answer 200. */
+  readonly ready: number | null;
 }
 
 export function startPhases(log: string): StartPhases {
@@ -90,5 +92,5 @@ export function startPhases(log: string): StartPhases {
     }
     return null;
   };
-  return { firstLog: at(/ info /), underlay: at(/ info underlay /), lease: at(/ info holding lease /) };
+  return { firstLog: at(/ info /), underlay: at(/ info underlay /), lease: at(/ info holding lease /), ready: at(/ info ready: lease held and peers programmed/) };
 }

@@ -48,7 +48,7 @@ const ms = (x: number): string => fmt(x, x < 10 ? 2 : 0);
 function print(r: Results): void {
   if (r.machine) console.log(`\n${machineLine(r.machine)} Mode: ${r.mode}.`);
   if (r.sizes.length) {
-    console.log('\nStart-up: weftd spawn -> /readyz 200 (every peer programmed); limit = etcd list + ip/bridge -batch of the same entries');
+    console.log('\nStart-up: weftd spawn -> ready (every peer programmed; its log timestamp, confirmed on /readyz); limit = etcd list + ip/bridge -batch of the same entries');
     console.log(
       table(
         ['N', 'etcd list ms', 'ip+bridge -batch ms', 'limit ms', 'weftd total ms', 'Node start ms', 'init ms', 'list+program ms', 'total/limit', '(total-Node)/limit', 'CPU s'],
