@@ -27,6 +27,8 @@ describe('fault injection: traffic survives, state converges @real', function ()
   let cluster: Cluster;
   let pod1: Pod;
   let pod2: Pod;
+  /** iptables-nft: rule changes are reported by the kernel (legacy iptables reports nothing). */
+  let nftables = false;
 
   const h1 = () => cluster.node(1);
   const h2 = () => cluster.node(2);
@@ -35,6 +37,7 @@ describe('fault injection: traffic survives, state converges @real', function ()
 
   before(async () => {
     cluster = await Cluster.create({ hosts: 2 });
+    nftables = (await cluster.node(1).ns.exec('iptables', '--version')).includes('nf_tables');
     for (const n of cluster.nodes) n.start(WEFTD_ARGS);
     await Promise.all(cluster.nodes.map((n) => n.waitReady()));
     pod1 = await Pod.attach(h1(), 1);
@@ -143,7 +146,8 @@ describe('fault injection: traffic survives, state converges @real', function ()
     ],
   ];
   for (const [what, breakIt, isBack] of repairs) {
-    it(`someone deletes the ${what}: restored (kernel entries when the kernel reports it, rules when nf_tables reports the change) and traffic resumes`, async () => {
+    it(`someone deletes the ${what}: restored (kernel entries when the kernel reports it, rules when nf_tables reports the change) and traffic resumes`, async function () {
+      if (what === 'masquerade chain' && !nftables) this.skip(); // legacy iptables: only the 3600 s check would repair it
       const ping = pod1.ping(pod2.ip);
       await ping.waitReplies(5);
       const t0 = Date.now();
