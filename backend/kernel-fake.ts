@@ -259,11 +259,7 @@ export class FakeKernel implements Kernel {
 
   /** As Linux reports it: the entry goes FAILED first, so the deletion carries no lladdr. */
   private deleteNeigh(key: string): boolean {
-    const neigh = this.neighs.get(key);
-    if (!neigh) return false;
-    this.neighs.delete(key);
-    this.notify({ kind: 'neigh', op: 'del', neigh: { ...neigh, mac: '', permanent: false } });
-    return true;
+    return this.drop(this.neighs, key, (neigh) => ({ kind: 'neigh', op: 'del', neigh: { ...neigh, mac: '', permanent: false } }));
   }
 
   private setFdb(fdb: Fdb): void {
@@ -272,11 +268,7 @@ export class FakeKernel implements Kernel {
   }
 
   private deleteFdb(key: string): boolean {
-    const fdb = this.fdbs.get(key);
-    if (!fdb) return false;
-    this.fdbs.delete(key);
-    this.notify({ kind: 'fdb', op: 'del', fdb });
-    return true;
+    return this.drop(this.fdbs, key, (fdb) => ({ kind: 'fdb', op: 'del', fdb }));
   }
 
   private setRoute(route: Route): void {
@@ -285,10 +277,15 @@ export class FakeKernel implements Kernel {
   }
 
   private deleteRoute(key: string): boolean {
-    const route = this.routes.get(key);
-    if (!route) return false;
-    this.routes.delete(key);
-    this.notify({ kind: 'route', op: 'del', route });
+    return this.drop(this.routes, key, (route) => ({ kind: 'route', op: 'del', route }));
+  }
+
+  /** Deletes one entry of a table and reports it as `report` says; false when there was none. */
+  private drop<T>(table: Map<string, T>, key: string, report: (entry: T) => KernelChange): boolean {
+    const entry = table.get(key);
+    if (entry === undefined) return false;
+    table.delete(key);
+    this.notify(report(entry));
     return true;
   }
 
