@@ -35,8 +35,22 @@ export async function runPeriodically(
 export class Wakeup {
   private pending = false;
   private wake: (() => void) | null = null;
+  private settle: NodeJS.Timeout | null = null;
 
-  poke(): void {
+  /**
+   * Wakes the wait now, or `afterMs` from now: pokes that come meanwhile
+   * join that one, so a burst of changes ends the wait once, after it.
+   */
+  poke(afterMs = 0): void {
+    if (afterMs > 0) {
+      if (this.settle) return;
+      this.settle = setTimeout(() => {
+        this.settle = null;
+        this.poke();
+      }, afterMs);
+      this.settle.unref();
+      return;
+    }
     if (this.wake) this.wake();
     else this.pending = true;
   }

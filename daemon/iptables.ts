@@ -203,7 +203,6 @@ export class TrafficRules {
   /** Ruleset changes are being reported (`follow`). */
   private following = false;
   private readonly wakeup = new Wakeup();
-  private settle: NodeJS.Timeout | null = null;
 
   constructor(
     spec: TrafficRulesSpec,
@@ -253,7 +252,6 @@ export class TrafficRules {
       () => {
         unsubscribe();
         this.following = false;
-        if (this.settle) clearTimeout(this.settle);
       },
       { once: true },
     );
@@ -265,12 +263,7 @@ export class TrafficRules {
   }
 
   private changed(): void {
-    if (this.settle) return;
-    this.settle = setTimeout(() => {
-      this.settle = null;
-      this.wakeup.poke();
-    }, CHANGE_SETTLE_MS);
-    this.settle.unref();
+    this.wakeup.poke(CHANGE_SETTLE_MS);
   }
 
   /** Checks at once, then as `periodMs` and `follow` say; `onInPlace` runs when the rules first match the spec. */
