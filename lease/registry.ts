@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { once } from 'node:events';
 import { EtcdLeaseInvalidError, type Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { Backoff } from '../common/backoff.js';
 import { WeftError, isWeftError, storeError } from '../common/errors.js';
@@ -36,6 +37,14 @@ export interface WatchOptions {
    */
   readonly initial?: Listing;
 }
+
+/**
+ * How long a new watch may wait for etcd's confirmation. etcd3's create()
+ * has no deadline, and its watch stream can swallow a create request sent in
+ * the moment it is closing the stream: the watch then comes up only after the
+ * client's reconnect backoff, or never. weft gives up, re-lists and tries again.
+ */
+export const WATCH_CREATE_TIMEOUT_MS = 5000;
 
 /** Store connectivity, as seen by the last call that reached (or failed to reach) etcd. */
 export type StoreState = 'connected' | 'unreachable';
@@ -85,6 +94,7 @@ export class EtcdRegistry extends EventEmitter implements Registry {
     private readonly client: Etcd3,
     readonly prefix: string,
     private readonly log: Logger = silentLogger(),
+    private readonly watchCreateTimeoutMs = WATCH_CREATE_TIMEOUT_MS,
   ) {
     super();
   }
@@ -203,7 +213,8 @@ export class EtcdRegistry extends EventEmitter implements Registry {
       let watcher: Watcher | undefined;
       try {
         const builder = this.client.watch().startRevision(String(BigInt(listing.revision) + 1n));
-        watcher = await (exactKey === undefined ? builder.prefix(range) : builder.key(range)).create();
+        watcher = (exactKey === undefined ? builder.prefix(range) : builder.key(range)).watcher();
+        await confirmed(watcher, this.watchCreateTimeoutMs, signal);
         // An idle daemon makes no calls for hours: the watch stream is what notices etcd going away.
         watcher.on('disconnected', () => this.setState('unreachable'));
         watcher.on('connected', () => this.setState('connected'));
@@ -216,7 +227,7 @@ export class EtcdRegistry extends EventEmitter implements Registry {
         this.log.warn('etcd watch ended; re-listing', { key: range });
       } catch (err) {
         if (signal.aborted) return;
-        this.log.warn('etcd watch failed (compacted or cancelled); re-listing', { key: range, error: (err as Error).message });
+        this.log.warn('etcd watch failed (compacted, cancelled or not confirmed); re-listing', { key: range, error: (err as Error).message });
         if (!(await sleepOrAbort(backoff, signal))) return;
       } finally {
         watcher?.removeAllListeners().on('error', () => undefined);
@@ -294,6 +305,17 @@ async function* drainWatch(watcher: Watcher, signal: AbortSignal): AsyncGenerato
     }
   } finally {
     signal.removeEventListener('abort', poke);
+  }
+}
+
+/** Resolves once etcd confirms `watcher`; rejects on its error, after `timeoutMs`, or on abort. */
+async function confirmed(watcher: Watcher, timeoutMs: number, signal: AbortSignal): Promise<void> {
+  const deadline = AbortSignal.timeout(timeoutMs);
+  try {
+    await once(watcher, 'connected', { signal: AbortSignal.any([signal, deadline]) });
+  } catch (err) {
+    if (deadline.aborted && !signal.aborted) throw new Error(`etcd did not confirm the watch within ${timeoutMs} ms`);
+    throw err;
   }
 }
 

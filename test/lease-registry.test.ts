@@ -1,0 +1,101 @@
+import { expect } from 'chai';
+import { EventEmitter } from 'node:events';
+import type { Etcd3 } from 'etcd3';
+import { EtcdRegistry, type StoreUpdate } from '../lease/registry.js';
+
+const P = '/coreos.com/network';
+
+/**
+ * Just enough of etcd3's client for watchSubnets: a prefix listing at a
+ * revision, and watch builders whose watchers etcd confirms or not, as the
+ * test decides. (The real client is exercised in lease-etcd.test.ts.)
+ */
+class StandInClient {
+  revision = 10;
+  lists = 0;
+  /** One entry per watcher created: true = etcd confirms it, false = its create request is never answered. */
+  readonly confirms: boolean[] = [];
+  readonly watchers: (EventEmitter & { startRevision: string; cancelled: boolean })[] = [];
+
+  getAll() {
+    return {
+      prefix: () => ({
+        exec: async () => {
+          this.lists++;
+          return { kvs: [], header: { revision: String(this.revision) } };
+        },
+      }),
+    };
+  }
+
+  watch() {
+    let startRevision = '';
+    const builder = {
+      startRevision: (r: string) => ((startRevision = r), builder),
+      prefix: () => builder,
+      watcher: () => {
+        const w = Object.assign(new EventEmitter(), { startRevision, cancelled: false, cancel: async () => void (w.cancelled = true) });
+        const confirm = this.confirms[this.watchers.length] ?? true;
+        this.watchers.push(w);
+        if (confirm) setImmediate(() => w.emit('connected', {}));
+        return w;
+      },
+    };
+    return builder;
+  }
+}
+
+async function next(it: AsyncIterator<StoreUpdate>): Promise<StoreUpdate> {
+  const r = await it.next();
+  if (r.done) throw new Error('watch ended');
+  return r.value;
+}
+
+describe('etcd registry watch (unit, stand-in client)', () => {
+  it('a watch etcd never confirms is given up after the deadline: the registry re-lists and watches again', async () => {
+    const client = new StandInClient();
+    client.confirms.push(false, true);
+    const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, 50);
+    const ac = new AbortController();
+    const it = registry.watchSubnets(ac.signal)[Symbol.asyncIterator]();
+    try {
+      expect(await next(it)).to.include({ type: 'snapshot', reason: 'initial', revision: '10' });
+      client.revision = 12;
+      const started = Date.now();
+      const update = next(it); // creates the first watch, which stays unconfirmed
+      const resync = await update;
+      expect(Date.now() - started).to.be.at.least(45);
+      expect(resync).to.include({ type: 'snapshot', reason: 'resync', revision: '12' });
+      expect(client.lists).to.equal(2);
+      expect(client.watchers[0]!.cancelled, 'the unconfirmed watch is cancelled').to.equal(true);
+      // The next watch starts after the new listing and carries events.
+      const events = next(it);
+      await new Promise((r) => setTimeout(r, 10));
+      expect(client.watchers).to.have.length(2);
+      expect(client.watchers[1]!.startRevision).to.equal('13');
+      client.watchers[1]!.emit('data', { header: { revision: '13' }, events: [{ type: 'Put', kv: { key: Buffer.from(`${P}/subnets/10.244.2.0-24`), value: Buffer.from('{}'), lease: '7', mod_revision: '13' } }] });
+      expect(await events).to.deep.include({ type: 'events', revision: '13' });
+    } finally {
+      ac.abort();
+      await it.return?.(undefined);
+    }
+  });
+
+  it('a confirmed watch is not re-listed however long it stays quiet', async () => {
+    const client = new StandInClient();
+    const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, 30);
+    const ac = new AbortController();
+    const it = registry.watchSubnets(ac.signal)[Symbol.asyncIterator]();
+    try {
+      await next(it);
+      const pending = it.next();
+      await new Promise((r) => setTimeout(r, 150));
+      expect(client.lists).to.equal(1);
+      expect(client.watchers).to.have.length(1);
+      ac.abort();
+      expect((await pending).done, 'the watch ends on abort, with nothing yielded').to.equal(true);
+    } finally {
+      ac.abort();
+    }
+  });
+});
