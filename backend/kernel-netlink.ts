@@ -186,7 +186,7 @@ export class NetlinkKernel implements Kernel {
 
   async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
     if (ops.length === 0) return [];
-    const errnos = await this.requests.transact(ops.map(encodeOp));
+    const errnos = await this.requests.transact(ops, encodeOp);
     return errnos.map((e) => (e === 0 ? null : errnoName(e)));
   }
 
@@ -232,7 +232,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   private async single(what: string, msg: OutMessage): Promise<void> {
-    const [errno] = await this.requests.transact([msg]);
+    const [errno] = await this.requests.transact([msg], (m) => m);
     if (errno) throw new KernelError(what, errnoName(errno));
   }
 }

@@ -9,7 +9,6 @@
  * <linux/if_addr.h>. Integers are host order (little-endian on every target).
  */
 import { constants as osConstants } from 'node:os';
-import { Subnet } from '../../lease/subnet.js';
 import { NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK, RT_TABLE_MAIN, type Addr, type AddrInfo, type Fdb, type Neigh, type Route } from '../kernel.js';
 
 export const NLMSG_HDRLEN = 16;
@@ -82,15 +81,21 @@ export interface InMessage {
 
 /** Writes nlmsghdr + body into one buffer. */
 export function frame(msg: OutMessage, seq: number, port: number, extraFlags = 0): Buffer {
-  const len = NLMSG_HDRLEN + msg.body.length;
-  const buf = Buffer.allocUnsafe(len);
-  buf.writeUInt32LE(len, 0);
-  buf.writeUInt16LE(msg.type, 4);
-  buf.writeUInt16LE(msg.flags | extraFlags | NLM_F_REQUEST, 6);
-  buf.writeUInt32LE(seq >>> 0, 8);
-  buf.writeUInt32LE(port >>> 0, 12);
-  msg.body.copy(buf, NLMSG_HDRLEN);
+  const buf = Buffer.allocUnsafe(NLMSG_HDRLEN + msg.body.length);
+  frameInto(buf, 0, msg, seq, port, extraFlags);
   return buf;
+}
+
+/** Writes nlmsghdr + body at `off` of `buf` (several messages share one datagram); returns the offset after it. */
+export function frameInto(buf: Buffer, off: number, msg: OutMessage, seq: number, port: number, extraFlags = 0): number {
+  const len = NLMSG_HDRLEN + msg.body.length;
+  buf.writeUInt32LE(len, off);
+  buf.writeUInt16LE(msg.type, off + 4);
+  buf.writeUInt16LE(msg.flags | extraFlags | NLM_F_REQUEST, off + 6);
+  buf.writeUInt32LE(seq >>> 0, off + 8);
+  buf.writeUInt32LE(port >>> 0, off + 12);
+  msg.body.copy(buf, off + NLMSG_HDRLEN);
+  return off + len;
 }
 
 /** Splits one received datagram into its messages. */
@@ -124,15 +129,20 @@ export function errnoName(errno: number): string {
 
 // ---------------------------------------------------------------- attributes
 
+/**
+ * Builds one message body in place. Bulk passes encode tens of thousands of
+ * messages, so nothing here allocates beyond the body itself: the body comes
+ * from Node's shared buffer pool, and addresses are written straight into it
+ * rather than through intermediate buffers.
+ */
 class Writer {
   private readonly buf: Buffer;
   private off = 0;
   constructor(size: number) {
-    this.buf = Buffer.alloc(size);
+    this.buf = Buffer.allocUnsafe(size);
   }
   u8(v: number): this {
-    this.buf.writeUInt8(v, this.off);
-    this.off += 1;
+    this.buf[this.off++] = v;
     return this;
   }
   u16(v: number): this {
@@ -146,19 +156,38 @@ class Writer {
     return this;
   }
   attr(type: number, data: Buffer): this {
-    this.buf.writeUInt16LE(4 + data.length, this.off);
-    this.buf.writeUInt16LE(type, this.off + 2);
-    data.copy(this.buf, this.off + 4);
-    this.off += align4(4 + data.length);
-    return this;
+    data.copy(this.buf, this.attrHeader(type, data.length));
+    return this.pad();
   }
   attrU32(type: number, v: number): this {
-    const b = Buffer.allocUnsafe(4);
-    b.writeUInt32LE(v >>> 0, 0);
-    return this.attr(type, b);
+    this.buf.writeUInt32LE(v >>> 0, this.attrHeader(type, 4));
+    return this.pad();
+  }
+  /** An IPv4 address attribute from its dotted form; throws on anything else. */
+  attrIPv4(type: number, ip: string): this {
+    writeIPv4(ip, this.buf, this.attrHeader(type, 4));
+    return this.pad();
+  }
+  /** A MAC address attribute from `aa:bb:cc:dd:ee:ff`; throws on anything else. */
+  attrMAC(type: number, mac: string): this {
+    writeMAC(mac, this.buf, this.attrHeader(type, 6));
+    return this.pad();
   }
   done(): Buffer {
     return this.buf.subarray(0, this.off);
+  }
+  /** Writes an rtattr header and returns where its `length` bytes of data go. */
+  private attrHeader(type: number, length: number): number {
+    this.buf.writeUInt16LE(4 + length, this.off);
+    this.buf.writeUInt16LE(type, this.off + 2);
+    const data = this.off + 4;
+    this.off = data + length;
+    return data;
+  }
+  /** Zeroes the alignment padding after an attribute (the buffer is not zero-filled). */
+  private pad(): this {
+    while (this.off & 3) this.buf[this.off++] = 0;
+    return this;
   }
 }
 
@@ -180,15 +209,43 @@ export function forEachAttr(buf: Buffer, offset: number, fn: (type: number, data
 // ---------------------------------------------------------------- addresses and MACs
 
 export function ipv4Bytes(ip: string): Buffer {
-  const parts = ip.split('.');
-  if (parts.length !== 4) throw new Error(`not an IPv4 address: ${ip}`);
   const b = Buffer.allocUnsafe(4);
-  for (let i = 0; i < 4; i++) {
-    const n = Number(parts[i]);
-    if (!Number.isInteger(n) || n < 0 || n > 255) throw new Error(`not an IPv4 address: ${ip}`);
-    b[i] = n;
-  }
+  writeIPv4(ip, b, 0);
   return b;
+}
+
+/** Writes dotted-quad `ip` as 4 bytes at `off`. */
+function writeIPv4(ip: string, buf: Buffer, off: number): void {
+  buf.writeUInt32BE(parseIPv4(ip), off);
+}
+
+/**
+ * Dotted-quad `ip` as an unsigned 32-bit number, read digit by digit (no
+ * split, no allocation). Leading zeros ("010") are refused, as Node's isIPv4
+ * does; throws on anything that is not four octets.
+ */
+function parseIPv4(ip: string): number {
+  let result = 0;
+  let octets = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= ip.length; i++) {
+    const c = i < ip.length ? ip.charCodeAt(i) : 0x2e; // the end closes the last octet like a '.'
+    if (c === 0x2e) {
+      if (digits === 0 || value > 255 || octets === 4 || (digits > 1 && ip.charCodeAt(i - digits) === 0x30)) break;
+      result = result * 256 + value;
+      octets++;
+      value = 0;
+      digits = 0;
+      if (i === ip.length && octets === 4) return result;
+    } else if (c >= 0x30 && c <= 0x39 && digits < 3) {
+      value = value * 10 + (c - 0x30);
+      digits++;
+    } else {
+      break;
+    }
+  }
+  throw new Error(`not an IPv4 address: ${ip}`);
 }
 
 export function ipv4String(b: Buffer): string {
@@ -196,9 +253,30 @@ export function ipv4String(b: Buffer): string {
 }
 
 export function macBytes(mac: string): Buffer {
-  const parts = mac.split(':');
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`not a MAC address: ${mac}`);
-  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+  const b = Buffer.allocUnsafe(6);
+  writeMAC(mac, b, 0);
+  return b;
+}
+
+/** Writes `aa:bb:cc:dd:ee:ff` (either case) as 6 bytes at `off`. */
+function writeMAC(mac: string, buf: Buffer, off: number): void {
+  if (mac.length === 17) {
+    let i = 0;
+    for (; i < 6; i++) {
+      const hi = hexValue(mac.charCodeAt(i * 3));
+      const lo = hexValue(mac.charCodeAt(i * 3 + 1));
+      if (hi < 0 || lo < 0 || (i < 5 && mac.charCodeAt(i * 3 + 2) !== 0x3a)) break;
+      buf[off + i] = (hi << 4) | lo;
+    }
+    if (i === 6) return;
+  }
+  throw new Error(`not a MAC address: ${mac}`);
+}
+
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const lower = c | 0x20;
+  return lower >= 0x61 && lower <= 0x66 ? lower - 0x61 + 10 : -1;
 }
 
 export function macString(b: Buffer): string {
@@ -218,21 +296,21 @@ function ndmsg(w: Writer, family: number, ifindex: number, state: number, flags:
 /** RTM_NEWNEIGH, CREATE|REPLACE: `ip neigh replace IP dev IF lladdr MAC nud permanent`. */
 export function neighSetMessage(n: { ifindex: number; ip: string; mac: string }): OutMessage {
   const w = new Writer(NDMSG_LEN + attrSpace(4, 6));
-  ndmsg(w, AF_INET, n.ifindex, NUD_PERMANENT, 0, RTN_UNICAST).attr(NDA_DST, ipv4Bytes(n.ip)).attr(NDA_LLADDR, macBytes(n.mac));
+  ndmsg(w, AF_INET, n.ifindex, NUD_PERMANENT, 0, RTN_UNICAST).attrIPv4(NDA_DST, n.ip).attrMAC(NDA_LLADDR, n.mac);
   return { type: RTM_NEWNEIGH, flags: NLM_F_CREATE | NLM_F_REPLACE, body: w.done() };
 }
 
 /** RTM_DELNEIGH: `ip neigh del IP dev IF`. */
 export function neighDelMessage(n: { ifindex: number; ip: string }): OutMessage {
   const w = new Writer(NDMSG_LEN + attrSpace(4));
-  ndmsg(w, AF_INET, n.ifindex, 0, 0, 0).attr(NDA_DST, ipv4Bytes(n.ip));
+  ndmsg(w, AF_INET, n.ifindex, 0, 0, 0).attrIPv4(NDA_DST, n.ip);
   return { type: RTM_DELNEIGH, flags: 0, body: w.done() };
 }
 
 /** RTM_NEWNEIGH AF_BRIDGE NTF_SELF: `bridge fdb replace MAC dev IF dst IP self permanent`. */
 export function fdbReplaceMessage(f: { ifindex: number; mac: string; dst: string }): OutMessage {
   const w = new Writer(NDMSG_LEN + attrSpace(6, 4));
-  ndmsg(w, AF_BRIDGE, f.ifindex, NUD_PERMANENT, NTF_SELF, 0).attr(NDA_LLADDR, macBytes(f.mac)).attr(NDA_DST, ipv4Bytes(f.dst));
+  ndmsg(w, AF_BRIDGE, f.ifindex, NUD_PERMANENT, NTF_SELF, 0).attrMAC(NDA_LLADDR, f.mac).attrIPv4(NDA_DST, f.dst);
   return { type: RTM_NEWNEIGH, flags: NLM_F_CREATE | NLM_F_REPLACE, body: w.done() };
 }
 
@@ -243,7 +321,7 @@ export function fdbReplaceMessage(f: { ifindex: number; mac: string; dst: string
  */
 export function fdbDelMessage(f: { ifindex: number; mac: string }): OutMessage {
   const w = new Writer(NDMSG_LEN + attrSpace(6));
-  ndmsg(w, AF_BRIDGE, f.ifindex, 0, NTF_SELF, 0).attr(NDA_LLADDR, macBytes(f.mac));
+  ndmsg(w, AF_BRIDGE, f.ifindex, 0, NTF_SELF, 0).attrMAC(NDA_LLADDR, f.mac);
   return { type: RTM_DELNEIGH, flags: 0, body: w.done() };
 }
 
@@ -312,22 +390,22 @@ function rtmsg(w: Writer, dstLen: number, proto: number, scope: number, type: nu
 
 /** RTM_NEWROUTE CREATE|REPLACE: `ip route replace DST via GW dev IF [onlink] proto P`. */
 export function routeReplaceMessage(r: { dst: string; gw: string | null; oif: number; onlink: boolean; proto: number }): OutMessage {
-  const dst = Subnet.parse(r.dst);
+  const [dst, len] = networkOf(r.dst);
   const w = new Writer(RTMSG_LEN + attrSpace(4, 4, 4));
-  rtmsg(w, dst.prefixLength, r.proto, RT_SCOPE_UNIVERSE, RTN_UNICAST, r.onlink ? RTNH_F_ONLINK : 0);
-  w.attr(RTA_DST, ipv4Bytes(dst.ip));
-  if (r.gw) w.attr(RTA_GATEWAY, ipv4Bytes(r.gw));
+  rtmsg(w, len, r.proto, RT_SCOPE_UNIVERSE, RTN_UNICAST, r.onlink ? RTNH_F_ONLINK : 0);
+  w.attrIPv4(RTA_DST, dst);
+  if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
   if (r.oif) w.attrU32(RTA_OIF, r.oif);
   return { type: RTM_NEWROUTE, flags: NLM_F_CREATE | NLM_F_REPLACE, body: w.done() };
 }
 
 /** RTM_DELROUTE: `ip route del DST [via GW] [dev IF]`; scope NOWHERE and proto 0 match any. */
 export function routeDelMessage(r: { dst: string; gw?: string | null; oif?: number }): OutMessage {
-  const dst = Subnet.parse(r.dst);
+  const [dst, len] = networkOf(r.dst);
   const w = new Writer(RTMSG_LEN + attrSpace(4, 4, 4));
-  rtmsg(w, dst.prefixLength, 0, RT_SCOPE_NOWHERE, 0, 0);
-  w.attr(RTA_DST, ipv4Bytes(dst.ip));
-  if (r.gw) w.attr(RTA_GATEWAY, ipv4Bytes(r.gw));
+  rtmsg(w, len, 0, RT_SCOPE_NOWHERE, 0, 0);
+  w.attrIPv4(RTA_DST, dst);
+  if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
   if (r.oif) w.attrU32(RTA_OIF, r.oif);
   return { type: RTM_DELROUTE, flags: 0, body: w.done() };
 }
@@ -376,7 +454,7 @@ function ifaddrmsg(w: Writer, prefixLen: number, ifindex: number): Writer {
 export function addrAddMessage(a: Addr): OutMessage {
   const [ip, len] = splitCidr(a.cidr);
   const w = new Writer(IFADDRMSG_LEN + attrSpace(4, 4));
-  ifaddrmsg(w, len, a.ifindex).attr(IFA_LOCAL, ipv4Bytes(ip)).attr(IFA_ADDRESS, ipv4Bytes(ip));
+  ifaddrmsg(w, len, a.ifindex).attrIPv4(IFA_LOCAL, ip).attrIPv4(IFA_ADDRESS, ip);
   return { type: RTM_NEWADDR, flags: NLM_F_CREATE | NLM_F_EXCL, body: w.done() };
 }
 
@@ -384,7 +462,7 @@ export function addrAddMessage(a: Addr): OutMessage {
 export function addrDelMessage(a: Addr): OutMessage {
   const [ip, len] = splitCidr(a.cidr);
   const w = new Writer(IFADDRMSG_LEN + attrSpace(4, 4));
-  ifaddrmsg(w, len, a.ifindex).attr(IFA_LOCAL, ipv4Bytes(ip)).attr(IFA_ADDRESS, ipv4Bytes(ip));
+  ifaddrmsg(w, len, a.ifindex).attrIPv4(IFA_LOCAL, ip).attrIPv4(IFA_ADDRESS, ip);
   return { type: RTM_DELADDR, flags: 0, body: w.done() };
 }
 
@@ -440,9 +518,23 @@ function scopeName(scope: number): string {
   return SCOPE_NAMES.get(scope) ?? String(scope);
 }
 
+/**
+ * A route destination as the kernel wants it: the network address and prefix
+ * length. Host bits are masked (`10.1.2.3/16` is 10.1.0.0/16), as
+ * `ip route` does; bulk passes call this per route, so it is plain arithmetic.
+ */
+function networkOf(cidr: string): [string, number] {
+  const [ip, len] = splitCidr(cidr);
+  const value = parseIPv4(ip);
+  const masked = len === 0 ? 0 : (value & (~0 << (32 - len))) >>> 0;
+  if (masked === value) return [ip, len];
+  return [`${masked >>> 24}.${(masked >>> 16) & 255}.${(masked >>> 8) & 255}.${masked & 255}`, len];
+}
+
 function splitCidr(cidr: string): [string, number] {
-  const [ip, len] = cidr.split('/');
-  const n = Number(len);
-  if (!ip || !Number.isInteger(n) || n < 0 || n > 32) throw new Error(`not an IPv4 CIDR: ${cidr}`);
+  const slash = cidr.indexOf('/');
+  const ip = cidr.slice(0, slash);
+  const n = slash > 0 && slash < cidr.length - 1 ? Number(cidr.slice(slash + 1)) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 32) throw new Error(`not an IPv4 CIDR: ${cidr}`);
   return [ip, n];
 }
