@@ -167,6 +167,12 @@ export interface PeerProberOptions {
   readonly mtu: () => number;
   /** VXLAN UDP port, for the diagnosis text. */
   readonly vxlanPort?: number;
+  /**
+   * Rounds start once this resolves: the peers are programmed. Before that an
+   * overlay probe finds no route and reports a healthy peer as blocked. The
+   * responder answers other nodes from the start.
+   */
+  readonly peersProgrammed?: Promise<unknown>;
   readonly log?: Logger;
 }
 
@@ -201,6 +207,7 @@ export class PeerProber {
     }
     const client = new ProbeClient(this.options.port);
     try {
+      await untilSettledOrAborted(this.options.peersProgrammed, signal);
       while (!signal.aborted) {
         await this.probeRound(client).catch((err: Error) => this.log.warn(`probe round failed: ${err.message}`));
         await delay(this.options.intervalMs, signal).catch(() => undefined);
@@ -260,5 +267,18 @@ export class PeerProber {
     );
     this.lastTargets = targets;
     this.round = { at: new Date().toISOString(), probed: targets.length, peers: peers.size, sampled: targets.length < peers.size };
+  }
+}
+
+/** Waits for `promise` (if any) unless `signal` aborts first. */
+async function untilSettledOrAborted(promise: Promise<unknown> | undefined, signal: AbortSignal): Promise<void> {
+  if (!promise || signal.aborted) return;
+  let onAbort = (): void => undefined;
+  const aborted = new Promise<void>((resolve) => (onAbort = resolve));
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await Promise.race([promise.then(() => undefined, () => undefined), aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
   }
 }

@@ -217,6 +217,7 @@ export class Weftd {
       peers: () => this.watcher?.current ?? new Map(),
       mtu: () => this.network?.mtu ?? 0,
       vxlanPort: cfg.port || VXLAN_DEFAULT_PORT,
+      peersProgrammed: this.network!.ready,
       log: this.log,
     });
     return this.prober.run(signal);

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ProbeClient, ProbeResponder, diagnose, pickTargets } from '../daemon/probe.js';
+import { PeerProber, ProbeClient, ProbeResponder, diagnose, pickTargets } from '../daemon/probe.js';
 import { freePort } from './harness/etcd.js';
 
 describe('peer probing', () => {
@@ -54,5 +54,46 @@ describe('peer probing', () => {
       client.close();
       responder.close();
     }
+  });
+
+  it('answers peers at once but starts its own rounds only once the peers are programmed', async () => {
+    const port = await freePort();
+    let programmed!: () => void;
+    let peerReads = 0;
+    const prober = new PeerProber({
+      port,
+      intervalMs: 60_000,
+      sample: 32,
+      // No peers, so a round sends nothing; reading them is how a round shows it began.
+      peers: () => (peerReads++, new Map()),
+      mtu: () => 1450,
+      peersProgrammed: new Promise<void>((resolve) => (programmed = resolve)),
+    });
+    const ac = new AbortController();
+    const running = prober.run(ac.signal);
+    const client = new ProbeClient(port);
+    try {
+      expect((await client.echo('127.0.0.1', 1000)).mtu, 'the responder answers before the peers are programmed').to.equal(1450);
+      expect(peerReads).to.equal(0);
+      expect(prober.lastRound).to.equal(null);
+      programmed();
+      const deadline = Date.now() + 2000;
+      while (prober.lastRound === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(prober.lastRound).to.include({ probed: 0, peers: 0 });
+    } finally {
+      client.close();
+      ac.abort();
+      await running;
+    }
+  });
+
+  it('stops while still waiting for the peers to be programmed', async () => {
+    const prober = new PeerProber({ port: await freePort(), intervalMs: 60_000, sample: 32, peers: () => new Map(), mtu: () => 1450, peersProgrammed: new Promise(() => undefined) });
+    const ac = new AbortController();
+    const running = prober.run(ac.signal);
+    await new Promise((r) => setTimeout(r, 50));
+    ac.abort();
+    await running;
+    expect(prober.lastRound).to.equal(null);
   });
 });
