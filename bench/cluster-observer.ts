@@ -11,7 +11,7 @@
  *   ip netns exec <host ns> node cluster-observer.js ETCD_ENDPOINT
  */
 import { Etcd3, type Watcher } from 'etcd3';
-import { RawNetlinkSocket } from 'netlink';
+import { RawNetlinkSocket } from 'netlink/dist/raw.js';
 import { NetlinkKernel } from '../backend/kernel-netlink.js';
 import {
   AF_BRIDGE,

@@ -17,7 +17,7 @@
  * the socket joins no multicast group; dumps use their own channel so their
  * replies never compete with ACKs for buffer space.
  */
-import { RawNetlinkSocket } from 'netlink';
+import { RawNetlinkSocket } from 'netlink/dist/raw.js';
 import { NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, errnoName, errorCode, frame, frameInto, splitMessages, type InMessage, type OutMessage } from './codec.js';
 
 const NETLINK_ROUTE = 0;

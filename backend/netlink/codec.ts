@@ -3,7 +3,8 @@
  * entries, routes, addresses) and the dumps it reads back. These have fixed
  * headers and a handful of attributes, so encoding them by hand is short and
  * several times cheaper than the generic formatters of the `netlink` package
- * (which weft still uses for the rare, attribute-rich link messages).
+ * (weft uses only its socket). Link messages (netlink/link.ts) use the same
+ * Writer.
  *
  * Layouts from <linux/netlink.h>, <linux/rtnetlink.h>, <linux/neighbour.h>,
  * <linux/if_addr.h>. Integers are host order (little-endian on every target).
@@ -135,7 +136,7 @@ export function errnoName(errno: number): string {
  * from Node's shared buffer pool, and addresses are written straight into it
  * rather than through intermediate buffers.
  */
-class Writer {
+export class Writer {
   private readonly buf: Buffer;
   private off = 0;
   constructor(size: number) {
@@ -172,6 +173,36 @@ class Writer {
   attrMAC(type: number, mac: string): this {
     writeMAC(mac, this.buf, this.attrHeader(type, 6));
     return this.pad();
+  }
+  attrU8(type: number, v: number): this {
+    this.buf[this.attrHeader(type, 1)] = v;
+    return this.pad();
+  }
+  /** A 16-bit value in network byte order (ports). */
+  attrU16BE(type: number, v: number): this {
+    this.buf.writeUInt16BE(v, this.attrHeader(type, 2));
+    return this.pad();
+  }
+  /** A NUL-terminated string attribute, as iproute2 sends names. */
+  attrString(type: number, s: string): this {
+    const bytes = Buffer.byteLength(s);
+    const at = this.attrHeader(type, bytes + 1);
+    this.buf.write(s, at);
+    this.buf[at + bytes] = 0;
+    return this.pad();
+  }
+  /** A flag attribute: present or absent, no data. */
+  attrFlag(type: number): this {
+    this.attrHeader(type, 0);
+    return this;
+  }
+  /** A nested attribute: `fill` writes its members, then its length is set. */
+  nest(type: number, fill: (w: this) => void): this {
+    const start = this.off;
+    this.attrHeader(type, 0);
+    fill(this);
+    this.buf.writeUInt16LE(this.off - start, start);
+    return this;
   }
   done(): Buffer {
     return this.buf.subarray(0, this.off);
