@@ -22,8 +22,6 @@ import {
   RTM_NEWROUTE,
   parseNeigh,
   parseRoute,
-  ipv4String,
-  macString,
   splitMessages,
   toFdb,
   toNeigh,
@@ -85,14 +83,14 @@ function onDatagram(datagram: Buffer): void {
       // neighbour has no lladdr, for one), so only the key attribute is read.
       const raw = parseNeigh(msg.payload);
       const added = msg.type === RTM_NEWNEIGH;
-      if (raw.family === AF_INET && raw.dst?.length === 4) {
-        const ip = ipv4String(raw.dst);
+      if (raw.family === AF_INET && raw.dst !== null) {
+        const ip = raw.dst;
         if (added && !toNeigh(raw)) continue;
         if (added) neighs.add(ip);
         else neighs.delete(ip);
         touch(byIp.get(ip), at);
-      } else if (raw.family === AF_BRIDGE && raw.lladdr?.length === 6) {
-        const mac = macString(raw.lladdr);
+      } else if (raw.family === AF_BRIDGE && raw.lladdr !== null) {
+        const mac = raw.lladdr;
         if (added && !toFdb(raw)) continue;
         if (added) fdbs.add(mac);
         else fdbs.delete(mac);
