@@ -39,6 +39,7 @@ import {
   routeReplaceMessage,
   toFdb,
   toNeigh,
+  type InMessage,
   type OutMessage,
 } from './netlink/codec.js';
 import { NetlinkChannel } from './netlink/channel.js';
@@ -81,8 +82,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   async linkList(): Promise<Link[]> {
-    const replies = await this.dump(linkDumpMessage());
-    return replies.map((m) => parseLink(m.payload));
+    return this.dump(linkDumpMessage(), (m) => parseLink(m.payload));
   }
 
   async linkAdd(spec: VxlanLinkSpec): Promise<Link> {
@@ -112,13 +112,14 @@ export class NetlinkKernel implements Kernel {
   }
 
   async addrList(ifindex: number): Promise<Addr[]> {
-    const replies = await this.dump(addrDumpMessage());
-    return replies.map((m) => parseAddr(m.payload)).filter((a): a is Addr => a !== null && a.ifindex === ifindex);
+    return this.dump(addrDumpMessage(), (m) => {
+      const a = parseAddr(m.payload);
+      return a && a.ifindex === ifindex ? a : null;
+    });
   }
 
   async addrListAll(): Promise<AddrInfo[]> {
-    const replies = await this.dump(addrDumpMessage());
-    return replies.map((m) => parseAddrInfo(m.payload)).filter((a): a is AddrInfo => a !== null);
+    return this.dump(addrDumpMessage(), (m) => parseAddrInfo(m.payload));
   }
 
   async addrAdd(addr: Addr): Promise<void> {
@@ -138,13 +139,10 @@ export class NetlinkKernel implements Kernel {
   }
 
   async neighList(ifindex: number): Promise<Neigh[]> {
-    const replies = await this.dump(neighDumpMessage(AF_INET));
-    const out: Neigh[] = [];
-    for (const m of replies) {
+    return this.dump(neighDumpMessage(AF_INET), (m) => {
       const n = toNeigh(parseNeigh(m.payload));
-      if (n && n.ifindex === ifindex) out.push(n);
-    }
-    return out;
+      return n && n.ifindex === ifindex ? n : null;
+    });
   }
 
   fdbReplace(fdb: Omit<Fdb, 'permanent'>): Promise<void> {
@@ -157,13 +155,10 @@ export class NetlinkKernel implements Kernel {
 
   async fdbList(ifindex: number): Promise<Fdb[]> {
     // The kernel ignores the ifindex filter of an AF_BRIDGE dump here; filter in JS.
-    const replies = await this.dump(neighDumpMessage(AF_BRIDGE));
-    const out: Fdb[] = [];
-    for (const m of replies) {
+    return this.dump(neighDumpMessage(AF_BRIDGE), (m) => {
       const f = toFdb(parseNeigh(m.payload));
-      if (f && f.ifindex === ifindex) out.push(f);
-    }
-    return out;
+      return f && f.ifindex === ifindex ? f : null;
+    });
   }
 
   routeReplace(route: Omit<Route, 'proto'> & { proto?: number }): Promise<void> {
@@ -175,13 +170,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   async routeList(): Promise<Route[]> {
-    const replies = await this.dump(routeDumpMessage());
-    const out: Route[] = [];
-    for (const m of replies) {
-      const r = parseRoute(m.payload);
-      if (r) out.push(r);
-    }
-    return out;
+    return this.dump(routeDumpMessage(), (m) => parseRoute(m.payload));
   }
 
   async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
@@ -217,9 +206,9 @@ export class NetlinkKernel implements Kernel {
   }
 
   /** Every dump reads the kernel after the monitor listens (subscribe first, then dump). */
-  private async dump(msg: OutMessage): ReturnType<NetlinkChannel['dump']> {
+  private async dump<T>(msg: OutMessage, decode: (reply: InMessage) => T | null): Promise<T[]> {
     await this.caughtUp();
-    return this.dumps.dump(msg);
+    return this.dumps.dump(msg, decode);
   }
 
   private async getLink(by: { index: number } | { name: string }): Promise<Link | null> {

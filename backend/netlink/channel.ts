@@ -30,8 +30,8 @@ interface Pending {
   readonly first: number;
   /** seq whose ACK (or error) ends the request. */
   readonly last: number;
-  /** Replies (non-error messages) for the request. */
-  readonly replies: InMessage[];
+  /** Takes each reply (non-error message) of the request as it arrives. */
+  reply(msg: InMessage): void;
   /** A refused message of a chunk other than the fencing one. */
   onError(seq: number, errno: number): void;
   /** The fencing ACK/error arrived, or NLMSG_DONE of a dump. */
@@ -83,22 +83,44 @@ export class NetlinkChannel {
         new Promise((resolve, reject) => {
           const seq = this.nextSeq();
           const replies: InMessage[] = [];
-          this.track({ first: seq, last: seq, replies, onError: () => undefined, finish: (errno) => resolve({ errno, replies }), reject });
+          const reply = (m: InMessage): void => void replies.push(m);
+          this.track({ first: seq, last: seq, reply, onError: () => undefined, finish: (errno) => resolve({ errno, replies }), reject });
           this.send([frame(msg, seq, this.port, NLM_F_ACK)]);
         }),
     );
   }
 
-  /** A dump request: resolves with every multipart reply, rejects with the errno on failure. */
-  dump(msg: OutMessage): Promise<InMessage[]> {
+  /**
+   * A dump request: resolves with what `decode` makes of each multipart reply
+   * (null: skip it), rejects with the errno on failure. Replies are decoded as
+   * their datagram arrives, so only the decoded entries outlive it: a dump of
+   * 5000 neighbours spans many event-loop turns, and holding every raw reply
+   * until the end moved all of them into the old generation.
+   */
+  dump<T>(msg: OutMessage, decode: (reply: InMessage) => T | null): Promise<T[]> {
     return this.serialized(
       () =>
         new Promise((resolve, reject) => {
           // No NLM_F_ACK: a dump ends with NLMSG_DONE, or with NLMSG_ERROR when refused.
           const seq = this.nextSeq();
-          const replies: InMessage[] = [];
-          const finish = (errno: number): void => (errno === 0 ? resolve(replies) : reject(new DumpError(errno)));
-          this.track({ first: seq, last: seq, replies, onError: () => undefined, finish, reject });
+          const entries: T[] = [];
+          // A reply that does not decode fails the dump when it ends, not the socket's event handler.
+          let undecodable: unknown = null;
+          const reply = (m: InMessage): void => {
+            if (undecodable !== null) return;
+            try {
+              const entry = decode(m);
+              if (entry !== null) entries.push(entry);
+            } catch (err) {
+              undecodable = err;
+            }
+          };
+          const finish = (errno: number): void => {
+            if (undecodable !== null) reject(undecodable);
+            else if (errno === 0) resolve(entries);
+            else reject(new DumpError(errno));
+          };
+          this.track({ first: seq, last: seq, reply, onError: () => undefined, finish, reject });
           this.send([frame(msg, seq, this.port)]);
         }),
     );
@@ -127,7 +149,7 @@ export class NetlinkChannel {
       this.track({
         first,
         last,
-        replies: [],
+        reply: () => undefined,
         onError: (seq, errno) => {
           results[start + ((seq - first) >>> 0)] = errno;
         },
@@ -183,7 +205,7 @@ export class NetlinkChannel {
       } else if (msg.type === NLMSG_DONE) {
         handler.finish(0);
       } else {
-        handler.replies.push(msg);
+        handler.reply(msg);
       }
     }
   }
