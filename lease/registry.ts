@@ -1,5 +1,4 @@
-import { EventEmitter } from 'node:events';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { EtcdLeaseInvalidError, type Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { Backoff } from '../common/backoff.js';
 import { WeftError, isWeftError, storeError } from '../common/errors.js';
