@@ -38,12 +38,16 @@ export interface WatchOptions {
 }
 
 /**
- * How long a new watch may wait for etcd's confirmation. etcd3's create()
- * has no deadline, and its watch stream can swallow a create request sent in
- * the moment it is closing the stream: the watch then comes up only after the
- * client's reconnect backoff, or never. weft gives up, re-lists and tries again.
+ * How long a watch may go unconfirmed: when created, and again after a
+ * disconnect. etcd3's create() has no deadline, and its watch stream can
+ * swallow a create request sent in the moment it is closing the stream: the
+ * watch then comes up only after the client's reconnect backoff, or never.
+ * weft gives up on such a watch, re-lists and watches again; the re-list's
+ * diff makes up for anything the watch missed.
  */
-export const WATCH_CREATE_TIMEOUT_MS = 5000;
+export const WATCH_CONFIRM_TIMEOUT_MS = 5000;
+/** After a disconnect etcd3 reconnects on its own (backoff up to 2 s); past this, weft re-lists instead. */
+export const WATCH_RECONNECT_TIMEOUT_MS = 10_000;
 
 /** Store connectivity, as seen by the last call that reached (or failed to reach) etcd. */
 export type StoreState = 'connected' | 'unreachable';
@@ -93,7 +97,7 @@ export class EtcdRegistry extends EventEmitter implements Registry {
     private readonly client: Etcd3,
     readonly prefix: string,
     private readonly log: Logger = silentLogger(),
-    private readonly watchCreateTimeoutMs = WATCH_CREATE_TIMEOUT_MS,
+    private readonly watchTimeouts = { confirmMs: WATCH_CONFIRM_TIMEOUT_MS, reconnectMs: WATCH_RECONNECT_TIMEOUT_MS },
   ) {
     super();
   }
@@ -213,12 +217,12 @@ export class EtcdRegistry extends EventEmitter implements Registry {
       try {
         const builder = this.client.watch().startRevision(String(BigInt(listing.revision) + 1n));
         watcher = (exactKey === undefined ? builder.prefix(range) : builder.key(range)).watcher();
-        await confirmed(watcher, this.watchCreateTimeoutMs, signal);
+        await confirmed(watcher, this.watchTimeouts.confirmMs, signal);
         // An idle daemon makes no calls for hours: the watch stream is what notices etcd going away.
         watcher.on('disconnected', () => this.setState('unreachable'));
         watcher.on('connected', () => this.setState('connected'));
         backoff.reset();
-        for await (const responses of drainWatch(watcher, signal)) {
+        for await (const responses of drainWatch(watcher, this.watchTimeouts.reconnectMs, signal)) {
           const events = responses.flatMap((res) => res.events.map(toStoreEvent));
           if (events.length > 0) yield { type: 'events', events, revision: responses[responses.length - 1]!.header.revision };
         }
@@ -226,7 +230,7 @@ export class EtcdRegistry extends EventEmitter implements Registry {
         this.log.warn('etcd watch ended; re-listing', { key: range });
       } catch (err) {
         if (signal.aborted) return;
-        this.log.warn('etcd watch failed (compacted, cancelled or not confirmed); re-listing', { key: range, error: (err as Error).message });
+        this.log.warn('etcd watch failed (compacted, cancelled, or not confirmed in time); re-listing', { key: range, error: (err as Error).message });
         if (!(await sleepOrAbort(backoff, signal))) return;
       } finally {
         watcher?.removeAllListeners().on('error', () => undefined);
@@ -277,20 +281,33 @@ interface WatchData {
  * The watcher's responses, delivered as arrays of everything that arrived
  * while the consumer was busy: a burst of lease writes then becomes one
  * batch (one kernel pass) instead of one pass per response. Ends on the
- * watcher's 'end' or the signal; throws its 'error' (compaction, cancel).
+ * watcher's 'end' or the signal; throws its 'error' (compaction, cancel), or
+ * when a disconnect is not followed by a reconnect within `reconnectTimeoutMs`.
  */
-async function* drainWatch(watcher: Watcher, signal: AbortSignal): AsyncGenerator<WatchData[]> {
+async function* drainWatch(watcher: Watcher, reconnectTimeoutMs: number, signal: AbortSignal): AsyncGenerator<WatchData[]> {
   const pending: WatchData[] = [];
   let failure: Error | null = null;
   let ended = false;
   let wake: (() => void) | null = null;
+  let reconnectDeadline: NodeJS.Timeout | null = null;
   const poke = () => {
     wake?.();
     wake = null;
   };
+  const reconnected = () => {
+    if (reconnectDeadline) clearTimeout(reconnectDeadline);
+    reconnectDeadline = null;
+  };
   watcher.on('data', (res: WatchData) => (pending.push(res), poke()));
   watcher.on('error', (err: Error) => ((failure = err), poke()));
   watcher.on('end', () => ((ended = true), poke()));
+  watcher.on('connected', reconnected);
+  watcher.on('disconnected', () => {
+    reconnectDeadline ??= setTimeout(() => {
+      failure = new Error(`etcd watch not re-established within ${reconnectTimeoutMs} ms of a disconnect`);
+      poke();
+    }, reconnectTimeoutMs);
+  });
   signal.addEventListener('abort', poke, { once: true });
   try {
     for (;;) {
@@ -303,6 +320,7 @@ async function* drainWatch(watcher: Watcher, signal: AbortSignal): AsyncGenerato
       await new Promise<void>((resolve) => (wake = resolve));
     }
   } finally {
+    reconnected();
     signal.removeEventListener('abort', poke);
   }
 }

@@ -1,7 +1,10 @@
 import { expect } from 'chai';
 import type { Etcd3 } from 'etcd3';
 import { once } from 'node:events';
+import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import winston from 'winston';
+import type { Logger } from '../common/log.js';
 import { createEtcdClient } from '../lease/etcd-client.js';
 import { configKey, subnetKey } from '../lease/keyspace.js';
 import { serializeLeaseAttrs } from '../lease/lease-value.js';
@@ -33,7 +36,20 @@ async function eventually<T>(what: string, fn: () => Promise<T> | T, ms = 10_000
     }
     await sleep(50);
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+  const log = registryLog.length ? `\nregistry log:\n  ${registryLog.slice(-20).join('\n  ')}` : '';
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}${log}`);
+}
+
+/** What the test's registry logged (watch failures, re-lists, connectivity), shown when a wait times out. */
+const registryLog: string[] = [];
+function recordingLogger(): Logger {
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      registryLog.push(`${new Date().toISOString()} ${chunk.toString().trim()}`);
+      done();
+    },
+  });
+  return winston.createLogger({ level: 'debug', format: winston.format.simple(), transports: [new winston.transports.Stream({ stream })] });
 }
 
 /** Collects peer batches from a watcher in the background. */
@@ -91,7 +107,8 @@ describe('leases against a real etcd @real', function () {
     // Earlier tests' managers keep leases in etcd by design (hitless restart); start each test from none.
     for (const l of (await client.leaseClient.leaseLeases()).leases) await client.leaseClient.leaseRevoke({ ID: l.ID });
     await client.put(configKey(P)).value(NET);
-    registry = new EtcdRegistry(client, P);
+    registryLog.length = 0;
+    registry = new EtcdRegistry(client, P, recordingLogger());
   });
   afterEach(() => {
     for (const c of controllers.splice(0)) c.abort();

@@ -55,7 +55,7 @@ describe('etcd registry watch (unit, stand-in client)', () => {
   it('a watch etcd never confirms is given up after the deadline: the registry re-lists and watches again', async () => {
     const client = new StandInClient();
     client.confirms.push(false, true);
-    const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, 50);
+    const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, { confirmMs: 50, reconnectMs: 60_000 });
     const ac = new AbortController();
     const it = registry.watchSubnets(ac.signal)[Symbol.asyncIterator]();
     try {
@@ -83,7 +83,7 @@ describe('etcd registry watch (unit, stand-in client)', () => {
 
   it('a confirmed watch is not re-listed however long it stays quiet', async () => {
     const client = new StandInClient();
-    const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, 30);
+    const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, { confirmMs: 30, reconnectMs: 30 });
     const ac = new AbortController();
     const it = registry.watchSubnets(ac.signal)[Symbol.asyncIterator]();
     try {
@@ -96,6 +96,34 @@ describe('etcd registry watch (unit, stand-in client)', () => {
       expect((await pending).done, 'the watch ends on abort, with nothing yielded').to.equal(true);
     } finally {
       ac.abort();
+    }
+  });
+
+  it('a watch that stays disconnected past the bound is given up and the prefix re-listed; a prompt reconnect is not', async () => {
+    const client = new StandInClient();
+    const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, { confirmMs: 1000, reconnectMs: 80 });
+    const ac = new AbortController();
+    const it = registry.watchSubnets(ac.signal)[Symbol.asyncIterator]();
+    try {
+      await next(it);
+      const update = next(it);
+      await new Promise((r) => setTimeout(r, 20));
+      const watch = client.watchers[0]!;
+      // etcd3 reconnects within the bound: nothing happens.
+      watch.emit('disconnected', new Error('stream reset'));
+      await new Promise((r) => setTimeout(r, 40));
+      watch.emit('connected', {});
+      await new Promise((r) => setTimeout(r, 100));
+      expect(client.lists, 'no re-list after a prompt reconnect').to.equal(1);
+      // It does not: the watch is abandoned and the prefix listed again.
+      client.revision = 20;
+      watch.emit('disconnected', new Error('stream reset'));
+      expect(await update).to.include({ type: 'snapshot', reason: 'resync', revision: '20' });
+      expect(client.lists).to.equal(2);
+      expect(watch.cancelled).to.equal(true);
+    } finally {
+      ac.abort();
+      await it.return?.(undefined);
     }
   });
 });
