@@ -1,5 +1,10 @@
-import { isKernelErrno, type Kernel } from './kernel.js';
+import { isKernelErrno, type Addr, type Kernel } from './kernel.js';
 import type { Subnet } from '../lease/subnet.js';
+
+/** `ip -4 addr show dev NAME`: the IPv4 addresses of one link, from the kernel's one address dump. */
+export async function addrsOn(kernel: Pick<Kernel, 'addrListAll'>, ifindex: number): Promise<Addr[]> {
+  return (await kernel.addrListAll()).filter((a) => a.ifindex === ifindex).map((a) => ({ ifindex: a.ifindex, cidr: a.cidr }));
+}
 
 /**
  * Makes `want` (e.g. `10.244.3.0/32`) the only address of the link inside
@@ -9,7 +14,7 @@ import type { Subnet } from '../lease/subnet.js';
  */
 export async function ensureSoleNetworkAddress(kernel: Kernel, ifindex: number, want: string, network: Subnet): Promise<string[]> {
   const changes: string[] = [];
-  const addrs = await kernel.addrList(ifindex);
+  const addrs = await addrsOn(kernel, ifindex);
   for (const a of addrs) {
     if (a.cidr !== want && network.contains(a.cidr.split('/')[0] ?? '')) {
       await kernel.addrDel(a);

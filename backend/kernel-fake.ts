@@ -132,10 +132,6 @@ export class FakeKernel implements Kernel {
     this.updateLink(index, { mtu });
   }
 
-  async addrList(ifindex: number): Promise<Addr[]> {
-    return [...this.addrs.values()].filter((a) => a.ifindex === ifindex).map((a) => ({ ifindex: a.ifindex, cidr: a.cidr }));
-  }
-
   async addrListAll(): Promise<AddrInfo[]> {
     return [...this.addrs.values()].sort((a, b) => a.ifindex - b.ifindex);
   }

@@ -30,7 +30,6 @@ import {
   neighDelMessage,
   neighDumpMessage,
   neighSetMessage,
-  parseAddr,
   parseAddrInfo,
   parseNeigh,
   parseRoute,
@@ -109,13 +108,6 @@ export class NetlinkKernel implements Kernel {
 
   async linkSetMtu(index: number, mtu: number): Promise<void> {
     await this.single(`link set #${index} mtu ${mtu}`, linkSetMessage(index, { mtu }));
-  }
-
-  async addrList(ifindex: number): Promise<Addr[]> {
-    return this.dump(addrDumpMessage(), (m) => {
-      const a = parseAddr(m.payload);
-      return a && a.ifindex === ifindex ? a : null;
-    });
   }
 
   async addrListAll(): Promise<AddrInfo[]> {

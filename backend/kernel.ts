@@ -168,8 +168,6 @@ export interface Kernel {
   linkSetUp(index: number): Promise<void>;
   /** `ip link set dev NAME mtu M` */
   linkSetMtu(index: number, mtu: number): Promise<void>;
-  /** `ip -4 addr show dev NAME` */
-  addrList(ifindex: number): Promise<Addr[]>;
   /** `ip -4 addr show`: the IPv4 addresses of every link, with scope and flags, in the kernel's dump order. */
   addrListAll(): Promise<AddrInfo[]>;
   /** `ip addr add CIDR dev NAME`; EEXIST if present. */

@@ -5,6 +5,7 @@
  */
 import { WeftError } from '../common/errors.js';
 import { Subnet } from '../lease/subnet.js';
+import { addrsOn } from './addresses.js';
 import type { Kernel, Link } from './kernel.js';
 
 export interface UnderlayState {
@@ -16,7 +17,7 @@ export interface UnderlayState {
 export async function readUnderlay(kernel: Kernel, name: string): Promise<UnderlayState> {
   const link = await kernel.linkByName(name);
   if (!link) throw new WeftError('WEFT_ERR_KERNEL', `underlay interface ${name} not found`);
-  const addrs = await kernel.addrList(link.index);
+  const addrs = await addrsOn(kernel, link.index);
   const segments = addrs.map((a) => Subnet.parse(a.cidr)).filter((s) => s.prefixLength < 32);
   return { link, segments };
 }

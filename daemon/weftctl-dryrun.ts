@@ -48,10 +48,6 @@ export class DryRunKernel implements Kernel {
     this.record(`ip link set dev ${this.dev(index)} mtu ${mtu}`);
   }
 
-  addrList(ifindex: number): Promise<Addr[]> {
-    return this.real.addrList(ifindex);
-  }
-
   addrListAll(): Promise<AddrInfo[]> {
     return this.real.addrListAll();
   }

@@ -3,6 +3,7 @@
  * kernel: device setup, per-peer entries, events, stale cleanup, drift repair,
  * device loss, failures, batching.
  */
+import { addrsOn } from '../backend/addresses.js';
 import { expect } from 'chai';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -155,7 +156,7 @@ describe('backend: vxlan device (fake kernel)', () => {
     expect(r.net.mtu).to.equal(1450);
     expect(link?.up).to.equal(true);
     expect(r.net.leaseAttrs).to.deep.equal({ BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: link?.mac } });
-    expect((await r.kernel.addrList(link!.index)).map((a) => a.cidr)).to.deep.equal(['10.244.1.0/32']);
+    expect((await addrsOn(r.kernel, link!.index)).map((a) => a.cidr)).to.deep.equal(['10.244.1.0/32']);
     await stop(r);
   });
 
@@ -176,7 +177,7 @@ describe('backend: vxlan device (fake kernel)', () => {
     await kernel.addrAdd({ ifindex: dev.index, cidr: '10.244.9.0/32' });
     await kernel.addrAdd({ ifindex: dev.index, cidr: '192.0.2.1/32' });
     const r = await rig({ kernel });
-    expect((await kernel.addrList(dev.index)).map((a) => a.cidr).sort()).to.deep.equal(['10.244.1.0/32', '192.0.2.1/32']);
+    expect((await addrsOn(kernel, dev.index)).map((a) => a.cidr).sort()).to.deep.equal(['10.244.1.0/32', '192.0.2.1/32']);
     await stop(r);
   });
 
@@ -354,7 +355,7 @@ describe('backend: vxlan peers (fake kernel)', () => {
     expect(now.index).to.not.equal(old.index);
     expect(now.mac).to.equal(old.mac);
     expect(now.up).to.equal(true);
-    expect((await r.kernel.addrList(now.index)).map((a) => a.cidr)).to.deep.equal(['10.244.1.0/32']);
+    expect((await addrsOn(r.kernel, now.index)).map((a) => a.cidr)).to.deep.equal(['10.244.1.0/32']);
     expect(summary(r.kernel).neighs).to.deep.equal(['10.244.2.0 0a:00:00:00:00:02']);
     await stop(r);
   });

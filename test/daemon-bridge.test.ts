@@ -1,3 +1,4 @@
+import { addrsOn } from '../backend/addresses.js';
 import { expect } from 'chai';
 import { FakeKernel } from '../backend/kernel-fake.js';
 import { silentLogger } from '../common/log.js';
@@ -13,7 +14,7 @@ describe('docker bridge keeper (fake kernel)', () => {
     expect(await keeper.ensure()).to.deep.equal(['created', 'address 10.244.7.1/24', 'up']);
     const link = (await kernel.linkByName('weft0'))!;
     expect(link).to.include({ kind: 'bridge', mtu: 1450, up: true });
-    expect(await kernel.addrList(link.index)).to.deep.equal([{ ifindex: link.index, cidr: '10.244.7.1/24' }]);
+    expect(await addrsOn(kernel, link.index)).to.deep.equal([{ ifindex: link.index, cidr: '10.244.7.1/24' }]);
     expect(await keeper.ensure()).to.deep.equal([]);
   });
 
@@ -26,7 +27,7 @@ describe('docker bridge keeper (fake kernel)', () => {
     await kernel.linkSetMtu(link.index, 1500);
     keeper.update({ name: 'weft0', subnet: Subnet.parse('10.244.9.0/24'), network, mtu: 1450 });
     expect(await keeper.ensure()).to.deep.equal(['mtu 1450', 'removed 10.244.7.1/24', 'address 10.244.9.1/24']);
-    expect((await kernel.addrList(link.index)).map((a) => a.cidr).sort()).to.deep.equal(['10.244.9.1/24', '192.168.5.1/24']);
+    expect((await addrsOn(kernel, link.index)).map((a) => a.cidr).sort()).to.deep.equal(['10.244.9.1/24', '192.168.5.1/24']);
   });
 
   it('refuses to take over an interface of another kind', async () => {

@@ -521,12 +521,6 @@ export function addrDumpMessage(): OutMessage {
   return { type: RTM_GETADDR, flags: NLM_F_DUMP, body: w.done() };
 }
 
-/** An IPv4 interface address from a dump (IFA_LOCAL, else IFA_ADDRESS), or null. */
-export function parseAddr(payload: Buffer): Addr | null {
-  const info = parseAddrInfo(payload);
-  return info ? { ifindex: info.ifindex, cidr: info.cidr } : null;
-}
-
 /** An IPv4 interface address from a dump with its scope and flags, or null for anything else or a short message. */
 export function parseAddrInfo(payload: Buffer): AddrInfo | null {
   if (payload.length < IFADDRMSG_LEN || payload.readUInt8(0) !== AF_INET) return null;
