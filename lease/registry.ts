@@ -8,7 +8,11 @@ import { configKey, subnetsPrefix } from './keyspace.js';
 import type { RawKeyValue } from './lease-value.js';
 import type { NetworkConfig } from './types.js';
 
-/** What a store watch delivers: a full listing, then deltas, and a new listing whenever the watch had to restart. */
+/**
+ * What a store watch delivers: a full listing, then deltas, and a new listing
+ * whenever the watch had to restart. A snapshot's `kvs` are valid until the
+ * consumer asks for the next update; the registry then empties the array.
+ */
 export type StoreUpdate =
   | { readonly type: 'snapshot'; readonly kvs: readonly RawKeyValue[]; readonly revision: string; readonly reason: 'initial' | 'resync' }
   | { readonly type: 'events'; readonly events: readonly StoreEvent[]; readonly revision: string };
@@ -32,7 +36,8 @@ export interface WatchOptions {
    * A listing of the same range the caller already read: it becomes the
    * initial snapshot and the watch starts at its revision + 1, so start-up
    * reads and decodes every lease once instead of twice. Anything written
-   * since arrives as events (or, if compacted away, through a re-list).
+   * since arrives as events (or, if compacted away, through a re-list). The
+   * listing is handed over: its `kvs` are emptied once the snapshot is consumed.
    */
   readonly initial?: Listing;
 }
@@ -211,6 +216,9 @@ export class EtcdRegistry extends EventEmitter implements Registry {
         continue;
       }
       yield { type: 'snapshot', kvs: listing.kvs, revision: listing.revision, reason };
+      // The consumer has taken the snapshot. Its entries go now (at 5000 leases about 1.5 MB): this
+      // generator, and the callers' frames the initial listing came through, live as long as the watch.
+      listing.kvs.length = 0;
       reason = 'resync';
 
       let watcher: Watcher | undefined;
