@@ -203,14 +203,15 @@ export class TrafficRules {
   /** Ruleset changes are being reported (`follow`). */
   private following = false;
   private readonly wakeup = new Wakeup();
+  private readonly runner: IptablesRunner;
+  /** `--iptables-resync`: the check period while ruleset changes are not reported. */
+  private readonly intervalMs: number;
 
-  constructor(
-    spec: TrafficRulesSpec,
-    private readonly runner: IptablesRunner = iptablesRunner(),
-    log?: Logger,
-  ) {
+  constructor(spec: TrafficRulesSpec, options: { intervalMs: number; runner?: IptablesRunner; log?: Logger }) {
     this.spec = spec;
-    this.log = log ?? silentLogger();
+    this.intervalMs = options.intervalMs;
+    this.runner = options.runner ?? iptablesRunner();
+    this.log = options.log ?? silentLogger();
   }
 
   /** Changes the wanted rules (a new lease); the next ensure() moves the tables over. */
@@ -258,8 +259,8 @@ export class TrafficRules {
   }
 
   /** The wait before the next check: long only while every change that matters is reported. */
-  periodMs(intervalMs: number): number {
-    return this.following && this.backing === 'nf_tables' ? Math.max(intervalMs, SAFETY_NET_MS) : intervalMs;
+  periodMs(): number {
+    return this.following && this.backing === 'nf_tables' ? Math.max(this.intervalMs, SAFETY_NET_MS) : this.intervalMs;
   }
 
   private changed(): void {
@@ -267,11 +268,11 @@ export class TrafficRules {
   }
 
   /** Checks at once, then as `periodMs` and `follow` say; `onInPlace` runs when the rules first match the spec. */
-  run(intervalMs: number, signal: AbortSignal, onInPlace?: () => void): Promise<void> {
+  run(signal: AbortSignal, onInPlace?: () => void): Promise<void> {
     let first = true;
     let toldPeriod = 0;
     return runPeriodically(
-      () => this.periodMs(intervalMs),
+      () => this.periodMs(),
       signal,
       async () => {
         const wasInPlace = this.inPlace;
@@ -280,11 +281,11 @@ export class TrafficRules {
         else if (repaired) this.log.info('iptables rules installed');
         first = false;
         if (!wasInPlace && this.inPlace) onInPlace?.();
-        const period = this.periodMs(intervalMs);
+        const period = this.periodMs();
         if (this.following && this.backing && period !== toldPeriod) {
           toldPeriod = period;
           this.log.info(
-            period > intervalMs
+            period > this.intervalMs
               ? `iptables (nf_tables): rules checked at every ruleset change the kernel reports, and every ${period / 1000} s`
               : `iptables (${this.backing}): rules checked every ${period / 1000} s`,
           );

@@ -165,7 +165,7 @@ export class Weftd {
     } else {
       // At start the rules are installed by the keeper's first check, which runs at once beside the
       // first reconcile instead of before it (two spawned iptables tools); readiness waits for both.
-      this.traffic = new TrafficRules(spec, undefined, this.log);
+      this.traffic = new TrafficRules(spec, { intervalMs: o.iptablesResync * 1000, log: this.log });
     }
     if (o.bridge) {
       const bridgeSpec = { name: o.bridge, subnet: lease.subnet, network: config.network!, mtu: this.network!.mtu };
@@ -190,7 +190,7 @@ export class Weftd {
     await Promise.all([
       this.manager!.run(signal),
       this.network!.run(this.timed(this.watcher.batches(signal, listing)), signal),
-      this.traffic!.run(o.iptablesResync * 1000, signal, () => this.noteReadiness()),
+      this.traffic!.run(signal, () => this.noteReadiness()),
       this.bridge?.run(o.resyncInterval * 1000, signal),
       this.startProber(signal),
     ]);
@@ -245,7 +245,7 @@ export class Weftd {
       iptables: this.traffic && {
         inPlace: this.traffic.inPlace,
         backing: this.traffic.backing,
-        checkPeriodSeconds: this.traffic.periodMs(this.options.iptablesResync * 1000) / 1000,
+        checkPeriodSeconds: this.traffic.periodMs() / 1000,
         repairs: this.traffic.repairs,
       },
       probes: this.prober && { round: this.prober.lastRound, peers: this.prober.healthForStatus() },

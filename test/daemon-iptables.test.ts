@@ -46,7 +46,7 @@ class FakeIptables implements IptablesRunner {
 describe('iptables rule planning (unit)', () => {
   it('builds flannel\'s exact masquerade and forward rules', async () => {
     const fake = new FakeIptables();
-    const rules = new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true }, fake);
+    const rules = new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true }, { intervalMs: 50, runner: fake });
     expect(await rules.ensure()).to.equal(true);
     const saved = await fake.save();
     expect(saved).to.include(
@@ -73,7 +73,7 @@ describe('iptables rule planning (unit)', () => {
 
   it('repairs a deleted rule and a duplicated jump in one transaction', async () => {
     const fake = new FakeIptables();
-    const rules = new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true }, fake);
+    const rules = new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true }, { intervalMs: 50, runner: fake });
     await rules.ensure();
     const nat = fake.tables.get('nat')!;
     nat.lines.splice(nat.lines.findIndex((l) => l.includes('MASQUERADE')), 1);
@@ -87,7 +87,7 @@ describe('iptables rule planning (unit)', () => {
 
   it('moves to a new subnet, dropping the stale rules, and removes sets switched off', async () => {
     const fake = new FakeIptables();
-    const rules = new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true }, fake);
+    const rules = new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true }, { intervalMs: 50, runner: fake });
     await rules.ensure();
     rules.update({ network: N, subnet: Subnet.parse('10.244.9.0/24'), ipMasq: true, forwardRules: false });
     await rules.ensure();
@@ -132,15 +132,15 @@ describe('iptables checks: when they run (unit)', () => {
   it('with nf_tables and changes reported: checks at each reported change, otherwise only every SAFETY_NET_MS', async () => {
     const fake = new FakeIptables();
     fake.header = NFT_HEADER;
-    const keeper = new TrafficRules(spec, fake);
+    const keeper = new TrafficRules(spec, { intervalMs: 50, runner: fake });
     const kernel = new ReportingKernel();
     const ac = new AbortController();
-    const running = keeper.run(50, ac.signal);
+    const running = keeper.run(ac.signal);
     try {
       await eventually(async () => keeper.inPlace, 2000, 'rules installed');
-      expect(keeper.periodMs(50), 'polled until changes are reported').to.equal(50);
+      expect(keeper.periodMs(), 'polled until changes are reported').to.equal(50);
       keeper.follow(kernel, ac.signal);
-      expect(keeper.periodMs(50)).to.equal(SAFETY_NET_MS);
+      expect(keeper.periodMs()).to.equal(SAFETY_NET_MS);
       // follow() checks once (rules may have changed while nobody listened), then the checks stop.
       await sleep(300);
       const saves = fake.saves;
@@ -168,13 +168,13 @@ describe('iptables checks: when they run (unit)', () => {
   it('with legacy iptables (which reports nothing): keeps checking every period', async () => {
     const fake = new FakeIptables();
     fake.header = LEGACY_HEADER;
-    const keeper = new TrafficRules(spec, fake);
+    const keeper = new TrafficRules(spec, { intervalMs: 50, runner: fake });
     const ac = new AbortController();
-    const running = keeper.run(50, ac.signal);
+    const running = keeper.run(ac.signal);
     try {
       await eventually(async () => keeper.inPlace, 2000, 'rules installed');
       keeper.follow(new ReportingKernel(), ac.signal);
-      expect(keeper.periodMs(50)).to.equal(50);
+      expect(keeper.periodMs()).to.equal(50);
       const saves = fake.saves;
       fake.tables.get('nat')!.lines = [];
       await eventually(async () => fake.tables.get('nat')!.lines.length > 0, 2000, 'restored by the periodic check');
