@@ -1,5 +1,3 @@
-import { delay } from './backoff.js';
-
 /**
  * Runs `fn` now and then every `intervalMs` until `signal` aborts. An error
  * goes to `onError` and the next period comes as usual: a keeper that fails
@@ -14,7 +12,7 @@ export async function runPeriodically(
   signal: AbortSignal,
   fn: () => Promise<void>,
   onError: (err: Error) => void,
-  wakeup?: Wakeup,
+  wakeup: Wakeup = new Wakeup(),
 ): Promise<void> {
   while (!signal.aborted) {
     try {
@@ -22,9 +20,7 @@ export async function runPeriodically(
     } catch (err) {
       onError(err as Error);
     }
-    const ms = typeof intervalMs === 'number' ? intervalMs : intervalMs();
-    if (wakeup) await wakeup.wait(ms, signal);
-    else await delay(ms, signal).catch(() => undefined);
+    await wakeup.wait(typeof intervalMs === 'number' ? intervalMs : intervalMs(), signal);
   }
 }
 
