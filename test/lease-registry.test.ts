@@ -51,14 +51,28 @@ async function next(it: AsyncIterator<StoreUpdate>): Promise<StoreUpdate> {
   return r.value;
 }
 
+/** Runs `body` on a registry's watch over `client` with the given bounds; stops the watch afterwards. */
+async function watching(
+  client: StandInClient,
+  timeouts: { confirmMs: number; reconnectMs: number },
+  body: (it: AsyncIterator<StoreUpdate>, ac: AbortController) => Promise<void>,
+): Promise<void> {
+  const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, timeouts);
+  const ac = new AbortController();
+  const it = registry.watchSubnets(ac.signal)[Symbol.asyncIterator]();
+  try {
+    await body(it, ac);
+  } finally {
+    ac.abort();
+    await it.return?.(undefined);
+  }
+}
+
 describe('etcd registry watch (unit, stand-in client)', () => {
   it('a watch etcd never confirms is given up after the deadline: the registry re-lists and watches again', async () => {
     const client = new StandInClient();
     client.confirms.push(false, true);
-    const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, { confirmMs: 50, reconnectMs: 60_000 });
-    const ac = new AbortController();
-    const it = registry.watchSubnets(ac.signal)[Symbol.asyncIterator]();
-    try {
+    await watching(client, { confirmMs: 50, reconnectMs: 60_000 }, async (it) => {
       expect(await next(it)).to.include({ type: 'snapshot', reason: 'initial', revision: '10' });
       client.revision = 12;
       const started = Date.now();
@@ -75,18 +89,12 @@ describe('etcd registry watch (unit, stand-in client)', () => {
       expect(client.watchers[1]!.startRevision).to.equal('13');
       client.watchers[1]!.emit('data', { header: { revision: '13' }, events: [{ type: 'Put', kv: { key: Buffer.from(`${P}/subnets/10.244.2.0-24`), value: Buffer.from('{}'), lease: '7', mod_revision: '13' } }] });
       expect(await events).to.deep.include({ type: 'events', revision: '13' });
-    } finally {
-      ac.abort();
-      await it.return?.(undefined);
-    }
+    });
   });
 
   it('a confirmed watch is not re-listed however long it stays quiet', async () => {
     const client = new StandInClient();
-    const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, { confirmMs: 30, reconnectMs: 30 });
-    const ac = new AbortController();
-    const it = registry.watchSubnets(ac.signal)[Symbol.asyncIterator]();
-    try {
+    await watching(client, { confirmMs: 30, reconnectMs: 30 }, async (it, ac) => {
       await next(it);
       const pending = it.next();
       await new Promise((r) => setTimeout(r, 150));
@@ -94,17 +102,12 @@ describe('etcd registry watch (unit, stand-in client)', () => {
       expect(client.watchers).to.have.length(1);
       ac.abort();
       expect((await pending).done, 'the watch ends on abort, with nothing yielded').to.equal(true);
-    } finally {
-      ac.abort();
-    }
+    });
   });
 
   it('a watch that stays disconnected past the bound is given up and the prefix re-listed; a prompt reconnect is not', async () => {
     const client = new StandInClient();
-    const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, { confirmMs: 1000, reconnectMs: 80 });
-    const ac = new AbortController();
-    const it = registry.watchSubnets(ac.signal)[Symbol.asyncIterator]();
-    try {
+    await watching(client, { confirmMs: 1000, reconnectMs: 80 }, async (it) => {
       await next(it);
       const update = next(it);
       await new Promise((r) => setTimeout(r, 20));
@@ -121,9 +124,6 @@ describe('etcd registry watch (unit, stand-in client)', () => {
       expect(await update).to.include({ type: 'snapshot', reason: 'resync', revision: '20' });
       expect(client.lists).to.equal(2);
       expect(watch.cancelled).to.equal(true);
-    } finally {
-      ac.abort();
-      await it.return?.(undefined);
-    }
+    });
   });
 });
