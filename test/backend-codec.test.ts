@@ -12,8 +12,6 @@ import {
   forEachAttr,
   frame,
   frameInto,
-  ipv4Bytes,
-  macBytes,
   neighSetMessage,
   parseNeigh,
   parseRoute,
@@ -27,6 +25,11 @@ import {
 import { RTPROT_WEFT } from '../backend/kernel.js';
 import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from '../backend/netlink/link.js';
 import { AttrStream, ifla, putString, putU16be, rt } from 'netlink';
+
+/** The 4 bytes an IPv4 address attribute carries. */
+const ipv4Bytes = (ip: string): Buffer => new Writer(8).attrIPv4(1, ip).done().subarray(4);
+/** The 6 bytes a MAC address attribute carries. */
+const macBytes = (mac: string): Buffer => new Writer(12).attrMAC(2, mac).done().subarray(4, 10);
 
 /** Fills Node's shared allocation pool with 0xff, so a body that missed zeroing a byte shows it. */
 function dirtyPool(): void {

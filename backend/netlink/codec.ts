@@ -255,12 +255,6 @@ export function forEachAttr(buf: Buffer, offset: number, fn: (type: number, data
 
 // ---------------------------------------------------------------- addresses and MACs
 
-export function ipv4Bytes(ip: string): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  writeIPv4(ip, b, 0);
-  return b;
-}
-
 /** Writes dotted-quad `ip` as 4 bytes at `off`. */
 function writeIPv4(ip: string, buf: Buffer, off: number): void {
   buf.writeUInt32BE(parseIPv4(ip), off);
@@ -297,12 +291,6 @@ function parseIPv4(ip: string): number {
 
 export function ipv4String(b: Buffer, at = 0): string {
   return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
-}
-
-export function macBytes(mac: string): Buffer {
-  const b = Buffer.allocUnsafe(6);
-  writeMAC(mac, b, 0);
-  return b;
 }
 
 /** Writes `aa:bb:cc:dd:ee:ff` (either case) as 6 bytes at `off`. */
