@@ -47,7 +47,7 @@ export class NetlinkChannel {
   private seq = Math.floor(Math.random() * 0x7fffffff);
   /** Requests in flight by their last seq (one at a time: requests are serialized). */
   private readonly pending = new Map<number, Pending>();
-  private queue: Promise<unknown> = Promise.resolve();
+  private queue: Promise<void> = Promise.resolve();
   private closed = false;
   private failure: Error | null = null;
 
@@ -228,7 +228,12 @@ export class NetlinkChannel {
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
+    // Settles with nothing: the queue outlives each operation, and holding the
+    // last result (a whole dump at 5000 peers) would keep it alive until the next.
+    this.queue = run.then(
+      () => undefined,
+      () => undefined,
+    );
     return run;
   }
 }
