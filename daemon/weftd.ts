@@ -103,6 +103,10 @@ export class Weftd {
     this.phase = 'waiting for a valid network config in etcd';
     const config = (this.config = await this.waitForConfig(signal));
     const backend = backendFor(this.deps.backends, config.backend.type);
+    // Asked for now, the listing of every lease (the slowest read at scale) comes while the
+    // underlay and the device are set up; acquisition starts from it.
+    const listing = this.registry.listSubnets();
+    listing.catch(() => undefined); // acquisition sees the error and retries
 
     this.underlay = await discoverUnderlay(this.deps.kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, publicIp: o.publicIp });
     this.log.info(`underlay ${this.underlay.name} (${this.underlay.address}, mtu ${this.underlay.mtu}), public IP ${this.underlay.publicIP}`);
@@ -140,7 +144,8 @@ export class Weftd {
     });
     this.manager.on('state', () => this.noteReadiness());
     this.phase = 'acquiring a subnet lease';
-    const { lease, listing } = await this.manager.acquireWithListing(signal);
+    const acquired = await this.manager.acquireWithListing(signal, undefined, listing);
+    const lease = acquired.lease;
     this.log.info(`holding lease ${lease.subnet} (${lease.etcdLeaseId === '0' ? 'reservation' : `etcd lease ${lease.etcdLeaseId}`})`);
 
     await this.applyLease(lease, previous.subnet);
@@ -148,7 +153,7 @@ export class Weftd {
     this.manager.on('change', (next: Lease) => {
       this.applyLease(next, null).catch((err) => this.log.error(`applying the new lease failed: ${(err as Error).message}`));
     });
-    return listing;
+    return acquired.listing;
   }
 
   /** Everything that follows the node's subnet: device address, subnet file, traffic rules. */

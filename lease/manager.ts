@@ -90,14 +90,19 @@ export class LeaseManager extends EventEmitter {
   /**
    * acquire(), also returning the listing of every subnet key the choice was
    * made from: the peer watch can start from it instead of reading and
-   * decoding all leases a second time.
+   * decoding all leases a second time. `prefetched`, a listing already asked
+   * for, is used for the first try.
    */
-  async acquireWithListing(signal: AbortSignal, exclude?: Subnet): Promise<{ lease: Lease; listing: Listing }> {
+  async acquireWithListing(signal: AbortSignal, exclude?: Subnet, prefetched?: Promise<Listing>): Promise<{ lease: Lease; listing: Listing }> {
     const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
+    // A listing read ahead (while the caller set up its device) serves the first try. An old
+    // listing is safe: creating and replacing are conditional, and a lost race re-lists.
+    let first = prefetched;
     for (;;) {
       if (signal.aborted) throw new WeftError('WEFT_ERR_ABORTED', 'lease acquisition aborted');
       try {
-        const listing = await this.registry.listSubnets();
+        const listing = await (first ?? this.registry.listSubnets());
+        first = undefined;
         const lease = await this.tryAcquire(listing, exclude);
         if (lease) {
           this.hold(lease);
@@ -106,6 +111,7 @@ export class LeaseManager extends EventEmitter {
         this.log.info('lost a race for a subnet; re-listing');
         await delay(Math.floor(Math.random() * 50), signal);
       } catch (err) {
+        first = undefined;
         if (signal.aborted) throw new WeftError('WEFT_ERR_ABORTED', 'lease acquisition aborted');
         if (!isWeftError(err) || !err.retryable) throw err;
         this.log.error(`cannot acquire a subnet lease: ${err.message}; retrying`, { code: err.code });

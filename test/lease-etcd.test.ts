@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import winston from 'winston';
+import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { createEtcdClient } from '../lease/etcd-client.js';
 import { configKey, subnetKey } from '../lease/keyspace.js';
@@ -87,6 +88,17 @@ describe('leases against a real etcd @real', function () {
     void m.run(signal);
     await sleep(200); // the own-key watch is established
     return { m, lease, signal };
+  };
+  /** `registry`, noting each listSubnets() call. */
+  const countingLists = () => {
+    const lists: string[] = [];
+    const counting = Object.assign(Object.create(registry) as EtcdRegistry, {
+      listSubnets: () => {
+        lists.push('list');
+        return registry.listSubnets();
+      },
+    });
+    return { counting, lists };
   };
   const newSignal = () => {
     const c = new AbortController();
@@ -322,6 +334,31 @@ describe('leases against a real etcd @real', function () {
     expect(seen).to.deep.equal(['added 10.244.3.0/24', 'changed 10.244.2.0/24']);
     expect(w.resyncs).to.equal(0);
     await iterator.return?.(undefined);
+  });
+
+  it('a listing read ahead serves the first try; when it is out of date, the lost race re-lists', async () => {
+    const config = await registry.readNetworkConfig();
+    const wanted = Subnet.parse('10.244.9.0/24');
+    const early = registry.listSubnets();
+    await early;
+    // Another node takes the subnet this one wants after the listing was read.
+    await client.put(subnetKey(P, wanted)).value(serializeLeaseAttrs(attrs(2)));
+    const { counting, lists } = countingLists();
+    const m = new LeaseManager({ registry: counting, config, attrs: attrs(1), previousSubnet: wanted, ttlSeconds: 30 });
+    const { lease, listing } = await m.acquireWithListing(newSignal(), undefined, early);
+    expect(lease.subnet.equals(wanted)).to.equal(false);
+    expect(lists).to.deep.equal(['list']); // only the re-list after the lost race
+    expect(listing.kvs.map((kv) => kv.key)).to.include(subnetKey(P, wanted));
+  });
+
+  it('a listing read ahead that failed is read again', async () => {
+    const config = await registry.readNetworkConfig();
+    const failed = Promise.reject(new WeftError('WEFT_ERR_STORE_UNAVAILABLE', 'etcd range failed: connection refused'));
+    const { counting, lists } = countingLists();
+    const m = new LeaseManager({ registry: counting, config, attrs: attrs(1), ttlSeconds: 30 });
+    const { lease } = await m.acquireWithListing(newSignal(), undefined, failed);
+    expect(lists).to.deep.equal(['list']);
+    expect((await registry.getSubnet(lease.key))?.key).to.equal(lease.key);
   });
 
   it('compaction while the watch is behind loses no peer: re-list and diff', async () => {
