@@ -31,7 +31,7 @@ export class Subnet {
     if (!/^\d{1,3}$/.test(len ?? '') || String(Number(len)) !== len) {
       throw new Error(`invalid CIDR "${s}": bad prefix length`);
     }
-    if (addr && isIPv4(addr) && Number(len) <= 32) return Subnet.of(4, BigInt(ipv4Value(addr)), Number(len));
+    if (addr && isIPv4(addr) && Number(len) <= 32) return Subnet.ofIPv4(addr, Number(len));
     const v6 = s.includes(':') ? tryAddress6(s) : null;
     if (v6) {
       const start = v6.startAddress();
@@ -47,6 +47,19 @@ export class Subnet {
     const sameIp = sn.family === 4 ? given === sn.ip : new Address6(given).bigInt() === sn.base;
     if (!sameIp) throw new Error(`"${cidr}" is not a network address (host bits set; network is ${sn})`);
     return sn;
+  }
+
+  /**
+   * An IPv4 subnet from a dotted quad that passed isIPv4, in plain numbers:
+   * every lease key goes through here (5000 at a large node's start), and the
+   * general path's BigInt arithmetic allocates several numbers per call.
+   */
+  private static ofIPv4(addr: string, prefixLength: number): Subnet {
+    const value = ipv4Value(addr);
+    const size = 2 ** (32 - prefixLength);
+    const base = value - (value % size);
+    // isIPv4 admits no leading zeros, so an address without host bits is already canonical.
+    return new Subnet(4, base === value ? addr : ipv4String(base), prefixLength, BigInt(base));
   }
 
   /** Builds a subnet from a numeric network address; host bits are masked. */
@@ -125,11 +138,18 @@ export function ipString(family: 4 | 6, value: bigint): string {
   return family === 4 ? ipv4String(Number(value)) : Address6.fromBigInt(value).correctForm();
 }
 
-/** The number of a dotted quad that passed isIPv4. */
+/** The number of a dotted quad that passed isIPv4 (digits and dots only), read in place. */
 function ipv4Value(ip: string): number {
   let value = 0;
-  for (const part of ip.split('.')) value = value * 256 + Number(part);
-  return value;
+  let octet = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46 /* . */) {
+      value = value * 256 + octet;
+      octet = 0;
+    } else octet = octet * 10 + (c - 48);
+  }
+  return value * 256 + octet;
 }
 
 function ipv4String(value: number): string {

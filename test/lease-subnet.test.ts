@@ -1,0 +1,39 @@
+import { expect } from 'chai';
+import { Subnet, ipValue } from '../lease/subnet.js';
+
+describe('Subnet', () => {
+  it('parses IPv4 CIDRs, masking host bits like net.ParseCIDR', () => {
+    expect(String(Subnet.parse('10.244.3.0/24'))).to.equal('10.244.3.0/24');
+    expect(String(Subnet.parse('10.244.7.9/16'))).to.equal('10.244.0.0/16');
+    expect(String(Subnet.parse('255.255.255.255/32'))).to.equal('255.255.255.255/32');
+    expect(String(Subnet.parse('10.1.2.3/0'))).to.equal('0.0.0.0/0');
+    expect(String(Subnet.parse('192.168.255.255/1'))).to.equal('128.0.0.0/1');
+    expect(Subnet.parse('10.244.3.0/24').value).to.equal(0x0af40300n);
+  });
+
+  it('rejects what is not an IPv4 or IPv6 CIDR', () => {
+    for (const bad of ['10.244.3.0', '10.244.3.0/33', '10.244.3.0/024', '010.244.3.0/24', '10.244.3/24', '10.244.3.0/24/1', '1.2.3.4%eth0/8', 'x/8']) {
+      expect(() => Subnet.parse(bad), bad).to.throw(/invalid CIDR/);
+    }
+  });
+
+  it('parseCanonical refuses host bits instead of masking them', () => {
+    expect(String(Subnet.parseCanonical('10.244.3.0/24'))).to.equal('10.244.3.0/24');
+    expect(() => Subnet.parseCanonical('10.244.3.7/24')).to.throw(/host bits set; network is 10.244.3.0\/24/);
+  });
+
+  it('the IPv4 path agrees with the general one (numeric build) at every prefix length', () => {
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    for (let i = 0; i < 500; i++) {
+      const value = (random() * 2 + (random() % 2)) % 2 ** 32;
+      const ip = [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
+      const len = i % 33;
+      const general = Subnet.of(4, ipValue(ip)!.value, len);
+      const parsed = Subnet.parse(`${ip}/${len}`);
+      expect(parsed.equals(general), `${ip}/${len}`).to.equal(true);
+      expect(parsed.ip).to.equal(general.ip);
+      expect(parsed.value).to.equal(general.value);
+    }
+  });
+});
