@@ -159,6 +159,9 @@ export class FakeKernel implements Kernel {
   async neighList(ifindex: number): Promise<Neigh[]> {
     return [...this.neighs.values()].filter((n) => n.ifindex === ifindex);
   }
+  async neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void> {
+    for (const n of await this.neighList(ifindex)) visit(n);
+  }
   fdbReplace(fdb: Omit<Fdb, 'permanent'>): Promise<void> {
     return applyOne(this, { op: 'fdbReplace', fdb });
   }
@@ -168,6 +171,9 @@ export class FakeKernel implements Kernel {
   async fdbList(ifindex: number): Promise<Fdb[]> {
     return [...this.fdbs.values()].filter((f) => f.ifindex === ifindex);
   }
+  async fdbEach(ifindex: number, visit: (f: Fdb) => void): Promise<void> {
+    for (const f of await this.fdbList(ifindex)) visit(f);
+  }
   routeReplace(route: Omit<Route, 'proto'> & { proto?: number }): Promise<void> {
     return applyOne(this, { op: 'routeReplace', route });
   }
@@ -176,6 +182,9 @@ export class FakeKernel implements Kernel {
   }
   async routeList(): Promise<Route[]> {
     return [...this.routes.values()];
+  }
+  async routeEach(visit: (r: Route) => void): Promise<void> {
+    for (const r of await this.routeList()) visit(r);
   }
 
   /** Adds an entry behind weft's back, as an administrator, DHCP client (or flanneld) would. */

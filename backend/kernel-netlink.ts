@@ -48,6 +48,7 @@ import {
   KernelError,
   RTPROT_WEFT,
   applyOne,
+  collect,
   type Addr,
   type AddrInfo,
   type Fdb,
@@ -130,10 +131,15 @@ export class NetlinkKernel implements Kernel {
     return applyOne(this, { op: 'neighDel', neigh });
   }
 
-  async neighList(ifindex: number): Promise<Neigh[]> {
-    return this.dump(neighDumpMessage(AF_INET), (m) => {
+  neighList(ifindex: number): Promise<Neigh[]> {
+    return collect<Neigh>((visit) => this.neighEach(ifindex, visit));
+  }
+
+  async neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void> {
+    await this.dump(neighDumpMessage(AF_INET), (m) => {
       const n = toNeigh(parseNeigh(m.payload));
-      return n && n.ifindex === ifindex ? n : null;
+      if (n && n.ifindex === ifindex) visit(n);
+      return null;
     });
   }
 
@@ -145,11 +151,16 @@ export class NetlinkKernel implements Kernel {
     return applyOne(this, { op: 'fdbDel', fdb });
   }
 
-  async fdbList(ifindex: number): Promise<Fdb[]> {
+  fdbList(ifindex: number): Promise<Fdb[]> {
+    return collect<Fdb>((visit) => this.fdbEach(ifindex, visit));
+  }
+
+  async fdbEach(ifindex: number, visit: (f: Fdb) => void): Promise<void> {
     // The kernel ignores the ifindex filter of an AF_BRIDGE dump here; filter in JS.
-    return this.dump(neighDumpMessage(AF_BRIDGE), (m) => {
+    await this.dump(neighDumpMessage(AF_BRIDGE), (m) => {
       const f = toFdb(parseNeigh(m.payload));
-      return f && f.ifindex === ifindex ? f : null;
+      if (f && f.ifindex === ifindex) visit(f);
+      return null;
     });
   }
 
@@ -161,8 +172,16 @@ export class NetlinkKernel implements Kernel {
     return applyOne(this, { op: 'routeDel', route });
   }
 
-  async routeList(): Promise<Route[]> {
-    return this.dump(routeDumpMessage(), (m) => parseRoute(m.payload));
+  routeList(): Promise<Route[]> {
+    return collect<Route>((visit) => this.routeEach(visit));
+  }
+
+  async routeEach(visit: (r: Route) => void): Promise<void> {
+    await this.dump(routeDumpMessage(), (m) => {
+      const r = parseRoute(m.payload);
+      if (r) visit(r);
+      return null;
+    });
   }
 
   async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {

@@ -193,6 +193,15 @@ export interface Kernel {
   /** `ip -4 route show table main`: every unicast route, whoever added it, in the kernel's dump order (lowest metric first per prefix). */
   routeList(): Promise<Route[]>;
   /**
+   * neighList, fdbList and routeList without the list: each entry goes to
+   * `visit` as its reply is read, and nothing is kept. A full pass at 5000
+   * peers compares 15 000 entries this way instead of holding them all until
+   * the dumps end, which made them old-generation garbage every minute.
+   */
+  neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void>;
+  fdbEach(ifindex: number, visit: (f: Fdb) => void): Promise<void>;
+  routeEach(visit: (r: Route) => void): Promise<void>;
+  /**
    * Runs the ops in order, as few round trips as the implementation allows,
    * and reports each op's outcome by position. Never throws for a failed op.
    */
@@ -237,6 +246,13 @@ export function describeOp(op: KernelOp): string {
     case 'routeDel':
       return `route del ${op.route.dst}`;
   }
+}
+
+/** The entries a `*Each` dump visits, as a list. */
+export async function collect<T>(each: (visit: (entry: T) => void) => Promise<void>): Promise<T[]> {
+  const entries: T[] = [];
+  await each((entry) => entries.push(entry));
+  return entries;
 }
 
 /** Runs one op through `apply` and throws its error, for the single-op methods. */

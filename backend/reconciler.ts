@@ -112,18 +112,37 @@ export interface Plan {
 }
 
 /**
- * The pure heart of a full pass: what to delete (held, not desired) and what
- * to write (desired, missing or different).
+ * The heart of a full pass: what to delete (held, not desired) and what to
+ * write (desired, missing or different). Held entries are fed in one at a
+ * time, as a dump reads them, so a pass keeps only what it will delete.
+ * Of two held entries with one key, the later one counts.
  */
-export function planFull(desired: ReadonlyMap<string, Owned>, actual: ReadonlyMap<string, Entry>): Plan {
-  const deletes: Entry[] = [];
-  const sets: Owned[] = [];
-  for (const [key, entry] of actual) if (!desired.has(key)) deletes.push(entry);
-  for (const [key, owned] of desired) {
-    const held = actual.get(key);
-    if (!held || !sameEntry(held, owned.entry)) sets.push(owned);
+export class FullDiff {
+  private readonly deletes: Entry[] = [];
+  private readonly inPlace = new Set<Owned>();
+
+  constructor(private readonly desired: ReadonlyMap<string, Owned>) {}
+
+  /** One entry the kernel holds of weft's. */
+  held(entry: Entry): void {
+    const owned = this.desired.get(entryKey(entry));
+    if (!owned) this.deletes.push(entry);
+    else if (sameEntry(entry, owned.entry)) this.inPlace.add(owned);
+    else this.inPlace.delete(owned);
   }
-  return { deletes, sets };
+
+  plan(): Plan {
+    const sets: Owned[] = [];
+    if (this.inPlace.size < this.desired.size) for (const owned of this.desired.values()) if (!this.inPlace.has(owned)) sets.push(owned);
+    return { deletes: this.deletes, sets };
+  }
+}
+
+/** FullDiff over a whole map of held entries. */
+export function planFull(desired: ReadonlyMap<string, Owned>, actual: ReadonlyMap<string, Entry>): Plan {
+  const diff = new FullDiff(desired);
+  for (const entry of actual.values()) diff.held(entry);
+  return diff.plan();
 }
 
 const DELETE_ORDER = { route: 0, neigh: 1, fdb: 2 } as const;
@@ -155,19 +174,30 @@ export function deleteOps(deletes: readonly Entry[]): KernelOp[] {
   return [...deletes].sort((a, b) => DELETE_ORDER[a.kind] - DELETE_ORDER[b.kind]).map(deleteOp);
 }
 
-/** What the kernel holds of weft's: permanent neighbours and FDB entries on its devices, and the routes it owns. */
+/**
+ * Visits what the kernel holds of weft's, as the dumps read it: permanent
+ * neighbours and FDB entries on its devices, and the routes it owns.
+ */
+export async function eachOwned(kernel: Kernel, ownership: Ownership, visit: (held: Entry) => void): Promise<void> {
+  const { neighIfindex, fdbIfindex } = ownership;
+  await Promise.all([
+    neighIfindex === null
+      ? null
+      : kernel.neighEach(neighIfindex, (n) => {
+          // Learned (non-permanent) neighbours are the kernel's business, not weft's.
+          if (n.permanent) visit({ kind: 'neigh', ifindex: n.ifindex, ip: n.ip, mac: n.mac });
+        }),
+    fdbIfindex === null ? null : kernel.fdbEach(fdbIfindex, (f) => visit({ kind: 'fdb', ifindex: f.ifindex, mac: f.mac, dst: f.dst })),
+    kernel.routeEach((r) => {
+      if (ownership.ownsRoute(r)) visit({ kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink });
+    }),
+  ]);
+}
+
+/** What the kernel holds of weft's, keyed like the kernel keys it (see eachOwned). */
 export async function dumpOwned(kernel: Kernel, ownership: Ownership): Promise<Map<string, Entry>> {
   const actual = new Map<string, Entry>();
-  const add = (e: Entry) => actual.set(entryKey(e), e);
-  const [neighs, fdbs, routes] = await Promise.all([
-    ownership.neighIfindex !== null ? kernel.neighList(ownership.neighIfindex) : Promise.resolve([]),
-    ownership.fdbIfindex !== null ? kernel.fdbList(ownership.fdbIfindex) : Promise.resolve([]),
-    kernel.routeList(),
-  ]);
-  // Learned (non-permanent) neighbours are the kernel's business, not weft's.
-  for (const n of neighs) if (n.permanent) add({ kind: 'neigh', ifindex: n.ifindex, ip: n.ip, mac: n.mac });
-  for (const f of fdbs) add({ kind: 'fdb', ifindex: f.ifindex, mac: f.mac, dst: f.dst });
-  for (const r of routes) if (ownership.ownsRoute(r)) add({ kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink });
+  await eachOwned(kernel, ownership, (e) => actual.set(entryKey(e), e));
   return actual;
 }
 
@@ -368,8 +398,9 @@ export class Reconciler {
     this.wanted = desired;
     this.desiredFrom = from;
 
-    const actual = await this.dumpOwned(ownership);
-    const plan = planFull(desired, actual);
+    const diff = new FullDiff(desired);
+    await eachOwned(this.kernel, ownership, (held) => diff.held(held));
+    const plan = diff.plan();
     const { failedPeers, failedDeletes, ops } = await this.execute(plan);
     // The periodic repair pass usually finds nothing to do: then the bookkeeping already says
     // what the kernel holds, and rebuilding it (15 000 entries at 5000 peers) is pure garbage.
@@ -490,10 +521,6 @@ export class Reconciler {
   private forgetProgrammed(): void {
     this.programmed.clear();
     this.programmedOwner.clear();
-  }
-
-  private dumpOwned(ownership: Ownership): Promise<Map<string, Entry>> {
-    return dumpOwned(this.kernel, ownership);
   }
 
   /** Sends the plan in two round trips (routes last) and reports failures. */

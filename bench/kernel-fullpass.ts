@@ -8,6 +8,7 @@
  * machine's interfaces.
  */
 import { spawnSync } from 'node:child_process';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../common/log.js';
 import { Subnet } from '../lease/subnet.js';
@@ -77,10 +78,20 @@ const ac = new AbortController();
 const noBatches: AsyncIterable<never> = { [Symbol.asyncIterator]: () => ({ next: () => new Promise<never>(() => undefined) }) };
 const running = net.run(noBatches, ac.signal);
 periodic.length = 0;
+// Garbage collection over the periodic passes: what they leave behind for the collector.
+let gcMs = 0;
+let gcFrom = 0;
+const gc = new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) if (e.startTime >= gcFrom) gcMs += e.duration;
+});
+gc.observe({ entryTypes: ['gc'] });
 // The first pass after run() starts is the listener's gap pass; measure the ones after it.
+while (periodic.length < 1) await new Promise((r) => setTimeout(r, PERIOD_MS));
+gcFrom = performance.now();
 while (periodic.length < PASSES + 1) await new Promise((r) => setTimeout(r, PERIOD_MS));
 ac.abort();
 await running;
+gc.disconnect();
 
 const median = (xs: number[]) => Number([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!.toFixed(1));
 console.log(JSON.stringify({
@@ -89,7 +100,9 @@ console.log(JSON.stringify({
   coldPassMs: Math.round(cold.ms),
   coldUserMs: Math.round(cold.user / 1000),
   coldSystemMs: Math.round(cold.system / 1000),
-  resyncPassMsMedian: median(resync),   periodicPassMsMedian: median(periodic.slice(1)),
+  resyncPassMsMedian: median(resync),
+  periodicPassMsMedian: median(periodic.slice(1)),
+  periodicGcMsPerPass: Number((gcMs / PASSES).toFixed(1)),
 }));
 await net.close();
 await kernel.close();

@@ -72,6 +72,10 @@ export class DryRunKernel implements Kernel {
     return this.real.neighList(ifindex);
   }
 
+  neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void> {
+    return this.real.neighEach(ifindex, visit);
+  }
+
   async fdbReplace(fdb: Omit<Fdb, 'permanent'>): Promise<void> {
     await this.apply([{ op: 'fdbReplace', fdb }]);
   }
@@ -84,6 +88,10 @@ export class DryRunKernel implements Kernel {
     return this.real.fdbList(ifindex);
   }
 
+  fdbEach(ifindex: number, visit: (f: Fdb) => void): Promise<void> {
+    return this.real.fdbEach(ifindex, visit);
+  }
+
   async routeReplace(route: Omit<Route, 'proto'> & { proto?: number }): Promise<void> {
     await this.apply([{ op: 'routeReplace', route }]);
   }
@@ -94,6 +102,10 @@ export class DryRunKernel implements Kernel {
 
   routeList(): Promise<Route[]> {
     return this.real.routeList();
+  }
+
+  routeEach(visit: (r: Route) => void): Promise<void> {
+    return this.real.routeEach(visit);
   }
 
   async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { incompatibility } from '../backend/vxlan/device.js';
 import { deriveVtepMac, isVtepMac } from '../backend/vxlan/mac.js';
 import { vxlanMtu } from '../backend/vxlan/vxlan.js';
-import { deleteOps, entryKey, planFull, type Entry, type Owned } from '../backend/reconciler.js';
+import { deleteOps, entryKey, FullDiff, planFull, type Entry, type Owned } from '../backend/reconciler.js';
 import type { Link, VxlanLinkSpec } from '../backend/kernel.js';
 
 const neigh = (ip: string, mac: string): Entry => ({ kind: 'neigh', ifindex: 5, ip, mac });
@@ -37,6 +37,23 @@ describe('backend: planFull (desired vs kernel diff)', () => {
       expect(plan.sets.map((s) => entryKey(s.entry))).to.deep.equal(c.sets);
     });
   }
+
+  it('fed entry by entry as dumped: the later of two held entries with one key counts, and every unwanted one is deleted', () => {
+    const want = desired([A, fdb('0a:00:00:00:00:02', '198.18.0.2')], [A, neigh('10.244.2.0', '0a:00:00:00:00:02')]);
+    const diff = new FullDiff(want);
+    // The FDB entry first held stale, then as wanted (a second remote of the MAC): in place.
+    diff.held(fdb('0a:00:00:00:00:02', '198.18.0.9'));
+    diff.held(fdb('0a:00:00:00:00:02', '198.18.0.2'));
+    // The neighbour first as wanted, then with another MAC: to be rewritten.
+    diff.held(neigh('10.244.2.0', '0a:00:00:00:00:02'));
+    diff.held(neigh('10.244.2.0', '0a:00:00:00:00:07'));
+    // Two remotes of a MAC no peer has: both go.
+    diff.held(fdb('0a:00:00:00:00:09', '198.18.0.9'));
+    diff.held(fdb('0a:00:00:00:00:09', '198.18.0.10'));
+    const plan = diff.plan();
+    expect(plan.sets.map((s) => entryKey(s.entry))).to.deep.equal(['neigh 5 10.244.2.0']);
+    expect(plan.deletes).to.deep.equal([fdb('0a:00:00:00:00:09', '198.18.0.9'), fdb('0a:00:00:00:00:09', '198.18.0.10')]);
+  });
 
   it('orders deletions route, neighbour, FDB (flannel removal order)', () => {
     const ops = deleteOps([fdb('0a:00:00:00:00:02', '198.18.0.2'), neigh('10.244.2.0', '0a:00:00:00:00:02'), route('10.244.2.0/24', '10.244.2.0')]);
