@@ -3,6 +3,7 @@
  * Reconciler and let a ReconcileLoop apply them. A backend supplies the
  * Programmer (lease -> kernel entries, device upkeep) and its lease attrs.
  */
+import { ABORTED, unlessAborted } from '../common/abort.js';
 import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Subnet } from '../lease/subnet.js';
@@ -66,14 +67,10 @@ export class PeerNetwork implements BackendNetwork {
   async run(batches: AsyncIterable<PeerBatch>, signal: AbortSignal): Promise<void> {
     this.loop.start();
     const iterator = batches[Symbol.asyncIterator]();
-    const aborted = new Promise<'aborted'>((resolve) => {
-      if (signal.aborted) resolve('aborted');
-      signal.addEventListener('abort', () => resolve('aborted'), { once: true });
-    });
     try {
       for (;;) {
-        const next = await Promise.race([iterator.next(), aborted]);
-        if (next === 'aborted' || next.done) break;
+        const next = await unlessAborted(iterator.next(), signal);
+        if (next === ABORTED || next.done) break;
         // Pull the next batch only after this one went through a pass: the
         // watcher coalesces meanwhile, and the caller can time batch -> kernel.
         await this.take(next.value);

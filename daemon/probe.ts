@@ -18,6 +18,7 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
+import { unlessAborted } from '../common/abort.js';
 import { delay } from '../common/backoff.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
@@ -270,15 +271,7 @@ export class PeerProber {
   }
 }
 
-/** Waits for `promise` (if any) unless `signal` aborts first. */
+/** Waits for `promise` (if any) to settle, however it does, unless `signal` aborts first. */
 async function untilSettledOrAborted(promise: Promise<unknown> | undefined, signal: AbortSignal): Promise<void> {
-  if (!promise || signal.aborted) return;
-  let onAbort = (): void => undefined;
-  const aborted = new Promise<void>((resolve) => (onAbort = resolve));
-  signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    await Promise.race([promise.then(() => undefined, () => undefined), aborted]);
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
+  if (promise) await unlessAborted(promise, signal).catch(() => undefined);
 }
