@@ -60,6 +60,7 @@ export class LeaseWatcher {
     for (const ev of update.events) {
       const subnetKey = this.keyOf(ev.kv);
       if (ev.type === 'delete') {
+        this.warned.delete(ev.kv.key);
         const known = subnetKey && this.peers.get(subnetKey);
         if (known) events.push({ type: 'removed', lease: this.remove(known) });
         continue;
@@ -81,6 +82,11 @@ export class LeaseWatcher {
     }
     for (const [subnetKey, lease] of this.peers) {
       if (!seen.has(subnetKey)) events.push({ type: 'removed', lease: this.remove(lease) });
+    }
+    // Warnings are remembered only for keys that exist, so a cluster's churn of bad keys does not pile up.
+    if (this.warned.size > 0) {
+      const listed = new Set(kvs.map((kv) => kv.key));
+      for (const key of this.warned.keys()) if (!listed.has(key)) this.warned.delete(key);
     }
     return events;
   }

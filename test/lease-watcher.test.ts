@@ -74,5 +74,12 @@ describe('lease watcher cache and diff (unit)', () => {
     expect(types(turned)).to.deep.equal([]);
     expect(w.current.get('10.244.2.0/24')!.attrs.PublicIP).to.equal('198.18.0.2');
     expect(w.skipped).to.equal(bad.length + 1);
+    // What was warned about is forgotten when its key goes: by a delete, or by a re-list without it.
+    const remembered = () => (w as unknown as { warned: Map<string, string> }).warned.size;
+    expect(remembered()).to.equal(bad.length + 1);
+    w.apply({ type: 'events', revision: '8', events: [{ type: 'delete', kv: { ...bad[0]!, value: '' } }] });
+    expect(remembered()).to.equal(bad.length);
+    w.apply({ type: 'snapshot', reason: 'resync', revision: '9', kvs: [kv('10.244.2.0-24', value('198.18.0.2', '0e:00:00:00:00:02'))] });
+    expect(remembered()).to.equal(1); // 10.244.2.0-24, the one key still there
   });
 });
