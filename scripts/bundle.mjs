@@ -115,6 +115,8 @@ for (const [name, { entry, nodeFlags }] of Object.entries(programs)) {
     minify: true,
     // Error messages and stack traces keep their names.
     keepNames: true,
+    // Escaped non-ASCII (esbuild's default, stated because the launcher relies on it).
+    charset: 'ascii',
     external: ['netlink'],
     plugins: [lazyStringWidth],
     define: { 'import.meta.url': '__weftBundleUrl' },
@@ -122,7 +124,11 @@ for (const [name, { entry, nodeFlags }] of Object.entries(programs)) {
     logLevel: 'warning',
   });
   // The entry's hashbang is the launcher's business.
-  writeFileSync(bundle, readFileSync(bundle, 'utf8').replace(/^#![^\n]*\n/, ''));
+  const code = readFileSync(bundle, 'utf8').replace(/^#![^\n]*\n/, '');
+  // The launcher reads the bundle as latin1, which is only right for ASCII (esbuild escapes the rest).
+  const nonAscii = code.search(/[^\x00-\x7f]/);
+  if (nonAscii >= 0) throw new Error(`${bundle}: non-ASCII character at offset ${nonAscii}; the launcher reads bundles as latin1`);
+  writeFileSync(bundle, code);
 
   rmSync(cache, { force: true });
   execFileSync(process.execPath, [...nodeFlags, '-e', CACHE_MAKER, bundle, cache], { stdio: ['ignore', 'ignore', 'inherit'] });
