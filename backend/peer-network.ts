@@ -3,7 +3,7 @@
  * Reconciler and let a ReconcileLoop apply them. A backend supplies the
  * Programmer (lease -> kernel entries, device upkeep) and its lease attrs.
  */
-import { ABORTED, unlessAborted } from '../common/abort.js';
+import { ABORTED, AbortGate } from '../common/abort.js';
 import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Subnet } from '../lease/subnet.js';
@@ -67,15 +67,17 @@ export class PeerNetwork implements BackendNetwork {
   async run(batches: AsyncIterable<PeerBatch>, signal: AbortSignal): Promise<void> {
     this.loop.start();
     const iterator = batches[Symbol.asyncIterator]();
+    const gate = new AbortGate(signal);
     try {
       for (;;) {
-        const next = await unlessAborted(iterator.next(), signal);
+        const next = await gate.wait(iterator.next());
         if (next === ABORTED || next.done) break;
         // Pull the next batch only after this one went through a pass: the
         // watcher coalesces meanwhile, and the caller can time batch -> kernel.
         await this.take(next.value);
       }
     } finally {
+      gate.close();
       // Not awaited: an async generator parked in its own await only settles
       // return() after that await, which may be never once we stop pulling.
       iterator.return?.()?.catch(() => undefined);
