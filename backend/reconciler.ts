@@ -133,7 +133,10 @@ export class FullDiff {
 
   plan(): Plan {
     const sets: Owned[] = [];
-    if (this.inPlace.size < this.desired.size) for (const owned of this.desired.values()) if (!this.inPlace.has(owned)) sets.push(owned);
+    // Usually everything is in place, and there is nothing to look for.
+    if (this.inPlace.size < this.desired.size) {
+      for (const owned of this.desired.values()) if (!this.inPlace.has(owned)) sets.push(owned);
+    }
     return { deletes: this.deletes, sets };
   }
 }

@@ -76,8 +76,8 @@ cpSync(protoDir, join(dist, 'proto'), { recursive: true });
 /**
  * yargs (through cliui and wrap-ansi) measures text only to lay out --help
  * and usage errors, but `string-width` builds an `Intl.Segmenter` and Unicode
- * property regexes as it loads. That loads ICU data: 15-20 ms and ~4.5 MB of
- * RSS at every weftd start, for output a daemon almost never prints. Each
+ * property regexes as it loads, which loads ICU data: about 15 ms and 1.5 MB
+ * of RSS at every weftd start, for output a daemon almost never prints. Each
  * import of it gets a stand-in that loads the real module on its first call.
  */
 const lazyStringWidth = {
