@@ -136,6 +136,8 @@ export type ChangeOp = 'new' | 'del';
  * matching dump entry. The kernel also reports weft's own changes (echoes).
  * `nftables`: the nf_tables ruleset changed (`nft monitor`; iptables-nft's
  * rules live there), one report per burst, without detail.
+ * `nftablesUnwatched`: the listener could not subscribe to nf_tables, so
+ * ruleset changes will not be reported.
  * `overrun`: notifications were lost (receive buffer overrun, or the monitor
  * reconnected after a gap), so anything may have changed.
  */
@@ -146,6 +148,7 @@ export type KernelChange =
   | { readonly kind: 'neigh'; readonly op: ChangeOp; readonly neigh: Neigh }
   | { readonly kind: 'fdb'; readonly op: ChangeOp; readonly fdb: Fdb }
   | { readonly kind: 'nftables' }
+  | { readonly kind: 'nftablesUnwatched'; readonly why: string }
   | { readonly kind: 'overrun'; readonly why?: string };
 
 /** errno name of a failed op (`EEXIST`, `ENOENT`, ...), or null on success. */

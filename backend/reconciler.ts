@@ -333,6 +333,7 @@ export class Reconciler {
       case 'route':
         return this.routeDrift(ownership, change.op, change.route);
       case 'nftables':
+      case 'nftablesUnwatched':
         // Packet filter rules are the daemon's (daemon/iptables.ts), not the backend's.
         return null;
     }

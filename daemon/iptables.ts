@@ -202,6 +202,8 @@ export class TrafficRules {
   backing: 'nf_tables' | 'legacy' | null = null;
   /** Ruleset changes are being reported (`follow`). */
   private following = false;
+  /** Why the kernel's listener cannot report ruleset changes, once it said so (then the short period stays). */
+  private unwatched: string | null = null;
   private readonly wakeup = new Wakeup();
   private readonly runner: IptablesRunner;
   /** `--iptables-resync`: the check period while ruleset changes are not reported. */
@@ -243,7 +245,8 @@ export class TrafficRules {
   follow(kernel: Pick<Kernel, 'monitor'>, signal: AbortSignal): void {
     if (signal.aborted || this.following) return;
     const unsubscribe = kernel.monitor((change) => {
-      if (change.kind === 'nftables' || change.kind === 'overrun') this.changed();
+      if (change.kind === 'nftablesUnwatched') this.notWatched(change.why);
+      else if (change.kind === 'nftables' || change.kind === 'overrun') this.changed();
     });
     this.following = true;
     // Rules may have changed while nobody listened.
@@ -260,7 +263,15 @@ export class TrafficRules {
 
   /** The wait before the next check: long only while every change that matters is reported. */
   periodMs(): number {
-    return this.following && this.backing === 'nf_tables' ? Math.max(this.intervalMs, SAFETY_NET_MS) : this.intervalMs;
+    return this.following && this.unwatched === null && this.backing === 'nf_tables' ? Math.max(this.intervalMs, SAFETY_NET_MS) : this.intervalMs;
+  }
+
+  /** The listener cannot subscribe to nf_tables: back to checking every `--iptables-resync`, said once. */
+  private notWatched(why: string): void {
+    if (this.unwatched !== null) return;
+    this.unwatched = why;
+    this.log.warn(`nf_tables ruleset changes are not reported (${why}); iptables rules are checked every ${this.intervalMs / 1000} s`);
+    this.changed();
   }
 
   private changed(): void {

@@ -18,12 +18,13 @@ import {
   parseNeigh,
   parseRoute,
   routeReplaceMessage,
+  splitMessages,
   toNeigh,
   type InMessage,
   type OutMessage,
 } from '../backend/netlink/codec.js';
 import { vxlanAddMessage } from '../backend/netlink/link.js';
-import { DatagramStream, NFT_CHANGED, NLMSG_OVERRUN, decodeChange, markerDatagram } from '../backend/netlink/notify.js';
+import { DatagramStream, NFT_CHANGED, NFT_UNWATCHED, NLMSG_OVERRUN, decodeChange, markerDatagram } from '../backend/netlink/notify.js';
 import { RTPROT_WEFT } from '../backend/kernel.js';
 
 /** A notification with the body of `msg` under `type`. */
@@ -86,8 +87,10 @@ describe('backend: kernel notifications decoded like dump entries', () => {
     expect(decodeChange({ type: RTM_NEWNEIGH, flags: 0, seq: 0, payload: Buffer.alloc(4) })).to.equal(null);
   });
 
-  it('the monitor\'s nf_tables marker is a ruleset change', () => {
+  it('the monitor\'s nf_tables markers: a ruleset change, and changes not watched (with the reason)', () => {
     expect(decodeChange({ type: NFT_CHANGED, flags: 0, seq: 0, payload: Buffer.alloc(0) })).to.deep.equal({ kind: 'nftables' });
+    const [unwatched] = splitMessages(markerDatagram(NFT_UNWATCHED, 'Protocol not supported'));
+    expect(decodeChange(unwatched!)).to.deep.equal({ kind: 'nftablesUnwatched', why: 'Protocol not supported' });
   });
 });
 

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KernelChange } from '../backend/kernel.js';
+import type { Logger } from '../common/log.js';
 import { SAFETY_NET_MS, TrafficRules, iptablesBacking, parseIptablesSave, planRepair, desiredRuleSets, type IptablesRunner } from '../daemon/iptables.js';
 import { Subnet } from '../lease/subnet.js';
 import { eventually } from './harness/netns.js';
@@ -163,6 +164,32 @@ describe('iptables checks: when they run (unit)', () => {
       await running;
     }
     expect(kernel.listeners.size, 'unsubscribed on abort').to.equal(0);
+  });
+
+  it('when the listener cannot subscribe to nf_tables: says so once and goes back to checking every period', async () => {
+    const fake = new FakeIptables();
+    fake.header = NFT_HEADER;
+    const warnings: string[] = [];
+    const log = { info: () => undefined, warn: (m: string) => warnings.push(m), error: () => undefined, debug: () => undefined } as unknown as Logger;
+    const keeper = new TrafficRules(spec, { intervalMs: 50, runner: fake, log });
+    const kernel = new ReportingKernel();
+    const ac = new AbortController();
+    const running = keeper.run(ac.signal);
+    try {
+      await eventually(async () => keeper.inPlace, 2000, 'rules installed');
+      keeper.follow(kernel, ac.signal);
+      expect(keeper.periodMs()).to.equal(SAFETY_NET_MS);
+      kernel.report({ kind: 'nftablesUnwatched', why: 'Operation not permitted' });
+      kernel.report({ kind: 'nftablesUnwatched', why: 'Operation not permitted' });
+      expect(keeper.periodMs()).to.equal(50);
+      expect(warnings).to.deep.equal(['nf_tables ruleset changes are not reported (Operation not permitted); iptables rules are checked every 0.05 s']);
+      // Unreported changes are found by the period's checks.
+      fake.tables.get('nat')!.lines = [];
+      await eventually(async () => fake.tables.get('nat')!.lines.length > 0, 2000, 'masquerade rules restored');
+    } finally {
+      ac.abort();
+      await running;
+    }
   });
 
   it('with legacy iptables (which reports nothing): keeps checking every period', async () => {

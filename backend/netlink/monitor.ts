@@ -4,7 +4,8 @@
  * held by a small child process that forwards every datagram over a pipe;
  * this side decodes them (netlink/notify.ts). The child also listens to
  * nf_tables (`nft monitor`) and forwards one NFT_CHANGED marker per batch of
- * its notifications: that the ruleset changed is all weft uses.
+ * its notifications: that the ruleset changed is all weft uses. When it cannot
+ * subscribe to nf_tables, it says so once (NFT_UNWATCHED, with the reason).
  *
  * Why a child process: the `netlink` package aborts the whole process when
  * poll reports an error on its socket (it builds the error object with a NULL
@@ -32,7 +33,7 @@ import type { Readable, Writable } from 'node:stream';
 import { Backoff } from '../../common/backoff.js';
 import type { KernelChange } from '../kernel.js';
 import { splitMessages } from './codec.js';
-import { DatagramStream, MONITOR_GROUPS, NETLINK_NETFILTER, NFNLGRP_NFTABLES, NFT_CHANGED, NLMSG_NOOP, NLMSG_OVERRUN, decodeChange } from './notify.js';
+import { DatagramStream, MONITOR_GROUPS, NETLINK_NETFILTER, NFNLGRP_NFTABLES, NFT_CHANGED, NFT_UNWATCHED, NLMSG_NOOP, NLMSG_OVERRUN, decodeChange } from './notify.js';
 
 /** Receive buffer asked for; the kernel caps it at net.core.rmem_max (and doubles that for bookkeeping). */
 const BUFFER_BYTES = 16 << 20;
@@ -77,10 +78,12 @@ function forward(datagram) {
   if (batch.length === 0) setImmediate(flush);
   batch.push(len, datagram);
 }
-function marker(type) {
-  const m = Buffer.alloc(16);
-  m.writeUInt32LE(16, 0);
+function marker(type, text = '') {
+  const payload = Buffer.from(text);
+  const m = Buffer.alloc(16 + ((payload.length + 3) & ~3));
+  m.writeUInt32LE(16 + payload.length, 0);
   m.writeUInt16LE(type, 4);
+  payload.copy(m, 16);
   return m;
 }
 const socket = new RawNetlinkSocket(0, { recvBufferSize: bufferBytes, sendBufferSize: 4096 });
@@ -96,8 +99,8 @@ try {
   rules.on('error', () => forward(marker(${NLMSG_OVERRUN})));
   rules.addMembership(${NFNLGRP_NFTABLES});
 } catch (err) {
-  // No nf_tables in this kernel: then iptables is the legacy one, which reports nothing anyway.
-  process.stderr.write('nf_tables changes not watched: ' + err.message + '\\n');
+  // No nf_tables here, or no right to listen: weftd is told, and checks iptables on its own period.
+  forward(marker(${NFT_UNWATCHED}, err.message));
 }
 forward(marker(${NLMSG_NOOP}));
 process.stdin.on('end', () => process.exit(0)).resume();

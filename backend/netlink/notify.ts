@@ -45,6 +45,11 @@ export const NFNLGRP_NFTABLES = 7;
  * ruleset transaction. No rtnetlink message has this type.
  */
 export const NFT_CHANGED = (10 << 8) | 0x0f;
+/**
+ * The monitor's marker for "nf_tables changes are not watched", with the
+ * reason as payload: the type of NFT_MSG_GETGEN, which no notification has.
+ */
+export const NFT_UNWATCHED = (10 << 8) | 0x10;
 
 /** Netlink control messages the monitor uses as in-band markers (<linux/netlink.h>). */
 export const NLMSG_NOOP = 1;
@@ -74,6 +79,8 @@ export function decodeChange(msg: InMessage): KernelChange | null {
       return { kind: 'overrun' };
     case NFT_CHANGED:
       return { kind: 'nftables' };
+    case NFT_UNWATCHED:
+      return { kind: 'nftablesUnwatched', why: msg.payload.toString('utf8') };
     default:
       return null;
   }
@@ -104,11 +111,13 @@ function routeChange(msg: InMessage): KernelChange | null {
   return route ? { kind: 'route', op: msg.type === RTM_NEWROUTE ? 'new' : 'del', route } : null;
 }
 
-/** A datagram holding one bare control message (the monitor's markers). */
-export function markerDatagram(type: number): Buffer {
-  const b = Buffer.alloc(NLMSG_HDRLEN);
-  b.writeUInt32LE(NLMSG_HDRLEN, 0);
+/** A datagram holding one of the monitor's markers: a control message, with `text` as its payload if any (as the child builds them). */
+export function markerDatagram(type: number, text = ''): Buffer {
+  const payload = Buffer.from(text);
+  const b = Buffer.alloc(NLMSG_HDRLEN + ((payload.length + 3) & ~3));
+  b.writeUInt32LE(NLMSG_HDRLEN + payload.length, 0);
   b.writeUInt16LE(type, 4);
+  payload.copy(b, NLMSG_HDRLEN);
   return b;
 }
 
