@@ -412,8 +412,11 @@ export class Reconciler {
       this.forgetProgrammed();
       for (const [peer, entries] of byPeer ?? entriesByPeer(desired)) {
         if (failedPeers.has(peer)) this.dirty.add(peer);
-        else this.setProgrammed(peer, entries);
+        else if (entries.length > 0) this.programmed.set(peer, entries);
       }
+      // What setProgrammed would record, keyed by the desired map's own key strings
+      // rather than 15 000 new ones at 5000 peers.
+      for (const [key, owned] of desired) if (this.programmed.has(owned.peer)) this.programmedOwner.set(key, owned.peer);
     }
     if (failedDeletes > 0) this.fullPending = true;
     const failed = failedPeers.size + failedDeletes;
