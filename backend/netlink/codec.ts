@@ -10,6 +10,7 @@
  * <linux/if_addr.h>. Integers are host order (little-endian on every target).
  */
 import { constants as osConstants } from 'node:os';
+import { formatIPv4, maskIPv4, parseIPv4 } from '../../lease/subnet.js';
 import { NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK, RT_TABLE_MAIN, type Addr, type AddrInfo, type Fdb, type Neigh, type Route } from '../kernel.js';
 
 export const NLMSG_HDRLEN = 16;
@@ -242,51 +243,22 @@ function forEachAttrAt(buf: Buffer, offset: number, fn: (type: number, at: numbe
   }
 }
 
-/** Iterates the rtattrs in `buf` from `offset`. */
+/** Iterates the rtattrs in `buf` from `offset`, each one's data as a view (for the few-per-lifetime link messages). */
 export function forEachAttr(buf: Buffer, offset: number, fn: (type: number, data: Buffer) => void): void {
-  let off = offset;
-  while (off + 4 <= buf.length) {
-    const len = buf.readUInt16LE(off);
-    if (len < 4 || off + len > buf.length) break;
-    fn(buf.readUInt16LE(off + 2) & 0x3fff, buf.subarray(off + 4, off + len));
-    off += align4(len);
-  }
+  forEachAttrAt(buf, offset, (type, at, length) => fn(type, buf.subarray(at, at + length)));
 }
 
 // ---------------------------------------------------------------- addresses and MACs
 
 /** Writes dotted-quad `ip` as 4 bytes at `off`. */
 function writeIPv4(ip: string, buf: Buffer, off: number): void {
-  buf.writeUInt32BE(parseIPv4(ip), off);
+  buf.writeUInt32BE(ipv4Number(ip), off);
 }
 
-/**
- * Dotted-quad `ip` as an unsigned 32-bit number, read digit by digit (no
- * split, no allocation). Leading zeros ("010") are refused, as Node's isIPv4
- * does; throws on anything that is not four octets.
- */
-function parseIPv4(ip: string): number {
-  let result = 0;
-  let octets = 0;
-  let value = 0;
-  let digits = 0;
-  for (let i = 0; i <= ip.length; i++) {
-    const c = i < ip.length ? ip.charCodeAt(i) : 0x2e; // the end closes the last octet like a '.'
-    if (c === 0x2e) {
-      if (digits === 0 || value > 255 || octets === 4 || (digits > 1 && ip.charCodeAt(i - digits) === 0x30)) break;
-      result = result * 256 + value;
-      octets++;
-      value = 0;
-      digits = 0;
-      if (i === ip.length && octets === 4) return result;
-    } else if (c >= 0x30 && c <= 0x39 && digits < 3) {
-      value = value * 10 + (c - 0x30);
-      digits++;
-    } else {
-      break;
-    }
-  }
-  throw new Error(`not an IPv4 address: ${ip}`);
+function ipv4Number(ip: string): number {
+  const value = parseIPv4(ip);
+  if (value === null) throw new Error(`not an IPv4 address: ${ip}`);
+  return value;
 }
 
 export function ipv4String(b: Buffer, at = 0): string {
@@ -556,10 +528,9 @@ function scopeName(scope: number): string {
  */
 function networkOf(cidr: string): [string, number] {
   const [ip, len] = splitCidr(cidr);
-  const value = parseIPv4(ip);
-  const masked = len === 0 ? 0 : (value & (~0 << (32 - len))) >>> 0;
-  if (masked === value) return [ip, len];
-  return [`${masked >>> 24}.${(masked >>> 16) & 255}.${(masked >>> 8) & 255}.${masked & 255}`, len];
+  const value = ipv4Number(ip);
+  const masked = maskIPv4(value, len);
+  return [masked === value ? ip : formatIPv4(masked), len];
 }
 
 function splitCidr(cidr: string): [string, number] {
