@@ -208,7 +208,9 @@ export class PeerProber {
     }
     const client = new ProbeClient(this.options.port);
     try {
-      await untilSettledOrAborted(this.options.peersProgrammed, signal);
+      // However it settles, rounds may start then.
+      const programmed = this.options.peersProgrammed;
+      if (programmed) await unlessAborted(programmed, signal).catch(() => undefined);
       while (!signal.aborted) {
         await this.probeRound(client).catch((err: Error) => this.log.warn(`probe round failed: ${err.message}`));
         await delay(this.options.intervalMs, signal).catch(() => undefined);
@@ -269,9 +271,4 @@ export class PeerProber {
     this.lastTargets = targets;
     this.round = { at: new Date().toISOString(), probed: targets.length, peers: peers.size, sampled: targets.length < peers.size };
   }
-}
-
-/** Waits for `promise` (if any) to settle, however it does, unless `signal` aborts first. */
-async function untilSettledOrAborted(promise: Promise<unknown> | undefined, signal: AbortSignal): Promise<void> {
-  if (promise) await unlessAborted(promise, signal).catch(() => undefined);
 }

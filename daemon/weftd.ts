@@ -144,7 +144,7 @@ export class Weftd {
     });
     this.manager.on('state', () => this.noteReadiness());
     this.phase = 'acquiring a subnet lease';
-    const acquired = await this.manager.acquireWithListing(signal, undefined, listing);
+    const acquired = await this.manager.acquireWithListing(signal, { prefetched: listing });
     const lease = acquired.lease;
     this.log.info(`holding lease ${lease.subnet} (${lease.etcdLeaseId === '0' ? 'reservation' : `etcd lease ${lease.etcdLeaseId}`})`);
 

@@ -84,7 +84,7 @@ export class LeaseManager extends EventEmitter {
    * or the range is exhausted, logging why, until it succeeds or `signal` aborts.
    */
   async acquire(signal: AbortSignal, exclude?: Subnet): Promise<Lease> {
-    return (await this.acquireWithListing(signal, exclude)).lease;
+    return (await this.acquireWithListing(signal, { exclude })).lease;
   }
 
   /**
@@ -93,7 +93,7 @@ export class LeaseManager extends EventEmitter {
    * decoding all leases a second time. `prefetched`, a listing already asked
    * for, is used for the first try.
    */
-  async acquireWithListing(signal: AbortSignal, exclude?: Subnet, prefetched?: Promise<Listing>): Promise<{ lease: Lease; listing: Listing }> {
+  async acquireWithListing(signal: AbortSignal, { exclude, prefetched }: { exclude?: Subnet; prefetched?: Promise<Listing> } = {}): Promise<{ lease: Lease; listing: Listing }> {
     const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
     // A listing read ahead (while the caller set up its device) serves the first try. An old
     // listing is safe: creating and replacing are conditional, and a lost race re-lists.

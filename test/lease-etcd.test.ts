@@ -345,7 +345,7 @@ describe('leases against a real etcd @real', function () {
     await client.put(subnetKey(P, wanted)).value(serializeLeaseAttrs(attrs(2)));
     const { counting, lists } = countingLists();
     const m = new LeaseManager({ registry: counting, config, attrs: attrs(1), previousSubnet: wanted, ttlSeconds: 30 });
-    const { lease, listing } = await m.acquireWithListing(newSignal(), undefined, early);
+    const { lease, listing } = await m.acquireWithListing(newSignal(), { prefetched: early });
     expect(lease.subnet.equals(wanted)).to.equal(false);
     expect(lists).to.deep.equal(['list']); // only the re-list after the lost race
     expect(listing.kvs.map((kv) => kv.key)).to.include(subnetKey(P, wanted));
@@ -356,7 +356,7 @@ describe('leases against a real etcd @real', function () {
     const failed = Promise.reject(new WeftError('WEFT_ERR_STORE_UNAVAILABLE', 'etcd range failed: connection refused'));
     const { counting, lists } = countingLists();
     const m = new LeaseManager({ registry: counting, config, attrs: attrs(1), ttlSeconds: 30 });
-    const { lease } = await m.acquireWithListing(newSignal(), undefined, failed);
+    const { lease } = await m.acquireWithListing(newSignal(), { prefetched: failed });
     expect(lists).to.deep.equal(['list']);
     expect((await registry.getSubnet(lease.key))?.key).to.equal(lease.key);
   });
