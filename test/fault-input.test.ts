@@ -123,12 +123,12 @@ describe('bad input: clear errors, nothing lost, nothing programmed that should 
     expect(first).to.match(/weftd \S+ starting \(Node v[\d.]+; options read \d+ ms after process start, code cache used\)/);
   });
 
-  it('the shipped weftd runs with its launcher\'s Node flags and malloc setting (scripts/bundle.mjs)', () => {
+  it('the shipped weftd runs with its launcher\'s Node flags and malloc settings (scripts/bundle.mjs)', () => {
     const pid = cluster.node(1).pid!;
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
     expect(cmdline).to.include('--max-semi-space-size=1');
-    expect(environ).to.include('MALLOC_MMAP_THRESHOLD_=131072');
+    expect(environ).to.include.members(['MALLOC_MMAP_THRESHOLD_=131072', 'MALLOC_TRIM_THRESHOLD_=1048576', 'MALLOC_ARENA_MAX=2']);
   });
 
   it('the HTTP endpoint binds where told and serves only health, readiness and metrics', async () => {
