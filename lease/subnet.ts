@@ -1,5 +1,4 @@
 import { Address6 } from 'ip-address';
-import { isIPv4 } from 'node:net';
 
 /**
  * An IPv4 or IPv6 network (address + prefix length), always held in masked
@@ -127,7 +126,8 @@ export class Subnet {
 /** Parses an IP address string into family and number, or null when it is not one. */
 export function ipValue(ip: string): { family: 4 | 6; value: bigint } | null {
   if (typeof ip !== 'string' || ip.includes('/') || ip.includes('%')) return null;
-  if (isIPv4(ip)) return { family: 4, value: BigInt(parseIPv4(ip)!) };
+  const v4 = parseIPv4(ip);
+  if (v4 !== null) return { family: 4, value: BigInt(v4) };
   const v6 = ip.includes(':') ? tryAddress6(ip) : null;
   return v6 ? { family: 6, value: v6.bigInt() } : null;
 }
@@ -178,10 +178,10 @@ export function maskIPv4(value: number, prefixLength: number): number {
 
 /**
  * The IPv4 address as its dotted quad, or null when the string is anything
- * else. isIPv4 rejects leading zeros, so a valid dotted quad is canonical.
+ * else. parseIPv4 refuses leading zeros, so a valid dotted quad is canonical.
  */
 export function canonicalIPv4(ip: string): string | null {
-  return typeof ip === 'string' && isIPv4(ip) ? ip : null;
+  return typeof ip === 'string' && parseIPv4(ip) !== null ? ip : null;
 }
 
 /** Canonical form of an IPv6 address string, or null. */

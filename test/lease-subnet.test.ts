@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { Subnet, ipValue } from '../lease/subnet.js';
+import { isIPv4 } from 'node:net';
+import { Subnet, canonicalIPv4, ipValue, parseIPv4 } from '../lease/subnet.js';
 
 describe('Subnet', () => {
   it('parses IPv4 CIDRs, masking host bits like net.ParseCIDR', () => {
@@ -29,11 +30,21 @@ describe('Subnet', () => {
       const value = (random() * 2 + (random() % 2)) % 2 ** 32;
       const ip = [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
       const len = i % 33;
+      expect(ipValue(ip)!.value).to.equal(BigInt(value));
       const general = Subnet.of(4, ipValue(ip)!.value, len);
       const parsed = Subnet.parse(`${ip}/${len}`);
       expect(parsed.equals(general), `${ip}/${len}`).to.equal(true);
       expect(parsed.ip).to.equal(general.ip);
       expect(parsed.value).to.equal(general.value);
+    }
+  });
+
+  it('parseIPv4, the one IPv4 reader, accepts exactly what Node\'s isIPv4 does', () => {
+    const cases = ['0.0.0.0', '255.255.255.255', '10.244.3.0', '1.2.3.04', '010.0.0.1', '256.1.1.1', '1.2.3', '1.2.3.4.5', '1..2.3',
+      '.1.2.3', '1.2.3.', '', ' 1.2.3.4', '1.2.3.4 ', '1.2.3.1000', '1.2.3.-1', '1.2.3.a', '0x1.2.3.4', '::1', '1.2.3.4/8', '100.200.250.199'];
+    for (const ip of cases) {
+      expect(parseIPv4(ip) !== null, ip).to.equal(isIPv4(ip));
+      expect(canonicalIPv4(ip), ip).to.equal(isIPv4(ip) ? ip : null);
     }
   });
 });
