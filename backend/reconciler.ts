@@ -227,17 +227,6 @@ function sameBasis(a: { peersVersion: number; deltaPasses: number; programmer: s
   return a.peersVersion === b.peersVersion && a.deltaPasses === b.deltaPasses && a.programmer === b.programmer;
 }
 
-/** A desired map's entries grouped by peer, each peer's in programming order. */
-function entriesByPeer(desired: ReadonlyMap<string, Owned>): Map<string, Entry[]> {
-  const byPeer = new Map<string, Entry[]>();
-  for (const { peer, entry } of desired.values()) {
-    const list = byPeer.get(peer);
-    if (list) list.push(entry);
-    else byPeer.set(peer, [entry]);
-  }
-  return byPeer;
-}
-
 export interface ReconcilerOptions {
   readonly kernel: Kernel;
   readonly programmer: Programmer;
@@ -254,7 +243,7 @@ export class Reconciler {
   private readonly removed = new Map<string, Lease>();
   private fullPending = true;
   /** What weft last wrote successfully, per peer. */
-  private readonly programmed = new Map<string, readonly Entry[]>();
+  private programmed = new Map<string, readonly Entry[]>();
   /** Entry key -> peer, over `programmed`. */
   private readonly programmedOwner = new Map<string, string>();
   private ownership: Ownership | null = null;
@@ -395,10 +384,7 @@ export class Reconciler {
     const basis = this.programmer.entriesBasis?.();
     const from = basis === undefined ? null : { peersVersion: this.peersVersion, deltaPasses: this.counters.deltaPasses, programmer: basis };
     const reuse = from !== null && !rebuilt && this.desiredFrom !== null && sameBasis(from, this.desiredFrom);
-    let byPeer: Map<string, Entry[]> | null = null;
-    let desired: Map<string, Owned>;
-    if (reuse) desired = this.wanted;
-    else ({ desired, byPeer } = this.buildDesired());
+    const desired = reuse ? this.wanted : this.buildDesired();
     this.wanted = desired;
     this.desiredFrom = from;
 
@@ -409,14 +395,8 @@ export class Reconciler {
     // The periodic repair pass usually finds nothing to do: then the bookkeeping already says
     // what the kernel holds, and rebuilding it (15 000 entries at 5000 peers) is pure garbage.
     if (!(ops === 0 && failedPeers.size === 0 && (reuse || this.programmedMatches(desired)))) {
-      this.forgetProgrammed();
-      for (const [peer, entries] of byPeer ?? entriesByPeer(desired)) {
-        if (failedPeers.has(peer)) this.dirty.add(peer);
-        else if (entries.length > 0) this.programmed.set(peer, entries);
-      }
-      // What setProgrammed would record, keyed by the desired map's own key strings
-      // rather than 15 000 new ones at 5000 peers.
-      for (const [key, owned] of desired) if (this.programmed.has(owned.peer)) this.programmedOwner.set(key, owned.peer);
+      for (const peer of failedPeers) this.dirty.add(peer);
+      this.recordProgrammed(desired, failedPeers);
     }
     if (failedDeletes > 0) this.fullPending = true;
     const failed = failedPeers.size + failedDeletes;
@@ -429,13 +409,11 @@ export class Reconciler {
   }
 
   /** Every peer's entries, keyed like the kernel keys them; of two peers claiming one entry the first keeps it. */
-  private buildDesired(): { desired: Map<string, Owned>; byPeer: Map<string, Entry[]> } {
+  private buildDesired(): Map<string, Owned> {
     const desired = new Map<string, Owned>();
-    const byPeer = new Map<string, Entry[]>();
     for (const [peer, lease] of this.peers) {
       const entries = this.programmer.entriesFor(lease);
       if (!entries) continue;
-      const mine: Entry[] = [];
       for (const entry of entries) {
         const key = entryKey(entry);
         const other = desired.get(key);
@@ -444,11 +422,9 @@ export class Reconciler {
           continue;
         }
         desired.set(key, { peer, entry });
-        mine.push(entry);
       }
-      byPeer.set(peer, mine);
     }
-    return { desired, byPeer };
+    return desired;
   }
 
   private async deltaPass(): Promise<ApplyReport> {
@@ -523,6 +499,24 @@ export class Reconciler {
     if (this.programmedOwner.size !== desired.size) return false;
     for (const [key, owned] of desired) if (this.programmedOwner.get(key) !== owned.peer) return false;
     return true;
+  }
+
+  /**
+   * After a full pass: the bookkeeping becomes `desired` less the peers that
+   * failed, each entry's owner kept under the desired map's own key string
+   * (not 15 000 new ones at 5000 peers).
+   */
+  private recordProgrammed(desired: ReadonlyMap<string, Owned>, failed: ReadonlySet<string>): void {
+    this.programmedOwner.clear();
+    const programmed = new Map<string, Entry[]>();
+    for (const [key, { peer, entry }] of desired) {
+      if (failed.has(peer)) continue;
+      const list = programmed.get(peer);
+      if (list) list.push(entry);
+      else programmed.set(peer, [entry]);
+      this.programmedOwner.set(key, peer);
+    }
+    this.programmed = programmed;
   }
 
   private forgetProgrammed(): void {
