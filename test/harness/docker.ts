@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, 
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { atExit } from './at-exit.js';
 
 const execFileP = promisify(execFile);
 /** Debian's docker.io client, matching its 20.10 daemon (another docker CLI may shadow it on PATH). */
@@ -11,7 +12,7 @@ const DOCKER = '/usr/bin/docker';
 export const BUSYBOX_IMAGE = 'local/busybox:latest';
 
 const running = new Set<DockerHost>();
-process.on('exit', () => {
+atExit(() => {
   for (const h of running) h.killNow();
 });
 

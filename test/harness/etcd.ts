@@ -5,12 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { atExit } from './at-exit.js';
 
 const execFileP = promisify(execFile);
 
 /** PIDs of every etcd this process started, killed on exit so a failing test leaves none behind. */
 const started = new Set<number>();
-process.on('exit', () => {
+atExit(() => {
   for (const pid of started) {
     try {
       process.kill(pid, 'SIGKILL');

@@ -4,11 +4,12 @@
  *
  * Names are `wft<pid>b-<name>`: unique per run, and the pid lets a later run
  * remove leftovers of runs that died (their pid no longer exists). A run
- * deletes its own namespaces on teardown and, as a last resort, from a
- * process 'exit' handler.
+ * deletes its own namespaces on teardown and, as a last resort, when it
+ * exits, Ctrl-C included (at-exit.ts).
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
+import { atExit } from './at-exit.js';
 
 const execFileAsync = promisify(execFile);
 const FAMILY = /^wft(\d+)b-/;
@@ -23,7 +24,7 @@ let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on('exit', () => {
+  atExit(() => {
     for (const child of children) if (child.pid && child.exitCode === null) safeKill(child.pid);
     for (const ns of created) {
       try {

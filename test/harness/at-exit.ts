@@ -1,0 +1,19 @@
+/**
+ * Last-resort cleanup for tests and benchmarks. A process 'exit' handler runs
+ * on a normal exit and on process.exit(), but not when a signal ends the
+ * process: a run interrupted with Ctrl-C used to leave its etcd, its weftds and
+ * its namespaces behind. The first registration therefore also turns SIGINT,
+ * SIGTERM and SIGHUP into an exit with the shell's status for that signal
+ * (128 + its number), which runs every handler registered here.
+ */
+import { constants } from 'node:os';
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+let signalsHandled = false;
+
+export function atExit(cleanup: () => void): void {
+  process.on('exit', cleanup);
+  if (signalsHandled) return;
+  signalsHandled = true;
+  for (const signal of SIGNALS) process.once(signal, () => process.exit(128 + constants.signals[signal]));
+}
