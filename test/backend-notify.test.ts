@@ -4,6 +4,7 @@
  * monitor pipe's framing cut at every offset. No kernel.
  */
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import {
   AF_BRIDGE,
   RTM_DELLINK,
@@ -91,6 +92,17 @@ describe('backend: kernel notifications decoded like dump entries', () => {
     expect(decodeChange({ type: NFT_CHANGED, flags: 0, seq: 0, payload: Buffer.alloc(0) })).to.deep.equal({ kind: 'nftables' });
     const [unwatched] = splitMessages(markerDatagram(NFT_UNWATCHED, 'Protocol not supported'));
     expect(decodeChange(unwatched!)).to.deep.equal({ kind: 'nftablesUnwatched', why: 'Protocol not supported' });
+  });
+
+  it('the monitor child builds its markers from markerDatagram\'s own source text, which runs on its own', () => {
+    // What the child does: paste the function's text into a bare `node -e` script and call it.
+    const script = `const marker = ${markerDatagram.toString()};\nprocess.stdout.write(Buffer.concat([marker(${NFT_UNWATCHED}, 'Operation not permitted'), marker(${NLMSG_OVERRUN})]));`;
+    const out = execFileSync(process.execPath, ['-e', script]);
+    const [unwatched, overrun, ...rest] = splitMessages(out);
+    expect(rest).to.deep.equal([]);
+    expect(decodeChange(unwatched!)).to.deep.equal({ kind: 'nftablesUnwatched', why: 'Operation not permitted' });
+    expect(decodeChange(overrun!)).to.deep.equal({ kind: 'overrun' });
+    expect(out.equals(Buffer.concat([markerDatagram(NFT_UNWATCHED, 'Operation not permitted'), markerDatagram(NLMSG_OVERRUN)]))).to.equal(true);
   });
 });
 

@@ -33,7 +33,7 @@ import type { Readable, Writable } from 'node:stream';
 import { Backoff } from '../../common/backoff.js';
 import type { KernelChange } from '../kernel.js';
 import { splitMessages } from './codec.js';
-import { DatagramStream, MONITOR_GROUPS, NETLINK_NETFILTER, NFNLGRP_NFTABLES, NFT_CHANGED, NFT_UNWATCHED, NLMSG_NOOP, NLMSG_OVERRUN, decodeChange } from './notify.js';
+import { DatagramStream, MONITOR_GROUPS, NETLINK_NETFILTER, NFNLGRP_NFTABLES, NFT_CHANGED, NFT_UNWATCHED, NLMSG_NOOP, NLMSG_OVERRUN, decodeChange, markerDatagram } from './notify.js';
 
 /** Receive buffer asked for; the kernel caps it at net.core.rmem_max (and doubles that for bookkeeping). */
 const BUFFER_BYTES = 16 << 20;
@@ -51,7 +51,8 @@ const STDERR_KEPT = 400;
  * each datagram (one notification) as a u32 length and the bytes; an
  * NLMSG_NOOP datagram once subscribed, an NLMSG_OVERRUN one when a receive
  * error is reported without killing it. Exits when weftd closes its stdin
- * (weftd is gone).
+ * (weftd is gone). Its markers come from notify.ts's `markerDatagram`, whose
+ * source text is pasted in, so weftd decodes what that one function builds.
  */
 const CHILD_SOURCE = `'use strict';
 const net = require('node:net');
@@ -78,14 +79,7 @@ function forward(datagram) {
   if (batch.length === 0) setImmediate(flush);
   batch.push(len, datagram);
 }
-function marker(type, text = '') {
-  const payload = Buffer.from(text);
-  const m = Buffer.alloc(16 + ((payload.length + 3) & ~3));
-  m.writeUInt32LE(16 + payload.length, 0);
-  m.writeUInt16LE(type, 4);
-  payload.copy(m, 16);
-  return m;
-}
+const marker = ${markerDatagram.toString()};
 const socket = new RawNetlinkSocket(0, { recvBufferSize: bufferBytes, sendBufferSize: 4096 });
 socket.on('message', forward);
 socket.on('error', () => forward(marker(${NLMSG_OVERRUN})));

@@ -11,7 +11,6 @@ import {
   AF_BRIDGE,
   AF_INET,
   AF_UNSPEC,
-  NLMSG_HDRLEN,
   RTM_DELLINK,
   RTM_DELNEIGH,
   RTM_DELROUTE,
@@ -111,14 +110,20 @@ function routeChange(msg: InMessage): KernelChange | null {
   return route ? { kind: 'route', op: msg.type === RTM_NEWROUTE ? 'new' : 'del', route } : null;
 }
 
-/** A datagram holding one of the monitor's markers: a control message, with `text` as its payload if any (as the child builds them). */
+/**
+ * A datagram holding one of the monitor's markers: a control message, with
+ * `text` as its payload if any. The monitor's child process builds its
+ * markers with this function's source text (monitor.ts), so it must stay
+ * self-contained: no names from outside it, not even NLMSG_HDRLEN (16).
+ */
 export function markerDatagram(type: number, text = ''): Buffer {
+  const header = 16;
   const payload = Buffer.from(text);
-  const b = Buffer.alloc(NLMSG_HDRLEN + ((payload.length + 3) & ~3));
-  b.writeUInt32LE(NLMSG_HDRLEN + payload.length, 0);
-  b.writeUInt16LE(type, 4);
-  payload.copy(b, NLMSG_HDRLEN);
-  return b;
+  const datagram = Buffer.alloc(header + ((payload.length + 3) & ~3));
+  datagram.writeUInt32LE(header + payload.length, 0);
+  datagram.writeUInt16LE(type, 4);
+  payload.copy(datagram, header);
+  return datagram;
 }
 
 /**
