@@ -2,15 +2,19 @@
  * The harness's last-resort cleanup: a test or benchmark run stopped with
  * Ctrl-C must not leave its namespaces or the processes it started in them.
  * A worker (this file, run with WORKER_FLAG) creates a namespace, starts a
- * long `sleep` in it and reports both; the test sends it SIGINT, as a
- * terminal's Ctrl-C would, and checks that both are gone.
+ * long `sleep` in it, makes a temporary directory and reports all three; the
+ * test sends it SIGINT, as a terminal's Ctrl-C would (or lets it exit without
+ * tearing down), and checks that all three are gone.
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { removeAtExit } from './harness/at-exit.js';
 import { Netns, cleanupLeftovers, listNamespaces } from './harness/netns.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -19,16 +23,29 @@ const WORKER_FLAG = '--at-exit-worker';
 interface WorkerReport {
   namespace: string;
   sleepPid: number;
+  tempDir: string;
 }
 
-/** Worker side: a namespace with a process in it, then waits to be interrupted. */
-async function worker(): Promise<void> {
+/** Worker side: a namespace with a process in it and a temporary directory, then waits to be interrupted (or exits, `exit`). */
+async function worker(mode: string | undefined): Promise<void> {
   const ns = await Netns.create('atexit');
   const sleeper = ns.spawn('sleep', ['600']);
   await once(sleeper, 'spawn');
-  const report: WorkerReport = { namespace: ns.name, sleepPid: sleeper.pid ?? 0 };
+  const tempDir = mkdtempSync(join(tmpdir(), 'weft-atexit-'));
+  writeFileSync(join(tempDir, 'data'), 'x');
+  removeAtExit(tempDir);
+  const report: WorkerReport = { namespace: ns.name, sleepPid: sleeper.pid ?? 0, tempDir };
   process.stdout.write(`${JSON.stringify(report)}\n`);
+  if (mode === 'exit') process.exit(0);
   setInterval(() => undefined, 60_000); // stays up until a signal ends it
+}
+
+/** Starts a worker and waits for its report. */
+async function startWorker(mode: 'wait' | 'exit') {
+  const child = spawn(process.execPath, [SELF, WORKER_FLAG, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+  return { child, exited, report: JSON.parse(line) as WorkerReport };
 }
 
 /** Running, as opposed to gone or a zombie (its new parent reaps it in its own time). */
@@ -41,30 +58,38 @@ function running(pid: number): boolean {
 }
 
 if (process.argv[2] === WORKER_FLAG) {
-  worker().catch((err: Error) => {
+  worker(process.argv[3]).catch((err: Error) => {
     process.stderr.write(`${err.stack ?? err.message}\n`);
     process.exit(1);
   });
 } else {
-  describe('test harness cleanup on interrupt @real', function () {
+  describe('test harness cleanup at exit and on interrupt @real', function () {
     this.timeout(20_000);
     before(async () => {
       await cleanupLeftovers();
     });
 
-    it('SIGINT deletes the run’s namespaces and kills what it started in them, exiting 130', async () => {
-      const child = spawn(process.execPath, [SELF, WORKER_FLAG], { stdio: ['ignore', 'pipe', 'inherit'] });
-      const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-      const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
-      const report = JSON.parse(line) as WorkerReport;
+    it('SIGINT deletes the run’s namespaces, kills what it started in them and removes its temporary directories, exiting 130', async () => {
+      const { child, exited, report } = await startWorker('wait');
       expect(await listNamespaces()).to.include(report.namespace);
       expect(running(report.sleepPid), 'sleep running before the interrupt').to.equal(true);
+      expect(existsSync(report.tempDir)).to.equal(true);
 
       child.kill('SIGINT');
       const [code, signal] = await exited;
       expect({ code, signal }).to.deep.equal({ code: 130, signal: null });
       expect(await listNamespaces()).to.not.include(report.namespace);
       expect(running(report.sleepPid), 'sleep killed').to.equal(false);
+      expect(existsSync(report.tempDir), 'temporary directory removed').to.equal(false);
+    });
+
+    it('a run that exits without tearing down leaves nothing either', async () => {
+      const { exited, report } = await startWorker('exit');
+      const [code] = await exited;
+      expect(code).to.equal(0);
+      expect(await listNamespaces()).to.not.include(report.namespace);
+      expect(running(report.sleepPid), 'sleep killed').to.equal(false);
+      expect(existsSync(report.tempDir), 'temporary directory removed').to.equal(false);
     });
   });
 }

@@ -6,6 +6,7 @@
  * SIGTERM and SIGHUP into an exit with the shell's status for that signal
  * (128 + its number), which runs every handler registered here.
  */
+import { rmSync } from 'node:fs';
 import { constants } from 'node:os';
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -16,4 +17,22 @@ export function atExit(cleanup: () => void): void {
   if (signalsHandled) return;
   signalsHandled = true;
   for (const signal of SIGNALS) process.once(signal, () => process.exit(128 + constants.signals[signal]));
+}
+
+const tempDirs = new Set<string>();
+
+/**
+ * Removes `dir` (a temporary directory of this run) at exit, whether or not
+ * the run removed it itself: etcd data, cluster and PKI directories used to
+ * pile up in /tmp, from interrupted runs and from helpers with no teardown.
+ * Registered after the harnesses' process kills, so it runs after them.
+ */
+export function removeAtExit(dir: string): void {
+  if (tempDirs.size === 0) atExit(removeTempDirs);
+  tempDirs.add(dir);
+}
+
+function removeTempDirs(): void {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
 }

@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, wr
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { removeAtExit } from './at-exit.js';
 import { EtcdServer, type EtcdTls } from './etcd.js';
 import { Netns, RUN_PREFIX, Switch, cleanupLeftovers } from './netns.js';
 
@@ -185,6 +186,7 @@ export class Cluster {
     const dir = join('/tmp', `${RUN_PREFIX}cluster`);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
+    removeAtExit(dir);
     const sw = await Switch.create('sw');
     const members = options.etcdMembers ?? 1;
     const etcdNses: Netns[] = [];

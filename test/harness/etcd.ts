@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { atExit } from './at-exit.js';
+import { atExit, removeAtExit } from './at-exit.js';
 
 const execFileP = promisify(execFile);
 
@@ -20,6 +20,13 @@ atExit(() => {
     }
   }
 });
+
+/** A fresh directory under the system's temporary directory, removed at exit at the latest. */
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  removeAtExit(dir);
+  return dir;
+}
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export async function freePort(): Promise<number> {
@@ -72,7 +79,7 @@ export class EtcdServer {
   static async start(options: { tls?: EtcdTls; netns?: { name: string; ip: string } } = {}): Promise<EtcdServer> {
     const place = options.netns ? { netns: options.netns.name, ip: options.netns.ip } : null;
     const [client, peer] = place ? [2379, 2380] : [await freePort(), await freePort()];
-    const server = new EtcdServer(mkdtempSync(join(tmpdir(), 'weft-etcd-')), client, peer, options.tls ?? null, place, null);
+    const server = new EtcdServer(tempDir('weft-etcd-'), client, peer, options.tls ?? null, place, null);
     await server.launch();
     return server;
   }
@@ -85,7 +92,7 @@ export class EtcdServer {
   static async startCluster(members: readonly { name: string; ip: string }[]): Promise<EtcdServer[]> {
     const initialCluster = members.map((m, i) => `m${i + 1}=http://${m.ip}:2380`).join(',');
     const servers = members.map(
-      (m, i) => new EtcdServer(mkdtempSync(join(tmpdir(), 'weft-etcd-')), 2379, 2380, null, { netns: m.name, ip: m.ip }, { name: `m${i + 1}`, initialCluster }),
+      (m, i) => new EtcdServer(tempDir('weft-etcd-'), 2379, 2380, null, { netns: m.name, ip: m.ip }, { name: `m${i + 1}`, initialCluster }),
     );
     await Promise.all(servers.map((s) => s.launch()));
     return servers;

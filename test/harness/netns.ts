@@ -56,6 +56,9 @@ function pidAlive(pid: number): boolean {
 /** Runs a command in the root namespace that only reads or manages namespaces (`ip netns ...`). */
 async function run(cmd: string, args: readonly string[], input?: string): Promise<string> {
   const child = execFileAsync(cmd, args as string[], { maxBuffer: 64 << 20 });
+  // Killed on exit too: an interrupted run must not leave e.g. an iperf3 client behind.
+  children.add(child.child);
+  child.child.once('exit', () => children.delete(child.child));
   if (input !== undefined) {
     child.child.stdin?.end(input);
   }
