@@ -37,15 +37,25 @@ async function worker(mode: string | undefined): Promise<void> {
   const report: WorkerReport = { namespace: ns.name, sleepPid: sleeper.pid ?? 0, tempDir };
   process.stdout.write(`${JSON.stringify(report)}\n`);
   if (mode === 'exit') process.exit(0);
+  if (mode === 'own-handler') {
+    // A program that handles Ctrl-C itself (as the demo's --keep does) tears down on its own terms.
+    process.once('SIGINT', () => {
+      process.stdout.write('tearing down\n');
+      setTimeout(() => process.exit(0), 50);
+    });
+  }
   setInterval(() => undefined, 60_000); // stays up until a signal ends it
 }
 
 /** Starts a worker and waits for its report. */
-async function startWorker(mode: 'wait' | 'exit') {
+async function startWorker(mode: 'wait' | 'exit' | 'own-handler') {
   const child = spawn(process.execPath, [SELF, WORKER_FLAG, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
-  return { child, exited, report: JSON.parse(line) as WorkerReport };
+  const lines: string[] = [];
+  const reader = createInterface({ input: child.stdout! });
+  const [line] = (await once(reader, 'line')) as [string];
+  reader.on('line', (l) => lines.push(l));
+  return { child, exited, report: JSON.parse(line) as WorkerReport, output: lines };
 }
 
 /** Running, as opposed to gone or a zombie (its new parent reaps it in its own time). */
@@ -78,6 +88,17 @@ if (process.argv[2] === WORKER_FLAG) {
       child.kill('SIGINT');
       const [code, signal] = await exited;
       expect({ code, signal }).to.deep.equal({ code: 130, signal: null });
+      expect(await listNamespaces()).to.not.include(report.namespace);
+      expect(running(report.sleepPid), 'sleep killed').to.equal(false);
+      expect(existsSync(report.tempDir), 'temporary directory removed').to.equal(false);
+    });
+
+    it('a program with its own SIGINT handler runs it instead of exiting at once, and still leaves nothing', async () => {
+      const { child, exited, report, output } = await startWorker('own-handler');
+      child.kill('SIGINT');
+      const [code, signal] = await exited;
+      expect({ code, signal }).to.deep.equal({ code: 0, signal: null });
+      expect(output).to.deep.equal(['tearing down']);
       expect(await listNamespaces()).to.not.include(report.namespace);
       expect(running(report.sleepPid), 'sleep killed').to.equal(false);
       expect(existsSync(report.tempDir), 'temporary directory removed').to.equal(false);

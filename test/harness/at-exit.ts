@@ -4,7 +4,10 @@
  * process: a run interrupted with Ctrl-C used to leave its etcd, its weftds and
  * its namespaces behind. The first registration therefore also turns SIGINT,
  * SIGTERM and SIGHUP into an exit with the shell's status for that signal
- * (128 + its number), which runs every handler registered here.
+ * (128 + its number), which runs every handler registered here, unless the
+ * program listens for that signal itself: then it is in charge (the demo's
+ * --keep waits for Ctrl-C and tears down in order), and only a second signal,
+ * once its own listener is gone, exits here.
  */
 import { rmSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -16,7 +19,11 @@ export function atExit(cleanup: () => void): void {
   process.on('exit', cleanup);
   if (signalsHandled) return;
   signalsHandled = true;
-  for (const signal of SIGNALS) process.once(signal, () => process.exit(128 + constants.signals[signal]));
+  for (const signal of SIGNALS) {
+    process.on(signal, () => {
+      if (process.listenerCount(signal) === 1) process.exit(128 + constants.signals[signal]);
+    });
+  }
 }
 
 const tempDirs = new Set<string>();
