@@ -46,6 +46,8 @@ export interface FootprintResult {
   /** etcd grpc messages received per minute while weftd was idle, total and by method. */
   readonly etcdPerMinute: number;
   readonly etcdByMethod: Record<string, number>;
+  /** The window after that one, when asked for (StartupOptions.steadyWindowS); null otherwise. */
+  readonly steady: { readonly cpuPercent: number; readonly rssMB: number; readonly windowS: number } | null;
 }
 
 export interface SizeStep {
@@ -57,7 +59,20 @@ export interface StartupOptions {
   readonly baselineRuns: number;
   readonly settleS: number;
   readonly idleWindowS: number;
+  /**
+   * A second idle window right after the first (0: none). The first, from the
+   * end of the settle time, can hold V8's one-off collections after start-up
+   * (its memory reducer, 30-50 s after start, ~0.3 s of CPU at 5000 peers);
+   * the second shows idle as it stays.
+   */
+  readonly steadyWindowS?: number;
   readonly env?: NodeJS.ProcessEnv;
+}
+
+async function steadyWindow(pid: number, from: ReturnType<typeof procSample>, seconds: number): Promise<FootprintResult['steady']> {
+  await sleep(seconds * 1000);
+  const to = procSample(pid);
+  return { cpuPercent: cpuPercent(from, to), rssMB: to.rssMB, windowS: (to.at - from.at) / 1000 };
 }
 
 /** Brings weftd up on `node` with peers 1..n in etcd and measures it. `during` runs after the idle window, with weftd still up. */
@@ -127,6 +142,7 @@ export async function startupStep(
       windowS: (b.at - a.at) / 1000,
       etcdPerMinute: Object.values(byMethod).reduce((s, v) => s + v, 0),
       etcdByMethod: byMethod,
+      steady: o.steadyWindowS ? await steadyWindow(node.pid!, b, o.steadyWindowS) : null,
     };
     if (during) await during(observer);
     return { startup, footprint };

@@ -58,13 +58,13 @@ function print(r: Results): void {
         }),
       ),
     );
-    console.log('\nFootprint and etcd load: weftd idle after start-up (production periods: full resync 60 s; iptables checked on nf_tables changes and every 60 s)');
+    console.log('\nFootprint and etcd load: weftd idle after start-up (production periods: full resync 60 s; iptables checked on nf_tables changes and every 60 s); next window: the window after, at the largest N only');
     console.log(
       table(
-        ['N', 'RSS MB', 'peak RSS MB', 'idle CPU % of a core', 'listener RSS MB', 'listener CPU %', 'weftd + listener MB', 'window s', 'etcd requests/min', 'by method'],
+        ['N', 'RSS MB', 'peak RSS MB', 'idle CPU % of a core', 'listener RSS MB', 'listener CPU %', 'weftd + listener MB', 'window s', 'next window: idle CPU %', 'next window: RSS MB', 'etcd requests/min', 'by method'],
         r.sizes.map(({ footprint: f }) => [
           String(f.n), fmt(f.rssMB), fmt(f.peakRssMB), fmt(f.idleCpuPercent, 2), fmt(f.listenerRssMB), fmt(f.listenerCpuPercent, 2), fmt(f.totalMB),
-          fmt(f.windowS, 0), fmt(f.etcdPerMinute, 1),
+          fmt(f.windowS, 0), f.steady ? fmt(f.steady.cpuPercent, 2) : '-', f.steady ? fmt(f.steady.rssMB) : '-', fmt(f.etcdPerMinute, 1),
           Object.entries(f.etcdByMethod).map(([m, v]) => `${m} ${fmt(v, 1)}`).join(', ') || '-',
         ]),
       ),
@@ -130,7 +130,9 @@ async function main(): Promise<void> {
               }
             : undefined;
         const env = profDir && n === Math.max(...sizes) ? { NODE_OPTIONS: `--import=${PROF_HOOK}`, WEFT_CPU_PROF_DIR: profDir } : {};
-        const step = await startupStep(bc, node, n, { baselineRuns: P.baselineRuns, settleS: P.settleS, idleWindowS: P.idleWindowS, env }, during);
+        // The largest N also gets a second idle window (see StartupOptions.steadyWindowS).
+        const steadyWindowS = want('startup') && n === Math.max(...sizes) ? P.idleWindowS : 0;
+        const step = await startupStep(bc, node, n, { baselineRuns: P.baselineRuns, settleS: P.settleS, idleWindowS: P.idleWindowS, steadyWindowS, env }, during);
         if (want('startup')) results.sizes.push(step);
         // Back to exactly peers 1..n (churn and convergence wrote others).
         const keys = Object.keys(await bc.agent.call<Record<string, string>>('keys'));
