@@ -18,8 +18,12 @@ export interface PathResult {
   readonly gbits: number[];
   readonly gbitsMedian: number;
   readonly retransmits: number;
-  /** Median of the raw-underlay runs interleaved with this path's runs. */
+  /** The raw-underlay runs, each just before the path's run of the same index. */
+  readonly rawGbits: number[];
   readonly rawGbitsMedian: number;
+  /** Each path run over the raw run just before it: the machine's drift between pairs cancels out. */
+  readonly pairRatios: number[];
+  /** Median of pairRatios. */
   readonly ratio: number;
   readonly pingAvgMs: number;
   readonly rawPingAvgMs: number;
@@ -74,9 +78,19 @@ async function measure(path: string, runs: number, raw: () => Promise<{ gbits: n
     overRuns.push(o.gbits);
     retransmits += o.retransmits;
   }
-  const g = median(overRuns);
-  const rg = median(rawRuns);
-  return { path, gbits: overRuns, gbitsMedian: g, retransmits, rawGbitsMedian: rg, ratio: g / rg, pingAvgMs: await pings.over(), rawPingAvgMs: await pings.raw() };
+  const pairRatios = overRuns.map((g, i) => g / rawRuns[i]!);
+  return {
+    path,
+    gbits: overRuns,
+    gbitsMedian: median(overRuns),
+    retransmits,
+    rawGbits: rawRuns,
+    rawGbitsMedian: median(rawRuns),
+    pairRatios,
+    ratio: median(pairRatios),
+    pingAvgMs: await pings.over(),
+    rawPingAvgMs: await pings.raw(),
+  };
 }
 
 export async function dataplane(bc: BenchCluster, o: { runs: number; seconds: number; pings: number }): Promise<PathResult[]> {
