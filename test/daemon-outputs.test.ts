@@ -1,19 +1,17 @@
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatDockerOpts, DOCKER_OPTS_DEFAULTS } from '../daemon/docker-opts.js';
 import { formatSubnetFile, parseSubnetFile, readPreviousSubnet, writeSubnetFile } from '../daemon/subnet-file.js';
 import { Subnet } from '../lease/subnet.js';
-import { removeAtExit } from './harness/at-exit.js';
+import { tempDir } from './harness/at-exit.js';
 
 const vars = { FLANNEL_NETWORK: '10.1.0.0/16', FLANNEL_SUBNET: '10.1.74.1/24', FLANNEL_MTU: '1472', FLANNEL_IPMASQ: 'false' };
 const base = { ...DOCKER_OPTS_DEFAULTS, individual: false, combined: false, noIpMasq: false };
 
 describe('subnet file and docker options (flannel formats)', () => {
   it('writes flannel\'s exact subnet.env, atomically with mode 0644', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-sf-'));
-    removeAtExit(dir);
+    const dir = tempDir('weft-sf-');
     const path = join(dir, 'run/flannel/subnet.env');
     const old = process.umask(0o077);
     try {

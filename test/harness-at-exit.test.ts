@@ -9,12 +9,11 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { removeAtExit } from './harness/at-exit.js';
+import { tempDir } from './harness/at-exit.js';
 import { Netns, cleanupLeftovers, listNamespaces } from './harness/netns.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -31,10 +30,9 @@ async function worker(mode: string | undefined): Promise<void> {
   const ns = await Netns.create('atexit');
   const sleeper = ns.spawn('sleep', ['600']);
   await once(sleeper, 'spawn');
-  const tempDir = mkdtempSync(join(tmpdir(), 'weft-atexit-'));
-  writeFileSync(join(tempDir, 'data'), 'x');
-  removeAtExit(tempDir);
-  const report: WorkerReport = { namespace: ns.name, sleepPid: sleeper.pid ?? 0, tempDir };
+  const dir = tempDir('weft-atexit-');
+  writeFileSync(join(dir, 'data'), 'x');
+  const report: WorkerReport = { namespace: ns.name, sleepPid: sleeper.pid ?? 0, tempDir: dir };
   process.stdout.write(`${JSON.stringify(report)}\n`);
   if (mode === 'exit') process.exit(0);
   if (mode === 'own-handler') {

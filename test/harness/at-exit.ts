@@ -8,8 +8,9 @@
  * is in charge (the demo's --keep waits for Ctrl-C and tears down in order),
  * and only a second signal, once its own listener is gone, exits here.
  */
-import { rmSync } from 'node:fs';
-import { constants } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { constants, tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 const cleanups: Array<() => void> = [];
@@ -31,6 +32,13 @@ export function atExit(cleanup: () => void): void {
 export function removeAtExit(dir: string): void {
   install();
   tempDirs.add(dir);
+}
+
+/** A fresh directory under the system's temporary directory, named `prefix` + random, removed at exit at the latest. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  removeAtExit(dir);
+  return dir;
 }
 
 function install(): void {

@@ -1,9 +1,8 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { removeAtExit } from './at-exit.js';
+import { tempDir } from './at-exit.js';
 
 const execFileP = promisify(execFile);
 
@@ -44,8 +43,7 @@ async function issue(dir: string, ca: { cert: string; key: string }, name: strin
 
 /** A throw-away PKI made with openssl: a CA, an etcd server certificate for `ips`, a client certificate, and a rogue CA. */
 export async function makeTestPki(ips: readonly string[] = ['127.0.0.1']): Promise<TestPki> {
-  const dir = mkdtempSync(join(tmpdir(), 'weft-pki-'));
-  removeAtExit(dir);
+  const dir = tempDir('weft-pki-');
   const ca = await makeCa(dir, 'weft-test-ca');
   const server = await issue(dir, ca, 'etcd-server', `subjectAltName=${ips.map((ip) => `IP:${ip}`).join(',')}\nextendedKeyUsage=serverAuth,clientAuth\n`);
   const client = await issue(dir, ca, 'weft-client', 'extendedKeyUsage=clientAuth\n');

@@ -1,11 +1,9 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { atExit, removeAtExit } from './at-exit.js';
+import { atExit, tempDir } from './at-exit.js';
 
 const execFileP = promisify(execFile);
 
@@ -20,13 +18,6 @@ atExit(() => {
     }
   }
 });
-
-/** A fresh directory under the system's temporary directory, removed at exit at the latest. */
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  removeAtExit(dir);
-  return dir;
-}
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export async function freePort(): Promise<number> {

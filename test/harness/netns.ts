@@ -19,21 +19,23 @@ export const RUN_PREFIX = `wft${process.pid}b-`;
 
 const created = new Set<string>();
 const children = new Set<ChildProcess>();
-let exitHookInstalled = false;
 
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  atExit(() => {
-    for (const child of children) if (child.pid && child.exitCode === null) safeKill(child.pid);
-    for (const ns of created) {
-      try {
-        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-      } catch {
-        // already gone
-      }
+atExit(() => {
+  for (const child of children) if (child.pid && child.exitCode === null) safeKill(child.pid);
+  for (const ns of created) {
+    try {
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    } catch {
+      // already gone
     }
-  });
+  }
+});
+
+/** Remembers `child` until it exits, so teardown and exit can kill it by PID. */
+function track<T extends ChildProcess>(child: T): T {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
 }
 
 function safeKill(pid: number): void {
@@ -57,8 +59,7 @@ function pidAlive(pid: number): boolean {
 async function run(cmd: string, args: readonly string[], input?: string): Promise<string> {
   const child = execFileAsync(cmd, args as string[], { maxBuffer: 64 << 20 });
   // Killed on exit too: an interrupted run must not leave e.g. an iperf3 client behind.
-  children.add(child.child);
-  child.child.once('exit', () => children.delete(child.child));
+  track(child.child);
   if (input !== undefined) {
     child.child.stdin?.end(input);
   }
@@ -91,7 +92,6 @@ export class Netns {
 
   /** `ip netns add <prefix><short>`; loopback up. */
   static async create(short: string): Promise<Netns> {
-    installExitHook();
     const name = `${RUN_PREFIX}${short}`;
     await run('ip', ['netns', 'add', name]);
     created.add(name);
@@ -132,13 +132,12 @@ export class Netns {
    * teardown (and on exit) if still running. `ipc` adds a Node IPC channel.
    */
   spawn(cmd: string, args: readonly string[], options: { ipc?: boolean; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', this.name, cmd, ...args], {
-      stdio: options.ipc ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'pipe', 'pipe'],
-      env: options.env ?? process.env,
-    });
-    children.add(child);
-    child.once('exit', () => children.delete(child));
-    return child;
+    return track(
+      spawn('ip', ['netns', 'exec', this.name, cmd, ...args], {
+        stdio: options.ipc ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+        env: options.env ?? process.env,
+      }),
+    );
   }
 
   async delete(): Promise<void> {
