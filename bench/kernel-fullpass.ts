@@ -102,6 +102,12 @@ function runLoop(): { stop(): Promise<void> } {
   };
 }
 
+/** The full pass of index `count` (counting from the last reset of fullPasses), once the loop has run it. */
+async function passAfter(count: number): Promise<PassSample> {
+  while (fullPasses.length <= count) await new Promise((r) => setTimeout(r, 20));
+  return fullPasses[count]!;
+}
+
 /** Resync passes, then periodic passes every PERIOD_MS, each kind's median. */
 async function passCosts(): Promise<void> {
   // A resync (the peer set handed over again, as after an etcd re-list) is a full pass that builds everything.
@@ -123,9 +129,9 @@ async function passCosts(): Promise<void> {
   });
   gc.observe({ entryTypes: ['gc'] });
   // The first pass after run() starts is the listener's gap pass; measure the ones after it.
-  while (fullPasses.length < 1) await new Promise((r) => setTimeout(r, PERIOD_MS));
+  await passAfter(0);
   gcFrom = performance.now();
-  while (fullPasses.length < PASSES + 1) await new Promise((r) => setTimeout(r, PERIOD_MS));
+  await passAfter(PASSES);
   await loop.stop();
   gc.disconnect();
 
@@ -149,10 +155,6 @@ async function passCosts(): Promise<void> {
 async function idleRounds(rounds: number): Promise<void> {
   const loop = runLoop();
   const routes = JSON.parse(execFileSync('ip', ['-j', 'route', 'show', 'dev', 'flannel.1'], { encoding: 'utf8' })) as Array<{ dst: string; gateway: string }>;
-  const passAfter = async (count: number): Promise<PassSample> => {
-    while (fullPasses.length <= count) await new Promise((r) => setTimeout(r, 20));
-    return fullPasses[count]!;
-  };
   // The first pass after run() starts is the listener's gap pass, right away: not after idleness.
   await passAfter(fullPasses.length);
   const quiet: PassSample[] = [];
