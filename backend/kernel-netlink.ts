@@ -25,19 +25,20 @@ import {
   addrDelMessage,
   addrDumpMessage,
   errnoName,
-  fdbDelMessage,
-  fdbReplaceMessage,
-  neighDelMessage,
   neighDumpMessage,
-  neighSetMessage,
   parseAddrInfo,
   parseNeigh,
   parseRoute,
-  routeDelMessage,
   routeDumpMessage,
-  routeReplaceMessage,
   toFdb,
   toNeigh,
+  writeFdbDel,
+  writeFdbReplace,
+  writeNeighDel,
+  writeNeighSet,
+  writeRouteDel,
+  writeRouteReplace,
+  Writer,
   type InMessage,
   type OutMessage,
 } from './netlink/codec.js';
@@ -46,7 +47,6 @@ import { NetlinkMonitor } from './netlink/monitor.js';
 import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from './netlink/link.js';
 import {
   KernelError,
-  RTPROT_WEFT,
   applyOne,
   collect,
   type Addr,
@@ -186,7 +186,7 @@ export class NetlinkKernel implements Kernel {
 
   async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
     if (ops.length === 0) return [];
-    const errnos = await this.requests.transact(ops, encodeOp);
+    const errnos = await this.requests.transact(ops, writeOp);
     return errnos.map((e) => (e === 0 ? null : errnoName(e)));
   }
 
@@ -232,24 +232,24 @@ export class NetlinkKernel implements Kernel {
   }
 
   private async single(what: string, msg: OutMessage): Promise<void> {
-    const [errno] = await this.requests.transact([msg], (m) => m);
+    const { errno } = await this.requests.request(msg);
     if (errno) throw new KernelError(what, errnoName(errno));
   }
 }
 
-function encodeOp(op: KernelOp): OutMessage {
+function writeOp(w: Writer, op: KernelOp): void {
   switch (op.op) {
     case 'neighSet':
-      return neighSetMessage(op.neigh);
+      return writeNeighSet(w, op.neigh);
     case 'neighDel':
-      return neighDelMessage(op.neigh);
+      return writeNeighDel(w, op.neigh);
     case 'fdbReplace':
-      return fdbReplaceMessage(op.fdb);
+      return writeFdbReplace(w, op.fdb);
     case 'fdbDel':
-      return fdbDelMessage(op.fdb);
+      return writeFdbDel(w, op.fdb);
     case 'routeReplace':
-      return routeReplaceMessage({ ...op.route, proto: op.route.proto ?? RTPROT_WEFT });
+      return writeRouteReplace(w, op.route);
     case 'routeDel':
-      return routeDelMessage(op.route);
+      return writeRouteDel(w, op.route);
   }
 }

@@ -8,10 +8,12 @@ import {
   NLMSG_HDRLEN,
   NLM_F_ACK,
   NLM_F_REQUEST,
+  fdbDelMessage,
   fdbReplaceMessage,
   forEachAttr,
   frame,
   frameInto,
+  neighDelMessage,
   neighSetMessage,
   parseNeigh,
   parseRoute,
@@ -20,7 +22,15 @@ import {
   splitMessages,
   toFdb,
   toNeigh,
+  writeFdbDel,
+  writeFdbReplace,
+  writeNeighDel,
+  writeNeighSet,
+  writeRouteDel,
+  writeRouteReplace,
   Writer,
+  type OutMessage,
+  type RequestWriter,
 } from '../backend/netlink/codec.js';
 import { RTPROT_WEFT } from '../backend/kernel.js';
 import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from '../backend/netlink/link.js';
@@ -108,6 +118,32 @@ describe('netlink codec (unit)', () => {
     ]);
     expect(back[1]!.payload.equals(msgs[1]!.body)).to.equal(true);
     expect(frame(msgs[0]!, 100, 42).equals(datagram.subarray(0, NLMSG_HDRLEN + msgs[0]!.body.length))).to.equal(true);
+  });
+
+  it('writes requests back to back into one datagram, byte for byte as framed one by one', () => {
+    dirtyPool();
+    const neigh = { ifindex: 3, ip: '10.244.2.0', mac: '0e:2a:00:00:00:02' };
+    const fdb = { ifindex: 3, mac: '0e:2a:00:00:00:02', dst: '198.18.0.2' };
+    const route = { dst: '10.244.2.7/24', gw: '10.244.2.0', oif: 3, onlink: true };
+    const requests: [RequestWriter<never>, unknown, OutMessage][] = [
+      [writeNeighSet, neigh, neighSetMessage(neigh)],
+      [writeNeighDel, neigh, neighDelMessage(neigh)],
+      [writeFdbReplace, fdb, fdbReplaceMessage(fdb)],
+      [writeFdbDel, fdb, fdbDelMessage(fdb)],
+      [writeRouteReplace, route, routeReplaceMessage({ ...route, proto: RTPROT_WEFT })],
+      [writeRouteDel, route, routeDelMessage(route)],
+    ];
+    // A writer too small for even one request: it has to grow, keeping what it holds.
+    const w = new Writer(8);
+    requests.forEach(([write, item], i) => {
+      write(w, item as never);
+      w.seal(500 + i, 42, i === requests.length - 1 ? NLM_F_ACK : 0);
+    });
+    const expected = Buffer.concat(requests.map(([, , msg], i) => frame(msg, 500 + i, 42, i === requests.length - 1 ? NLM_F_ACK : 0)));
+    expect(w.done().toString('hex')).to.equal(expected.toString('hex'));
+    // The route's host bits are masked, and weft's own proto is the default.
+    const sent = splitMessages(w.done());
+    expect(parseRoute(sent[4]!.payload)).to.deep.include({ dst: '10.244.2.0/24', proto: RTPROT_WEFT, onlink: true });
   });
 
   describe('link messages, against the netlink package\'s generated formatters', () => {

@@ -18,11 +18,13 @@
  * replies never compete with ACKs for buffer space.
  */
 import { RawNetlinkSocket } from 'netlink/dist/raw.js';
-import { NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, errnoName, errorCode, frame, frameInto, splitMessages, type InMessage, type OutMessage } from './codec.js';
+import { NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, Writer, errnoName, errorCode, frame, splitMessages, type InMessage, type OutMessage, type RequestWriter } from './codec.js';
 
 const NETLINK_ROUTE = 0;
 /** Requests per datagram and in flight; 512 in flight aborted the process in measurements, 256 was safe. */
 export const CHUNK = 64;
+/** A chunk's datagram to start with: bulk requests are 48-52 bytes (the writer grows for bigger ones). */
+const CHUNK_BYTES = CHUNK * 64;
 const BUFFER_BYTES = 4 << 20;
 
 interface Pending {
@@ -60,17 +62,17 @@ export class NetlinkChannel {
   }
 
   /**
-   * Sends one message per item, in chunks, and resolves with each one's errno
+   * Sends one request per item, in chunks, and resolves with each one's errno
    * (0 = done). Never rejects for a refused message, only when the socket
-   * itself fails. Items are encoded a chunk at a time, just before it is sent,
-   * so a pass of 15 000 operations never holds 15 000 encoded messages.
+   * itself fails. Items are written a chunk at a time, straight into the
+   * chunk's datagram just before it is sent, so a pass of 15 000 operations
+   * never holds 15 000 encoded messages.
    */
-  transact<T>(items: readonly T[], encode: (item: T) => OutMessage): Promise<number[]> {
+  transact<T>(items: readonly T[], write: RequestWriter<T>): Promise<number[]> {
     return this.serialized(async () => {
       const results = new Array<number>(items.length).fill(0);
       for (let start = 0; start < items.length; start += CHUNK) {
-        const end = Math.min(start + CHUNK, items.length);
-        await this.sendChunk(items.slice(start, end).map(encode), start, results);
+        await this.sendChunk(items, start, Math.min(start + CHUNK, items.length), write, results);
       }
       return results;
     });
@@ -133,18 +135,17 @@ export class NetlinkChannel {
     this.fail(new Error('netlink channel closed'));
   }
 
-  /** Sends `msgs` (results[start...] onwards) as one datagram; only the last asks for an ACK. */
-  private sendChunk(msgs: readonly OutMessage[], start: number, results: number[]): Promise<void> {
+  /** Sends items[start..end) as one datagram, results[start..end) taking their errnos; only the last asks for an ACK. */
+  private sendChunk<T>(items: readonly T[], start: number, end: number, write: RequestWriter<T>, results: number[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      const end = start + msgs.length;
-      const datagram = Buffer.allocUnsafe(msgs.reduce((sum, m) => sum + NLMSG_HDRLEN + m.body.length, 0));
-      let off = 0;
+      const w = new Writer(CHUNK_BYTES);
       let first = 0;
       let last = 0;
-      for (let i = 0; i < msgs.length; i++) {
+      for (let i = start; i < end; i++) {
         last = this.nextSeq();
-        if (i === 0) first = last;
-        off = frameInto(datagram, off, msgs[i] as OutMessage, last, this.port, i === msgs.length - 1 ? NLM_F_ACK : 0);
+        if (i === start) first = last;
+        write(w, items[i] as T);
+        w.seal(last, this.port, i === end - 1 ? NLM_F_ACK : 0);
       }
       this.track({
         first,
@@ -159,7 +160,7 @@ export class NetlinkChannel {
         },
         reject,
       });
-      this.send([datagram]);
+      this.send([w.done()]);
     });
   }
 

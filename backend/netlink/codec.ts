@@ -10,8 +10,8 @@
  * <linux/if_addr.h>. Integers are host order (little-endian on every target).
  */
 import { constants as osConstants } from 'node:os';
-import { formatIPv4, maskIPv4, parseIPv4 } from '../../lease/subnet.js';
-import { NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK, RT_TABLE_MAIN, type Addr, type AddrInfo, type Fdb, type Neigh, type Route } from '../kernel.js';
+import { maskIPv4, parseIPv4 } from '../../lease/subnet.js';
+import { NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK, RTPROT_WEFT, RT_TABLE_MAIN, type Addr, type AddrInfo, type Fdb, type Neigh, type Route } from '../kernel.js';
 
 export const NLMSG_HDRLEN = 16;
 export const NLMSG_ERROR = 2;
@@ -73,6 +73,16 @@ export interface OutMessage {
   readonly body: Buffer;
 }
 
+/** Writes one request into `w`: begin() with its type, flags and body size, then the body. */
+export type RequestWriter<T> = (w: Writer, item: T) => void;
+
+/** One request as a message of its own (single requests, tests); bulk passes write straight into a datagram. */
+export function requestMessage<T>(write: RequestWriter<T>, item: T): OutMessage {
+  const w = new Writer(NLMSG_HDRLEN + 64);
+  write(w, item);
+  return w.message();
+}
+
 /** A received message, header fields decoded, `payload` after the nlmsghdr. */
 export interface InMessage {
   readonly type: number;
@@ -132,16 +142,45 @@ export function errnoName(errno: number): string {
 // ---------------------------------------------------------------- attributes
 
 /**
- * Builds one message body in place. Bulk passes encode tens of thousands of
- * messages, so nothing here allocates beyond the body itself: the body comes
- * from Node's shared buffer pool, and addresses are written straight into it
- * rather than through intermediate buffers.
+ * Builds message bodies in place, addresses written straight into the buffer
+ * rather than through intermediate ones. Bulk passes (tens of thousands of
+ * messages) write whole requests back to back into one datagram: begin() puts
+ * a request's header, the body follows, seal() completes the header. So a
+ * chunk of 64 requests is one buffer, not 64 bodies copied into a 65th.
  */
 export class Writer {
-  private readonly buf: Buffer;
+  private buf: Buffer;
   private off = 0;
+  /** Offset of the request begun last (begin/seal). */
+  private start = 0;
   constructor(size: number) {
     this.buf = Buffer.allocUnsafe(size);
+  }
+  /** Starts a request at the current offset: its header, then `bodySize` bytes of body are to follow. */
+  begin(type: number, flags: number, bodySize: number): this {
+    const need = this.off + NLMSG_HDRLEN + bodySize;
+    if (need > this.buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+      this.buf.copy(bigger, 0, 0, this.off);
+      this.buf = bigger;
+    }
+    this.start = this.off;
+    this.buf.writeUInt16LE(type, this.off + 4);
+    this.buf.writeUInt16LE(flags, this.off + 6);
+    this.off += NLMSG_HDRLEN;
+    return this;
+  }
+  /** Completes the request begun last: its length, NLM_F_REQUEST and `extraFlags`, seq and port. */
+  seal(seq: number, port: number, extraFlags = 0): void {
+    const at = this.start;
+    this.buf.writeUInt32LE(this.off - at, at);
+    this.buf.writeUInt16LE(this.buf.readUInt16LE(at + 6) | extraFlags | NLM_F_REQUEST, at + 6);
+    this.buf.writeUInt32LE(seq >>> 0, at + 8);
+    this.buf.writeUInt32LE(port >>> 0, at + 12);
+  }
+  /** The single request written by begin() and a body, as a message to send (the channel frames it). */
+  message(): OutMessage {
+    return { type: this.buf.readUInt16LE(4), flags: this.buf.readUInt16LE(6), body: this.buf.subarray(NLMSG_HDRLEN, this.off) };
   }
   u8(v: number): this {
     this.buf[this.off++] = v;
@@ -163,6 +202,11 @@ export class Writer {
   }
   attrU32(type: number, v: number): this {
     this.buf.writeUInt32LE(v >>> 0, this.attrHeader(type, 4));
+    return this.pad();
+  }
+  /** A 32-bit value in network byte order (an IPv4 address as a number). */
+  attrU32BE(type: number, v: number): this {
+    this.buf.writeUInt32BE(v >>> 0, this.attrHeader(type, 4));
     return this.pad();
   }
   /** An IPv4 address attribute from its dotted form; throws on anything else. */
@@ -308,25 +352,28 @@ function ndmsg(w: Writer, family: number, ifindex: number, state: number, flags:
   return w.u8(family).u8(0).u16(0).u32(ifindex).u16(state).u8(flags).u8(type);
 }
 
+const NEIGH_SET_BODY = NDMSG_LEN + attrSpace(4, 6);
+const NEIGH_DEL_BODY = NDMSG_LEN + attrSpace(4);
+const FDB_REPLACE_BODY = NDMSG_LEN + attrSpace(6, 4);
+const FDB_DEL_BODY = NDMSG_LEN + attrSpace(6);
+
 /** RTM_NEWNEIGH, CREATE|REPLACE: `ip neigh replace IP dev IF lladdr MAC nud permanent`. */
-export function neighSetMessage(n: { ifindex: number; ip: string; mac: string }): OutMessage {
-  const w = new Writer(NDMSG_LEN + attrSpace(4, 6));
-  ndmsg(w, AF_INET, n.ifindex, NUD_PERMANENT, 0, RTN_UNICAST).attrIPv4(NDA_DST, n.ip).attrMAC(NDA_LLADDR, n.mac);
-  return { type: RTM_NEWNEIGH, flags: NLM_F_CREATE | NLM_F_REPLACE, body: w.done() };
+export function writeNeighSet(w: Writer, n: { ifindex: number; ip: string; mac: string }): void {
+  ndmsg(w.begin(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, NEIGH_SET_BODY), AF_INET, n.ifindex, NUD_PERMANENT, 0, RTN_UNICAST)
+    .attrIPv4(NDA_DST, n.ip)
+    .attrMAC(NDA_LLADDR, n.mac);
 }
 
 /** RTM_DELNEIGH: `ip neigh del IP dev IF`. */
-export function neighDelMessage(n: { ifindex: number; ip: string }): OutMessage {
-  const w = new Writer(NDMSG_LEN + attrSpace(4));
-  ndmsg(w, AF_INET, n.ifindex, 0, 0, 0).attrIPv4(NDA_DST, n.ip);
-  return { type: RTM_DELNEIGH, flags: 0, body: w.done() };
+export function writeNeighDel(w: Writer, n: { ifindex: number; ip: string }): void {
+  ndmsg(w.begin(RTM_DELNEIGH, 0, NEIGH_DEL_BODY), AF_INET, n.ifindex, 0, 0, 0).attrIPv4(NDA_DST, n.ip);
 }
 
 /** RTM_NEWNEIGH AF_BRIDGE NTF_SELF: `bridge fdb replace MAC dev IF dst IP self permanent`. */
-export function fdbReplaceMessage(f: { ifindex: number; mac: string; dst: string }): OutMessage {
-  const w = new Writer(NDMSG_LEN + attrSpace(6, 4));
-  ndmsg(w, AF_BRIDGE, f.ifindex, NUD_PERMANENT, NTF_SELF, 0).attrMAC(NDA_LLADDR, f.mac).attrIPv4(NDA_DST, f.dst);
-  return { type: RTM_NEWNEIGH, flags: NLM_F_CREATE | NLM_F_REPLACE, body: w.done() };
+export function writeFdbReplace(w: Writer, f: { ifindex: number; mac: string; dst: string }): void {
+  ndmsg(w.begin(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, FDB_REPLACE_BODY), AF_BRIDGE, f.ifindex, NUD_PERMANENT, NTF_SELF, 0)
+    .attrMAC(NDA_LLADDR, f.mac)
+    .attrIPv4(NDA_DST, f.dst);
 }
 
 /**
@@ -334,11 +381,14 @@ export function fdbReplaceMessage(f: { ifindex: number; mac: string; dst: string
  * Without a destination the vxlan driver drops the MAC with all its remotes,
  * which is what removing a peer needs even when its dst drifted.
  */
-export function fdbDelMessage(f: { ifindex: number; mac: string }): OutMessage {
-  const w = new Writer(NDMSG_LEN + attrSpace(6));
-  ndmsg(w, AF_BRIDGE, f.ifindex, 0, NTF_SELF, 0).attrMAC(NDA_LLADDR, f.mac);
-  return { type: RTM_DELNEIGH, flags: 0, body: w.done() };
+export function writeFdbDel(w: Writer, f: { ifindex: number; mac: string }): void {
+  ndmsg(w.begin(RTM_DELNEIGH, 0, FDB_DEL_BODY), AF_BRIDGE, f.ifindex, 0, NTF_SELF, 0).attrMAC(NDA_LLADDR, f.mac);
 }
+
+export const neighSetMessage = (n: { ifindex: number; ip: string; mac: string }): OutMessage => requestMessage(writeNeighSet, n);
+export const neighDelMessage = (n: { ifindex: number; ip: string }): OutMessage => requestMessage(writeNeighDel, n);
+export const fdbReplaceMessage = (f: { ifindex: number; mac: string; dst: string }): OutMessage => requestMessage(writeFdbReplace, f);
+export const fdbDelMessage = (f: { ifindex: number; mac: string }): OutMessage => requestMessage(writeFdbDel, f);
 
 /** RTM_GETNEIGH dump of one family (`ip neigh show` / `bridge fdb show`). */
 export function neighDumpMessage(family: number): OutMessage {
@@ -403,27 +453,29 @@ function rtmsg(w: Writer, dstLen: number, proto: number, scope: number, type: nu
   return w.u8(AF_INET).u8(dstLen).u8(0).u8(0).u8(RT_TABLE_MAIN).u8(proto).u8(scope).u8(type).u32(flags);
 }
 
-/** RTM_NEWROUTE CREATE|REPLACE: `ip route replace DST via GW dev IF [onlink] proto P`. */
-export function routeReplaceMessage(r: { dst: string; gw: string | null; oif: number; onlink: boolean; proto: number }): OutMessage {
-  const [dst, len] = networkOf(r.dst);
-  const w = new Writer(RTMSG_LEN + attrSpace(4, 4, 4));
-  rtmsg(w, len, r.proto, RT_SCOPE_UNIVERSE, RTN_UNICAST, r.onlink ? RTNH_F_ONLINK : 0);
-  w.attrIPv4(RTA_DST, dst);
+const ROUTE_BODY = RTMSG_LEN + attrSpace(4, 4, 4);
+
+/** RTM_NEWROUTE CREATE|REPLACE: `ip route replace DST via GW dev IF [onlink] proto P` (weft's own proto unless given). */
+export function writeRouteReplace(w: Writer, r: { dst: string; gw: string | null; oif: number; onlink: boolean; proto?: number }): void {
+  const len = cidrPrefixLength(r.dst);
+  rtmsg(w.begin(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, ROUTE_BODY), len, r.proto ?? RTPROT_WEFT, RT_SCOPE_UNIVERSE, RTN_UNICAST, r.onlink ? RTNH_F_ONLINK : 0);
+  w.attrU32BE(RTA_DST, networkNumber(r.dst, len));
   if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
   if (r.oif) w.attrU32(RTA_OIF, r.oif);
-  return { type: RTM_NEWROUTE, flags: NLM_F_CREATE | NLM_F_REPLACE, body: w.done() };
 }
 
 /** RTM_DELROUTE: `ip route del DST [via GW] [dev IF]`; scope NOWHERE and proto 0 match any. */
-export function routeDelMessage(r: { dst: string; gw?: string | null; oif?: number }): OutMessage {
-  const [dst, len] = networkOf(r.dst);
-  const w = new Writer(RTMSG_LEN + attrSpace(4, 4, 4));
-  rtmsg(w, len, 0, RT_SCOPE_NOWHERE, 0, 0);
-  w.attrIPv4(RTA_DST, dst);
+export function writeRouteDel(w: Writer, r: { dst: string; gw?: string | null; oif?: number }): void {
+  const len = cidrPrefixLength(r.dst);
+  rtmsg(w.begin(RTM_DELROUTE, 0, ROUTE_BODY), len, 0, RT_SCOPE_NOWHERE, 0, 0);
+  w.attrU32BE(RTA_DST, networkNumber(r.dst, len));
   if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
   if (r.oif) w.attrU32(RTA_OIF, r.oif);
-  return { type: RTM_DELROUTE, flags: 0, body: w.done() };
 }
+
+export const routeReplaceMessage = (r: { dst: string; gw: string | null; oif: number; onlink: boolean; proto: number }): OutMessage =>
+  requestMessage(writeRouteReplace, r);
+export const routeDelMessage = (r: { dst: string; gw?: string | null; oif?: number }): OutMessage => requestMessage(writeRouteDel, r);
 
 export function routeDumpMessage(): OutMessage {
   const w = new Writer(RTMSG_LEN);
@@ -521,22 +573,22 @@ function scopeName(scope: number): string {
   return SCOPE_NAMES.get(scope) ?? String(scope);
 }
 
+/** The prefix length of an IPv4 CIDR; throws unless it is `a.b.c.d/0..32`'s. */
+function cidrPrefixLength(cidr: string): number {
+  const slash = cidr.indexOf('/');
+  const n = slash > 0 && slash < cidr.length - 1 ? Number(cidr.slice(slash + 1)) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 32) throw new Error(`not an IPv4 CIDR: ${cidr}`);
+  return n;
+}
+
 /**
- * A route destination as the kernel wants it: the network address and prefix
- * length. Host bits are masked (`10.1.2.3/16` is 10.1.0.0/16), as
- * `ip route` does; bulk passes call this per route, so it is plain arithmetic.
+ * A route destination as the kernel wants it: the network address as a
+ * number, host bits masked (`10.1.2.3/16` is 10.1.0.0/16) as `ip route` does.
  */
-function networkOf(cidr: string): [string, number] {
-  const [ip, len] = splitCidr(cidr);
-  const value = ipv4Number(ip);
-  const masked = maskIPv4(value, len);
-  return [masked === value ? ip : formatIPv4(masked), len];
+function networkNumber(cidr: string, prefixLength: number): number {
+  return maskIPv4(ipv4Number(cidr.slice(0, cidr.indexOf('/'))), prefixLength);
 }
 
 function splitCidr(cidr: string): [string, number] {
-  const slash = cidr.indexOf('/');
-  const ip = cidr.slice(0, slash);
-  const n = slash > 0 && slash < cidr.length - 1 ? Number(cidr.slice(slash + 1)) : NaN;
-  if (!Number.isInteger(n) || n < 0 || n > 32) throw new Error(`not an IPv4 CIDR: ${cidr}`);
-  return [ip, n];
+  return [cidr.slice(0, cidr.indexOf('/')), cidrPrefixLength(cidr)];
 }
