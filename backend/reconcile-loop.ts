@@ -146,6 +146,8 @@ export class ReconcileLoop {
         if (report.full && !this.isReady) {
           this.isReady = true;
           this.markReady();
+          // Readiness is announced first: starting the listener (a child process) holds the event loop ~20 ms.
+          await new Promise((resolve) => setImmediate(resolve));
           if (this.listen()) {
             this.reconciler.requestFull();
             this.again = true;

@@ -173,7 +173,8 @@ export function formatIPv4(value: number): string {
 
 /** The network address of IPv4 number `value` in a /`prefixLength`: its host bits cleared. */
 export function maskIPv4(value: number, prefixLength: number): number {
-  return value - (value % 2 ** (32 - prefixLength));
+  // 32-bit operations, unsigned again by >>> 0; a shift by 32 would be a shift by 0, hence /0 apart.
+  return prefixLength === 0 ? 0 : (value & (0xffffffff << (32 - prefixLength))) >>> 0;
 }
 
 /**
