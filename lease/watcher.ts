@@ -74,15 +74,17 @@ export class LeaseWatcher {
   private reset(kvs: readonly RawKeyValue[]): PeerEvent[] {
     const events: PeerEvent[] = [];
     const seen = new Set<string>();
-    for (const kv of kvs) {
+    // Index loop and forEach: at start-up this runs unoptimised over every lease, where iterator steps allocate.
+    for (let i = 0; i < kvs.length; i++) {
+      const kv = kvs[i] as RawKeyValue;
       const lease = this.validate(kv);
       const subnetKey = lease ? lease.subnet.toString() : this.keyOf(kv);
       if (subnetKey) seen.add(subnetKey); // a known peer whose value turned malformed keeps its slot
       if (lease) this.upsert(lease, events);
     }
-    for (const [subnetKey, lease] of this.peers) {
+    this.peers.forEach((lease, subnetKey) => {
       if (!seen.has(subnetKey)) events.push({ type: 'removed', lease: this.remove(lease) });
-    }
+    });
     // Warnings are remembered only for keys that exist, so a cluster's churn of bad keys does not pile up.
     if (this.warned.size > 0) {
       const listed = new Set(kvs.map((kv) => kv.key));
