@@ -112,6 +112,11 @@ export class Subnet {
   /** True when `other` (a subnet or an address string) lies entirely inside this subnet. */
   contains(other: Subnet | string): boolean {
     if (typeof other === 'string') {
+      // IPv4 in plain numbers: a full pass asks this for every route the kernel dumps.
+      if (this.family === 4) {
+        const v4 = parseIPv4(other);
+        return v4 !== null && maskIPv4(v4, this.prefixLength) === Number(this.base);
+      }
       const v = ipValue(other);
       return v !== null && v.family === this.family && v.value >= this.base && v.value <= this.lastValue;
     }

@@ -71,7 +71,7 @@ export class HostGwProgrammer implements Programmer {
         fdbIfindex: null,
         // The kernel drops the routes of an underlay that goes down, without a notification.
         links: [{ index: underlay.link.index, name: underlay.link.name, up: underlay.link.up, mtu: null }],
-        ownsRoute: (r: Route) => r.proto === RTPROT_WEFT && network.contains(r.dst.split('/')[0] ?? ''),
+        ownsRoute: (r: Route) => r.proto === RTPROT_WEFT && network.contains(r.dst.slice(0, r.dst.indexOf('/'))),
       },
     };
   }

@@ -159,10 +159,14 @@ export class VxlanProgrammer implements Programmer {
           { index: device, name: this.spec.name, up: this.link.up, mtu: this.spec.mtu },
           { index: underlay.link.index, name: underlay.link.name, up: underlay.link.up, mtu: null },
         ],
-        ownsRoute: (r: Route) =>
-          network.contains(r.dst.split('/')[0] ?? '') &&
-          Number(r.dst.split('/')[1]) >= network.prefixLength &&
-          (r.proto === RTPROT_WEFT || (r.oif === device && r.proto !== RTPROT_KERNEL)),
+        ownsRoute: (r: Route) => {
+          const slash = r.dst.indexOf('/');
+          return (
+            network.contains(r.dst.slice(0, slash)) &&
+            Number(r.dst.slice(slash + 1)) >= network.prefixLength &&
+            (r.proto === RTPROT_WEFT || (r.oif === device && r.proto !== RTPROT_KERNEL))
+          );
+        },
       },
     };
   }
