@@ -236,6 +236,21 @@ describe('backend: vxlan peers (fake kernel)', () => {
     await stop(r);
   });
 
+  it('announces readiness before it starts the kernel listener (a child process, whose start holds the event loop)', async () => {
+    const r = await rig();
+    const order: string[] = [];
+    const monitor = r.kernel.monitor.bind(r.kernel);
+    r.kernel.monitor = (listener) => {
+      order.push('listener');
+      return monitor(listener);
+    };
+    void r.net.ready.then(() => order.push('ready'));
+    r.feed.push({ events: [], peers: peersOf(lease('10.244.2.0/24', '198.18.0.2', { mac: '0a:00:00:00:00:02' }), r.own), resync: true });
+    await waitFor(() => order.length === 2);
+    expect(order).to.deep.equal(['ready', 'listener']);
+    await stop(r);
+  });
+
   it('skips leases of another backend type, without a VtepMAC, and its own lease', async () => {
     const r = await rig();
     r.feed.push({

@@ -18,6 +18,23 @@ describe('Subnet', () => {
     }
   });
 
+  it('contains(address) of an IPv4 network agrees with the numeric definition at every prefix length', () => {
+    let seed = 11;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    const quad = (v: number): string => [24, 16, 8, 0].map((shift) => Math.floor(v / 2 ** shift) % 256).join('.');
+    for (let i = 0; i < 600; i++) {
+      const net = Subnet.parse(`${quad((random() * 2 + (random() % 2)) % 2 ** 32)}/${i % 33}`);
+      // Half the addresses inside the network (its base plus an offset within it), half anywhere.
+      const inside = Number(net.value) + (random() % Number(net.size));
+      const address = i % 2 === 0 ? inside : (random() * 2 + (random() % 2)) % 2 ** 32;
+      const v = BigInt(address);
+      expect(net.contains(quad(address)), `${quad(address)} in ${net}`).to.equal(v >= net.value && v <= net.lastValue);
+    }
+    const net = Subnet.parse('10.0.0.0/8');
+    for (const notIPv4 of ['fc00::1', '10.0.0.1/32', '10.0.0.01', '', 'ten']) expect(net.contains(notIPv4), notIPv4).to.equal(false);
+    expect(Subnet.parse('0.0.0.0/0').contains('255.255.255.255')).to.equal(true);
+  });
+
   it('parseCanonical refuses host bits instead of masking them', () => {
     expect(String(Subnet.parseCanonical('10.244.3.0/24'))).to.equal('10.244.3.0/24');
     expect(() => Subnet.parseCanonical('10.244.3.7/24')).to.throw(/host bits set; network is 10.244.3.0\/24/);
