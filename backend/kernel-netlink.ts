@@ -39,10 +39,9 @@ import {
   writeRouteDel,
   writeRouteReplace,
   Writer,
-  type InMessage,
   type OutMessage,
 } from './netlink/codec.js';
-import { NetlinkChannel } from './netlink/channel.js';
+import { NetlinkChannel, type DumpDecoder } from './netlink/channel.js';
 import { NetlinkMonitor } from './netlink/monitor.js';
 import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from './netlink/link.js';
 import {
@@ -82,7 +81,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   async linkList(): Promise<Link[]> {
-    return this.dump(linkDumpMessage(), (m) => parseLink(m.payload));
+    return this.dump(linkDumpMessage(), (buf, start, end) => parseLink(buf.subarray(start, end)));
   }
 
   async linkAdd(spec: VxlanLinkSpec): Promise<Link> {
@@ -112,7 +111,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   async addrListAll(): Promise<AddrInfo[]> {
-    return this.dump(addrDumpMessage(), (m) => parseAddrInfo(m.payload));
+    return this.dump(addrDumpMessage(), (buf, start, end) => parseAddrInfo(buf.subarray(start, end)));
   }
 
   async addrAdd(addr: Addr): Promise<void> {
@@ -136,8 +135,8 @@ export class NetlinkKernel implements Kernel {
   }
 
   async neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void> {
-    await this.dump(neighDumpMessage(AF_INET), (m) => {
-      const n = toNeigh(parseNeigh(m.payload));
+    await this.dump(neighDumpMessage(AF_INET), (buf, start, end) => {
+      const n = toNeigh(parseNeigh(buf, start, end));
       if (n && n.ifindex === ifindex) visit(n);
       return null;
     });
@@ -157,8 +156,8 @@ export class NetlinkKernel implements Kernel {
 
   async fdbEach(ifindex: number, visit: (f: Fdb) => void): Promise<void> {
     // The kernel ignores the ifindex filter of an AF_BRIDGE dump here; filter in JS.
-    await this.dump(neighDumpMessage(AF_BRIDGE), (m) => {
-      const f = toFdb(parseNeigh(m.payload));
+    await this.dump(neighDumpMessage(AF_BRIDGE), (buf, start, end) => {
+      const f = toFdb(parseNeigh(buf, start, end));
       if (f && f.ifindex === ifindex) visit(f);
       return null;
     });
@@ -177,8 +176,8 @@ export class NetlinkKernel implements Kernel {
   }
 
   async routeEach(visit: (r: Route) => void): Promise<void> {
-    await this.dump(routeDumpMessage(), (m) => {
-      const r = parseRoute(m.payload);
+    await this.dump(routeDumpMessage(), (buf, start, end) => {
+      const r = parseRoute(buf, start, end);
       if (r) visit(r);
       return null;
     });
@@ -217,7 +216,7 @@ export class NetlinkKernel implements Kernel {
   }
 
   /** Every dump reads the kernel after the monitor listens (subscribe first, then dump). */
-  private async dump<T>(msg: OutMessage, decode: (reply: InMessage) => T | null): Promise<T[]> {
+  private async dump<T>(msg: OutMessage, decode: DumpDecoder<T>): Promise<T[]> {
     await this.caughtUp();
     return this.dumps.dump(msg, decode);
   }

@@ -18,7 +18,7 @@
  * replies never compete with ACKs for buffer space.
  */
 import { RawNetlinkSocket } from 'netlink/dist/raw.js';
-import { NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, Writer, errnoName, errorCode, frame, splitMessages, type InMessage, type OutMessage, type RequestWriter } from './codec.js';
+import { NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, Writer, errnoName, errorCode, forEachMessage, frame, messageAt, type InMessage, type OutMessage, type RequestWriter } from './codec.js';
 
 const NETLINK_ROUTE = 0;
 /** Requests per datagram and in flight; 512 in flight aborted the process in measurements, 256 was safe. */
@@ -27,13 +27,16 @@ export const CHUNK = 64;
 const CHUNK_BYTES = CHUNK * 64;
 const BUFFER_BYTES = 4 << 20;
 
+/** Makes an entry of a dump reply's payload (`datagram` from `start` to `end`), or null to skip it. */
+export type DumpDecoder<T> = (datagram: Buffer, start: number, end: number) => T | null;
+
 interface Pending {
   /** seq of the request's first message. */
   readonly first: number;
   /** seq whose ACK (or error) ends the request. */
   readonly last: number;
-  /** Takes each reply (non-error message) of the request as it arrives. */
-  reply(msg: InMessage): void;
+  /** Takes each reply (non-error message) of the request as it arrives: the message at `at` of `datagram`, `len` bytes. */
+  reply(datagram: Buffer, at: number, len: number): void;
   /** A refused message of a chunk other than the fencing one. */
   onError(seq: number, errno: number): void;
   /** The fencing ACK/error arrived, or NLMSG_DONE of a dump. */
@@ -85,7 +88,7 @@ export class NetlinkChannel {
         new Promise((resolve, reject) => {
           const seq = this.nextSeq();
           const replies: InMessage[] = [];
-          const reply = (m: InMessage): void => void replies.push(m);
+          const reply = (datagram: Buffer, at: number, len: number): void => void replies.push(messageAt(datagram, at, len));
           this.track({ first: seq, last: seq, reply, onError: () => undefined, finish: (errno) => resolve({ errno, replies }), reject });
           this.send([frame(msg, seq, this.port, NLM_F_ACK)]);
         }),
@@ -97,9 +100,10 @@ export class NetlinkChannel {
    * (null: skip it), rejects with the errno on failure. Replies are decoded as
    * their datagram arrives, so only the decoded entries outlive it: a dump of
    * 5000 neighbours spans many event-loop turns, and holding every raw reply
-   * until the end moved all of them into the old generation.
+   * until the end moved all of them into the old generation. `decode` gets
+   * each reply's payload in place: `datagram` from `start` to `end`.
    */
-  dump<T>(msg: OutMessage, decode: (reply: InMessage) => T | null): Promise<T[]> {
+  dump<T>(msg: OutMessage, decode: DumpDecoder<T>): Promise<T[]> {
     return this.serialized(
       () =>
         new Promise((resolve, reject) => {
@@ -108,10 +112,10 @@ export class NetlinkChannel {
           const entries: T[] = [];
           // A reply that does not decode fails the dump when it ends, not the socket's event handler.
           let undecodable: unknown = null;
-          const reply = (m: InMessage): void => {
+          const reply = (datagram: Buffer, at: number, len: number): void => {
             if (undecodable !== null) return;
             try {
-              const entry = decode(m);
+              const entry = decode(datagram, at + NLMSG_HDRLEN, at + len);
               if (entry !== null) entries.push(entry);
             } catch (err) {
               undecodable = err;
@@ -196,19 +200,19 @@ export class NetlinkChannel {
   }
 
   private receive(datagram: Buffer): void {
-    for (const msg of splitMessages(datagram)) {
-      const handler = this.requestOf(msg.seq);
-      if (!handler) continue; // not ours, or the answer to a request that already failed
-      if (msg.type === NLMSG_ERROR) {
-        const errno = errorCode(msg.payload);
-        if (msg.seq === handler.last) handler.finish(errno);
-        else handler.onError(msg.seq, errno);
-      } else if (msg.type === NLMSG_DONE) {
+    forEachMessage(datagram, (at, len, type, seq) => {
+      const handler = this.requestOf(seq);
+      if (!handler) return; // not ours, or the answer to a request that already failed
+      if (type === NLMSG_ERROR) {
+        const errno = errorCode(datagram, at + NLMSG_HDRLEN);
+        if (seq === handler.last) handler.finish(errno);
+        else handler.onError(seq, errno);
+      } else if (type === NLMSG_DONE) {
         handler.finish(0);
       } else {
-        handler.reply(msg);
+        handler.reply(datagram, at, len);
       }
-    }
+    });
   }
 
   private release(): void {
