@@ -23,8 +23,8 @@ import { NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, Writer, errnoName, er
 const NETLINK_ROUTE = 0;
 /** Requests per datagram and in flight; 512 in flight aborted the process in measurements, 256 was safe. */
 export const CHUNK = 64;
-/** A chunk's datagram to start with: bulk requests are 48-52 bytes (the writer grows for bigger ones). */
-const CHUNK_BYTES = CHUNK * 64;
+/** Room per request in a chunk's datagram: bulk requests are 48-52 bytes (the writer grows for bigger ones). */
+const REQUEST_BYTES = 64;
 const BUFFER_BYTES = 4 << 20;
 
 /** Makes an entry of a dump reply's payload (`datagram` from `start` to `end`), or null to skip it. */
@@ -142,7 +142,8 @@ export class NetlinkChannel {
   /** Sends items[start..end) as one datagram, results[start..end) taking their errnos; only the last asks for an ACK. */
   private sendChunk<T>(items: readonly T[], start: number, end: number, write: RequestWriter<T>, results: number[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      const w = new Writer(CHUNK_BYTES);
+      // Sized to the chunk: the one or three requests of a single peer's change fit in Node's shared pool.
+      const w = new Writer((end - start) * REQUEST_BYTES);
       let first = 0;
       let last = 0;
       for (let i = start; i < end; i++) {
