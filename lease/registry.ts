@@ -225,12 +225,16 @@ export class EtcdRegistry extends EventEmitter implements Registry {
       try {
         const builder = this.client.watch().startRevision(String(BigInt(listing.revision) + 1n));
         watcher = (exactKey === undefined ? builder.prefix(range) : builder.key(range)).watcher();
+        // Taking responses starts before the confirmation is awaited: etcd sends the events since the start
+        // revision right behind it, often in the same read, and etcd3 emits them in the same tick; an event
+        // emitted before a listener is attached is lost.
+        const drained = drainWatch(watcher, this.watchTimeouts.reconnectMs, signal);
         await confirmed(watcher, this.watchTimeouts.confirmMs, signal);
         // An idle daemon makes no calls for hours: the watch stream is what notices etcd going away.
         watcher.on('disconnected', () => this.setState('unreachable'));
         watcher.on('connected', () => this.setState('connected'));
         backoff.reset();
-        for await (const responses of drainWatch(watcher, this.watchTimeouts.reconnectMs, signal)) {
+        for await (const responses of drained) {
           const events = responses.flatMap((res) => res.events.map(toStoreEvent));
           if (events.length > 0) yield { type: 'events', events, revision: responses[responses.length - 1]!.header.revision };
         }
@@ -292,7 +296,11 @@ interface WatchData {
  * watcher's 'end' or the signal; throws its 'error' (compaction, cancel), or
  * when a disconnect is not followed by a reconnect within `reconnectTimeoutMs`.
  */
-async function* drainWatch(watcher: Watcher, reconnectTimeoutMs: number, signal: AbortSignal): AsyncGenerator<WatchData[]> {
+/**
+ * The watcher's responses, batched as they queued up. Its listeners are attached at the call (not at the first
+ * next(), as a generator's body would be), so nothing the watcher emits from then on is missed.
+ */
+function drainWatch(watcher: Watcher, reconnectTimeoutMs: number, signal: AbortSignal): AsyncGenerator<WatchData[]> {
   const pending: WatchData[] = [];
   let failure: Error | null = null;
   let ended = false;
@@ -316,21 +324,23 @@ async function* drainWatch(watcher: Watcher, reconnectTimeoutMs: number, signal:
       poke();
     }, reconnectTimeoutMs);
   });
-  signal.addEventListener('abort', poke, { once: true });
-  try {
-    for (;;) {
-      if (pending.length > 0) {
-        yield pending.splice(0);
-        continue;
+  return (async function* (): AsyncGenerator<WatchData[]> {
+    signal.addEventListener('abort', poke, { once: true });
+    try {
+      for (;;) {
+        if (pending.length > 0) {
+          yield pending.splice(0);
+          continue;
+        }
+        if (failure) throw failure;
+        if (ended || signal.aborted) return;
+        await new Promise<void>((resolve) => (wake = resolve));
       }
-      if (failure) throw failure;
-      if (ended || signal.aborted) return;
-      await new Promise<void>((resolve) => (wake = resolve));
+    } finally {
+      reconnected();
+      signal.removeEventListener('abort', poke);
     }
-  } finally {
-    reconnected();
-    signal.removeEventListener('abort', poke);
-  }
+  })();
 }
 
 /** Resolves once etcd confirms `watcher`; rejects on its error, after `timeoutMs`, or on abort. */

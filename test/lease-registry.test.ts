@@ -16,6 +16,12 @@ class StandInClient {
   /** One entry per watcher created: true = etcd confirms it, false = its create request is never answered. */
   readonly confirms: boolean[] = [];
   readonly watchers: (EventEmitter & { startRevision: string; cancelled: boolean })[] = [];
+  /**
+   * A response the next confirmed watcher emits right behind its confirmation, in the same tick: what etcd3
+   * does when a watch starts at a past revision and etcd sends the created response and the events since
+   * in one read.
+   */
+  replay: unknown = null;
 
   getAll() {
     return {
@@ -37,7 +43,14 @@ class StandInClient {
         const w = Object.assign(new EventEmitter(), { startRevision, cancelled: false, cancel: async () => void (w.cancelled = true) });
         const confirm = this.confirms[this.watchers.length] ?? true;
         this.watchers.push(w);
-        if (confirm) setImmediate(() => w.emit('connected', {}));
+        const replay = this.replay;
+        this.replay = null;
+        if (confirm) {
+          setImmediate(() => {
+            w.emit('connected', {});
+            if (replay) w.emit('data', replay);
+          });
+        }
         return w;
       },
     };
@@ -89,6 +102,18 @@ describe('etcd registry watch (unit, stand-in client)', () => {
       expect(client.watchers[1]!.startRevision).to.equal('13');
       client.watchers[1]!.emit('data', { header: { revision: '13' }, events: [{ type: 'Put', kv: { key: Buffer.from(`${P}/subnets/10.244.2.0-24`), value: Buffer.from('{}'), lease: '7', mod_revision: '13' } }] });
       expect(await events).to.deep.include({ type: 'events', revision: '13' });
+    });
+  });
+
+  it('events etcd sends right behind the confirmation of the watch, in the same read, are not lost', async () => {
+    const client = new StandInClient();
+    await watching(client, { confirmMs: 1000, reconnectMs: 60_000 }, async (it) => {
+      expect(await next(it)).to.include({ type: 'snapshot', revision: '10' });
+      // A lease written after the listing: the watch starts at revision 11 and etcd replays it at once.
+      client.replay = { header: { revision: '11' }, events: [{ type: 'Put', kv: { key: Buffer.from(`${P}/subnets/10.244.2.0-24`), value: Buffer.from('{}'), lease: '7', mod_revision: '11' } }] };
+      const update = await Promise.race([next(it), new Promise<null>((r) => setTimeout(() => r(null), 500))]);
+      expect(update, 'the replayed event').to.deep.include({ type: 'events', revision: '11' });
+      expect(client.lists).to.equal(1);
     });
   });
 
