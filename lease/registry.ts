@@ -295,10 +295,8 @@ interface WatchData {
  * batch (one kernel pass) instead of one pass per response. Ends on the
  * watcher's 'end' or the signal; throws its 'error' (compaction, cancel), or
  * when a disconnect is not followed by a reconnect within `reconnectTimeoutMs`.
- */
-/**
- * The watcher's responses, batched as they queued up. Its listeners are attached at the call (not at the first
- * next(), as a generator's body would be), so nothing the watcher emits from then on is missed.
+ * The listeners go on at the call, not at the first next() as a generator's
+ * body would, so nothing the watcher emits from then on is missed.
  */
 function drainWatch(watcher: Watcher, reconnectTimeoutMs: number, signal: AbortSignal): AsyncGenerator<WatchData[]> {
   const pending: WatchData[] = [];
