@@ -41,6 +41,22 @@ async function eventually<T>(what: string, fn: () => Promise<T> | T, ms = 10_000
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}${log}`);
 }
 
+/** `promise`, or an error naming `what` (with the registry's log) if it has not settled within `ms`. */
+async function within<T>(what: string, promise: Promise<T>, ms = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const log = registryLog.length ? `\nregistry log:\n  ${registryLog.slice(-20).join('\n  ')}` : '';
+      reject(new Error(`timed out waiting for ${what}${log}`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** What the test's registry logged (watch failures, re-lists, connectivity), shown when a wait times out. */
 const registryLog: string[] = [];
 function recordingLogger(): Logger {
@@ -326,7 +342,7 @@ describe('leases against a real etcd @real', function () {
     expect(first.value!.events.map((e: { lease: Lease }) => `${e.lease.subnet} ${e.lease.attrs.BackendData!.VtepMAC}`)).to.deep.equal(['10.244.2.0/24 0e:2a:00:00:00:02']);
     const seen: string[] = [];
     while (seen.length < 2) {
-      const next = await iterator.next();
+      const next = await within(`the events written after the listing (seen so far: ${seen.join(', ') || 'none'})`, iterator.next());
       expect(next.value!.resync).to.equal(false);
       seen.push(...next.value!.events.map((e: { type: string; lease: Lease }) => `${e.type} ${e.lease.subnet}`));
     }
