@@ -24,8 +24,9 @@
  * - `import.meta.url` (weft's own code locates package.json and the netlink
  *   package with it) becomes the bundle's file URL.
  *
- * And one thing a bundle should not carry eagerly: `string-width` (see
- * lazyStringWidth).
+ * And what a bundle should not carry eagerly: the modules that only lay
+ * out help text (see lazyHelpModules), and the development build of
+ * winston's `@dabh/diagnostics` (see PRODUCTION).
  */
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
@@ -91,28 +92,42 @@ mkdirSync(join(dist, 'proto'), { recursive: true });
 cpSync(protoDir, join(dist, 'proto'), { recursive: true });
 
 /**
- * yargs (through cliui and wrap-ansi) measures text only to lay out --help
- * and usage errors, but `string-width` builds an `Intl.Segmenter` and Unicode
- * property regexes as it loads, which loads ICU data: about 15 ms and 1.5 MB
- * of RSS at every weftd start, for output a daemon almost never prints. Each
- * import of it gets a stand-in that loads the real module on its first call.
+ * Modules that yargs uses only to lay out --help and usage errors, which a
+ * daemon almost never prints, but which cost every start to load:
+ * - `cliui` (with wrap-ansi and strip-ansi), the layout itself: ~14 ms of
+ *   weftd's loading (unminified profile, no code cache);
+ * - `string-width`, which also cliui's stand-in would load, builds an
+ *   `Intl.Segmenter` and Unicode property regexes as it loads, which loads
+ *   ICU data: about 15 ms and 1.5 MB of RSS.
+ * Each import of one gets a stand-in for its default export (a function)
+ * that loads the real module on its first call.
  */
-const lazyStringWidth = {
-  name: 'lazy-string-width',
+const LAZY_HELP_MODULES = ['cliui', 'string-width'];
+const lazyHelpModules = {
+  name: 'lazy-help-modules',
   setup(b) {
-    b.onResolve({ filter: /^string-width$/ }, async ({ resolveDir, kind, pluginData }) => {
+    const filter = new RegExp(`^(${LAZY_HELP_MODULES.join('|')})$`);
+    b.onResolve({ filter }, async ({ path: name, resolveDir, kind, pluginData }) => {
       if (pluginData?.real) return undefined;
-      const real = await b.resolve('string-width', { resolveDir, kind, pluginData: { real: true } });
+      const real = await b.resolve(name, { resolveDir, kind, pluginData: { real: true } });
       if (real.errors.length > 0) return { errors: real.errors };
-      return { path: real.path, namespace: 'lazy-string-width' };
+      return { path: real.path, namespace: 'lazy-help-module' };
     });
-    b.onLoad({ filter: /.*/, namespace: 'lazy-string-width' }, ({ path }) => ({
-      contents: `let width;\nexport default function stringWidth(text, options) {\n  width ??= require(${JSON.stringify(path)}).default;\n  return width(text, options);\n}\n`,
+    b.onLoad({ filter: /.*/, namespace: 'lazy-help-module' }, ({ path }) => ({
+      contents: `let real;\nexport default function lazyDefault(...args) {\n  real ??= require(${JSON.stringify(path)}).default;\n  return real(...args);\n}\n`,
       resolveDir: dirname(path),
       loader: 'js',
     }));
   },
 };
+
+/**
+ * `process.env.NODE_ENV` as the bundle sees it. The one module in either
+ * bundle that reads it is winston's `@dabh/diagnostics`, whose development
+ * build (colorspace, kuler, ...: ~11 ms of loading) prints winston's own
+ * debugging for DEBUG=winston:*; its production build is a no-op.
+ */
+const PRODUCTION = { 'process.env.NODE_ENV': '"production"' };
 
 const launcherSource = readFileSync(join(here, 'launcher.cjs'), 'utf8');
 mkdirSync(join(dist, 'bin'), { recursive: true });
@@ -135,8 +150,8 @@ for (const [name, { entry, nodeFlags, env }] of Object.entries(programs)) {
     // Escaped non-ASCII (esbuild's default, stated because the launcher relies on it).
     charset: 'ascii',
     external: ['netlink'],
-    plugins: [lazyStringWidth],
-    define: { 'import.meta.url': '__weftBundleUrl' },
+    plugins: [lazyHelpModules],
+    define: { 'import.meta.url': '__weftBundleUrl', ...PRODUCTION },
     banner: { js: "var __weftBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
     logLevel: 'warning',
   });
