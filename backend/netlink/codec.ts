@@ -293,17 +293,25 @@ function attrSpace(...lengths: number[]): number {
 /**
  * Iterates the rtattrs in `buf` from `offset`, each one's data as a view: for
  * the few-per-lifetime link and address messages. The parsers of dumped
- * neighbours and routes (15 000 per full pass at 5000 peers) walk their
- * attributes inline instead, without a view or a callback per attribute.
+ * neighbours and routes (15 000 per full pass at 5000 peers) walk theirs
+ * with attrLength/attrType instead, without a view or a callback per attribute.
  */
 export function forEachAttr(buf: Buffer, offset: number, fn: (type: number, data: Buffer) => void): void {
-  let off = offset;
-  while (off + 4 <= buf.length) {
-    const len = buf.readUInt16LE(off);
-    if (len < 4 || off + len > buf.length) break;
-    fn(buf.readUInt16LE(off + 2) & 0x3fff, buf.subarray(off + 4, off + len));
-    off += align4(len);
+  for (let off = offset, len: number; (len = attrLength(buf, off, buf.length)) > 0; off += align4(len)) {
+    fn(attrType(buf, off), buf.subarray(off + 4, off + len));
   }
+}
+
+/** The length (header included) of the rtattr at `off`, or 0 when no whole one starts there before `end`. */
+function attrLength(buf: Buffer, off: number, end: number): number {
+  if (off + 4 > end) return 0;
+  const len = buf.readUInt16LE(off);
+  return len < 4 || off + len > end ? 0 : len;
+}
+
+/** The type of the rtattr at `off`, its nested and byte-order flags masked off. */
+function attrType(buf: Buffer, off: number): number {
+  return buf.readUInt16LE(off + 2) & 0x3fff;
 }
 
 // ---------------------------------------------------------------- addresses and MACs
@@ -431,14 +439,10 @@ export function parseNeigh(buf: Buffer, start = 0, end = buf.length): DumpedNeig
   if (end - start < NDMSG_LEN) throw new RangeError(`neighbour message of ${end - start} bytes, shorter than its header`);
   let dst: string | null = null;
   let lladdr: string | null = null;
-  let off = start + NDMSG_LEN;
-  while (off + 4 <= end) {
-    const len = buf.readUInt16LE(off);
-    if (len < 4 || off + len > end) break;
-    const type = buf.readUInt16LE(off + 2) & 0x3fff;
+  for (let off = start + NDMSG_LEN, len: number; (len = attrLength(buf, off, end)) > 0; off += align4(len)) {
+    const type = attrType(buf, off);
     if (type === NDA_DST && len === 8) dst = ipv4String(buf, off + 4);
     else if (type === NDA_LLADDR && len === 10) lladdr = macString(buf, off + 4);
-    off += align4(len);
   }
   return {
     family: buf.readUInt8(start),
@@ -521,16 +525,12 @@ export function parseRoute(buf: Buffer, start = 0, end = buf.length): Route | nu
   let dst = '0.0.0.0';
   let gw: string | null = null;
   let oif = 0;
-  let off = start + RTMSG_LEN;
-  while (off + 4 <= end) {
-    const len = buf.readUInt16LE(off);
-    if (len < 4 || off + len > end) break;
-    const t = buf.readUInt16LE(off + 2) & 0x3fff;
+  for (let off = start + RTMSG_LEN, len: number; (len = attrLength(buf, off, end)) > 0; off += align4(len)) {
+    const t = attrType(buf, off);
     if (t === RTA_DST && len === 8) dst = ipv4String(buf, off + 4);
     else if (t === RTA_GATEWAY && len === 8) gw = ipv4String(buf, off + 4);
     else if (t === RTA_OIF && len >= 8) oif = buf.readUInt32LE(off + 4);
     else if (t === RTA_TABLE && len >= 8) table = buf.readUInt32LE(off + 4);
-    off += align4(len);
   }
   if (table !== RT_TABLE_MAIN) return null;
   return { dst: `${dst}/${dstLen}`, gw, oif, onlink: (flags & RTNH_F_ONLINK) !== 0, proto };
