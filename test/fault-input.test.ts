@@ -118,6 +118,14 @@ describe('bad input: clear errors, nothing lost, nothing programmed that should 
     expect(Date.now() - started, 'exited at once, no daemon').to.be.below(10_000);
   });
 
+  it('--help lays the options out in columns: yargs\' layout (cliui), which the bundle loads on first use, works', async () => {
+    const out = await cluster.node(3).ns.exec(WEFTD, '--help');
+    expect(out).to.match(/^usage: weftd /);
+    // Each option with its description in a column beside it, wrapped at 80 (no terminal here).
+    expect(out).to.match(/^ {2}--resync-interval {2,}seconds between full kernel reconcile passes$/m);
+    expect(Math.max(...out.split('\n').map((l) => l.length))).to.be.at.most(80);
+  });
+
   it('the shipped weftd compiles from the code cache the build made, and says so in its first log line', () => {
     const first = readFileSync(cluster.node(1).logFile, 'utf8').split('\n')[0];
     expect(first).to.match(/weftd \S+ starting \(Node v[\d.]+; options read \d+ ms after process start, code cache used\)/);
