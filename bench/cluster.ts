@@ -31,7 +31,9 @@ const P = quick
   ? { startupRuns: 1, settleS: 2, idleWindowS: 5, singles: 50, bursts: 2, churnS: 10, dpRuns: 1, dpSeconds: 3, pings: 50 }
   : { startupRuns: 5, settleS: 30, idleWindowS: 60, singles: 200, bursts: 5, churnS: 60, dpRuns: 5, dpSeconds: 5, pings: 200 };
 const PROF_HOOK = fileURLToPath(new URL('./cluster-prof-hook.js', import.meta.url));
-const RESULTS = fileURLToPath(new URL(`../../bench/results/cluster${quick ? '-quick' : ''}.json`, import.meta.url));
+// A run of some parts or sizes writes a file of its own, so it never replaces the last whole run's tables.
+const partial = only !== null || sizesArg !== undefined;
+const RESULTS = fileURLToPath(new URL(`../../bench/results/cluster${quick ? '-quick' : ''}${partial ? '-partial' : ''}.json`, import.meta.url));
 
 interface Results {
   machine?: Machine;
