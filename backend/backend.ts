@@ -10,7 +10,7 @@
 import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Lease, LeaseAttrs, NetworkConfig, PeerBatch } from '../lease/types.js';
-import type { Kernel } from './kernel.js';
+import type { Kernel } from '../kernel/kernel.js';
 
 /** The underlay interface weft was told to use. */
 export interface UnderlayInterface {

@@ -6,11 +6,11 @@
 import { ABORTED, AbortGate } from '../common/abort.js';
 import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import type { Subnet } from '../lease/subnet.js';
+import type { Subnet } from '../common/subnet.js';
 import type { Lease, PeerBatch } from '../lease/types.js';
 import type { BackendLeaseAttrs, BackendNetwork, BackendRegistration, BackendStats, ReconcilePass } from './backend.js';
-import { NetlinkKernel } from './kernel-netlink.js';
-import type { Kernel } from './kernel.js';
+import { NetlinkKernel } from '../kernel/kernel-netlink.js';
+import type { Kernel } from '../kernel/kernel.js';
 import { ReconcileLoop } from './reconcile-loop.js';
 import { Reconciler, type Programmer } from './reconciler.js';
 

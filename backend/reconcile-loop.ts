@@ -9,7 +9,7 @@
 import { Backoff } from '../common/backoff.js';
 import type { Logger } from '../common/log.js';
 import type { ReconcilePass } from './backend.js';
-import type { Kernel, KernelChange } from './kernel.js';
+import type { Kernel, KernelChange } from '../kernel/kernel.js';
 import type { Reconciler } from './reconciler.js';
 
 export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;

@@ -24,7 +24,7 @@
  */
 import type { Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
-import { describeOp, type ChangeOp, type Fdb, type Kernel, type KernelChange, type KernelOp, type Link, type Neigh, type Route } from './kernel.js';
+import { describeOp, type ChangeOp, type Fdb, type Kernel, type KernelChange, type KernelOp, type Link, type Neigh, type Route } from '../kernel/kernel.js';
 
 /** One kernel entry weft programs for a peer. */
 export type Entry =

@@ -4,9 +4,9 @@
  * decide whether a peer is on the same L2 segment (DirectRouting, host-gw).
  */
 import { WeftError } from '../common/errors.js';
-import { Subnet } from '../lease/subnet.js';
-import { addrsOn } from './addresses.js';
-import type { Kernel, Link } from './kernel.js';
+import { Subnet } from '../common/subnet.js';
+import { addrsOn } from '../kernel/addresses.js';
+import type { Kernel, Link } from '../kernel/kernel.js';
 
 export interface UnderlayState {
   readonly link: Link;

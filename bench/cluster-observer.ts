@@ -12,7 +12,7 @@
  */
 import { Etcd3, type Watcher } from 'etcd3';
 import { RawNetlinkSocket } from 'netlink/dist/raw.js';
-import { NetlinkKernel } from '../backend/kernel-netlink.js';
+import { NetlinkKernel } from '../kernel/kernel-netlink.js';
 import {
   AF_BRIDGE,
   AF_INET,
@@ -25,7 +25,7 @@ import {
   splitMessages,
   toFdb,
   toNeigh,
-} from '../backend/netlink/codec.js';
+} from '../kernel/netlink/codec.js';
 import { PREFIX } from './cluster-leases.js';
 import { serve } from './cluster-rpc.js';
 import { now } from './cluster-stats.js';

@@ -2,7 +2,7 @@
  * What the kernel benchmarks program: N simulated vxlan peers in 10.100.0.0/14
  * and a network config for them, the same in every kernel benchmark.
  */
-import { Subnet } from '../lease/subnet.js';
+import { Subnet } from '../common/subnet.js';
 import type { Lease, NetworkConfig } from '../lease/types.js';
 
 export function peer(i: number): Lease {

@@ -7,10 +7,10 @@
  * Prints one JSON line.
  */
 import { silentLogger } from '../common/log.js';
-import { Subnet } from '../lease/subnet.js';
+import { Subnet } from '../common/subnet.js';
 import type { Lease, PeerBatch } from '../lease/types.js';
 import { network, peer } from './kernel-fixtures.js';
-import { NetlinkKernel } from '../backend/kernel-netlink.js';
+import { NetlinkKernel } from '../kernel/kernel-netlink.js';
 import { PeerNetwork } from '../backend/peer-network.js';
 import { VxlanBackend } from '../backend/vxlan/vxlan.js';
 

@@ -1,9 +1,9 @@
-import { ensureSoleNetworkAddress } from '../backend/addresses.js';
-import type { Kernel } from '../backend/kernel.js';
+import { ensureSoleNetworkAddress } from '../kernel/addresses.js';
+import type { Kernel } from '../kernel/kernel.js';
 import { WeftError } from '../common/errors.js';
 import { runPeriodically } from '../common/periodic.js';
 import type { Logger } from '../common/log.js';
-import type { Subnet } from '../lease/subnet.js';
+import type { Subnet } from '../common/subnet.js';
 
 export interface BridgeSpec {
   readonly name: string;

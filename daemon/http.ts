@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Registry as MetricsRegistry } from 'prom-client';
-import type { PeerHealth, ProbeRound } from './probe.js';
+import { STATUS_PATH, type NodeStatus } from './status.js';
 
 export interface HealthSources {
   /** Ready = lease held AND the first full reconcile of the kernel done. */
@@ -10,24 +10,6 @@ export interface HealthSources {
   readonly metrics: MetricsRegistry;
   /** This node as weftd sees it, for `/status` (absent: 404). */
   status?(): NodeStatus;
-}
-
-/** The `/status` document: what `weftctl status` and `weftctl doctor` read from a running weftd. */
-export interface NodeStatus {
-  readonly ready: boolean;
-  readonly notReadyReason: string;
-  readonly lease: { readonly subnet: string; readonly publicIP: string; readonly etcdLeaseId: string; readonly ttlRemainingSeconds: number | null } | null;
-  readonly leaseState: string;
-  readonly network: string | null;
-  readonly backend: { readonly type: string; readonly device: string | null; readonly mtu: number; readonly vxlanPort: number | null } | null;
-  readonly underlay: { readonly name: string; readonly mtu: number; readonly publicIP: string } | null;
-  readonly peers: number;
-  readonly entriesProgrammed: number;
-  readonly lastReconcile: { readonly at: string; readonly full: boolean; readonly seconds: number; readonly failed: number } | null;
-  readonly etcd: string;
-  /** The traffic rules keeper: `backing` as iptables-save names it (null before any table exists); the current wait between checks. */
-  readonly iptables: { readonly inPlace: boolean; readonly backing: 'nf_tables' | 'legacy' | null; readonly checkPeriodSeconds: number; readonly repairs: number } | null;
-  readonly probes: { readonly round: ProbeRound | null; readonly peers: readonly PeerHealth[] } | null;
 }
 
 /**
@@ -47,7 +29,7 @@ export function createHealthServer(sources: HealthSources): Server {
     } else if (path === '/readyz') {
       if (sources.ready()) res.writeHead(200, { 'content-type': 'text/plain' }).end('weftd is ready\n');
       else res.writeHead(503, { 'content-type': 'text/plain' }).end(`weftd is not ready yet: ${sources.notReadyReason()}\n`);
-    } else if (path === '/status' && sources.status) {
+    } else if (path === STATUS_PATH && sources.status) {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(sources.status()) + '\n');
     } else if (path === '/metrics') {
       sources.metrics.metrics().then(

@@ -9,11 +9,11 @@ import yargs from 'yargs';
 import { isWeftError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import { WEFT_VERSION, codeCacheState } from '../common/version.js';
-import { NetlinkKernel } from '../backend/kernel-netlink.js';
-import { createBackends } from './backends.js';
-import { dockerOptsCommand } from './docker-opts.js';
-import { iptablesRunner, removeTrafficRules } from './iptables.js';
-import { parseWeftdOptions } from './options.js';
+import { NetlinkKernel } from '../kernel/kernel-netlink.js';
+import { createBackends } from '../backend/registry.js';
+import { dockerOptsCommand } from '../lease/docker-opts.js';
+import { iptablesRunner, removeTrafficRules } from '../kernel/iptables.js';
+import { parseWeftdOptions } from '../common/options.js';
 import { Weftd } from './weftd.js';
 
 async function runDaemon(argv: string[]): Promise<number> {
@@ -61,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) {
     console.log('usage: weftd [options] | weftd docker-opts [...] | weftd cleanup-iptables\n');
-    const { declareWeftdOptions } = await import('./options.js');
+    const { declareWeftdOptions } = await import('../common/options.js');
     console.log(await declareWeftdOptions(yargs([])).option('config', { type: 'string', describe: 'YAML or JSON file whose keys are the long option names' }).getHelp());
     return 0;
   }

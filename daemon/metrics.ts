@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { PeerHealth } from './probe.js';
+import type { PeerHealth } from './status.js';
 
 /** What the metrics read at scrape time; each source is owned by its module. */
 export interface MetricSources {

@@ -22,36 +22,12 @@ import { unlessAborted } from '../common/abort.js';
 import { delay } from '../common/backoff.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
-import { VXLAN_DEFAULT_PORT } from '../backend/kernel.js';
+import { VXLAN_DEFAULT_PORT } from '../common/defaults.js';
+import type { PathResult, PeerHealth, PeerVerdict, ProbeRound } from './status.js';
 
-export const DEFAULT_PROBE_PORT = 8473;
 const MAGIC = 'weft-probe/1 ';
 /** Requests are short; anything larger is not ours and gets no answer (no amplification). */
 const MAX_REQUEST_BYTES = 64;
-
-/** One path's outcome in the last probe of a peer. */
-export interface PathResult {
-  readonly ok: boolean;
-  /** Round-trip time in ms when answered. */
-  readonly rttMs: number | null;
-}
-
-/** What a peer's probes say, in operator terms. */
-export type PeerVerdict = 'ok' | 'overlay-blocked' | 'underlay-filtered' | 'unreachable';
-
-export interface PeerHealth {
-  /** The peer's subnet, `10.244.3.0/24`. */
-  readonly subnet: string;
-  readonly publicIP: string;
-  readonly underlay: PathResult;
-  readonly overlay: PathResult;
-  /** The overlay MTU the peer reported, null when it did not answer. */
-  readonly mtu: number | null;
-  readonly verdict: PeerVerdict;
-  readonly diagnosis: string;
-  /** ISO time of the probe. */
-  readonly checkedAt: string;
-}
 
 /** Turns the two path results into a verdict and a sentence for `weftctl status`. */
 export function diagnose(underlayOk: boolean, overlayOk: boolean, vxlanPort = VXLAN_DEFAULT_PORT): { verdict: PeerVerdict; diagnosis: string } {
@@ -175,14 +151,6 @@ export interface PeerProberOptions {
    */
   readonly peersProgrammed?: Promise<unknown>;
   readonly log?: Logger;
-}
-
-/** Summary of the last round, for /status and metrics. */
-export interface ProbeRound {
-  readonly at: string;
-  readonly probed: number;
-  readonly peers: number;
-  readonly sampled: boolean;
 }
 
 /** weftd's peer-health loop: a responder for peers, and a round of probes every interval. */

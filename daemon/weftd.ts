@@ -3,22 +3,23 @@ import { Backoff } from '../common/backoff.js';
 import { WeftError, isWeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { backendFor, type Backend, type BackendNetwork } from '../backend/backend.js';
-import type { Kernel } from '../backend/kernel.js';
-import { createEtcdClient } from '../lease/etcd-client.js';
+import type { Kernel } from '../kernel/kernel.js';
+import { createEtcdClient, etcdConnection } from '../lease/etcd-client.js';
+import { vxlanPort } from '../lease/config.js';
 import { LeaseManager } from '../lease/manager.js';
 import { EtcdRegistry, type Listing } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 import { BridgeKeeper } from './bridge.js';
-import { createHealthServer, listen, type NodeStatus } from './http.js';
-import { TrafficRules, type TrafficRulesSpec } from './iptables.js';
+import { createHealthServer, listen } from './http.js';
+import type { NodeStatus } from './status.js';
+import { TrafficRules, type TrafficRulesSpec } from '../kernel/iptables.js';
 import { WeftMetrics } from './metrics.js';
 import { PeerProber } from './probe.js';
-import { etcdConnection, type WeftdOptions } from './options.js';
-import { readPreviousSubnet, writeSubnetFile } from './subnet-file.js';
+import type { WeftdOptions } from '../common/options.js';
+import { readPreviousSubnet, writeSubnetFile } from '../lease/subnet-file.js';
 import { ensureSysctl } from './sysctl.js';
-import { discoverUnderlay, type Underlay } from './underlay.js';
-import { VXLAN_DEFAULT_PORT } from '../backend/kernel.js';
+import { discoverUnderlay, type Underlay } from '../kernel/underlay.js';
 
 export interface WeftdDeps {
   readonly options: WeftdOptions;
@@ -221,7 +222,7 @@ export class Weftd {
       sample: o.probeSample,
       peers: () => this.watcher?.current ?? new Map(),
       mtu: () => this.network?.mtu ?? 0,
-      vxlanPort: cfg.port || VXLAN_DEFAULT_PORT,
+      vxlanPort: vxlanPort(cfg),
       peersProgrammed: this.network!.ready,
       log: this.log,
     });
@@ -240,7 +241,7 @@ export class Weftd {
       network: this.config?.network?.toString() ?? null,
       backend:
         cfg && this.network
-          ? { type: cfg.type, device: this.network.device, mtu: this.network.mtu, vxlanPort: cfg.type === 'vxlan' ? cfg.port || VXLAN_DEFAULT_PORT : null }
+          ? { type: cfg.type, device: this.network.device, mtu: this.network.mtu, vxlanPort: cfg.type === 'vxlan' ? vxlanPort(cfg) : null }
           : null,
       underlay: this.underlay && { name: this.underlay.name, mtu: this.underlay.mtu, publicIP: this.underlay.publicIP },
       peers: this.watcher?.current.size ?? 0,

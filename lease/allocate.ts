@@ -1,5 +1,5 @@
 import { WeftError } from '../common/errors.js';
-import { Subnet } from './subnet.js';
+import { Subnet } from '../common/subnet.js';
 import { isReservation, type Lease, type NetworkConfig } from './types.js';
 
 /** How many free subnets, counted from SubnetMin, the random choice is made among (flannel's rule). */

@@ -1,6 +1,7 @@
+import { VXLAN_DEFAULT_PORT } from '../common/defaults.js';
 import { WeftError } from '../common/errors.js';
 import { field, isPlainObject, jsonType } from './json-fields.js';
-import { Subnet } from './subnet.js';
+import { Subnet } from '../common/subnet.js';
 import type { BackendConfig, NetworkConfig } from './types.js';
 
 /**
@@ -122,6 +123,11 @@ function canonical(ip: string, family: 4 | 6): string {
 }
 
 const BACKEND_TYPE = /^[a-z0-9][a-z0-9-]{0,31}$/;
+
+/** The VXLAN UDP port a backend config means: `Port` 0 (or none) is the kernel's default. */
+export function vxlanPort(backend: Pick<BackendConfig, 'port'>): number {
+  return backend.port > 0 ? backend.port : VXLAN_DEFAULT_PORT;
+}
 
 function parseBackend(raw: unknown): BackendConfig {
   if (raw === undefined || raw === null) raw = {};

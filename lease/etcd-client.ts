@@ -82,3 +82,26 @@ function readTlsFile(option: string, path: string | undefined): Buffer {
     throw new WeftError('WEFT_ERR_OPTION_INVALID', `${option}: cannot read ${path}: ${(err as Error).message}`);
   }
 }
+
+/** The etcd flags weftd and weftctl share (a subset of weftd's options). */
+export interface EtcdFlags {
+  readonly etcdEndpoints: string[];
+  readonly etcdCafile?: string;
+  readonly etcdCertfile?: string;
+  readonly etcdKeyfile?: string;
+  readonly etcdUsername?: string;
+  readonly etcdPassword?: string;
+}
+
+/** The etcd connection the flags describe (weftd and weftctl connect the same way). */
+export function etcdConnection(o: EtcdFlags, callTimeoutMs?: number): EtcdConnectionOptions {
+  return {
+    endpoints: o.etcdEndpoints,
+    caFile: o.etcdCafile,
+    certFile: o.etcdCertfile,
+    keyFile: o.etcdKeyfile,
+    username: o.etcdUsername,
+    password: o.etcdPassword,
+    ...(callTimeoutMs !== undefined ? { callTimeoutMs } : {}),
+  };
+}

@@ -1,13 +1,11 @@
 import { posix } from 'node:path';
-import { Subnet } from './subnet.js';
+import { Subnet } from '../common/subnet.js';
 
 /**
  * flannel's etcd keyspace: `<prefix>/config` and
  * `<prefix>/subnets/10.244.3.0-24[&fc00:0:0:34::-64]`.
  * Keys are joined like Go's path.Join (duplicate and trailing slashes collapse).
  */
-export const DEFAULT_PREFIX = '/coreos.com/network';
-
 export function configKey(prefix: string): string {
   return posix.join('/', prefix, 'config');
 }

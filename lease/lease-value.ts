@@ -1,7 +1,7 @@
 import { WeftError } from '../common/errors.js';
 import { field, isPlainObject, jsonType } from './json-fields.js';
 import { parseSubnetKey } from './keyspace.js';
-import { canonicalIPv4, canonicalIPv6 } from './subnet.js';
+import { canonicalIPv4, canonicalIPv6 } from '../common/subnet.js';
 import type { BackendData, Lease, LeaseAttrs, NetworkConfig } from './types.js';
 
 /**

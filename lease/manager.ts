@@ -6,7 +6,7 @@ import { chooseSubnet } from './allocate.js';
 import { parseSubnetKey, subnetKey } from './keyspace.js';
 import { serializeLeaseAttrs, validateLease, type RawKeyValue } from './lease-value.js';
 import type { Listing, Registry, StoreUpdate } from './registry.js';
-import type { Subnet } from './subnet.js';
+import type { Subnet } from '../common/subnet.js';
 import { isReservation, type Lease, type LeaseAttrs, type NetworkConfig } from './types.js';
 
 export const DEFAULT_LEASE_TTL_SECONDS = 24 * 3600;

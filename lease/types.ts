@@ -1,4 +1,4 @@
-import type { Subnet } from './subnet.js';
+import type { Subnet } from '../common/subnet.js';
 
 /**
  * Backend-specific data of a lease, under flannel's JSON names. For the vxlan

@@ -2,7 +2,7 @@ import { isWeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { sameAttrs, validateLease, type RawKeyValue } from './lease-value.js';
 import type { Listing, Registry, StoreUpdate } from './registry.js';
-import type { Subnet } from './subnet.js';
+import type { Subnet } from '../common/subnet.js';
 import type { Lease, NetworkConfig, PeerBatch, PeerEvent } from './types.js';
 
 export interface LeaseWatcherOptions {

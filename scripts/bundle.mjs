@@ -67,7 +67,7 @@ const programs = {
     nodeFlags: ['--max-semi-space-size=1'],
     env: { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '1048576', MALLOC_ARENA_MAX: '2' },
   },
-  weftctl: { entry: 'daemon/weftctl.js', nodeFlags: [], env: {} },
+  weftctl: { entry: 'weftctl/main.js', nodeFlags: [], env: {} },
 };
 
 /**

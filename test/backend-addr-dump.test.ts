@@ -3,10 +3,10 @@
  * IFA_F_* flags, the IFA_FLAGS attribute, malformed input) and the fake's
  * matching semantics. The real kernel is checked in underlay-real.test.ts.
  */
-import { addrsOn } from '../backend/addresses.js';
+import { addrsOn } from '../kernel/addresses.js';
 import { expect } from 'chai';
-import { FakeKernel } from '../backend/kernel-fake.js';
-import { parseAddrInfo } from '../backend/netlink/codec.js';
+import { FakeKernel } from '../kernel/kernel-fake.js';
+import { parseAddrInfo } from '../kernel/netlink/codec.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;

@@ -31,9 +31,9 @@ import {
   Writer,
   type OutMessage,
   type RequestWriter,
-} from '../backend/netlink/codec.js';
-import { RTPROT_WEFT } from '../backend/kernel.js';
-import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from '../backend/netlink/link.js';
+} from '../kernel/netlink/codec.js';
+import { RTPROT_WEFT } from '../kernel/kernel.js';
+import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from '../kernel/netlink/link.js';
 import { AttrStream, ifla, putString, putU16be, rt } from 'netlink';
 
 /** The 4 bytes an IPv4 address attribute carries. */

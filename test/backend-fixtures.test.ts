@@ -7,7 +7,7 @@ import { incompatibility } from '../backend/vxlan/device.js';
 import { deriveVtepMac, isVtepMac } from '../backend/vxlan/mac.js';
 import { vxlanMtu } from '../backend/vxlan/vxlan.js';
 import { deleteOps, entryKey, FullDiff, planFull, type Entry, type Owned } from '../backend/reconciler.js';
-import type { Link, VxlanLinkSpec } from '../backend/kernel.js';
+import type { Link, VxlanLinkSpec } from '../kernel/kernel.js';
 
 const neigh = (ip: string, mac: string): Entry => ({ kind: 'neigh', ifindex: 5, ip, mac });
 const fdb = (mac: string, dst: string): Entry => ({ kind: 'fdb', ifindex: 5, mac, dst });

@@ -23,10 +23,10 @@ import {
   toNeigh,
   type InMessage,
   type OutMessage,
-} from '../backend/netlink/codec.js';
-import { vxlanAddMessage } from '../backend/netlink/link.js';
-import { DatagramStream, NFT_CHANGED, NFT_UNWATCHED, NLMSG_OVERRUN, decodeChange, markerDatagram } from '../backend/netlink/notify.js';
-import { RTPROT_WEFT } from '../backend/kernel.js';
+} from '../kernel/netlink/codec.js';
+import { vxlanAddMessage } from '../kernel/netlink/link.js';
+import { DatagramStream, NFT_CHANGED, NFT_UNWATCHED, NLMSG_OVERRUN, decodeChange, markerDatagram } from '../kernel/netlink/notify.js';
+import { RTPROT_WEFT } from '../kernel/kernel.js';
 
 /** A notification with the body of `msg` under `type`. */
 function notification(type: number, msg: OutMessage): InMessage {

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { execFile, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { silentLogger } from '../common/log.js';
-import { Subnet } from '../lease/subnet.js';
+import { Subnet } from '../common/subnet.js';
 import type { BackendConfig, Lease, LeaseAttrs, NetworkConfig, PeerBatch, PeerEvent } from '../lease/types.js';
 import type { BackendNetwork, BackendStats } from '../backend/backend.js';
 import { HostGwBackend } from '../backend/hostgw/hostgw.js';

@@ -3,7 +3,7 @@
  * kernel: device setup, per-peer entries, events, stale cleanup, drift repair,
  * device loss, failures, batching.
  */
-import { addrsOn } from '../backend/addresses.js';
+import { addrsOn } from '../kernel/addresses.js';
 import { expect } from 'chai';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,11 +12,11 @@ import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import winston from 'winston';
 import { silentLogger, type Logger } from '../common/log.js';
-import { Subnet } from '../lease/subnet.js';
+import { Subnet } from '../common/subnet.js';
 import type { BackendConfig, Lease, NetworkConfig, PeerBatch, PeerEvent } from '../lease/types.js';
 import type { BackendNetwork, BackendRegistration } from '../backend/backend.js';
-import { RTPROT_BOOT, RTPROT_WEFT } from '../backend/kernel.js';
-import { FakeKernel } from '../backend/kernel-fake.js';
+import { RTPROT_BOOT, RTPROT_WEFT } from '../kernel/kernel.js';
+import { FakeKernel } from '../kernel/kernel-fake.js';
 import { HostGwBackend } from '../backend/hostgw/hostgw.js';
 import { VxlanBackend } from '../backend/vxlan/vxlan.js';
 import { Reconciler, type Entry, type Ownership, type Programmer } from '../backend/reconciler.js';

@@ -1,9 +1,9 @@
-import { addrsOn } from '../backend/addresses.js';
+import { addrsOn } from '../kernel/addresses.js';
 import { expect } from 'chai';
-import { FakeKernel } from '../backend/kernel-fake.js';
+import { FakeKernel } from '../kernel/kernel-fake.js';
 import { silentLogger } from '../common/log.js';
 import { BridgeKeeper } from '../daemon/bridge.js';
-import { Subnet } from '../lease/subnet.js';
+import { Subnet } from '../common/subnet.js';
 
 const network = Subnet.parse('10.244.0.0/16');
 

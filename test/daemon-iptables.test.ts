@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { KernelChange } from '../backend/kernel.js';
+import type { KernelChange } from '../kernel/kernel.js';
 import type { Logger } from '../common/log.js';
-import { SAFETY_NET_MS, TrafficRules, iptablesBacking, parseIptablesSave, planRepair, desiredRuleSets, type IptablesRunner } from '../daemon/iptables.js';
-import { Subnet } from '../lease/subnet.js';
+import { SAFETY_NET_MS, TrafficRules, iptablesBacking, parseIptablesSave, planRepair, desiredRuleSets, type IptablesRunner } from '../kernel/iptables.js';
+import { Subnet } from '../common/subnet.js';
 import { eventually } from './harness/netns.js';
 
 const N = Subnet.parse('10.244.0.0/16');

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatDockerOpts, DOCKER_OPTS_DEFAULTS } from '../daemon/docker-opts.js';
-import { formatSubnetFile, parseSubnetFile, readPreviousSubnet, writeSubnetFile } from '../daemon/subnet-file.js';
-import { Subnet } from '../lease/subnet.js';
+import { formatDockerOpts, DOCKER_OPTS_DEFAULTS } from '../lease/docker-opts.js';
+import { formatSubnetFile, parseSubnetFile, readPreviousSubnet, writeSubnetFile } from '../lease/subnet-file.js';
+import { Subnet } from '../common/subnet.js';
 import { tempDir } from './harness/at-exit.js';
 
 const vars = { FLANNEL_NETWORK: '10.1.0.0/16', FLANNEL_SUBNET: '10.1.74.1/24', FLANNEL_MTU: '1472', FLANNEL_IPMASQ: 'false' };

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import type { Link } from '../backend/kernel.js';
-import { FakeKernel } from '../backend/kernel-fake.js';
+import type { Link } from '../kernel/kernel.js';
+import { FakeKernel } from '../kernel/kernel-fake.js';
 import { WeftError } from '../common/errors.js';
-import { defaultRouteDev, discoverUnderlay, interfacesWithIPv4, selectUnderlay, type InterfaceInfo } from '../daemon/underlay.js';
+import { defaultRouteDev, discoverUnderlay, interfacesWithIPv4, selectUnderlay, type InterfaceInfo } from '../kernel/underlay.js';
 
 const ifaces: InterfaceInfo[] = [
   { ifindex: 1, ifname: 'lo', mtu: 65536, addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }] },

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { CANDIDATE_WINDOW, chooseSubnet } from '../lease/allocate.js';
 import { parseNetworkConfig } from '../lease/config.js';
 import { subnetKey } from '../lease/keyspace.js';
-import { Subnet } from '../lease/subnet.js';
+import { Subnet } from '../common/subnet.js';
 import type { Lease } from '../lease/types.js';
 
 const P = '/coreos.com/network';

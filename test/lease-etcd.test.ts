@@ -11,7 +11,7 @@ import { configKey, subnetKey } from '../lease/keyspace.js';
 import { serializeLeaseAttrs } from '../lease/lease-value.js';
 import { LeaseManager } from '../lease/manager.js';
 import { EtcdRegistry } from '../lease/registry.js';
-import { Subnet } from '../lease/subnet.js';
+import { Subnet } from '../common/subnet.js';
 import type { Lease, LeaseAttrs, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 import { EtcdServer } from './harness/etcd.js';

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { isIPv4 } from 'node:net';
-import { Subnet, canonicalIPv4, ipValue, parseIPv4 } from '../lease/subnet.js';
+import { Subnet, canonicalIPv4, ipValue, parseIPv4 } from '../common/subnet.js';
 
 describe('Subnet', () => {
   it('parses IPv4 CIDRs, masking host bits like net.ParseCIDR', () => {

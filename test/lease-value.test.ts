@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { parseNetworkConfig } from '../lease/config.js';
 import { parseSubnetKey, subnetKey, subnetsPrefix, configKey } from '../lease/keyspace.js';
 import { parseLeaseAttrs, serializeLeaseAttrs, validateLease } from '../lease/lease-value.js';
-import { Subnet } from '../lease/subnet.js';
+import { Subnet } from '../common/subnet.js';
 
 const P = '/coreos.com/network';
 const config = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');

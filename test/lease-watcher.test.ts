@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { parseNetworkConfig } from '../lease/config.js';
 import type { RawKeyValue } from '../lease/lease-value.js';
 import type { Registry } from '../lease/registry.js';
-import { Subnet } from '../lease/subnet.js';
+import { Subnet } from '../common/subnet.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 
 const P = '/coreos.com/network';

@@ -13,9 +13,9 @@
  */
 import { expect } from 'chai';
 import { fileURLToPath } from 'node:url';
-import type { AddrInfo, Link, Route } from '../backend/kernel.js';
-import { NetlinkKernel } from '../backend/kernel-netlink.js';
-import { defaultRouteDev, discoverUnderlay, interfacesWithIPv4, selectUnderlay, type InterfaceInfo, type Underlay, type UnderlaySelection } from '../daemon/underlay.js';
+import type { AddrInfo, Link, Route } from '../kernel/kernel.js';
+import { NetlinkKernel } from '../kernel/kernel-netlink.js';
+import { defaultRouteDev, discoverUnderlay, interfacesWithIPv4, selectUnderlay, type InterfaceInfo, type Underlay, type UnderlaySelection } from '../kernel/underlay.js';
 import { Netns, cleanupLeftovers, teardownAll } from './harness/netns.js';
 
 const SELF = fileURLToPath(import.meta.url);

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { parseNetworkConfig } from '../lease/config.js';
 import type { Entry, Owned } from '../backend/reconciler.js';
 import { entryKey } from '../backend/reconciler.js';
-import { Subnet } from '../lease/subnet.js';
+import { Subnet } from '../common/subnet.js';
 import {
   checkClock,
   checkDuplicatePublicIPs,
@@ -13,11 +13,12 @@ import {
   checkMtu,
   checkVxlanPort,
   forwardPolicy,
-} from '../daemon/doctor.js';
-import { diagnose, type PeerHealth } from '../daemon/probe.js';
-import { diffEntries } from '../daemon/weftctl-diff.js';
-import { formatSeconds, table } from '../daemon/weftctl-format.js';
-import { describeLease, reservableSubnet, reservationValue, type LeaseRow } from '../daemon/weftctl-leases.js';
+} from '../weftctl/doctor.js';
+import { diagnose } from '../daemon/probe.js';
+import type { PeerHealth } from '../daemon/status.js';
+import { diffEntries } from '../weftctl/diff.js';
+import { formatSeconds, table } from '../weftctl/format.js';
+import { describeLease, reservableSubnet, reservationValue, type LeaseRow } from '../weftctl/leases.js';
 
 const PREFIX = '/coreos.com/network';
 const config = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":1}}');

@@ -18,10 +18,10 @@
  * the underlay going down or up (which drops routes without a notification).
  */
 import type { Logger } from '../../common/log.js';
-import type { Subnet } from '../../lease/subnet.js';
+import type { Subnet } from '../../common/subnet.js';
 import type { Lease } from '../../lease/types.js';
 import type { Backend, BackendNetwork, BackendRegistration } from '../backend.js';
-import { RTPROT_WEFT, type Kernel, type Route } from '../kernel.js';
+import { RTPROT_WEFT, type Kernel, type Route } from '../../kernel/kernel.js';
 import { registerPeerNetwork } from '../peer-network.js';
 import type { Entry, Ownership, Programmer } from '../reconciler.js';
 import { onSegment, readUnderlay } from '../underlay.js';

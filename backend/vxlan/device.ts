@@ -6,9 +6,9 @@
  * device or GBP differ; MTU and learning are not part of compatibility.
  */
 import type { Logger } from '../../common/log.js';
-import type { Subnet } from '../../lease/subnet.js';
-import { ensureSoleNetworkAddress } from '../addresses.js';
-import { isKernelErrno, type Kernel, type Link, type VxlanLinkSpec } from '../kernel.js';
+import type { Subnet } from '../../common/subnet.js';
+import { ensureSoleNetworkAddress } from '../../kernel/addresses.js';
+import { isKernelErrno, type Kernel, type Link, type VxlanLinkSpec } from '../../kernel/kernel.js';
 
 /** Why `link` cannot serve as the device described by `spec`, or null when it can. */
 export function incompatibility(link: Link, spec: VxlanLinkSpec): string | null {

@@ -28,10 +28,11 @@
 import { isIPv6 } from 'node:net';
 import { WeftError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { Subnet } from '../../lease/subnet.js';
+import type { Subnet } from '../../common/subnet.js';
+import { vxlanPort } from '../../lease/config.js';
 import type { Lease } from '../../lease/types.js';
 import type { Backend, BackendNetwork, BackendRegistration } from '../backend.js';
-import { RTPROT_KERNEL, RTPROT_WEFT, VXLAN_DEFAULT_PORT, type Kernel, type Link, type Route, type VxlanLinkSpec } from '../kernel.js';
+import { RTPROT_KERNEL, RTPROT_WEFT, type Kernel, type Link, type Route, type VxlanLinkSpec } from '../../kernel/kernel.js';
 import { registerPeerNetwork } from '../peer-network.js';
 import type { Entry, Ownership, Programmer } from '../reconciler.js';
 import { onSegment, readUnderlay } from '../underlay.js';
@@ -93,7 +94,7 @@ export class VxlanProgrammer implements Programmer {
       mac: stored ?? deriveVtepMac(`${reg.publicIP}/${cfg.vni}`),
       mtu,
       vni: cfg.vni,
-      port: cfg.port > 0 ? cfg.port : VXLAN_DEFAULT_PORT,
+      port: vxlanPort(cfg),
       local: reg.publicIP,
       underlayIndex: underlay.link.index,
       learning: cfg.learning,

@@ -7,16 +7,16 @@
  */
 import { silentLogger } from '../common/log.js';
 import { WeftError } from '../common/errors.js';
-import type { Kernel } from '../backend/kernel.js';
+import type { Kernel } from '../kernel/kernel.js';
 import { HostGwProgrammer } from '../backend/hostgw/hostgw.js';
 import { VxlanProgrammer } from '../backend/vxlan/vxlan.js';
 import { dumpOwned, entryKey, planFull, type Entry, type Owned, type Programmer } from '../backend/reconciler.js';
 import { validateLease } from '../lease/lease-value.js';
 import type { Registry } from '../lease/registry.js';
 import type { Lease, NetworkConfig } from '../lease/types.js';
-import { DryRunKernel } from './weftctl-dryrun.js';
-import { table, type Report } from './weftctl-format.js';
-import type { Underlay } from './underlay.js';
+import { DryRunKernel } from './dryrun.js';
+import { table, type Report } from './format.js';
+import type { Underlay } from '../kernel/underlay.js';
 
 export type DiffStatus = 'missing' | 'wrong' | 'stale';
 

@@ -10,7 +10,7 @@
  * and FDB entries gone, not its routes, as Linux does), and tests can report
  * an overrun. Listeners are called synchronously, inside the change.
  */
-import { Subnet } from '../lease/subnet.js';
+import { Subnet } from '../common/subnet.js';
 import {
   KernelError,
   RTPROT_WEFT,

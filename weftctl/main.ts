@@ -16,17 +16,17 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import yargs, { type Argv } from 'yargs';
 import { WeftError, isWeftError } from '../common/errors.js';
-import { NetlinkKernel } from '../backend/kernel-netlink.js';
+import { NetlinkKernel } from '../kernel/kernel-netlink.js';
 import { doctorReport, runChecks } from './doctor.js';
-import { dockerOptsCommand } from './docker-opts.js';
-import { declareWeftdOptions, readConfigFile, validateWeftdOptions, weftdEnvironment, withEnvironment, type WeftdOptions } from './options.js';
-import { discoverUnderlay } from './underlay.js';
-import { fetchStatus, openEtcd, weftdUrl } from './weftctl-context.js';
-import { getConfig, setConfig, validateConfig } from './weftctl-config.js';
-import { diffNode, diffReport } from './weftctl-diff.js';
-import { render, type OutputFormat, type Report } from './weftctl-format.js';
-import { leasesReport, readLeaseRows, release, reserve } from './weftctl-leases.js';
-import { readKernelView, statusReport } from './weftctl-status.js';
+import { dockerOptsCommand } from '../lease/docker-opts.js';
+import { declareWeftdOptions, readConfigFile, validateWeftdOptions, weftdEnvironment, withEnvironment, type WeftdOptions } from '../common/options.js';
+import { discoverUnderlay } from '../kernel/underlay.js';
+import { fetchStatus, openEtcd, weftdUrl } from './context.js';
+import { getConfig, setConfig, validateConfig } from './config.js';
+import { diffNode, diffReport } from './diff.js';
+import { render, type OutputFormat, type Report } from './format.js';
+import { leasesReport, readLeaseRows, release, reserve } from './leases.js';
+import { readKernelView, statusReport } from './status.js';
 
 const COMMANDS = ['config', 'leases', 'reserve', 'release', 'status', 'diff', 'doctor', 'docker-opts'];
 

@@ -2,8 +2,8 @@ import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Wakeup, runPeriodically } from '../common/periodic.js';
 import { silentLogger, type Logger } from '../common/log.js';
-import type { Subnet } from '../lease/subnet.js';
-import type { Kernel } from '../backend/kernel.js';
+import type { Subnet } from '../common/subnet.js';
+import type { Kernel } from './kernel.js';
 
 /**
  * flannel's iptables rule sets, byte-identical (chains, order and comments),

@@ -4,8 +4,9 @@ import { promisify } from 'node:util';
 import yargs from 'yargs';
 import writeFileAtomic from 'write-file-atomic';
 import { WeftError } from '../common/errors.js';
-import { Subnet } from '../lease/subnet.js';
-import { DEFAULT_SUBNET_FILE, parseSubnetFile, type SubnetFileVars } from './subnet-file.js';
+import { Subnet } from '../common/subnet.js';
+import { DEFAULT_SUBNET_FILE } from '../common/defaults.js';
+import { parseSubnetFile, type SubnetFileVars } from './subnet-file.js';
 
 /**
  * weft's equivalent of flannel's mk-docker-opts.sh: the same flags and the

@@ -4,10 +4,10 @@
  * prefix, interface and HTTP endpoint as the node's weftd), and the two
  * things it talks to: etcd and weftd's `/status`.
  */
-import { createEtcdClient } from '../lease/etcd-client.js';
+import { createEtcdClient, etcdConnection } from '../lease/etcd-client.js';
 import { EtcdRegistry } from '../lease/registry.js';
-import type { NodeStatus } from './http.js';
-import { etcdConnection, type WeftdOptions } from './options.js';
+import { STATUS_PATH, type NodeStatus } from '../daemon/status.js';
+import type { WeftdOptions } from '../common/options.js';
 
 /** An open etcd connection to weft's keyspace. */
 export interface EtcdSession {
@@ -32,7 +32,7 @@ export async function fetchStatus(o: WeftdOptions): Promise<{ status: NodeStatus
   const base = weftdUrl(o);
   if (!base) return { error: 'weftd HTTP endpoint is off (--healthz-port 0)' };
   try {
-    const res = await fetch(`${base}/status`, { signal: AbortSignal.timeout(2000) });
+    const res = await fetch(`${base}${STATUS_PATH}`, { signal: AbortSignal.timeout(2000) });
     if (res.status !== 200) return { error: `${base}/status answered ${res.status}` };
     return { status: (await res.json()) as NodeStatus };
   } catch (err) {

@@ -11,16 +11,16 @@ import { get as httpsGet } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { promisify } from 'node:util';
-import type { Kernel } from '../backend/kernel.js';
+import type { Kernel } from '../kernel/kernel.js';
 import { VXLAN_OVERHEAD_V4 } from '../backend/vxlan/vxlan.js';
-import { Subnet } from '../lease/subnet.js';
-import type { NodeStatus } from './http.js';
-import { forwardRuleSet } from './iptables.js';
-import type { WeftdOptions } from './options.js';
-import type { PeerHealth } from './probe.js';
-import type { LeaseRow } from './weftctl-leases.js';
-import type { Report } from './weftctl-format.js';
-import { VXLAN_DEFAULT_PORT } from '../backend/kernel.js';
+import { Subnet } from '../common/subnet.js';
+import type { NodeStatus } from '../daemon/status.js';
+import { forwardRuleSet } from '../kernel/iptables.js';
+import type { WeftdOptions } from '../common/options.js';
+import type { PeerHealth } from '../daemon/status.js';
+import type { LeaseRow } from './leases.js';
+import type { Report } from './format.js';
+import { VXLAN_DEFAULT_PORT } from '../common/defaults.js';
 
 export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
 

@@ -1,12 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import yargs, { type Argv } from 'yargs';
-import { WeftError } from '../common/errors.js';
-import type { EtcdConnectionOptions } from '../lease/etcd-client.js';
-import { DEFAULT_PREFIX } from '../lease/keyspace.js';
-import { canonicalIPv4, ipValue } from '../lease/subnet.js';
-import { DEFAULT_PROBE_PORT } from './probe.js';
-import { DEFAULT_SUBNET_FILE } from './subnet-file.js';
+import { WeftError } from './errors.js';
+import { WEFTD_DEFAULTS as D } from './defaults.js';
+import { canonicalIPv4, ipValue } from './subnet.js';
 
 /** weftd's options: flanneld's flag names and defaults where they overlap, plus weft's own. */
 export interface WeftdOptions {
@@ -53,8 +50,8 @@ const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug', 'silly'];
 /** Declares the daemon's options on a yargs instance (shared by the run command and tests). */
 export function declareWeftdOptions<T>(y: Argv<T>) {
   return y
-    .option('etcd-endpoints', { type: 'string', default: 'http://127.0.0.1:4001,http://127.0.0.1:2379', describe: 'comma-separated etcd endpoints' })
-    .option('etcd-prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'etcd prefix of the network config and subnets' })
+    .option('etcd-endpoints', { type: 'string', default: D['etcd-endpoints'], describe: 'comma-separated etcd endpoints' })
+    .option('etcd-prefix', { type: 'string', default: D['etcd-prefix'], describe: 'etcd prefix of the network config and subnets' })
     .option('etcd-cafile', { type: 'string', describe: 'CA certificate: enables TLS (https endpoints only)' })
     .option('etcd-certfile', { type: 'string', describe: 'client certificate for mutual TLS' })
     .option('etcd-keyfile', { type: 'string', describe: 'client key for mutual TLS' })
@@ -63,36 +60,23 @@ export function declareWeftdOptions<T>(y: Argv<T>) {
     .option('iface', { type: 'string', array: true, default: [] as string[], describe: 'interface (name or IP) for the underlay; repeatable' })
     .option('iface-regex', { type: 'string', array: true, default: [] as string[], describe: 'regex matched against interface IPs, then names; repeatable' })
     .option('public-ip', { type: 'string', describe: 'IP advertised to peers (default: the interface address)' })
-    .option('subnet-file', { type: 'string', default: DEFAULT_SUBNET_FILE, describe: 'where to write the subnet env file' })
-    .option('subnet-lease-renew-margin', { type: 'number', default: 60, describe: 'minutes before expiry to renew the lease (1-1439)' })
-    .option('subnet-lease-ttl', { type: 'number', default: 86400, describe: 'TTL of the subnet lease in seconds' })
-    .option('ip-masq', { type: 'boolean', default: false, describe: 'masquerade traffic leaving the overlay' })
-    .option('ip-masq-fully-random-disable', { type: 'boolean', default: false, describe: 'MASQUERADE without --random-fully' })
-    .option('iptables-forward-rules', { type: 'boolean', default: true, describe: 'add FORWARD accept rules for the network' })
-    .option('iptables-resync', { type: 'number', default: 5, describe: 'seconds between iptables checks' })
-    .option('healthz-ip', { type: 'string', default: '0.0.0.0', describe: 'address of /healthz, /readyz and /metrics' })
-    .option('healthz-port', { type: 'number', default: 0, describe: 'port of the HTTP endpoint (0: disabled)' })
-    .option('state-dir', { type: 'string', default: '/var/lib/weft', describe: 'persistent state (VTEP MAC)' })
-    .option('log-level', { type: 'string', default: 'info', choices: LOG_LEVELS })
-    .option('log-format', { type: 'string', default: 'text', choices: ['text', 'json'] })
-    .option('resync-interval', { type: 'number', default: 60, describe: 'seconds between full kernel reconcile passes (a safety net: drift is repaired as the kernel reports it)' })
+    .option('subnet-file', { type: 'string', default: D['subnet-file'], describe: 'where to write the subnet env file' })
+    .option('subnet-lease-renew-margin', { type: 'number', default: D['subnet-lease-renew-margin'], describe: 'minutes before expiry to renew the lease (1-1439)' })
+    .option('subnet-lease-ttl', { type: 'number', default: D['subnet-lease-ttl'], describe: 'TTL of the subnet lease in seconds' })
+    .option('ip-masq', { type: 'boolean', default: D['ip-masq'], describe: 'masquerade traffic leaving the overlay' })
+    .option('ip-masq-fully-random-disable', { type: 'boolean', default: D['ip-masq-fully-random-disable'], describe: 'MASQUERADE without --random-fully' })
+    .option('iptables-forward-rules', { type: 'boolean', default: D['iptables-forward-rules'], describe: 'add FORWARD accept rules for the network' })
+    .option('iptables-resync', { type: 'number', default: D['iptables-resync'], describe: 'seconds between iptables checks' })
+    .option('healthz-ip', { type: 'string', default: D['healthz-ip'], describe: 'address of /healthz, /readyz and /metrics' })
+    .option('healthz-port', { type: 'number', default: D['healthz-port'], describe: 'port of the HTTP endpoint (0: disabled)' })
+    .option('state-dir', { type: 'string', default: D['state-dir'], describe: 'persistent state (VTEP MAC)' })
+    .option('log-level', { type: 'string', default: D['log-level'], choices: LOG_LEVELS })
+    .option('log-format', { type: 'string', default: D['log-format'], choices: ['text', 'json'] })
+    .option('resync-interval', { type: 'number', default: D['resync-interval'], describe: 'seconds between full kernel reconcile passes (a safety net: drift is repaired as the kernel reports it)' })
     .option('bridge', { type: 'string', describe: 'create this bridge with <subnet>.1/len and the overlay MTU (for dockerd --bridge)' })
-    .option('probe-port', { type: 'number', default: DEFAULT_PROBE_PORT, describe: 'UDP port of the peer-health echo' })
-    .option('probe-interval', { type: 'number', default: 10, describe: 'seconds between peer-health rounds (0: off)' })
-    .option('probe-sample', { type: 'number', default: 32, describe: 'peers probed per round, in rotation' });
-}
-
-/** The etcd connection the options describe (weftd and weftctl connect the same way). */
-export function etcdConnection(o: WeftdOptions, callTimeoutMs?: number): EtcdConnectionOptions {
-  return {
-    endpoints: o.etcdEndpoints,
-    caFile: o.etcdCafile,
-    certFile: o.etcdCertfile,
-    keyFile: o.etcdKeyfile,
-    username: o.etcdUsername,
-    password: o.etcdPassword,
-    ...(callTimeoutMs !== undefined ? { callTimeoutMs } : {}),
-  };
+    .option('probe-port', { type: 'number', default: D['probe-port'], describe: 'UDP port of the peer-health echo' })
+    .option('probe-interval', { type: 'number', default: D['probe-interval'], describe: 'seconds between peer-health rounds (0: off)' })
+    .option('probe-sample', { type: 'number', default: D['probe-sample'], describe: 'peers probed per round, in rotation' });
 }
 
 /** Option names a config file may use: the long flag names (or their camelCase form). */
@@ -164,7 +148,7 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
   }
   const publicIp = str('public-ip');
   if (publicIp !== undefined && canonicalIPv4(publicIp) === null) throw optionError('public-ip', `"${publicIp}" is not an IPv4 address`);
-  const healthzIp = str('healthz-ip') ?? '0.0.0.0';
+  const healthzIp = str('healthz-ip') ?? D['healthz-ip'];
   if (!ipValue(healthzIp)) throw optionError('healthz-ip', `"${healthzIp}" is not an IP address`);
   const subnetLeaseTtl = num('subnet-lease-ttl', 10, 7 * 86400);
   const subnetLeaseRenewMargin = num('subnet-lease-renew-margin', 1, 1439);
@@ -175,7 +159,7 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
 
   return {
     etcdEndpoints,
-    etcdPrefix: str('etcd-prefix') ?? DEFAULT_PREFIX,
+    etcdPrefix: str('etcd-prefix') ?? D['etcd-prefix'],
     etcdCafile: str('etcd-cafile'),
     etcdCertfile: str('etcd-certfile'),
     etcdKeyfile: str('etcd-keyfile'),
@@ -184,7 +168,7 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
     iface: list('iface'),
     ifaceRegex,
     publicIp,
-    subnetFile: str('subnet-file') ?? DEFAULT_SUBNET_FILE,
+    subnetFile: str('subnet-file') ?? D['subnet-file'],
     subnetLeaseRenewMargin,
     subnetLeaseTtl,
     ipMasq: a['ip-masq'] === true,
@@ -193,8 +177,8 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
     iptablesResync: num('iptables-resync', 1, 3600),
     healthzIp,
     healthzPort: num('healthz-port', 0, 65535),
-    stateDir: str('state-dir') ?? '/var/lib/weft',
-    logLevel: str('log-level') ?? 'info',
+    stateDir: str('state-dir') ?? D['state-dir'],
+    logLevel: str('log-level') ?? D['log-level'],
     logFormat: a['log-format'] === 'json' ? 'json' : 'text',
     resyncInterval: num('resync-interval', 0.1, 3600),
     bridge,

@@ -2,9 +2,9 @@
  * `weftctl status`: this node as weftd reports it (`/status`) next to what
  * the kernel holds, and the peer-health diagnosis per probed peer.
  */
-import type { Kernel } from '../backend/kernel.js';
-import type { NodeStatus } from './http.js';
-import { formatSeconds, table, type Report } from './weftctl-format.js';
+import type { Kernel } from '../kernel/kernel.js';
+import type { NodeStatus } from '../daemon/status.js';
+import { formatSeconds, table, type Report } from './format.js';
 
 /** The kernel's side of the status: the overlay device as it is now. */
 export interface KernelView {

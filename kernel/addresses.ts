@@ -1,5 +1,5 @@
 import { isKernelErrno, type Addr, type Kernel } from './kernel.js';
-import type { Subnet } from '../lease/subnet.js';
+import type { Subnet } from '../common/subnet.js';
 
 /** `ip -4 addr show dev NAME`: the IPv4 addresses of one link, from the kernel's one address dump. */
 export async function addrsOn(kernel: Pick<Kernel, 'addrListAll'>, ifindex: number): Promise<Addr[]> {

@@ -1,6 +1,6 @@
-import type { AddrInfo, Kernel, Link, Route } from '../backend/kernel.js';
+import type { AddrInfo, Kernel, Link, Route } from './kernel.js';
 import { WeftError } from '../common/errors.js';
-import { canonicalIPv4 } from '../lease/subnet.js';
+import { canonicalIPv4 } from '../common/subnet.js';
 
 /** The interface weft sends VXLAN traffic over, and the address it advertises. */
 export interface Underlay {

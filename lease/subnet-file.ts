@@ -2,9 +2,7 @@ import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parse as parseEnv } from 'dotenv';
 import writeFileAtomic from 'write-file-atomic';
-import { Subnet } from '../lease/subnet.js';
-
-export const DEFAULT_SUBNET_FILE = '/run/flannel/subnet.env';
+import { Subnet } from '../common/subnet.js';
 
 /** What the subnet file carries: flannel's four (or six, dual-stack) variables. */
 export interface SubnetFileContents {

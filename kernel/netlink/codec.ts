@@ -10,7 +10,7 @@
  * <linux/if_addr.h>. Integers are host order (little-endian on every target).
  */
 import { constants as osConstants } from 'node:os';
-import { maskIPv4, parseIPv4 } from '../../lease/subnet.js';
+import { maskIPv4, parseIPv4 } from '../../common/subnet.js';
 import { NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK, RTPROT_WEFT, RT_TABLE_MAIN, type Addr, type AddrInfo, type Fdb, type Neigh, type Route } from '../kernel.js';
 
 export const NLMSG_HDRLEN = 16;

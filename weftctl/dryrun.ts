@@ -5,7 +5,7 @@
  * what the next reconcile pass would do and changes nothing.
  */
 import { WeftError } from '../common/errors.js';
-import { describeOp, type Addr, type AddrInfo, type Fdb, type Kernel, type KernelOp, type Link, type Neigh, type OpResult, type Route, type VxlanLinkSpec } from '../backend/kernel.js';
+import { describeOp, type Addr, type AddrInfo, type Fdb, type Kernel, type KernelOp, type Link, type Neigh, type OpResult, type Route, type VxlanLinkSpec } from '../kernel/kernel.js';
 
 export class DryRunKernel implements Kernel {
   /** Writes weftd would make, iproute2 style, in order. */

@@ -24,8 +24,6 @@ export const NUD_PERMANENT = 0x80;
 export const NTF_SELF = 0x02;
 /** Route next-hop flag: the gateway is on-link even though no prefix covers it. */
 export const RTNH_F_ONLINK = 0x04;
-/** Default VXLAN UDP port of the Linux kernel (and flannel). */
-export const VXLAN_DEFAULT_PORT = 8472;
 
 /** A network interface as dumped. */
 export interface Link {

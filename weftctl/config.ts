@@ -4,12 +4,11 @@
  * runs flannel's parsing rules (lease/config.ts) first.
  */
 import { WeftError, isWeftError } from '../common/errors.js';
-import { parseNetworkConfig } from '../lease/config.js';
+import { parseNetworkConfig, vxlanPort } from '../lease/config.js';
 import { configKey } from '../lease/keyspace.js';
 import type { Registry } from '../lease/registry.js';
 import type { NetworkConfig } from '../lease/types.js';
-import { table, type Report } from './weftctl-format.js';
-import { VXLAN_DEFAULT_PORT } from '../backend/kernel.js';
+import { table, type Report } from './format.js';
 
 /** The config after defaults, as weftd will use it. */
 export function effectiveConfig(c: NetworkConfig): Record<string, unknown> {
@@ -21,7 +20,7 @@ export function effectiveConfig(c: NetworkConfig): Record<string, unknown> {
     SubnetMax: c.subnetMax?.ip ?? null,
     EnableIPv6: c.enableIPv6,
     ...(c.enableIPv6 ? { IPv6Network: s(c.ipv6Network), IPv6SubnetLen: c.ipv6SubnetLen } : {}),
-    Backend: { Type: c.backend.type, VNI: c.backend.vni, Port: c.backend.port || VXLAN_DEFAULT_PORT, MTU: c.backend.mtu || null, DirectRouting: c.backend.directRouting },
+    Backend: { Type: c.backend.type, VNI: c.backend.vni, Port: vxlanPort(c.backend), MTU: c.backend.mtu || null, DirectRouting: c.backend.directRouting },
   };
 }
 

@@ -1,6 +1,6 @@
-import type { Backend } from '../backend/backend.js';
-import { HostGwBackend } from '../backend/hostgw/hostgw.js';
-import { VxlanBackend } from '../backend/vxlan/vxlan.js';
+import type { Backend } from './backend.js';
+import { HostGwBackend } from './hostgw/hostgw.js';
+import { VxlanBackend } from './vxlan/vxlan.js';
 
 /** The backends weftd offers, by config type: an explicit map, no registration by import side effects. */
 export function createBackends(): ReadonlyMap<string, Backend> {

@@ -8,9 +8,9 @@ import { WeftError } from '../common/errors.js';
 import { parseSubnetKey, subnetKey } from '../lease/keyspace.js';
 import { parseLeaseAttrs, serializeLeaseAttrs, validateLease, type RawKeyValue } from '../lease/lease-value.js';
 import type { Registry } from '../lease/registry.js';
-import { Subnet, canonicalIPv4 } from '../lease/subnet.js';
+import { Subnet, canonicalIPv4 } from '../common/subnet.js';
 import type { LeaseAttrs, NetworkConfig } from '../lease/types.js';
-import { formatSeconds, table, type Report } from './weftctl-format.js';
+import { formatSeconds, table, type Report } from './format.js';
 
 export interface LeaseRow {
   readonly key: string;

@@ -1,0 +1,57 @@
+/**
+ * The status contract: the `/status` document a running weftd serves and the
+ * peer-health records inside it. weftctl reads a node through these types and
+ * nothing else of daemon/; a change here is a change of weft's interface.
+ */
+
+export const STATUS_PATH = '/status';
+
+/** The `/status` document: what `weftctl status` and `weftctl doctor` read from a running weftd. */
+export interface NodeStatus {
+  readonly ready: boolean;
+  readonly notReadyReason: string;
+  readonly lease: { readonly subnet: string; readonly publicIP: string; readonly etcdLeaseId: string; readonly ttlRemainingSeconds: number | null } | null;
+  readonly leaseState: string;
+  readonly network: string | null;
+  readonly backend: { readonly type: string; readonly device: string | null; readonly mtu: number; readonly vxlanPort: number | null } | null;
+  readonly underlay: { readonly name: string; readonly mtu: number; readonly publicIP: string } | null;
+  readonly peers: number;
+  readonly entriesProgrammed: number;
+  readonly lastReconcile: { readonly at: string; readonly full: boolean; readonly seconds: number; readonly failed: number } | null;
+  readonly etcd: string;
+  /** The traffic rules keeper: `backing` as iptables-save names it (null before any table exists); the current wait between checks. */
+  readonly iptables: { readonly inPlace: boolean; readonly backing: 'nf_tables' | 'legacy' | null; readonly checkPeriodSeconds: number; readonly repairs: number } | null;
+  readonly probes: { readonly round: ProbeRound | null; readonly peers: readonly PeerHealth[] } | null;
+}
+
+/** One path's outcome in the last probe of a peer. */
+export interface PathResult {
+  readonly ok: boolean;
+  /** Round-trip time in ms when answered. */
+  readonly rttMs: number | null;
+}
+
+/** What a peer's probes say, in operator terms. */
+export type PeerVerdict = 'ok' | 'overlay-blocked' | 'underlay-filtered' | 'unreachable';
+
+export interface PeerHealth {
+  /** The peer's subnet, `10.244.3.0/24`. */
+  readonly subnet: string;
+  readonly publicIP: string;
+  readonly underlay: PathResult;
+  readonly overlay: PathResult;
+  /** The overlay MTU the peer reported, null when it did not answer. */
+  readonly mtu: number | null;
+  readonly verdict: PeerVerdict;
+  readonly diagnosis: string;
+  /** ISO time of the probe. */
+  readonly checkedAt: string;
+}
+
+/** Summary of the last round, for /status and metrics. */
+export interface ProbeRound {
+  readonly at: string;
+  readonly probed: number;
+  readonly peers: number;
+  readonly sampled: boolean;
+}
