@@ -1,6 +1,7 @@
 import { WeftError } from '../common/errors.js';
 import { field, isPlainObject, jsonType } from './json-fields.js';
 import { parseSubnetKey } from './keyspace.js';
+import { canonicalMac, isUnicastMac } from '../common/mac.js';
 import { canonicalIPv4, canonicalIPv6 } from '../common/subnet.js';
 import type { BackendData, Lease, LeaseAttrs, NetworkConfig } from './types.js';
 
@@ -13,7 +14,6 @@ import type { BackendData, Lease, LeaseAttrs, NetworkConfig } from './types.js';
 /** flannel values are ~150 bytes; anything far larger is not a lease. */
 export const MAX_LEASE_VALUE_BYTES = 4096;
 
-const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
 const BACKEND_TYPE = /^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/;
 
 /** Parses flannel's lease JSON (case-insensitive keys). Throws Error with the reason. */
@@ -67,11 +67,9 @@ function parseBackendData(raw: unknown, backendType: string, name: string): Back
     throw new Error(`${name}.VNI must be an integer 0..16777215, got ${JSON.stringify(vni)?.slice(0, 32)}`);
   }
   const macRaw = field(raw, 'VtepMAC');
-  const mac = typeof macRaw === 'string' ? macRaw.toLowerCase() : '';
-  if (!MAC.test(mac)) throw new Error(`${name}.VtepMAC ${JSON.stringify(macRaw)?.slice(0, 40)} is not a MAC address`);
-  if ((parseInt(mac.slice(0, 2), 16) & 1) === 1 || mac === '00:00:00:00:00:00') {
-    throw new Error(`${name}.VtepMAC ${mac} is not a unicast MAC address`);
-  }
+  const mac = typeof macRaw === 'string' ? canonicalMac(macRaw) : null;
+  if (mac === null) throw new Error(`${name}.VtepMAC ${JSON.stringify(macRaw)?.slice(0, 40)} is not a MAC address`);
+  if (!isUnicastMac(mac)) throw new Error(`${name}.VtepMAC ${mac} is not a unicast MAC address`);
   return { VNI: vni, VtepMAC: mac };
 }
 

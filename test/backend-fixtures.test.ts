@@ -4,7 +4,8 @@
  */
 import { expect } from 'chai';
 import { incompatibility } from '../backend/vxlan/device.js';
-import { deriveVtepMac, isVtepMac } from '../backend/vxlan/mac.js';
+import { isUnicastMac } from '../common/mac.js';
+import { deriveVtepMac } from '../backend/vxlan/mac.js';
 import { vxlanMtu } from '../backend/vxlan/vxlan.js';
 import { deleteOps, entryKey, FullDiff, planFull, type Entry, type Owned } from '../backend/reconciler.js';
 import type { Link, VxlanLinkSpec } from '../kernel/kernel.js';
@@ -72,10 +73,10 @@ describe('backend: VTEP MAC', () => {
   });
 
   it('accepts only lower-case unicast MACs', () => {
-    expect(isVtepMac('0a:00:00:00:00:01')).to.equal(true);
-    expect(isVtepMac('01:00:5e:00:00:01')).to.equal(false);
-    expect(isVtepMac('0A:00:00:00:00:01')).to.equal(false);
-    expect(isVtepMac('0a:00:00:00:00')).to.equal(false);
+    expect(isUnicastMac('0a:00:00:00:00:01')).to.equal(true);
+    expect(isUnicastMac('01:00:5e:00:00:01')).to.equal(false);
+    expect(isUnicastMac('0A:00:00:00:00:01')).to.equal(false);
+    expect(isUnicastMac('0a:00:00:00:00')).to.equal(false);
   });
 });
 

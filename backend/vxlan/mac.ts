@@ -9,20 +9,13 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
-
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+import { isUnicastMac } from '../../common/mac.js';
 
 /** A locally administered unicast MAC from a seed: bit 0x02 set, bit 0x01 (multicast) clear. */
 export function deriveVtepMac(seed: string): string {
   const b = createHash('sha256').update(`weft-vtep:${seed}`).digest().subarray(0, 6);
   b[0] = ((b[0] as number) & 0xfe) | 0x02;
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
-}
-
-export function isVtepMac(mac: string): boolean {
-  if (!MAC_RE.test(mac)) return false;
-  const first = parseInt(mac.slice(0, 2), 16);
-  return (first & 0x01) === 0 && mac !== '00:00:00:00:00:00';
 }
 
 function macFile(stateDir: string, device: string): string {
@@ -33,7 +26,7 @@ function macFile(stateDir: string, device: string): string {
 export async function loadVtepMac(stateDir: string, device: string): Promise<string | null> {
   try {
     const mac = (await readFile(macFile(stateDir, device), 'utf8')).trim().toLowerCase();
-    return isVtepMac(mac) ? mac : null;
+    return isUnicastMac(mac) ? mac : null;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;

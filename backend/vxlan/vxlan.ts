@@ -37,7 +37,8 @@ import { registerPeerNetwork } from '../peer-network.js';
 import type { Entry, Ownership, Programmer } from '../reconciler.js';
 import { onSegment, readUnderlay } from '../underlay.js';
 import { configureDevice, ensureVxlanDevice } from './device.js';
-import { deriveVtepMac, isVtepMac, loadVtepMac, saveVtepMac } from './mac.js';
+import { isUnicastMac } from '../../common/mac.js';
+import { deriveVtepMac, loadVtepMac, saveVtepMac } from './mac.js';
 
 /** Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
 export const VXLAN_OVERHEAD_V4 = 50;
@@ -104,7 +105,7 @@ export class VxlanProgrammer implements Programmer {
     // An adopted device keeps its MAC: that is what peers already have.
     const programmer = new VxlanProgrammer(kernel, { ...spec, mac: link.mac }, reg.iface.name, network, cfg.directRouting, reg.log, link);
     programmer.segments = underlay.segments;
-    if (reg.stateDir && link.mac !== stored && isVtepMac(link.mac)) await saveVtepMac(reg.stateDir, name, link.mac);
+    if (reg.stateDir && link.mac !== stored && isUnicastMac(link.mac)) await saveVtepMac(reg.stateDir, name, link.mac);
     return programmer;
   }
 
@@ -182,7 +183,7 @@ export class VxlanProgrammer implements Programmer {
     const attrs = lease.attrs;
     if (attrs.BackendType !== 'vxlan') return this.skip(key, `backend type "${attrs.BackendType}" is not vxlan`);
     const mac = typeof attrs.BackendData?.VtepMAC === 'string' ? attrs.BackendData.VtepMAC.toLowerCase() : '';
-    if (!isVtepMac(mac)) return this.skip(key, 'lease has no valid VtepMAC');
+    if (!isUnicastMac(mac)) return this.skip(key, 'lease has no valid VtepMAC');
     if (!lease.subnet.ip || lease.subnet.family !== 4) return this.skip(key, 'not an IPv4 subnet');
     this.warned.delete(key);
     const S = lease.subnet.toString();
