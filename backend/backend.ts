@@ -10,19 +10,16 @@
 import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Lease, LeaseAttrs, NetworkConfig, PeerBatch } from '../lease/types.js';
+import type { Subnet } from '../common/subnet.js';
 import type { Kernel } from '../kernel/kernel.js';
-
-/** The underlay interface weft was told to use. */
-export interface UnderlayInterface {
-  readonly name: string;
-  /** Its MTU as read by the daemon. */
-  readonly mtu: number;
-}
+import type { Underlay } from '../kernel/underlay.js';
+import type { Programmer } from './reconciler.js';
 
 export interface BackendRegistration {
   /** This node's public (underlay) IPv4 address: the VTEP / next hop peers use. */
   readonly publicIP: string;
-  readonly iface: UnderlayInterface;
+  /** The underlay interface weftd chose, and its MTU as read then. */
+  readonly iface: Pick<Underlay, 'name' | 'mtu'>;
   readonly network: NetworkConfig;
   /** Where a backend keeps state across restarts (the VTEP MAC); optional. */
   readonly stateDir?: string;
@@ -92,9 +89,26 @@ export interface BackendStats {
   readonly driftRepairs: number;
 }
 
+/** A backend's work for this node: its lease -> entries mapping and device upkeep, and what it advertises. */
+export interface BackendBuild {
+  readonly programmer: Programmer & { configure(ownLease: Lease): Promise<void> };
+  readonly leaseAttrs: BackendLeaseAttrs;
+  /** The MTU containers should use (FLANNEL_MTU). */
+  readonly mtu: number;
+  /** The overlay device weft owns, or null (host-gw). */
+  readonly device: string | null;
+}
+
 export interface Backend {
   /** Lower-case type as in the network config, `vxlan`, `host-gw`. */
   readonly type: string;
+  /**
+   * Builds this node's programmer on `kernel` (the vxlan device is ensured
+   * there): the part of register() that `weftctl diff` also runs, against a
+   * dry-run kernel, so both compute the desired state the same way.
+   */
+  build(registration: BackendRegistration, kernel: Kernel, network: Subnet): Promise<BackendBuild>;
+  /** Builds on the registration's kernel and starts the peer network around it. */
   register(registration: BackendRegistration): Promise<BackendNetwork>;
 }
 

@@ -8,18 +8,14 @@ import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Subnet } from '../common/subnet.js';
 import type { Lease, PeerBatch } from '../lease/types.js';
-import type { BackendLeaseAttrs, BackendNetwork, BackendRegistration, BackendStats, ReconcilePass } from './backend.js';
+import type { BackendBuild, BackendLeaseAttrs, BackendNetwork, BackendRegistration, BackendStats, ReconcilePass } from './backend.js';
 import { NetlinkKernel } from '../kernel/kernel-netlink.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { ReconcileLoop } from './reconcile-loop.js';
-import { Reconciler, type Programmer } from './reconciler.js';
+import { Reconciler } from './reconciler.js';
 
-export interface PeerNetworkOptions {
+export interface PeerNetworkOptions extends BackendBuild {
   readonly kernel: Kernel;
-  readonly programmer: Programmer & { configure(ownLease: Lease): Promise<void> };
-  readonly leaseAttrs: BackendLeaseAttrs;
-  readonly mtu: number;
-  readonly device: string | null;
   readonly log: Logger;
   readonly resyncIntervalMs?: number;
   readonly onPass?: (pass: ReconcilePass) => void;
@@ -118,7 +114,7 @@ export class PeerNetwork implements BackendNetwork {
  */
 export async function registerPeerNetwork(
   reg: BackendRegistration,
-  build: (kernel: Kernel, network: Subnet) => Promise<Pick<PeerNetworkOptions, 'programmer' | 'leaseAttrs' | 'mtu' | 'device'>>,
+  build: (kernel: Kernel, network: Subnet) => Promise<BackendBuild>,
 ): Promise<PeerNetwork> {
   const network = reg.network.network;
   if (!reg.network.enableIPv4 || !network) {

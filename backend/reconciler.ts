@@ -180,6 +180,36 @@ export function deleteOps(deletes: readonly Entry[]): KernelOp[] {
 }
 
 /**
+ * Every peer's entries, keyed like the kernel keys them: the desired state of
+ * a full pass, and of `weftctl diff`. Of two peers claiming one entry the
+ * first (in the map's order) keeps it; `onConflict` hears of every other claim.
+ */
+export function desiredEntries(
+  peers: ReadonlyMap<string, Lease>,
+  programmer: Pick<Programmer, 'entriesFor'>,
+  onConflict: (key: string, peer: string, holder: string) => void = () => undefined,
+): Map<string, Owned> {
+  const desired = new Map<string, Owned>();
+  // forEach and index loops rather than for...of: at start-up this runs unoptimised
+  // over every peer, and each iterator step would allocate a result object.
+  peers.forEach((lease, peer) => {
+    const entries = programmer.entriesFor(lease);
+    if (!entries) return;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i] as Entry;
+      const key = entryKey(entry);
+      const other = desired.get(key);
+      if (other && other.peer !== peer) {
+        onConflict(key, peer, other.peer);
+        continue;
+      }
+      desired.set(key, { peer, entry });
+    }
+  });
+  return desired;
+}
+
+/**
  * Visits what the kernel holds of weft's, as the dumps read it: permanent
  * neighbours and FDB entries on its devices, and the routes it owns.
  */
@@ -410,26 +440,10 @@ export class Reconciler {
     return { full: true, ops, failed };
   }
 
-  /** Every peer's entries, keyed like the kernel keys them; of two peers claiming one entry the first keeps it. */
   private buildDesired(): Map<string, Owned> {
-    const desired = new Map<string, Owned>();
-    // forEach and index loops rather than for...of: at start-up this runs unoptimised over every peer, and
-    // each step of an iterator allocated its result (and [key, value] pair): megabytes of garbage at 5000.
-    this.peers.forEach((lease, peer) => {
-      const entries = this.programmer.entriesFor(lease);
-      if (!entries) return;
-      for (let i = 0; i < entries.length; i++) {
-        const entry = entries[i] as Entry;
-        const key = entryKey(entry);
-        const other = desired.get(key);
-        if (other && other.peer !== peer) {
-          this.log.warn('two peers claim one kernel entry; keeping the first', { entry: key, peer, other: other.peer });
-          continue;
-        }
-        desired.set(key, { peer, entry });
-      }
-    });
-    return desired;
+    return desiredEntries(this.peers, this.programmer, (key, peer, other) =>
+      this.log.warn('two peers claim one kernel entry; keeping the first', { entry: key, peer, other }),
+    );
   }
 
   private async deltaPass(): Promise<ApplyReport> {

@@ -1,6 +1,14 @@
-import type { AddrInfo, Kernel, Link, Route } from './kernel.js';
+/**
+ * The underlay: the interface weft sends encapsulated (or, for host-gw and
+ * DirectRouting, routed) traffic over. Chosen once at start by flanneld's
+ * interface selection (`discoverUnderlay`); its link and connected segments are
+ * read again before every full pass (`readSegments`), since the interface can be
+ * recreated or re-addressed while weftd runs.
+ */
 import { WeftError } from '../common/errors.js';
-import { canonicalIPv4 } from '../common/subnet.js';
+import { canonicalIPv4, Subnet } from '../common/subnet.js';
+import { addrsOn } from './addresses.js';
+import type { AddrInfo, Kernel, Link, Route } from './kernel.js';
 
 /** The interface weft sends VXLAN traffic over, and the address it advertises. */
 export interface Underlay {
@@ -128,4 +136,24 @@ export function defaultRouteDev(links: readonly Link[], routes: readonly Route[]
   if (!route || route.oif === 0) return null;
   // A link deleted between the dumps: the name selectUnderlay then reports as not found.
   return links.find((l) => l.index === route.oif)?.name ?? `#${route.oif}`;
+}
+
+/** The underlay's link as it is now, and its connected IPv4 subnets (its addresses' prefixes, /32s excluded). */
+export interface UnderlaySegments {
+  readonly link: Link;
+  readonly segments: readonly Subnet[];
+}
+
+/** Reads the underlay `name` again: its ifindex changes if it is recreated, its segments if it is re-addressed. */
+export async function readSegments(kernel: Kernel, name: string): Promise<UnderlaySegments> {
+  const link = await kernel.linkByName(name);
+  if (!link) throw new WeftError('WEFT_ERR_KERNEL', `underlay interface ${name} not found`);
+  const addrs = await addrsOn(kernel, link.index);
+  const segments = addrs.map((a) => Subnet.parse(a.cidr)).filter((s) => s.prefixLength < 32);
+  return { link, segments };
+}
+
+/** True when `ip` lies in one of the connected subnets: a peer reachable without a router (DirectRouting, host-gw). */
+export function onSegment(segments: readonly Subnet[], ip: string): boolean {
+  return segments.some((s) => s.contains(ip));
 }

@@ -8,9 +8,9 @@
 import { silentLogger } from '../common/log.js';
 import { WeftError } from '../common/errors.js';
 import type { Kernel } from '../kernel/kernel.js';
-import { HostGwProgrammer } from '../backend/hostgw/hostgw.js';
-import { VxlanProgrammer } from '../backend/vxlan/vxlan.js';
-import { dumpOwned, entryKey, planFull, type Entry, type Owned, type Programmer } from '../backend/reconciler.js';
+import { backendFor, type BackendBuild } from '../backend/backend.js';
+import { desiredEntries, dumpOwned, entryKey, planFull, type Entry, type Owned } from '../backend/reconciler.js';
+import { createBackends } from '../backend/registry.js';
 import { validateLease } from '../lease/lease-value.js';
 import type { Registry } from '../lease/registry.js';
 import type { Lease, NetworkConfig } from '../lease/types.js';
@@ -64,19 +64,14 @@ export function diffEntries(desired: ReadonlyMap<string, Owned>, actual: Readonl
   return lines;
 }
 
-async function programmerFor(config: NetworkConfig, kernel: Kernel, underlay: Underlay): Promise<Programmer & { configure(l: Lease): Promise<void> }> {
+/** The backend's programmer for this node, built as weftd builds it, on `kernel`. */
+async function programmerFor(config: NetworkConfig, kernel: Kernel, underlay: Underlay): Promise<BackendBuild['programmer']> {
   const network = config.network;
   if (!network) throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'the network config has no IPv4 Network');
-  const log = silentLogger();
-  switch (config.backend.type) {
-    case 'vxlan':
-      // No state dir: the device's MAC is adopted as it is, and nothing is written.
-      return VxlanProgrammer.create(kernel, { publicIP: underlay.publicIP, iface: { name: underlay.name, mtu: underlay.mtu }, network: config, log }, network);
-    case 'host-gw':
-      return new HostGwProgrammer(kernel, underlay.name, network, log);
-    default:
-      throw new WeftError('WEFT_ERR_CONFIG_INVALID', `weftctl diff does not know backend "${config.backend.type}"`);
-  }
+  const backend = backendFor(createBackends(), config.backend.type);
+  // No state dir: the device's MAC is adopted as it is, and nothing is written.
+  const built = await backend.build({ publicIP: underlay.publicIP, iface: underlay, network: config, log: silentLogger() }, kernel, network);
+  return built.programmer;
 }
 
 /**
@@ -103,15 +98,10 @@ export async function diffNode(registry: Registry, kernel: Kernel, underlay: Und
   await programmer.configure(own);
   const { ownership } = await programmer.refresh();
 
-  const desired = new Map<string, Owned>();
-  let peers = 0;
   // The watcher's rule: keys advertising this node's public IP are not peers.
-  for (const lease of leases.filter((l) => l.attrs.PublicIP !== underlay.publicIP)) {
-    const entries = programmer.entriesFor(lease);
-    if (!entries) continue;
-    peers++;
-    for (const entry of entries) if (!desired.has(entryKey(entry))) desired.set(entryKey(entry), { peer: lease.subnet.toString(), entry });
-  }
+  const peerLeases = new Map(leases.filter((l) => l.attrs.PublicIP !== underlay.publicIP).map((l) => [l.subnet.toString(), l]));
+  const desired = desiredEntries(peerLeases, programmer);
+  const peers = [...peerLeases.values()].filter((l) => programmer.entriesFor(l) !== null).length;
   const names = new Map<number, string>();
   for (const index of new Set([ownership.neighIfindex, ownership.fdbIfindex, ...[...desired.values()].map((o) => (o.entry.kind === 'route' ? o.entry.oif : o.entry.ifindex))])) {
     if (index !== null) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);

@@ -20,25 +20,27 @@
 import type { Logger } from '../../common/log.js';
 import type { Subnet } from '../../common/subnet.js';
 import type { Lease } from '../../lease/types.js';
-import type { Backend, BackendNetwork, BackendRegistration } from '../backend.js';
+import type { Backend, BackendBuild, BackendNetwork, BackendRegistration } from '../backend.js';
 import { RTPROT_WEFT, type Kernel, type Route } from '../../kernel/kernel.js';
 import { registerPeerNetwork } from '../peer-network.js';
 import type { Entry, Ownership, Programmer } from '../reconciler.js';
-import { onSegment, readUnderlay } from '../underlay.js';
+import { onSegment, readSegments } from '../../kernel/underlay.js';
 
 export class HostGwBackend implements Backend {
   readonly type = 'host-gw';
 
-  async register(reg: BackendRegistration): Promise<BackendNetwork> {
-    return registerPeerNetwork(reg, async (kernel, network) => {
-      const underlay = await readUnderlay(kernel, reg.iface.name);
-      return {
-        programmer: new HostGwProgrammer(kernel, reg.iface.name, network, reg.log),
-        device: null,
-        leaseAttrs: { BackendType: 'host-gw' },
-        mtu: reg.iface.mtu || underlay.link.mtu,
-      };
-    });
+  async build(reg: BackendRegistration, kernel: Kernel, network: Subnet): Promise<BackendBuild> {
+    const underlay = await readSegments(kernel, reg.iface.name);
+    return {
+      programmer: new HostGwProgrammer(kernel, reg.iface.name, network, reg.log),
+      device: null,
+      leaseAttrs: { BackendType: 'host-gw' },
+      mtu: reg.iface.mtu || underlay.link.mtu,
+    };
+  }
+
+  register(reg: BackendRegistration): Promise<BackendNetwork> {
+    return registerPeerNetwork(reg, (kernel, network) => this.build(reg, kernel, network));
   }
 }
 
@@ -60,7 +62,7 @@ export class HostGwProgrammer implements Programmer {
   }
 
   async refresh(): Promise<{ ownership: Ownership; rebuilt: boolean }> {
-    const underlay = await readUnderlay(this.kernel, this.underlayName);
+    const underlay = await readSegments(this.kernel, this.underlayName);
     this.underlayIndex = underlay.link.index;
     this.segments = underlay.segments;
     const network = this.network;

@@ -31,11 +31,11 @@ import type { Logger } from '../../common/log.js';
 import type { Subnet } from '../../common/subnet.js';
 import { vxlanPort } from '../../lease/config.js';
 import type { Lease } from '../../lease/types.js';
-import type { Backend, BackendNetwork, BackendRegistration } from '../backend.js';
+import type { Backend, BackendBuild, BackendNetwork, BackendRegistration } from '../backend.js';
 import { RTPROT_KERNEL, RTPROT_WEFT, type Kernel, type Link, type Route, type VxlanLinkSpec } from '../../kernel/kernel.js';
 import { registerPeerNetwork } from '../peer-network.js';
 import type { Entry, Ownership, Programmer } from '../reconciler.js';
-import { onSegment, readUnderlay } from '../underlay.js';
+import { onSegment, readSegments } from '../../kernel/underlay.js';
 import { configureDevice, ensureVxlanDevice } from './device.js';
 import { isUnicastMac } from '../../common/mac.js';
 import { deriveVtepMac, loadVtepMac, saveVtepMac } from './mac.js';
@@ -53,12 +53,14 @@ export function vxlanMtu(underlayMtu: number, publicIP: string): number {
 export class VxlanBackend implements Backend {
   readonly type = 'vxlan';
 
-  async register(reg: BackendRegistration): Promise<BackendNetwork> {
-    const cfg = reg.network.backend;
-    return registerPeerNetwork(reg, async (kernel, network) => {
-      const programmer = await VxlanProgrammer.create(kernel, reg, network);
-      return { programmer, device: programmer.device, leaseAttrs: { BackendType: 'vxlan', BackendData: { VNI: cfg.vni, VtepMAC: programmer.mac } }, mtu: programmer.mtu };
-    });
+  async build(reg: BackendRegistration, kernel: Kernel, network: Subnet): Promise<BackendBuild> {
+    const programmer = await VxlanProgrammer.create(kernel, reg, network);
+    const leaseAttrs = { BackendType: 'vxlan', BackendData: { VNI: reg.network.backend.vni, VtepMAC: programmer.mac } };
+    return { programmer, device: programmer.device, leaseAttrs, mtu: programmer.mtu };
+  }
+
+  register(reg: BackendRegistration): Promise<BackendNetwork> {
+    return registerPeerNetwork(reg, (kernel, network) => this.build(reg, kernel, network));
   }
 }
 
@@ -86,7 +88,7 @@ export class VxlanProgrammer implements Programmer {
 
   static async create(kernel: Kernel, reg: BackendRegistration, network: Subnet): Promise<VxlanProgrammer> {
     const cfg = reg.network.backend;
-    const underlay = await readUnderlay(kernel, reg.iface.name);
+    const underlay = await readSegments(kernel, reg.iface.name);
     const name = reg.deviceName ?? `flannel.${cfg.vni}`;
     const mtu = vxlanMtu(cfg.mtu > 0 ? cfg.mtu : reg.iface.mtu || underlay.link.mtu, reg.publicIP);
     const stored = reg.stateDir ? await loadVtepMac(reg.stateDir, name) : null;
@@ -130,7 +132,7 @@ export class VxlanProgrammer implements Programmer {
   }
 
   async refresh(): Promise<{ ownership: Ownership; rebuilt: boolean }> {
-    const underlay = await readUnderlay(this.kernel, this.underlayName);
+    const underlay = await readSegments(this.kernel, this.underlayName);
     this.underlayIndex = underlay.link.index;
     this.segments = underlay.segments;
     const current = await this.kernel.linkByName(this.spec.name);
