@@ -1,18 +1,22 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DOC_FILE, GOALS, renderBenchmarks, renderFromRepository, verdicts, type ClusterResults } from '../bench/report.js';
+import { DOC_FILE, GOALS, README_FILE, readResults, renderBenchmarks, verdicts, withHeadline, type ClusterResults } from '../bench/report.js';
 
 /** The repository root: this file runs compiled as dist/test/bench-report.test.js. */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-function committedResults(): ClusterResults {
-  return JSON.parse(readFileSync(`${ROOT}bench/results/cluster.json`, 'utf8')) as ClusterResults;
-}
+const committedResults = (): ClusterResults => readResults(ROOT);
 
-describe('docs/benchmarks.md: generated from the committed results', () => {
+describe('docs/benchmarks.md and README.md\'s figures: generated from the committed results', () => {
   it('equals what bench/report.ts renders from bench/results/cluster.json (run `npm run docs:bench` after a benchmark run)', () => {
-    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderFromRepository(ROOT));
+    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderBenchmarks(committedResults()));
+  });
+
+  it('README.md quotes the headline figures of the same run', () => {
+    const readme = readFileSync(`${ROOT}${README_FILE}`, 'utf8');
+    expect(withHeadline(readme, committedResults()), 'README.md keeps its headline block').to.not.equal(null);
+    expect(readme).to.equal(withHeadline(readme, committedResults()));
   });
 
   it('holds no date or clock time, though the results carry their timestamp', () => {
