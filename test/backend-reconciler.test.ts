@@ -1,14 +1,16 @@
 /**
- * Pure parts of the backend: the full-pass diff, VTEP MAC rules, MTU and
- * device compatibility. No kernel, no fake.
+ * The reconciler (backend/reconciler.ts): the full-pass diff of desired
+ * against held entries, the order of deletions, reuse of the desired entries
+ * by an idle full pass, and, through the vxlan backend on the in-memory
+ * kernel, round trips, batching, stale entries removed at start and failed
+ * peers kept dirty.
  */
 import { expect } from 'chai';
-import { incompatibility } from '../backend/vxlan/device.js';
-import { isUnicastMac } from '../common/mac.js';
-import { deriveVtepMac } from '../backend/vxlan/mac.js';
-import { vxlanMtu } from '../backend/vxlan/vxlan.js';
-import { deleteOps, entryKey, FullDiff, planFull, type Entry, type Owned } from '../backend/reconciler.js';
-import type { Link, VxlanLinkSpec } from '../kernel/kernel.js';
+import { RTPROT_BOOT, RTPROT_WEFT } from '../kernel/kernel.js';
+import { FakeKernel } from '../kernel/kernel-fake.js';
+import type { Lease } from '../lease/types.js';
+import { deleteOps, entryKey, FullDiff, planFull, Reconciler, type Entry, type Owned, type Ownership, type Programmer } from '../backend/reconciler.js';
+import { lease, log, peersOf, rig, settle, stop, summary } from './harness/backend-rig.js';
 
 const neigh = (ip: string, mac: string): Entry => ({ kind: 'neigh', ifindex: 5, ip, mac });
 const fdb = (mac: string, dst: string): Entry => ({ kind: 'fdb', ifindex: 5, mac, dst });
@@ -62,46 +64,139 @@ describe('backend: planFull (desired vs kernel diff)', () => {
   });
 });
 
-describe('backend: VTEP MAC', () => {
-  it('derives a stable, locally administered unicast MAC', () => {
-    const mac = deriveVtepMac('198.18.0.1/1');
-    expect(mac).to.equal(deriveVtepMac('198.18.0.1/1'));
-    expect(mac).to.not.equal(deriveVtepMac('198.18.0.2/1'));
-    const first = parseInt(mac.slice(0, 2), 16);
-    expect(first & 0x02, 'locally administered').to.equal(0x02);
-    expect(first & 0x01, 'unicast').to.equal(0);
+describe('backend: reconciler passes through the vxlan backend (fake kernel)', () => {
+  it('sends one event in two round trips (neighbour+FDB, then route)', async () => {
+    const r = await rig();
+    r.feed.push({ events: [], peers: peersOf(), resync: true });
+    await settle(r);
+    const before = r.kernel.applyCalls;
+    const c = lease('10.244.3.0/24', '198.18.0.3');
+    r.feed.push({ events: [{ type: 'added', lease: c }], peers: peersOf(c), resync: false });
+    await settle(r);
+    expect(r.kernel.applyCalls - before).to.equal(2);
+    await stop(r);
   });
 
-  it('accepts only lower-case unicast MACs', () => {
-    expect(isUnicastMac('0a:00:00:00:00:01')).to.equal(true);
-    expect(isUnicastMac('01:00:5e:00:00:01')).to.equal(false);
-    expect(isUnicastMac('0A:00:00:00:00:01')).to.equal(false);
-    expect(isUnicastMac('0a:00:00:00:00')).to.equal(false);
+  it('programs 5000 peers in a handful of round trips', async () => {
+    const r = await rig();
+    const leases: Lease[] = [];
+    for (let i = 0; i < 5000; i++) {
+      const sub = `10.${100 + (i >> 8)}.${i & 255}.0/24`;
+      leases.push(lease(sub, `198.18.${1 + (i >> 8)}.${i & 255}`, { mac: `0a:01:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` }));
+    }
+    // Peers outside Network would never be programmed by a real cluster; widen the check to the fake's tables.
+    r.feed.push({ events: [], peers: peersOf(...leases), resync: true });
+    // Counted at readiness: the first full pass only (the pass that follows the start of listening comes after).
+    await r.net.ready;
+    expect(r.kernel.applyCalls).to.be.at.most(2);
+    await settle(r);
+    expect(r.kernel.state().neighs).to.have.length(5000);
+    expect(r.kernel.state().routes).to.have.length(5000);
+    await stop(r);
+  });
+
+  it('removes at start what belongs to peers that vanished while down, keeps foreign routes', async () => {
+    const kernel = new FakeKernel();
+    const eth0 = kernel.addLink({ name: 'eth0' });
+    await kernel.addrAdd({ ifindex: eth0.index, cidr: '198.18.0.1/24' });
+    const dev = await kernel.linkAdd({ name: 'flannel.1', mac: '0a:aa:00:00:00:01', mtu: 1450, vni: 1, port: 8472, local: '198.18.0.1', underlayIndex: eth0.index, learning: false, gbp: false });
+    // A peer flanneld programmed before (proto boot), gone from etcd now.
+    kernel.inject({ neigh: { ifindex: dev.index, ip: '10.244.9.0', mac: '0a:00:00:00:00:09', permanent: true } });
+    kernel.inject({ fdb: { ifindex: dev.index, mac: '0a:00:00:00:00:09', dst: '198.18.0.9', permanent: true } });
+    kernel.inject({ route: { dst: '10.244.9.0/24', gw: '10.244.9.0', oif: dev.index, onlink: true, proto: RTPROT_BOOT } });
+    // An administrator's route outside the overlay stays.
+    kernel.inject({ route: { dst: '192.0.2.0/24', gw: '198.18.0.254', oif: eth0.index, onlink: false, proto: RTPROT_BOOT } });
+    const r = await rig({ kernel });
+    const b = lease('10.244.2.0/24', '198.18.0.2', { mac: '0a:00:00:00:00:02' });
+    r.feed.push({ events: [], peers: peersOf(b), resync: true });
+    await settle(r);
+    const s = summary(kernel);
+    expect(s.neighs).to.deep.equal(['10.244.2.0 0a:00:00:00:00:02']);
+    expect(s.fdbs).to.deep.equal(['0a:00:00:00:00:02 198.18.0.2']);
+    expect(s.routes).to.deep.equal([`10.244.2.0/24 via 10.244.2.0 onlink #${dev.index} proto ${RTPROT_WEFT}`, `192.0.2.0/24 via 198.18.0.254 #${eth0.index} proto ${RTPROT_BOOT}`]);
+    await stop(r);
+  });
+
+  it('keeps a failed peer dirty and retries it; holds its route back while neighbour/FDB fail', async () => {
+    const r = await rig();
+    r.kernel.failOps((op) => op.op === 'fdbReplace', 'ENOBUFS', 1);
+    const b = lease('10.244.2.0/24', '198.18.0.2', { mac: '0a:00:00:00:00:02' });
+    const routesSeen: number[] = [];
+    const origApply = r.kernel.apply.bind(r.kernel);
+    r.kernel.apply = async (ops) => {
+      routesSeen.push(ops.filter((o) => o.op === 'routeReplace').length);
+      return origApply(ops);
+    };
+    r.feed.push({ events: [], peers: peersOf(b), resync: true });
+    await settle(r);
+    expect(routesSeen[1], "route held back in the first pass").to.equal(0);
+    expect(summary(r.kernel).fdbs).to.deep.equal(['0a:00:00:00:00:02 198.18.0.2']);
+    expect(summary(r.kernel).routes).to.have.length(1);
+    expect(r.net.stats().failedOps).to.equal(1);
+    await stop(r);
   });
 });
 
-describe('backend: vxlan MTU and device compatibility', () => {
-  it('subtracts 50 over IPv4 and 70 over IPv6', () => {
-    expect(vxlanMtu(1500, '198.18.0.1')).to.equal(1450);
-    expect(vxlanMtu(9001, '198.18.0.1')).to.equal(8951);
-    expect(vxlanMtu(1500, '2001:db8::1')).to.equal(1430);
-  });
-
-  const spec: VxlanLinkSpec = { name: 'flannel.1', mac: '0a:00:00:00:00:01', mtu: 1450, vni: 1, port: 8472, local: '198.18.0.1', underlayIndex: 2, learning: false, gbp: false };
-  const link = (vx: Partial<NonNullable<Link['vxlan']>>, kind = 'vxlan'): Link => ({
-    index: 7, name: 'flannel.1', mac: '0a:00:00:00:00:07', mtu: 1400, up: true, kind,
-    vxlan: { vni: 1, port: 8472, local: '198.18.0.1', underlayIndex: 2, learning: true, gbp: false, ...vx },
-  });
-  const table: Array<[string, Link, string | null]> = [
-    ['same config (MTU, learning and MAC differ): compatible', link({}), null],
-    ['other VNI', link({ vni: 2 }), 'VNI 2 != 1'],
-    ['other port', link({ port: 4789 }), 'port 4789 != 8472'],
-    ['other local', link({ local: '198.18.0.9' }), 'local 198.18.0.9 != 198.18.0.1'],
-    ['other underlay', link({ underlayIndex: 3 }), 'underlay #3 != #2'],
-    ['gbp on', link({ gbp: true }), 'gbp true != false'],
-    ['not vxlan', { ...link({}), kind: 'bridge' }, 'is a bridge device'],
-  ];
-  for (const [name, l, why] of table) {
-    it(name, () => expect(incompatibility(l, spec)).to.equal(why));
+/** A vxlan-shaped programmer on one device that counts how often it is asked for a lease's entries. */
+class CountingProgrammer implements Programmer {
+  calls = 0;
+  basis = 'device';
+  constructor(private readonly dev: number) {}
+  async refresh(): Promise<{ ownership: Ownership; rebuilt: boolean }> {
+    return { rebuilt: false, ownership: { neighIfindex: this.dev, fdbIfindex: this.dev, ownsRoute: (r) => r.proto === RTPROT_WEFT } };
   }
+  entriesFor(l: Lease): readonly Entry[] {
+    this.calls++;
+    const mac = l.attrs.BackendData!.VtepMAC as string;
+    const dev = this.dev;
+    return [
+      { kind: 'neigh', ifindex: dev, ip: l.subnet.ip, mac },
+      { kind: 'fdb', ifindex: dev, mac, dst: l.attrs.PublicIP },
+      { kind: 'route', dst: l.subnet.toString(), gw: l.subnet.ip, oif: dev, onlink: true },
+    ];
+  }
+  entriesBasis(): string {
+    return this.basis;
+  }
+}
+
+describe('backend: a full pass with nothing changed reuses the desired entries (fake kernel)', () => {
+  it('builds them again only after a peer change, a delta pass or another basis, and still repairs drift', async () => {
+    const kernel = new FakeKernel();
+    const dev = kernel.addLink({ name: 'flannel.1', mtu: 1450 }).index;
+    const programmer = new CountingProgrammer(dev);
+    const rec = new Reconciler({ kernel, programmer, log });
+    const a = lease('10.244.2.0/24', '198.18.0.2', { mac: '0a:00:00:00:00:02' });
+    const b = lease('10.244.3.0/24', '198.18.0.3', { mac: '0a:00:00:00:00:03' });
+    rec.setPeers(peersOf(a, b));
+    await rec.apply();
+    expect(programmer.calls).to.equal(2);
+    const programmed = summary(kernel);
+
+    // The safety-net pass on an idle node: no entry built, and drift found by the dump is still repaired.
+    kernel.remove({ route: '10.244.3.0/24' });
+    kernel.remove({ fdb: '0a:00:00:00:00:02', ifindex: dev });
+    rec.requestFull();
+    expect(await rec.apply()).to.include({ full: true, ops: 2, failed: 0 });
+    expect(programmer.calls).to.equal(2);
+    expect(summary(kernel)).to.deep.equal(programmed);
+    expect(rec.stats().entries).to.equal(6);
+
+    // Another device index or underlay: built again.
+    programmer.basis = 'another underlay';
+    rec.requestFull();
+    await rec.apply();
+    expect(programmer.calls).to.equal(4);
+
+    // A peer change, as a delta then a full pass: the full pass builds again, and sees the peer gone.
+    rec.update(peersOf(a), [{ key: b.subnet.toString(), removed: b }]);
+    await rec.apply();
+    rec.requestFull();
+    await rec.apply();
+    expect(programmer.calls).to.equal(5);
+    expect(summary(kernel).routes).to.have.length(1);
+    rec.requestFull();
+    await rec.apply();
+    expect(programmer.calls, 'reused again once nothing changes').to.equal(5);
+  });
 });
