@@ -1,8 +1,5 @@
-/** weftctl's pure parts: lease rows, reservations, the diff, doctor verdicts, tables. */
+/** weftctl doctor's verdicts (weftctl/doctor.ts), each check on its own inputs. */
 import { expect } from 'chai';
-import { parseNetworkConfig } from '../lease/config.js';
-import type { Entry, Owned } from '../backend/reconciler.js';
-import { entryKey } from '../backend/reconciler.js';
 import { Subnet } from '../common/subnet.js';
 import {
   checkClock,
@@ -16,67 +13,7 @@ import {
 } from '../weftctl/doctor.js';
 import { diagnose } from '../daemon/probe.js';
 import type { PeerHealth } from '../daemon/status.js';
-import { diffEntries } from '../weftctl/diff.js';
-import { formatSeconds, table } from '../weftctl/format.js';
-import { describeLease, reservableSubnet, reservationValue, type LeaseRow } from '../weftctl/leases.js';
-
-const PREFIX = '/coreos.com/network';
-const config = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":1}}');
-const kv = (name: string, value: string, lease = '0') => ({ key: `${PREFIX}/subnets/${name}`, value, lease, modRevision: '5' });
-
-describe('weftctl leases', () => {
-  it('describes a leased key with its TTL and a reservation as such', () => {
-    const value = '{"PublicIP":"198.18.0.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"3a:fd:8c:79:b0:44"}}';
-    const leased = describeLease(PREFIX, kv('10.244.3.0-24', value, '7587'), config, new Map([['7587', 3600]]));
-    expect(leased).to.include({ subnet: '10.244.3.0/24', publicIP: '198.18.0.1', vtepMac: '3a:fd:8c:79:b0:44', backend: 'vxlan', ttlSeconds: 3600, reservation: false, malformed: null });
-    const reserved = describeLease(PREFIX, kv('10.244.4.0-24', '{"PublicIP":"198.18.0.9"}'), config, new Map());
-    expect(reserved).to.include({ reservation: true, ttlSeconds: null, publicIP: '198.18.0.9', backend: null });
-  });
-
-  it('shows malformed keys and values with the reason instead of failing', () => {
-    expect(describeLease(PREFIX, kv('10.244.3.0-24', '{nope'), config, new Map()).malformed).to.match(/not valid JSON/);
-    expect(describeLease(PREFIX, kv('10.244.3.7-24', '{"PublicIP":"198.18.0.1"}'), config, new Map())).to.include({ subnet: '10.244.3.7/24' });
-    expect(describeLease(PREFIX, kv('10.244.3.7-24', '{"PublicIP":"198.18.0.1"}'), config, new Map()).malformed).to.be.a('string');
-    expect(describeLease(PREFIX, kv('10.9.3.0-24', '{"PublicIP":"198.18.0.1"}'), config, new Map()).malformed).to.contain('outside Network');
-    expect(describeLease(PREFIX, kv('10.244.3.0-24', '{"PublicIP":"198.18.0.1"}'), null, new Map()).malformed).to.equal(null);
-  });
-
-  it('writes flannel\'s reservation JSON and refuses what weftd would skip', () => {
-    expect(reservationValue('198.18.0.5', undefined, config)).to.equal('{"PublicIP":"198.18.0.5","PublicIPv6":null}');
-    expect(JSON.parse(reservationValue('198.18.0.5', '02:AA:00:00:00:01', config))).to.deep.equal({
-      PublicIP: '198.18.0.5', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '02:aa:00:00:00:01' },
-    });
-    expect(() => reservationValue('198.18.0.5', '01:00:00:00:00:01', config)).to.throw(/not a unicast MAC/);
-    expect(() => reservationValue('127.0.0.1', undefined, config)).to.throw(/usable unicast/);
-    expect(reservableSubnet('10.244.9.0-24', config).toString()).to.equal('10.244.9.0/24');
-    expect(() => reservableSubnet('10.244.9.1/24', config)).to.throw(/host bits/);
-    expect(() => reservableSubnet('10.245.9.0/24', config)).to.throw(/inside Network/);
-  });
-});
-
-describe('weftctl diff', () => {
-  const neigh = (ip: string, mac: string): Entry => ({ kind: 'neigh', ifindex: 5, ip, mac });
-  const route = (dst: string): Entry => ({ kind: 'route', dst, gw: dst.split('/')[0]!, oif: 5, onlink: true });
-  const dev = () => 'flannel.1';
-
-  it('sorts entries into missing, wrong and stale, and nothing when in sync', () => {
-    const wanted: Owned[] = [
-      { peer: '10.244.3.0/24', entry: neigh('10.244.3.0', '02:00:00:00:00:03') },
-      { peer: '10.244.3.0/24', entry: route('10.244.3.0/24') },
-      { peer: '10.244.4.0/24', entry: neigh('10.244.4.0', '02:00:00:00:00:04') },
-    ];
-    const desired = new Map(wanted.map((o) => [entryKey(o.entry), o]));
-    const held = [neigh('10.244.3.0', '02:00:00:00:00:03'), neigh('10.244.4.0', '02:00:00:00:00:ff'), route('10.244.9.0/24')];
-    const lines = diffEntries(desired, new Map(held.map((e) => [entryKey(e), e])), dev);
-    expect(lines).to.deep.equal([
-      { status: 'missing', peer: '10.244.3.0/24', kind: 'route', want: '10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink', held: null },
-      { status: 'wrong', peer: '10.244.4.0/24', kind: 'neigh', want: '10.244.4.0 dev flannel.1 lladdr 02:00:00:00:00:04 PERMANENT', held: '10.244.4.0 dev flannel.1 lladdr 02:00:00:00:00:ff PERMANENT' },
-      { status: 'stale', peer: null, kind: 'route', want: null, held: '10.244.9.0/24 via 10.244.9.0 dev flannel.1 onlink' },
-    ]);
-    const inSync = new Map(wanted.map((o) => [entryKey(o.entry), o.entry]));
-    expect(diffEntries(desired, inSync, dev)).to.deep.equal([]);
-  });
-});
+import type { LeaseRow } from '../weftctl/leases.js';
 
 describe('weftctl doctor checks', () => {
   const network = Subnet.parse('10.244.0.0/16');
@@ -152,12 +89,5 @@ describe('weftctl doctor checks', () => {
     expect(checkClock({ min: 4, max: 5.1 }, '')).to.include({ verdict: 'warn' });
     expect(checkClock({ min: -100, max: -98.9 }, '').detail).to.contain('ahead of');
     expect(checkClock(null, 'no Date header').verdict).to.equal('skip');
-  });
-});
-
-describe('weftctl output', () => {
-  it('aligns table columns and formats TTLs', () => {
-    expect(table(['A', 'BB'], [['xyz', '1'], ['q', '22']])).to.equal('A    BB\nxyz  1\nq    22');
-    expect([formatSeconds(45), formatSeconds(125), formatSeconds(86_399)]).to.deep.equal(['45s', '2m05s', '23h59m59s']);
   });
 });
