@@ -10,7 +10,7 @@ import { RTPROT_BOOT, RTPROT_WEFT } from '../kernel/kernel.js';
 import { FakeKernel } from '../kernel/kernel-fake.js';
 import type { Lease } from '../lease/types.js';
 import { deleteOps, entryKey, FullDiff, planFull, Reconciler, type Entry, type Owned, type Ownership, type Programmer } from '../backend/reconciler.js';
-import { lease, log, peersOf, rig, settle, stop, summary } from './harness/backend-rig.js';
+import { lease, log, peersOf, recordingLogger, rig, settle, stop, summary } from './harness/backend-rig.js';
 
 const neigh = (ip: string, mac: string): Entry => ({ kind: 'neigh', ifindex: 5, ip, mac });
 const fdb = (mac: string, dst: string): Entry => ({ kind: 'fdb', ifindex: 5, mac, dst });
@@ -198,5 +198,107 @@ describe('backend: a full pass with nothing changed reuses the desired entries (
     rec.requestFull();
     await rec.apply();
     expect(programmer.calls, 'reused again once nothing changes').to.equal(5);
+  });
+});
+
+/**
+ * Two peers can claim one kernel entry: with the vxlan programmer, two leases
+ * with the same VtepMAC (a cloned VM, a copied state directory) both want the
+ * FDB entry keyed by that MAC, each towards its own public IP. The rule
+ * (Reconciler.buildDesired): the first peer in the peer map keeps the entry,
+ * the other's claim is logged once and not programmed.
+ */
+describe('backend: reconciler, two peers claiming one kernel entry (fake kernel)', () => {
+  const MAC = '0a:00:00:00:00:0a';
+  const a = lease('10.244.2.0/24', '198.18.0.2', { mac: MAC });
+  const b = lease('10.244.3.0/24', '198.18.0.3', { mac: MAC });
+  const c = lease('10.244.4.0/24', '198.18.0.4', { mac: MAC });
+
+  function shared(): { kernel: FakeKernel; dev: number; rec: Reconciler; warnings: Array<Record<string, unknown>> } {
+    const kernel = new FakeKernel();
+    const dev = kernel.addLink({ name: 'flannel.1', mtu: 1450 }).index;
+    const recorded = recordingLogger();
+    return { kernel, dev, rec: new Reconciler({ kernel, programmer: new CountingProgrammer(dev), log: recorded.log }), warnings: recorded.warnings };
+  }
+  const claims = (warnings: Array<Record<string, unknown>>) =>
+    warnings.filter((w) => w.message === 'two peers claim one kernel entry; keeping the first').map(({ entry, peer, other }) => ({ entry, peer, other }));
+
+  it('full pass: the first peer in the peer map keeps the entry, the second\'s is not programmed, with one warning', async () => {
+    const { kernel, dev, rec, warnings } = shared();
+    rec.setPeers(peersOf(a, b));
+    expect(await rec.apply()).to.include({ full: true, failed: 0 });
+    expect(summary(kernel).fdbs).to.deep.equal([`${MAC} 198.18.0.2`]);
+    // Only the shared entry is contested: each peer keeps its own neighbour and route.
+    expect(summary(kernel).neighs).to.deep.equal([`10.244.2.0 ${MAC}`, `10.244.3.0 ${MAC}`]);
+    expect(summary(kernel).routes).to.have.length(2);
+    expect(claims(warnings)).to.deep.equal([{ entry: `fdb ${dev} ${MAC}`, peer: '10.244.3.0/24', other: '10.244.2.0/24' }]);
+
+    // "First" is the peer map's order, not the subnet's.
+    const other = shared();
+    other.rec.setPeers(peersOf(b, a));
+    await other.rec.apply();
+    expect(summary(other.kernel).fdbs).to.deep.equal([`${MAC} 198.18.0.3`]);
+    expect(claims(other.warnings)).to.deep.equal([{ entry: `fdb ${other.dev} ${MAC}`, peer: '10.244.2.0/24', other: '10.244.3.0/24' }]);
+  });
+
+  it('full pass: once the first claimant is gone, the second claimant\'s entry is programmed', async () => {
+    // Gone by a resync that no longer lists it.
+    const resync = shared();
+    resync.rec.setPeers(peersOf(a, b));
+    await resync.rec.apply();
+    resync.rec.setPeers(peersOf(b));
+    expect(await resync.rec.apply()).to.include({ full: true, failed: 0 });
+    expect(summary(resync.kernel).fdbs).to.deep.equal([`${MAC} 198.18.0.3`]);
+    expect(summary(resync.kernel).routes).to.have.length(1);
+
+    // Gone by a removal event, then a full pass (periodic, or a repair).
+    const removal = shared();
+    removal.rec.setPeers(peersOf(a, b));
+    await removal.rec.apply();
+    removal.rec.update(peersOf(b), [{ key: a.subnet.toString(), removed: a }]);
+    await removal.rec.apply();
+    removal.rec.requestFull();
+    expect(await removal.rec.apply()).to.include({ full: true, failed: 0 });
+    expect(summary(removal.kernel).fdbs).to.deep.equal([`${MAC} 198.18.0.3`]);
+    expect(summary(removal.kernel).neighs).to.deep.equal([`10.244.3.0 ${MAC}`]);
+  });
+
+  // KNOWN BUG, reported, not fixed here (backend/reconciler.ts, deltaPass): a delta deletes the entries a departing
+  // peer held unless another *programmed* peer holds them; the second claimant was never recorded as holding the
+  // shared entry (the full pass skipped its claim), so the entry is deleted and nobody writes the second claimant's.
+  // The kernel then has no FDB entry for the MAC, and no drift is seen (weft no longer wants one), until the next
+  // full pass (the periodic one, 60 s by default). Right behaviour below; un-skip once deltaPass hands it over.
+  it.skip('KNOWN BUG: delta: when the first claimant goes (removed, or changed to another MAC), the second claimant\'s entry is programmed in the same pass', async () => {
+    const a2 = lease('10.244.2.0/24', '198.18.0.2', { mac: '0a:00:00:00:00:0b' });
+    const ways: Array<[string, (rec: Reconciler) => void, string[]]> = [
+      ['removed', (rec) => rec.update(peersOf(b), [{ key: a.subnet.toString(), removed: a }]), [`${MAC} 198.18.0.3`]],
+      ['changed', (rec) => rec.update(peersOf(a2, b), [{ key: a.subnet.toString() }]), [`${MAC} 198.18.0.3`, '0a:00:00:00:00:0b 198.18.0.2']],
+    ];
+    for (const [how, leave, fdbs] of ways) {
+      const { kernel, rec } = shared();
+      rec.setPeers(peersOf(a, b));
+      await rec.apply();
+      leave(rec);
+      expect(await rec.apply(), how).to.include({ full: false, failed: 0 });
+      expect(summary(kernel).fdbs, how).to.deep.equal(fdbs);
+    }
+  });
+
+  // KNOWN BUG, reported, not fixed here (backend/reconciler.ts, deltaPass): a delta writes every entry of the peers
+  // it touches, so a peer added with a claim on an entry another peer holds takes it over (the last writer wins,
+  // without a warning), and the next full pass gives it back to the first (the first keeps it): the entry flips
+  // between two public IPs with each delta and full pass. Right behaviour below: the rule of the full pass.
+  it.skip('KNOWN BUG: delta: a peer added with a claim on an entry another peer holds does not take it over', async () => {
+    const { kernel, rec, warnings } = shared();
+    rec.setPeers(peersOf(b));
+    await rec.apply();
+    rec.update(peersOf(b, c), [{ key: c.subnet.toString() }]);
+    expect(await rec.apply()).to.include({ full: false, failed: 0 });
+    expect(summary(kernel).fdbs).to.deep.equal([`${MAC} 198.18.0.3`]);
+    expect(summary(kernel).routes).to.have.length(2);
+    expect(claims(warnings)).to.have.length(1);
+    rec.requestFull();
+    await rec.apply();
+    expect(summary(kernel).fdbs, 'the full pass agrees').to.deep.equal([`${MAC} 198.18.0.3`]);
   });
 });
