@@ -3,7 +3,7 @@
  * against held entries, the order of deletions, reuse of the desired entries
  * by an idle full pass, and, through the vxlan backend on the in-memory
  * kernel, round trips, batching, stale entries removed at start and failed
- * peers kept dirty.
+ * peers kept dirty; and which of two peers claiming one kernel entry gets it.
  */
 import { expect } from 'chai';
 import { RTPROT_BOOT, RTPROT_WEFT } from '../kernel/kernel.js';
