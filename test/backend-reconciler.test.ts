@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { RTPROT_BOOT, RTPROT_WEFT } from '../kernel/kernel.js';
 import { FakeKernel } from '../kernel/kernel-fake.js';
 import type { Lease } from '../lease/types.js';
-import { deleteOps, entryKey, FullDiff, planFull, Reconciler, type Entry, type Owned, type Ownership, type Programmer } from '../backend/reconciler.js';
+import { deleteOps, desiredEntries, entryKey, FullDiff, planFull, Reconciler, type Entry, type Owned, type Ownership, type Programmer } from '../backend/reconciler.js';
 import { lease, log, peersOf, recordingLogger, rig, settle, stop, summary } from './harness/backend-rig.js';
 
 const neigh = (ip: string, mac: string): Entry => ({ kind: 'neigh', ifindex: 5, ip, mac });
@@ -204,9 +204,10 @@ describe('backend: a full pass with nothing changed reuses the desired entries (
 /**
  * Two peers can claim one kernel entry: with the vxlan programmer, two leases
  * with the same VtepMAC (a cloned VM, a copied state directory) both want the
- * FDB entry keyed by that MAC, each towards its own public IP. The rule
- * (Reconciler.buildDesired): the first peer in the peer map keeps the entry,
- * the other's claim is logged once and not programmed.
+ * FDB entry keyed by that MAC, each towards its own public IP. The rule, in
+ * one place (desiredEntries, also weftctl diff's): the first peer in the peer
+ * map keeps the entry; a full pass logs the other's claim and does not
+ * program it.
  */
 describe('backend: reconciler, two peers claiming one kernel entry (fake kernel)', () => {
   const MAC = '0a:00:00:00:00:0a';
@@ -222,6 +223,18 @@ describe('backend: reconciler, two peers claiming one kernel entry (fake kernel)
   }
   const claims = (warnings: Array<Record<string, unknown>>) =>
     warnings.filter((w) => w.message === 'two peers claim one kernel entry; keeping the first').map(({ entry, peer, other }) => ({ entry, peer, other }));
+
+  it('desiredEntries: the first peer in the map keeps an entry, every other claim is reported; a skipped lease claims nothing', () => {
+    const dev = 7;
+    const programmer = new CountingProgrammer(dev);
+    const conflicts: string[] = [];
+    const desired = desiredEntries(peersOf(a, b, c), programmer, (key, peer, holder) => conflicts.push(`${key}: ${peer} (held by ${holder})`));
+    expect(desired.get(`fdb ${dev} ${MAC}`)).to.deep.include({ peer: '10.244.2.0/24' });
+    expect(desired.size).to.equal(7);
+    expect(conflicts).to.deep.equal([`fdb ${dev} ${MAC}: 10.244.3.0/24 (held by 10.244.2.0/24)`, `fdb ${dev} ${MAC}: 10.244.4.0/24 (held by 10.244.2.0/24)`]);
+    const skipA: Pick<Programmer, 'entriesFor'> = { entriesFor: (l) => (l === a ? null : programmer.entriesFor(l)) };
+    expect(desiredEntries(peersOf(a, b), skipA).get(`fdb ${dev} ${MAC}`)).to.deep.include({ peer: '10.244.3.0/24' });
+  });
 
   it('full pass: the first peer in the peer map keeps the entry, the second\'s is not programmed, with one warning', async () => {
     const { kernel, dev, rec, warnings } = shared();
