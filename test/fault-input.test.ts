@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, WEFTD, type WeftNode } from './harness/cluster.js';
 import { makeTestPki, type TestPki } from './harness/certs.js';
@@ -108,35 +108,6 @@ describe('bad input: clear errors, nothing lost, nothing programmed that should 
         expect((err as { stderr: string }).stderr, name).to.match(pattern);
       }
     }
-  });
-
-  it('--version prints the version and exits 0 without starting the daemon', async () => {
-    const h3 = cluster.node(3);
-    const started = Date.now();
-    const out = await h3.ns.exec(WEFTD, '--version', '--config', h3.configFile);
-    expect(out.trim()).to.equal(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version);
-    expect(Date.now() - started, 'exited at once, no daemon').to.be.below(10_000);
-  });
-
-  it('--help lays the options out in columns: yargs\' layout (cliui), which the bundle loads on first use, works', async () => {
-    const out = await cluster.node(3).ns.exec(WEFTD, '--help');
-    expect(out).to.match(/^usage: weftd /);
-    // Each option with its description in a column beside it, wrapped at 80 (no terminal here).
-    expect(out).to.match(/^ {2}--resync-interval {2,}seconds between full kernel reconcile passes$/m);
-    expect(Math.max(...out.split('\n').map((l) => l.length))).to.be.at.most(80);
-  });
-
-  it('the shipped weftd compiles from the code cache the build made, and says so in its first log line', () => {
-    const first = readFileSync(cluster.node(1).logFile, 'utf8').split('\n')[0];
-    expect(first).to.match(/weftd \S+ starting \(Node v[\d.]+; options read \d+ ms after process start, code cache used\)/);
-  });
-
-  it('the shipped weftd runs with its launcher\'s Node flags and malloc settings (scripts/bundle.mjs)', () => {
-    const pid = cluster.node(1).pid!;
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-    expect(cmdline).to.include('--max-semi-space-size=1');
-    expect(environ).to.include.members(['MALLOC_MMAP_THRESHOLD_=131072', 'MALLOC_TRIM_THRESHOLD_=1048576', 'MALLOC_ARENA_MAX=2']);
   });
 
   it('the HTTP endpoint binds where told and serves only health, readiness and metrics', async () => {

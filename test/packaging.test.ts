@@ -1,0 +1,49 @@
+/**
+ * The shipped weftd (dist/bin/weftd.cjs, built by scripts/bundle.mjs): --version and
+ * --help through the bundle, the code cache the build made, and the Node flags
+ * and malloc settings its launcher sets. One host: the last two look at a
+ * running weftd.
+ */
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { Cluster, WEFTD } from './harness/cluster.js';
+
+describe('packaging: the shipped weftd @real', function () {
+  this.timeout(120_000);
+  let cluster: Cluster;
+  before(async () => {
+    cluster = await Cluster.create({ hosts: 1 });
+    cluster.node(1).start();
+    await cluster.node(1).waitReady();
+  });
+  after(async () => cluster?.destroy());
+
+  it('--version prints the version and exits 0 without starting the daemon', async () => {
+    const h1 = cluster.node(1);
+    const started = Date.now();
+    const out = await h1.ns.exec(WEFTD, '--version', '--config', h1.configFile);
+    expect(out.trim()).to.equal(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version);
+    expect(Date.now() - started, 'exited at once, no daemon').to.be.below(10_000);
+  });
+
+  it('--help lays the options out in columns: yargs\' layout (cliui), which the bundle loads on first use, works', async () => {
+    const out = await cluster.node(1).ns.exec(WEFTD, '--help');
+    expect(out).to.match(/^usage: weftd /);
+    // Each option with its description in a column beside it, wrapped at 80 (no terminal here).
+    expect(out).to.match(/^ {2}--resync-interval {2,}seconds between full kernel reconcile passes$/m);
+    expect(Math.max(...out.split('\n').map((l) => l.length))).to.be.at.most(80);
+  });
+
+  it('the shipped weftd compiles from the code cache the build made, and says so in its first log line', () => {
+    const first = readFileSync(cluster.node(1).logFile, 'utf8').split('\n')[0];
+    expect(first).to.match(/weftd \S+ starting \(Node v[\d.]+; options read \d+ ms after process start, code cache used\)/);
+  });
+
+  it('the shipped weftd runs with its launcher\'s Node flags and malloc settings (scripts/bundle.mjs)', () => {
+    const pid = cluster.node(1).pid!;
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    expect(cmdline).to.include('--max-semi-space-size=1');
+    expect(environ).to.include.members(['MALLOC_MMAP_THRESHOLD_=131072', 'MALLOC_TRIM_THRESHOLD_=1048576', 'MALLOC_ARENA_MAX=2']);
+  });
+});

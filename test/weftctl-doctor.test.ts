@@ -1,0 +1,93 @@
+/** weftctl doctor's verdicts (weftctl/doctor.ts), each check on its own inputs. */
+import { expect } from 'chai';
+import { Subnet } from '../common/subnet.js';
+import {
+  checkClock,
+  checkDuplicatePublicIPs,
+  checkForward,
+  checkGcThresh,
+  checkIpForward,
+  checkMtu,
+  checkVxlanPort,
+  forwardPolicy,
+} from '../weftctl/doctor.js';
+import { diagnose } from '../daemon/probe.js';
+import type { PeerHealth } from '../daemon/status.js';
+import type { LeaseRow } from '../weftctl/leases.js';
+
+describe('weftctl doctor checks', () => {
+  const network = Subnet.parse('10.244.0.0/16');
+  const withRules = [
+    '*filter',
+    ':INPUT ACCEPT [0:0]',
+    ':FORWARD DROP [0:0]',
+    ':FLANNEL-FWD - [0:0]',
+    '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+    '-A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT',
+    '-A FLANNEL-FWD -d 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT',
+    'COMMIT',
+  ].join('\n');
+
+  it('ip_forward', () => {
+    expect(checkIpForward('1').verdict).to.equal('ok');
+    expect(checkIpForward('0')).to.include({ verdict: 'fail' });
+    expect(checkIpForward(null).verdict).to.equal('skip');
+  });
+
+  it('FORWARD policy DROP is fine with weft\'s accept rules and fails without them', () => {
+    expect(forwardPolicy(withRules)).to.equal('DROP');
+    expect(checkForward(withRules, network).verdict).to.equal('ok');
+    const bare = '*filter\n:FORWARD DROP [0:0]\nCOMMIT\n';
+    const c = checkForward(bare, network);
+    expect(c.verdict).to.equal('fail');
+    expect(c.fix).to.contain('--iptables-forward-rules=true');
+    expect(checkForward('*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n', network).verdict).to.equal('ok');
+    // Rules for another Network do not count.
+    expect(checkForward(withRules, Subnet.parse('10.1.0.0/16')).verdict).to.equal('fail');
+    expect(checkForward(null, network, 'iptables-save: not found').detail).to.equal('cannot check: iptables-save: not found');
+  });
+
+  it('MTU: against the underlay, FLANNEL_MTU and the peers', () => {
+    const base = { device: { name: 'flannel.1', mtu: 1450 }, underlay: { name: 'eth0', mtu: 1500 }, weftdMtu: 1450, overhead: 50, peerMtus: [] };
+    expect(checkMtu(base).verdict).to.equal('ok');
+    expect(checkMtu({ ...base, underlay: { name: 'eth0', mtu: 1400 } })).to.include({ verdict: 'fail' });
+    const small = checkMtu({ ...base, device: { name: 'flannel.1', mtu: 1400 } });
+    expect(small.verdict).to.equal('fail');
+    expect(small.fix).to.contain('mtu 1450');
+    expect(checkMtu({ ...base, peerMtus: [{ peer: '10.244.3.0/24', mtu: 8950 }] }).verdict).to.equal('warn');
+    expect(checkMtu({ ...base, device: null }).verdict).to.equal('fail');
+  });
+
+  it('gc_thresh3 only matters before Linux 4.20', () => {
+    expect(checkGcThresh(1024, 5000, '6.1.0-18-amd64').verdict).to.equal('ok');
+    expect(checkGcThresh(1024, 5000, '4.19.0').verdict).to.equal('fail');
+    expect(checkGcThresh(1024, 900, '4.19.0').verdict).to.equal('warn');
+    expect(checkGcThresh(1024, 100, '4.19.0').verdict).to.equal('ok');
+  });
+
+  it('VXLAN port from peer health', () => {
+    const health = (subnet: string, u: boolean, o: boolean): PeerHealth => ({
+      subnet, publicIP: '198.18.0.2', underlay: { ok: u, rttMs: u ? 0.3 : null }, overlay: { ok: o, rttMs: o ? 0.4 : null }, mtu: 1450, ...diagnose(u, o), checkedAt: '',
+    });
+    expect(checkVxlanPort([health('10.244.3.0/24', true, true)], 8472, '').verdict).to.equal('ok');
+    const blocked = checkVxlanPort([health('10.244.3.0/24', true, false)], 8472, '');
+    expect(blocked).to.include({ verdict: 'fail', detail: 'underlay OK but overlay blocked to 10.244.3.0/24 (198.18.0.2)' });
+    expect(checkVxlanPort([health('10.244.3.0/24', false, false)], 8472, '').verdict).to.equal('warn');
+    expect(checkVxlanPort(null, 8472, 'weftd not reachable').detail).to.equal('cannot check: weftd not reachable');
+  });
+
+  it('duplicate public IPs across leases', () => {
+    const row = (subnet: string, publicIP: string) => ({ subnet, publicIP }) as LeaseRow;
+    expect(checkDuplicatePublicIPs([row('10.244.1.0/24', '198.18.0.1'), row('10.244.2.0/24', '198.18.0.2')], '').verdict).to.equal('ok');
+    const dup = checkDuplicatePublicIPs([row('10.244.1.0/24', '198.18.0.1'), row('10.244.2.0/24', '198.18.0.1')], '');
+    expect(dup.verdict).to.equal('fail');
+    expect(dup.detail).to.contain('198.18.0.1 holds 10.244.1.0/24, 10.244.2.0/24');
+  });
+
+  it('clock skew from an uncertainty interval', () => {
+    expect(checkClock({ min: -0.4, max: 0.7 }, '').verdict).to.equal('ok');
+    expect(checkClock({ min: 4, max: 5.1 }, '')).to.include({ verdict: 'warn' });
+    expect(checkClock({ min: -100, max: -98.9 }, '').detail).to.contain('ahead of');
+    expect(checkClock(null, 'no Date header').verdict).to.equal('skip');
+  });
+});
