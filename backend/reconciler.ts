@@ -278,6 +278,8 @@ export class Reconciler {
   private programmed = new Map<string, readonly Entry[]>();
   /** Entry key -> peer, over `programmed`. */
   private readonly programmedOwner = new Map<string, string>();
+  /** Entry key -> peers whose claim on it lost to another peer's: they take it over when its holder goes. */
+  private readonly contested = new Map<string, Set<string>>();
   private ownership: Ownership | null = null;
   /**
    * What weft wants in the kernel: the last full pass's desired entries,
@@ -441,42 +443,85 @@ export class Reconciler {
   }
 
   private buildDesired(): Map<string, Owned> {
-    return desiredEntries(this.peers, this.programmer, (key, peer, other) =>
-      this.log.warn('two peers claim one kernel entry; keeping the first', { entry: key, peer, other }),
-    );
+    this.contested.clear();
+    return desiredEntries(this.peers, this.programmer, (key, peer, other) => this.lostClaim(key, peer, other));
   }
 
+  private lostClaim(key: string, peer: string, holder: string): void {
+    this.log.warn('two peers claim one kernel entry; keeping the first', { entry: key, peer, other: holder });
+    const losers = this.contested.get(key);
+    if (losers) losers.add(peer);
+    else this.contested.set(key, new Set([peer]));
+  }
+
+  /**
+   * Applies the dirty peers only. An entry two peers claim follows the full
+   * pass's rule: whoever holds it keeps it (a newcomer's claim is skipped with
+   * a warning), and when its holder goes or drops it, a peer whose claim lost
+   * takes it over in the same pass.
+   */
   private async deltaPass(): Promise<ApplyReport> {
-    const peers = [...this.dirty];
+    const touched = new Set(this.dirty);
     this.dirty.clear();
     const removedLeases = new Map(this.removed);
     this.removed.clear();
 
-    // Keys still wanted by a peer that is not being touched must survive a neighbour's removal.
-    const claimed = new Map<string, string>();
-    const next = new Map<string, readonly Entry[]>();
-    for (const peer of peers) {
-      const lease = this.peers.get(peer);
-      const entries = lease ? (this.programmer.entriesFor(lease) ?? []) : [];
-      next.set(peer, entries);
-      for (const e of entries) claimed.set(entryKey(e), peer);
+    const before = new Map<string, readonly Entry[]>();
+    for (const peer of touched) before.set(peer, this.programmed.get(peer) ?? this.fallbackEntries(removedLeases.get(peer)));
+    // Peers that lost a claim on an entry a touched peer held get their chance at it now.
+    for (const entries of [...before.values()]) {
+      for (const e of entries) {
+        for (const loser of this.contested.get(entryKey(e)) ?? []) {
+          if (touched.has(loser) || !this.peers.has(loser)) continue;
+          touched.add(loser);
+          before.set(loser, this.programmed.get(loser) ?? []);
+        }
+      }
     }
+
+    const claims = new Map<string, readonly Entry[]>();
+    for (const peer of touched) {
+      const lease = this.peers.get(peer);
+      claims.set(peer, lease ? (this.programmer.entriesFor(lease) ?? []) : []);
+    }
+    // Who gets each entry claimed in this delta: a holder outside the delta
+    // keeps it, so does a touched holder that still claims it; else the first claimant.
+    const winner = new Map<string, string>();
+    for (const [peer, entries] of claims) {
+      for (const e of entries) {
+        const key = entryKey(e);
+        const current = winner.get(key);
+        const holder = this.programmedOwner.get(key);
+        if (holder !== undefined && holder !== peer && !touched.has(holder)) winner.set(key, holder);
+        else if (current === undefined || holder === peer) winner.set(key, peer);
+      }
+    }
+    const next = new Map<string, readonly Entry[]>();
+    for (const [peer, entries] of claims) {
+      const own: Entry[] = [];
+      for (const e of entries) {
+        const key = entryKey(e);
+        const w = winner.get(key) as string;
+        if (w === peer) own.push(e);
+        else this.lostClaim(key, peer, w);
+      }
+      next.set(peer, own);
+    }
+
     const deletes: Entry[] = [];
     const sets: Owned[] = [];
-    for (const peer of peers) {
-      const before = this.programmed.get(peer) ?? this.fallbackEntries(removedLeases.get(peer));
-      const after = next.get(peer) ?? [];
-      for (const e of before) {
+    for (const peer of touched) {
+      for (const e of before.get(peer) ?? []) {
         const key = entryKey(e);
         const holder = this.programmedOwner.get(key);
-        const heldByOther = holder !== undefined && holder !== peer && !next.has(holder);
-        if (!claimed.has(key) && !heldByOther) deletes.push(e);
+        const heldByOther = holder !== undefined && holder !== peer && !touched.has(holder);
+        if (!winner.has(key) && !heldByOther) deletes.push(e);
       }
-      for (const e of after) sets.push({ peer, entry: e });
+      for (const e of next.get(peer) ?? []) sets.push({ peer, entry: e });
     }
     this.noteWanted(deletes, sets);
     const { failedPeers, failedDeletes, ops } = await this.execute({ deletes, sets });
-    for (const peer of peers) {
+    for (const peer of touched) {
       if (failedPeers.has(peer)) {
         this.dirty.add(peer);
         continue;

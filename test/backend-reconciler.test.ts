@@ -276,12 +276,9 @@ describe('backend: reconciler, two peers claiming one kernel entry (fake kernel)
     expect(summary(removal.kernel).neighs).to.deep.equal([`10.244.3.0 ${MAC}`]);
   });
 
-  // KNOWN BUG, reported, not fixed here (backend/reconciler.ts, deltaPass): a delta deletes the entries a departing
-  // peer held unless another *programmed* peer holds them; the second claimant was never recorded as holding the
-  // shared entry (the full pass skipped its claim), so the entry is deleted and nobody writes the second claimant's.
-  // The kernel then has no FDB entry for the MAC, and no drift is seen (weft no longer wants one), until the next
-  // full pass (the periodic one, 60 s by default). Right behaviour below; un-skip once deltaPass hands it over.
-  it.skip('KNOWN BUG: delta: when the first claimant goes (removed, or changed to another MAC), the second claimant\'s entry is programmed in the same pass', async () => {
+  // A delta follows the full pass's rule: when the holder of a shared entry goes (or drops it), the peer whose
+  // claim lost takes it over in the same pass, instead of the entry going missing until the next full pass.
+  it('delta: when the first claimant goes (removed, or changed to another MAC), the second claimant\'s entry is programmed in the same pass', async () => {
     const a2 = lease('10.244.2.0/24', '198.18.0.2', { mac: '0a:00:00:00:00:0b' });
     const ways: Array<[string, (rec: Reconciler) => void, string[]]> = [
       ['removed', (rec) => rec.update(peersOf(b), [{ key: a.subnet.toString(), removed: a }]), [`${MAC} 198.18.0.3`]],
@@ -297,11 +294,9 @@ describe('backend: reconciler, two peers claiming one kernel entry (fake kernel)
     }
   });
 
-  // KNOWN BUG, reported, not fixed here (backend/reconciler.ts, deltaPass): a delta writes every entry of the peers
-  // it touches, so a peer added with a claim on an entry another peer holds takes it over (the last writer wins,
-  // without a warning), and the next full pass gives it back to the first (the first keeps it): the entry flips
-  // between two public IPs with each delta and full pass. Right behaviour below: the rule of the full pass.
-  it.skip('KNOWN BUG: delta: a peer added with a claim on an entry another peer holds does not take it over', async () => {
+  // A delta never lets a newcomer take over an entry another peer holds: the entry would otherwise flip between
+  // two public IPs with each delta and full pass.
+  it('delta: a peer added with a claim on an entry another peer holds does not take it over', async () => {
     const { kernel, rec, warnings } = shared();
     rec.setPeers(peersOf(b));
     await rec.apply();
