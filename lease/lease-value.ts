@@ -1,8 +1,9 @@
-import { WeftError } from '../common/errors.js';
+import { WeftError, isWeftError } from '../common/errors.js';
 import { field, isPlainObject, jsonType } from './json-fields.js';
 import { parseSubnetKey } from './keyspace.js';
 import { canonicalMac, isUnicastMac } from '../common/mac.js';
 import { canonicalIPv4, canonicalIPv6 } from '../common/subnet.js';
+import type { Listing } from './registry.js';
 import type { BackendData, Lease, LeaseAttrs, NetworkConfig } from './types.js';
 
 /**
@@ -107,24 +108,37 @@ export interface RawKeyValue {
  * naming the key, for a subnet key whose key or value is invalid.
  */
 export function validateLease(prefix: string, kv: RawKeyValue, config: NetworkConfig): Lease | null {
-  // At start-up the lease manager and the peer watch validate the same listing (the same objects):
-  // the second time is a lookup. Values from etcd are never mutated, so a verdict stays true.
-  const known = verdicts.get(kv);
-  if (known && known.prefix === prefix && known.config === config) {
-    if (known.error) throw known.error;
-    return known.lease;
-  }
+  return checkLease(prefix, kv, config);
+}
+
+/** One key's verdict: its lease (null: not a subnet key), or the WEFT_ERR_LEASE_MALFORMED error saying why it is none. */
+export type LeaseVerdict =
+  | { readonly kv: RawKeyValue; readonly lease: Lease | null; readonly error: null }
+  | { readonly kv: RawKeyValue; readonly lease: null; readonly error: WeftError };
+
+/** validateLease() as a value: a malformed key gives a verdict with its error instead of throwing. */
+export function judgeLease(prefix: string, kv: RawKeyValue, config: NetworkConfig): LeaseVerdict {
   try {
-    const lease = checkLease(prefix, kv, config);
-    verdicts.set(kv, { prefix, config, lease, error: null });
-    return lease;
+    return { kv, lease: checkLease(prefix, kv, config), error: null };
   } catch (err) {
-    if (err instanceof WeftError) verdicts.set(kv, { prefix, config, lease: null, error: err });
-    throw err;
+    if (!isWeftError(err, 'WEFT_ERR_LEASE_MALFORMED')) throw err;
+    return { kv, lease: null, error: err };
   }
 }
 
-const verdicts = new WeakMap<RawKeyValue, { prefix: string; config: NetworkConfig; lease: Lease | null; error: WeftError | null }>();
+/**
+ * A listing whose keys were judged once, against `prefix` and `config`: lease
+ * acquisition reads and judges every key, and hands the result to the peer
+ * watch, which starts from it instead of judging every key a second time.
+ * Like the listing, it is handed over: the watch empties `verdicts` once it
+ * has taken them.
+ */
+export interface ValidatedListing extends Listing {
+  readonly prefix: string;
+  readonly config: NetworkConfig;
+  /** One per key of `kvs`, in the same order. */
+  readonly verdicts: LeaseVerdict[];
+}
 
 function checkLease(prefix: string, kv: RawKeyValue, config: NetworkConfig): Lease | null {
   let parsed: ReturnType<typeof parseSubnetKey>;
