@@ -132,7 +132,7 @@ export class LeaseManager extends EventEmitter {
    * (a restart reuses it). Call release() to give it up.
    */
   async run(signal: AbortSignal): Promise<void> {
-    if (!this.held) throw new Error('run() needs a lease: call acquire() first');
+    if (!this.held) throw new WeftError('WEFT_ERR_INVALID_STATE', 'run() needs a lease: call acquire() first');
     await Promise.all([this.keepAliveLoop(signal), this.watchOwnKey(signal)]);
   }
 

@@ -179,7 +179,7 @@ export class EtcdRegistry extends EventEmitter implements Registry {
       const stream = await this.client.leaseClient.leaseKeepAlive();
       try {
         const res = await new Promise<{ TTL: string }>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error('keepalive timed out')), 5000);
+          const timer = setTimeout(() => reject(new WeftError('WEFT_ERR_STORE_UNAVAILABLE', 'etcd keepalive timed out')), 5000);
           stream.on('data', (r: { TTL: string }) => (clearTimeout(timer), resolve(r)));
           stream.on('error', (e: Error) => (clearTimeout(timer), reject(e)));
           stream.write({ ID: id });
@@ -267,6 +267,8 @@ export class EtcdRegistry extends EventEmitter implements Registry {
       this.setState('connected');
       return result;
     } catch (err) {
+      // etcd3 types the errors of its unary calls; an error on the keepalive stream comes from grpc as it is, and
+      // etcd's text is all it carries. This is the one place a message is read: it becomes a code here.
       if (err instanceof EtcdLeaseInvalidError || /requested lease not found/.test((err as Error).message)) {
         this.setState('connected'); // etcd answered
         throw new WeftError('WEFT_ERR_ETCD_LEASE_NOT_FOUND', `etcd ${operation}: lease not found`, { cause: err });
@@ -318,7 +320,7 @@ function drainWatch(watcher: Watcher, reconnectTimeoutMs: number, signal: AbortS
   watcher.on('connected', reconnected);
   watcher.on('disconnected', () => {
     reconnectDeadline ??= setTimeout(() => {
-      failure = new Error(`etcd watch not re-established within ${reconnectTimeoutMs} ms of a disconnect`);
+      failure = new WeftError('WEFT_ERR_STORE_UNAVAILABLE', `etcd watch not re-established within ${reconnectTimeoutMs} ms of a disconnect`);
       poke();
     }, reconnectTimeoutMs);
   });
@@ -347,7 +349,7 @@ async function confirmed(watcher: Watcher, timeoutMs: number, signal: AbortSigna
   try {
     await once(watcher, 'connected', { signal: AbortSignal.any([signal, deadline]) });
   } catch (err) {
-    if (deadline.aborted && !signal.aborted) throw new Error(`etcd did not confirm the watch within ${timeoutMs} ms`);
+    if (deadline.aborted && !signal.aborted) throw new WeftError('WEFT_ERR_STORE_UNAVAILABLE', `etcd did not confirm the watch within ${timeoutMs} ms`);
     throw err;
   }
 }
