@@ -11,6 +11,7 @@
  * left idle and measured: RSS, CPU, and the etcd requests it makes (etcd's
  * grpc counters).
  */
+import { WeftError } from '../common/errors.js';
 import type { WeftNode } from '../test/harness/cluster.js';
 import { HEALTHZ_PORT } from '../test/harness/cluster.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -99,12 +100,12 @@ async function startOnce(bc: BenchCluster, node: WeftNode, observer: Rpc, n: num
   // timestamp of turning ready (ms resolution). Polled every few ms instead, the probe itself took
   // 30-40 ms of weftd's CPU at 5000 peers, and a slower poll would round the figure up.
   const confirmedAt = await observer.call<number | null>('readyWait', { port: HEALTHZ_PORT, timeoutMs: 120_000, intervalMs: 100 });
-  if (confirmedAt === null) throw new Error(`weftd not ready: ${node.logTail()}`);
+  if (confirmedAt === null) throw new WeftError('WEFT_ERR_HARNESS', `weftd not ready: ${node.logTail()}`);
   const atReady = procSample(node.pid!);
   const phases = startPhases(readFileSync(node.logFile, 'utf8'));
   const readyAt = phases.ready ?? confirmedAt;
   const routes = (await node.ns.ip('route', 'show', 'dev', 'flannel.1')).trim().split('\n').filter(Boolean).length;
-  if (routes !== n) throw new Error(`ready with ${routes} of ${n} routes`);
+  if (routes !== n) throw new WeftError('WEFT_ERR_HARNESS', `ready with ${routes} of ${n} routes`);
   const first = phases.firstLog ?? t0;
   return {
     ipBatchMs,
@@ -152,7 +153,7 @@ export async function startupStep(
 ): Promise<SizeStep> {
   if (n > 0) await bc.agent.call('fill', { first: 1, last: n });
   const list = await bc.agent.call<{ ms: number; count: number }>('list', { runs: 5 });
-  if (list.count !== n) throw new Error(`etcd holds ${list.count} leases, expected ${n}`);
+  if (list.count !== n) throw new WeftError('WEFT_ERR_HARNESS', `etcd holds ${list.count} leases, expected ${n}`);
   const runs: StartupRun[] = [];
   for (const [r, node] of nodes.entries()) {
     const ipBatchMs = await ipBatchProgramMs(n, `${n}r${r}`);
@@ -167,7 +168,7 @@ export async function startupStep(
       await bc.stopWeftd(node);
     }
   }
-  throw new Error('startupStep needs at least one host');
+  throw new WeftError('WEFT_ERR_HARNESS', 'startupStep needs at least one host');
 }
 
 /** weftd on `node`, ready, left idle: RSS, CPU and etcd requests over the window(s). */
