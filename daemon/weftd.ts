@@ -296,6 +296,8 @@ export class Weftd {
     await this.network?.close();
     if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
     this.server?.closeAllConnections();
-    this.registry?.close();
+    // destroy(), not close(): every loop has stopped, so what may still be in flight is at most an abandoned
+    // recovery attempt, and stopping must not wait on an unreachable etcd.
+    this.registry?.destroy();
   }
 }

@@ -29,17 +29,25 @@ export interface LeaseManagerOptions {
 /** `held`: key present and kept alive; `renewing`: a keepalive is failing, retrying; `lost`: key gone, recovering. */
 export type LeaseState = 'acquiring' | 'held' | 'renewing' | 'lost';
 
+/** A LeaseManager's events and their arguments. */
+export type LeaseManagerEvents = {
+  state: [state: LeaseState];
+  /** Recovery moved this node to another subnet. */
+  change: [lease: Lease, previous: Lease];
+  /** The lease was found lost; recovery is under way. */
+  lost: [reason: string];
+  /** A keepalive went through; etcd granted `ttl` seconds. */
+  renewed: [ttl: number];
+};
+
 /**
  * Obtains this node's subnet lease and keeps it: one etcd lease per process
  * kept alive (never a new etcd lease per renewal), a watch on the exact own
  * key, and recovery when the key is deleted, revoked or expires: the same
  * subnet is re-created at once if free; only if another node took it is a new
- * subnet acquired, and reported through the `'change'` event.
- *
- * Events: `'state'` (LeaseState), `'change'` (new Lease, previous Lease),
- * `'lost'` (reason string), `'renewed'` (ttl seconds).
+ * subnet acquired, and reported through the `'change'` event (see LeaseManagerEvents).
  */
-export class LeaseManager extends EventEmitter {
+export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   private readonly registry: Registry;
   private readonly log: Logger;
   private readonly ttl: number;

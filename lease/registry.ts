@@ -57,11 +57,17 @@ export const WATCH_RECONNECT_TIMEOUT_MS = 10_000;
 /** Store connectivity, as seen by the last call that reached (or failed to reach) etcd. */
 export type StoreState = 'connected' | 'unreachable';
 
+/** A registry's events and their arguments. */
+export type RegistryEvents = {
+  /** Store connectivity changed. */
+  state: [state: StoreState];
+};
+
 /**
  * weft's view of etcd: flannel's keyspace and the few operations the lease
  * layer needs. The only module that talks to the etcd3 client.
  */
-export interface Registry extends EventEmitter {
+export interface Registry extends EventEmitter<RegistryEvents> {
   readonly prefix: string;
   readonly state: StoreState;
   /** Reads and validates `<prefix>/config`. Throws WEFT_ERR_CONFIG_MISSING / _INVALID / STORE_UNAVAILABLE. */
@@ -92,11 +98,20 @@ export interface Registry extends EventEmitter {
    * seen revision. Ends when `signal` aborts.
    */
   watchSubnets(signal: AbortSignal, options?: WatchOptions): AsyncIterable<StoreUpdate>;
-  close(): void;
+  /**
+   * Graceful: calls in flight finish, then the connection closes. Keys and
+   * etcd leases stay in etcd; watches end with their signal. Calls made after
+   * close() fail with WEFT_ERR_INVALID_STATE.
+   */
+  close(): Promise<void>;
+  /** Closes the connection now: calls in flight fail. Keys and etcd leases stay in etcd. */
+  destroy(): void;
 }
 
-export class EtcdRegistry extends EventEmitter implements Registry {
+export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Registry {
   private currentState: StoreState = 'connected';
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private closed = false;
 
   constructor(
     private readonly client: Etcd3,
@@ -251,7 +266,14 @@ export class EtcdRegistry extends EventEmitter implements Registry {
     }
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    this.client.close();
+  }
+
+  destroy(): void {
+    this.closed = true;
     this.client.close();
   }
 
@@ -262,6 +284,17 @@ export class EtcdRegistry extends EventEmitter implements Registry {
 
   /** Runs one etcd call, maps failures to WeftError and drives the connectivity state. */
   private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new WeftError('WEFT_ERR_INVALID_STATE', `etcd ${operation}: the registry is closed`);
+    const attempt = this.attempt(operation, fn);
+    this.inFlight.add(attempt);
+    try {
+      return await attempt;
+    } finally {
+      this.inFlight.delete(attempt);
+    }
+  }
+
+  private async attempt<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     try {
       const result = await fn();
       this.setState('connected');
