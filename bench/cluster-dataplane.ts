@@ -1,5 +1,5 @@
 /**
- * Data plane (issue 7, item 5): two hosts run weftd with `--bridge weft0`;
+ * Data plane: two hosts run weftd with `--bridge weft0`;
  * each has a pod (a namespace with a veth into weft0, <subnet>.2, default
  * route via <subnet>.1, the overlay MTU). iperf3 TCP throughput and ping RTT
  * pod-to-pod across hosts over the VXLAN overlay, then with DirectRouting,

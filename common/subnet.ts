@@ -6,7 +6,7 @@ import { WeftError } from './errors.js';
  * form. IPv6 parsing and formatting go through ip-address. IPv4 is the hot
  * path (every lease key and value at start-up and on every watch event), so
  * it is read digit by digit (parseIPv4) and converted with plain arithmetic,
- * three times faster than building ip-address objects.
+ * far cheaper than building ip-address objects.
  */
 export class Subnet {
   private constructor(
@@ -53,7 +53,7 @@ export class Subnet {
 
   /**
    * An IPv4 subnet from dotted quad `addr` and its number, in plain numbers:
-   * every lease key goes through here (5000 at a large node's start), and the
+   * every lease key goes through here (all of them at a large node's start), and the
    * general path's BigInt arithmetic allocates several numbers per call.
    */
   private static ofIPv4(addr: string, value: number, prefixLength: number): Subnet {

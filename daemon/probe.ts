@@ -208,7 +208,7 @@ export class PeerProber {
     return [...this.results.values()];
   }
 
-  /** For /status: at most `limit` results, unhealthy peers first, so a 5000-node cluster's document stays small. */
+  /** For /status: at most `limit` results, unhealthy peers first, so a large cluster's document stays small. */
   healthForStatus(limit = 1000): PeerHealth[] {
     const all = this.health();
     return [...all.filter((h) => h.verdict !== 'ok'), ...all.filter((h) => h.verdict === 'ok')].slice(0, limit);

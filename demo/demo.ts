@@ -40,7 +40,7 @@ async function dockerOptions(node: WeftNode): Promise<string[]> {
   return m[1]!.trim().split(/\s+/);
 }
 
-/** Pings from a member's container or host; "ok 0.21 ms" (average RTT) or "FAIL". */
+/** Pings from a member's container or host; "ok <average RTT> ms" or "FAIL". */
 async function ping(from: Member, container: boolean, target: string): Promise<string> {
   try {
     const out = container

@@ -12,7 +12,7 @@ import type { BackendData, Lease, LeaseAttrs, NetworkConfig } from './types.js';
  * passed these checks.
  */
 
-/** flannel values are ~150 bytes; anything far larger is not a lease. */
+/** A flannel lease value is a short JSON object; anything far larger is not a lease. */
 export const MAX_LEASE_VALUE_BYTES = 4096;
 
 const BACKEND_TYPE = /^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/;

@@ -231,7 +231,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Regist
         continue;
       }
       yield { type: 'snapshot', kvs: listing.kvs, revision: listing.revision, reason };
-      // The consumer has taken the snapshot. Its entries go now (at 5000 leases about 1.5 MB): this
+      // The consumer has taken the snapshot. Its entries go now (a large cluster's listing is big): this
       // generator, and the callers' frames the initial listing came through, live as long as the watch.
       listing.kvs.length = 0;
       reason = 'resync';
