@@ -21,7 +21,7 @@ const DRIFT_LOG_INTERVAL_MS = 10_000;
 export interface ReconcileLoopOptions {
   readonly reconciler: Reconciler;
   readonly log: Logger;
-  /** Period of the full repair pass; default 60 s. */
+  /** Period of the full repair pass; default DEFAULT_RESYNC_INTERVAL_MS. */
   readonly resyncIntervalMs?: number;
   /** Told about every pass (metrics). */
   readonly onPass?: (pass: ReconcilePass) => void;
@@ -68,8 +68,8 @@ export class ReconcileLoop {
   /**
    * Listens for drift; true when it starts listening now. Called once the
    * first full pass is done rather than before it: programming every peer at
-   * start-up would otherwise send the listener an echo per entry (measured:
-   * start-up at 5000 peers ~0.5 s slower), and nothing is drift before that
+   * start-up would otherwise send the listener an echo per entry, a start-up
+   * cost that grows with the peers, and nothing is drift before that
    * pass anyway. The caller follows it with a full pass, which covers changes
    * made while nobody listened (the pass's reads wait for the listener).
    */
@@ -146,7 +146,7 @@ export class ReconcileLoop {
         if (report.full && !this.isReady) {
           this.isReady = true;
           this.markReady();
-          // Readiness is announced first: starting the listener (a child process) holds the event loop ~20 ms.
+          // Readiness is announced first: starting the listener (a child process) holds the event loop a while.
           await new Promise((resolve) => setImmediate(resolve));
           if (this.listen()) {
             this.reconciler.requestFull();

@@ -292,9 +292,9 @@ export class Reconciler {
   /**
    * What the last full pass built `wanted` from. Equal inputs give equal
    * entries, so the next full pass (the periodic safety net, on an idle node)
-   * reuses `wanted` instead of rebuilding it: at 5000 peers that is 15 000
-   * entries of old-generation garbage a minute, and most of what garbage
-   * collection cost an idle weftd.
+   * reuses `wanted` instead of rebuilding it: every peer's entries again as
+   * old-generation garbage every period, and most of what garbage collection
+   * costs an idle weftd.
    */
   private desiredFrom: { peersVersion: number; deltaPasses: number; programmer: string } | null = null;
 
@@ -427,7 +427,7 @@ export class Reconciler {
     const plan = diff.plan();
     const { failedPeers, failedDeletes, ops } = await this.execute(plan);
     // The periodic repair pass usually finds nothing to do: then the bookkeeping already says
-    // what the kernel holds, and rebuilding it (15 000 entries at 5000 peers) is pure garbage.
+    // what the kernel holds, and rebuilding it (every peer's entries) is pure garbage.
     if (!(ops === 0 && failedPeers.size === 0 && (reuse || this.programmedMatches(desired)))) {
       for (const peer of failedPeers) this.dirty.add(peer);
       this.recordProgrammed(desired, failedPeers);
@@ -568,7 +568,7 @@ export class Reconciler {
   /**
    * After a full pass: the bookkeeping becomes `desired` less the peers that
    * failed, each entry's owner kept under the desired map's own key string
-   * (not 15 000 new ones at 5000 peers).
+   * (not a new string per entry).
    */
   private recordProgrammed(desired: ReadonlyMap<string, Owned>, failed: ReadonlySet<string>): void {
     this.programmedOwner.clear();

@@ -3,6 +3,7 @@
  * -batch` programming the same N peers' entries (neighbour, FDB, onlink
  * route) onto a fresh flannel.1 in a fresh namespace, as bench/kernel.ts does.
  */
+import { WeftError } from '../common/errors.js';
 import { spawn } from 'node:child_process';
 import { standaloneHost, type Netns } from '../test/harness/netns.js';
 import { peerRange } from './cluster-leases.js';
@@ -13,7 +14,7 @@ function runIn(ns: Netns, cmd: string, args: string[], input: string): Promise<v
     const child = spawn('ip', ['netns', 'exec', ns.name, cmd, ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${err.slice(0, 300)}`))));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new WeftError('WEFT_ERR_HARNESS', `${cmd} exited ${code}: ${err.slice(0, 300)}`))));
     child.stdin.end(input);
   });
 }
@@ -37,7 +38,7 @@ export async function ipBatchProgramMs(n: number, tag: string): Promise<number> 
     }
     const ms = now() - t0;
     const routes = (await ns.ip('route', 'show', 'dev', 'flannel.1')).trim().split('\n').filter(Boolean).length;
-    if (routes !== n) throw new Error(`ip -batch programmed ${routes} of ${n} routes`);
+    if (routes !== n) throw new WeftError('WEFT_ERR_HARNESS', `ip -batch programmed ${routes} of ${n} routes`);
     return ms;
   } finally {
     await ns.delete();

@@ -1,5 +1,5 @@
 /**
- * Churn (issue 7, item 3): peers join and leave at `rate` per second each
+ * Churn: peers join and leave at `rate` per second each
  * (the agent writes one put and one delete every 1000/rate ms) for `seconds`.
  * Afterwards the node's kernel must equal the leases in etcd exactly: the
  * route, neighbour and FDB entry of every lease and nothing else. Reports

@@ -1,5 +1,5 @@
 /**
- * Convergence (issue 7, item 2): with the base peers programmed, leases are
+ * Convergence: with the base peers programmed, leases are
  * added and removed one at a time and in bursts; for each, the time from the
  * etcd write being issued (agent, etcd's namespace) until the peer's route,
  * neighbour and FDB entry are all present (or all gone) in the node's kernel

@@ -1,11 +1,12 @@
 /**
- * Data plane (issue 7, item 5): two hosts run weftd with `--bridge weft0`;
+ * Data plane: two hosts run weftd with `--bridge weft0`;
  * each has a pod (a namespace with a veth into weft0, <subnet>.2, default
  * route via <subnet>.1, the overlay MTU). iperf3 TCP throughput and ping RTT
  * pod-to-pod across hosts over the VXLAN overlay, then with DirectRouting,
  * each next to the raw underlay (host to host over the veth) measured in the
  * same phase, runs interleaved.
  */
+import { WeftError } from '../common/errors.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { WeftNode } from '../test/harness/cluster.js';
 import { Netns } from '../test/harness/netns.js';
@@ -64,7 +65,7 @@ async function iperf(server: Netns, client: Netns, ip: string, seconds: number):
 async function pingAvg(from: Netns, ip: string, count: number): Promise<number> {
   const out = await from.exec('ping', '-c', String(count), '-i', '0.01', '-q', ip);
   const m = /= [\d.]+\/([\d.]+)\//.exec(out);
-  if (!m || !/ 0% packet loss/.test(out)) throw new Error(`ping ${ip} failed: ${out}`);
+  if (!m || !/ 0% packet loss/.test(out)) throw new WeftError('WEFT_ERR_HARNESS', `ping ${ip} failed: ${out}`);
   return Number(m[1]);
 }
 
@@ -112,7 +113,7 @@ export async function dataplane(bc: BenchCluster, o: { runs: number; seconds: nu
   for (const n of [h1, h2]) await n.stop('SIGTERM', 5000);
   await start();
   const route = await h1.ns.ipJson<{ gateway?: string; dev: string }[]>('route', 'get', p2.ip);
-  if (route[0]?.gateway !== h2.ip) throw new Error(`DirectRouting not in effect on h1: ${JSON.stringify(route)}`);
+  if (route[0]?.gateway !== h2.ip) throw new WeftError('WEFT_ERR_HARNESS', `DirectRouting not in effect on h1: ${JSON.stringify(route)}`);
   results.push(await measure('pod to pod, DirectRouting', o.runs, raw, over, pings));
   await p1.ns.delete();
   await p2.ns.delete();

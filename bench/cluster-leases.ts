@@ -5,6 +5,8 @@
  * collide with the subnets weftd allocates itself (10.0.x.0/24 first), and
  * sits at PublicIP 198.19.<i >> 8>.<i & 255>, off the underlay segment.
  */
+import { WeftError } from '../common/errors.js';
+
 export const PREFIX = '/coreos.com/network';
 /** A /8 holds 65 536 /24 subnets: room for 5000 peers plus churn. */
 export const BENCH_NETWORK_CONFIG = '{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan"}}';
@@ -25,7 +27,7 @@ export interface PeerLease {
 const hex = (n: number): string => n.toString(16).padStart(2, '0');
 
 export function peerLease(index: number): PeerLease {
-  if (!Number.isInteger(index) || index < 1 || index > MAX_PEER_INDEX) throw new RangeError(`peer index ${index} out of range`);
+  if (!Number.isInteger(index) || index < 1 || index > MAX_PEER_INDEX) throw new WeftError('WEFT_ERR_HARNESS', `peer index ${index} out of range`);
   const net = `10.${1 + (index >> 8)}.${index & 255}.0`;
   const mac = `0e:2a:00:${hex((index >> 16) & 255)}:${hex((index >> 8) & 255)}:${hex(index & 255)}`;
   const publicIP = `198.19.${index >> 8}.${index & 255}`;

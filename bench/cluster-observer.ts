@@ -10,6 +10,7 @@
  * Controlled over IPC by bench/cluster.ts:
  *   ip netns exec <host ns> node cluster-observer.js ETCD_ENDPOINT
  */
+import { WeftError } from '../common/errors.js';
 import { Etcd3, type Watcher } from 'etcd3';
 import { RawNetlinkSocket } from 'netlink/dist/raw.js';
 import { NetlinkKernel } from '../kernel/kernel-netlink.js';
@@ -112,7 +113,7 @@ async function watchKernel(a: { device: string }): Promise<{ routes: number; nei
   const kernel = new NetlinkKernel();
   try {
     const link = await kernel.linkByName(a.device);
-    if (!link) throw new Error(`no device ${a.device}`);
+    if (!link) throw new WeftError('WEFT_ERR_HARNESS', `no device ${a.device}`);
     for (const r of await kernel.routeList()) routes.add(r.dst);
     for (const n of await kernel.neighList(link.index)) neighs.add(n.ip);
     for (const f of await kernel.fdbList(link.index)) fdbs.add(f.mac);

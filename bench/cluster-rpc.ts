@@ -4,6 +4,7 @@
  * namespaces. A helper calls `serve(handlers)`; the benchmark wraps the child
  * in `Rpc`.
  */
+import { WeftError } from '../common/errors.js';
 import type { ChildProcess } from 'node:child_process';
 
 interface Request {
@@ -34,10 +35,10 @@ export class Rpc {
       if (!p) return;
       this.pending.delete(msg.id);
       if (msg.ok) p.resolve(msg.value);
-      else p.reject(new Error(`${name}: ${msg.error}`));
+      else p.reject(new WeftError('WEFT_ERR_HARNESS', `${name}: ${msg.error}`));
     });
     child.once('exit', (code) => {
-      const err = new Error(`${name} exited (${code})`);
+      const err = new WeftError('WEFT_ERR_HARNESS', `${name} exited (${code})`);
       failReady(err);
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();

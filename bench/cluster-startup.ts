@@ -1,16 +1,17 @@
 /**
- * Start-up at scale, footprint and etcd load (issue 7, items 1, 4, 6) for a
+ * Start-up at scale, footprint and etcd load for a
  * size N: N simulated peer leases are in etcd; weftd starts in a fresh host
  * namespace; the observer beside it polls /readyz (ready = lease held and
  * every peer programmed). Next to it: etcd's own listing of the leases, and
  * iproute2 batches programming the same entries, run just before each
- * start-up. A start-up varies by 20 % and more from one to the next on this
- * VM, and so does the baseline, so a size is measured as several pairs
+ * start-up. A start-up varies a good deal from one to the next on a shared
+ * machine, and so does the baseline, so a size is measured as several pairs
  * (baseline, then weftd on a fresh host) and judged by the median of the
  * pairs' ratios, as the data plane is. The last start-up's weftd is then
  * left idle and measured: RSS, CPU, and the etcd requests it makes (etcd's
  * grpc counters).
  */
+import { WeftError } from '../common/errors.js';
 import type { WeftNode } from '../test/harness/cluster.js';
 import { HEALTHZ_PORT } from '../test/harness/cluster.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -54,7 +55,7 @@ export interface FootprintResult {
   readonly rssMB: number;
   readonly peakRssMB: number;
   readonly idleCpuPercent: number;
-  /** weftd's kernel-listener child (backend/netlink/monitor.ts): its RSS and CPU over the same window. */
+  /** weftd's kernel-listener child (kernel/netlink/monitor.ts): its RSS and CPU over the same window. */
   readonly listenerRssMB: number;
   readonly listenerCpuPercent: number;
   /** weftd's RSS plus the listener's private memory: what the two hold together (the Node binary's pages once). */
@@ -78,7 +79,7 @@ export interface StartupOptions {
   /**
    * A second idle window right after the first (0: none). The first, from the
    * end of the settle time, can hold V8's one-off collections after start-up
-   * (its memory reducer, 30-50 s after start, ~0.3 s of CPU at 5000 peers);
+   * (its memory reducer, some tens of seconds after start);
    * the second shows idle as it stays.
    */
   readonly steadyWindowS?: number;
@@ -96,15 +97,15 @@ async function startOnce(bc: BenchCluster, node: WeftNode, observer: Rpc, n: num
   await observer.call('counts');
   const t0 = bc.startWeftd(node, [], env);
   // /readyz, polled like a readiness probe, confirms readiness; the clock stops at weftd's own log
-  // timestamp of turning ready (ms resolution). Polled every few ms instead, the probe itself took
-  // 30-40 ms of weftd's CPU at 5000 peers, and a slower poll would round the figure up.
+  // timestamp of turning ready (ms resolution). Polled every few ms instead, the probe itself would
+  // take a share of the CPU it measures, and a slower poll would round the figure up.
   const confirmedAt = await observer.call<number | null>('readyWait', { port: HEALTHZ_PORT, timeoutMs: 120_000, intervalMs: 100 });
-  if (confirmedAt === null) throw new Error(`weftd not ready: ${node.logTail()}`);
+  if (confirmedAt === null) throw new WeftError('WEFT_ERR_HARNESS', `weftd not ready: ${node.logTail()}`);
   const atReady = procSample(node.pid!);
   const phases = startPhases(readFileSync(node.logFile, 'utf8'));
   const readyAt = phases.ready ?? confirmedAt;
   const routes = (await node.ns.ip('route', 'show', 'dev', 'flannel.1')).trim().split('\n').filter(Boolean).length;
-  if (routes !== n) throw new Error(`ready with ${routes} of ${n} routes`);
+  if (routes !== n) throw new WeftError('WEFT_ERR_HARNESS', `ready with ${routes} of ${n} routes`);
   const first = phases.firstLog ?? t0;
   return {
     ipBatchMs,
@@ -152,7 +153,7 @@ export async function startupStep(
 ): Promise<SizeStep> {
   if (n > 0) await bc.agent.call('fill', { first: 1, last: n });
   const list = await bc.agent.call<{ ms: number; count: number }>('list', { runs: 5 });
-  if (list.count !== n) throw new Error(`etcd holds ${list.count} leases, expected ${n}`);
+  if (list.count !== n) throw new WeftError('WEFT_ERR_HARNESS', `etcd holds ${list.count} leases, expected ${n}`);
   const runs: StartupRun[] = [];
   for (const [r, node] of nodes.entries()) {
     const ipBatchMs = await ipBatchProgramMs(n, `${n}r${r}`);
@@ -167,7 +168,7 @@ export async function startupStep(
       await bc.stopWeftd(node);
     }
   }
-  throw new Error('startupStep needs at least one host');
+  throw new WeftError('WEFT_ERR_HARNESS', 'startupStep needs at least one host');
 }
 
 /** weftd on `node`, ready, left idle: RSS, CPU and etcd requests over the window(s). */

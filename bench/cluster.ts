@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [-- --only startup,convergence,churn,dataplane] [-- --sizes 0,5000] [-- --cpu-prof DIR]`:
- * the cluster benchmarks of issue 7. The measured weftd runs in a host
+ * the cluster benchmarks. The measured weftd runs in a host
  * namespace on the test underlay, etcd in its own namespace; simulated peers
  * are leases the agent writes into etcd. Every table carries its baseline
  * measured in the same run. Results go to stdout (Markdown tables) and to

@@ -4,6 +4,7 @@
  * a subnet among N leases, next to etcd's own prefix listing through the same
  * client in the same run (the baseline). Prints a table; `--quick` stops at 1000.
  */
+import { WeftError } from '../common/errors.js';
 import { performance } from 'node:perf_hooks';
 import { parseNetworkConfig } from '../lease/config.js';
 import { createEtcdClient } from '../lease/etcd-client.js';
@@ -63,7 +64,7 @@ async function main(): Promise<void> {
             const w = new LeaseWatcher({ registry, config, ownSubnet: () => null, ownPublicIP: '198.19.0.1' });
             const { kvs, revision } = await registry.listSubnets();
             const batch = w.apply({ type: 'snapshot', reason: 'initial', kvs, revision });
-            if (batch.peers.size !== n) throw new Error(`expected ${n} peers, got ${batch.peers.size}`);
+            if (batch.peers.size !== n) throw new WeftError('WEFT_ERR_HARNESS', `expected ${n} peers, got ${batch.peers.size}`);
           }),
         );
         const ac = new AbortController();

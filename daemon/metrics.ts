@@ -61,8 +61,8 @@ export class WeftMetrics {
       });
     };
     // The usual process series, read at scrape time only. Not prom-client's collectDefaultMetrics: its GC
-    // observer runs on every young-generation collection (many a second under churn with weftd's 1 MB young
-    // generation) and cost milliseconds each through a deprecated accessor.
+    // observer runs on every young-generation collection (frequent under churn with weftd's small young
+    // generation) and pays for each through a deprecated accessor.
     const memory = () => process.memoryUsage();
     gauge('process_resident_memory_bytes', 'Resident memory size in bytes', () => memory().rss);
     gauge('nodejs_heap_size_used_bytes', 'V8 heap in use, in bytes', () => memory().heapUsed);

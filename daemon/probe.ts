@@ -20,6 +20,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { unlessAborted } from '../common/abort.js';
 import { delay } from '../common/backoff.js';
+import { WeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
 import { VXLAN_DEFAULT_PORT } from '../common/defaults.js';
@@ -86,6 +87,7 @@ export class ProbeResponder {
     this.socket = socket;
   }
 
+  /** Stops answering (nothing is in flight: each answer is one send). */
   close(): void {
     this.socket?.close();
     this.socket = null;
@@ -98,6 +100,8 @@ export class ProbeClient {
   private readonly pending = new Map<string, (answer: { mtu: number | null }) => void>();
   private readonly session = randomBytes(4).toString('hex');
   private seq = 0;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private closed = false;
 
   constructor(private readonly port: number) {
     this.socket.on('error', () => undefined); // send errors surface as timeouts of that probe
@@ -112,7 +116,14 @@ export class ProbeClient {
   }
 
   /** One echo to `ip`; resolves with the RTT, or `ok: false` after `timeoutMs`. */
-  async echo(ip: string, timeoutMs: number): Promise<PathResult & { mtu: number | null }> {
+  echo(ip: string, timeoutMs: number): Promise<PathResult & { mtu: number | null }> {
+    if (this.closed) return Promise.reject(new WeftError('WEFT_ERR_INVALID_STATE', 'probe client is closed'));
+    const probe = this.probe(ip, timeoutMs);
+    this.inFlight.add(probe);
+    return probe.finally(() => this.inFlight.delete(probe));
+  }
+
+  private async probe(ip: string, timeoutMs: number): Promise<PathResult & { mtu: number | null }> {
     const token = `${this.session}.${++this.seq}`;
     const t0 = process.hrtime.bigint();
     try {
@@ -128,7 +139,10 @@ export class ProbeClient {
     }
   }
 
-  close(): void {
+  /** Graceful: echoes in flight get their answer or time out, then the socket closes. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.inFlight]);
     this.socket.close();
   }
 }
@@ -184,7 +198,7 @@ export class PeerProber {
         await delay(this.options.intervalMs, signal).catch(() => undefined);
       }
     } finally {
-      client.close();
+      await client.close();
       responder.close();
     }
   }
@@ -194,7 +208,7 @@ export class PeerProber {
     return [...this.results.values()];
   }
 
-  /** For /status: at most `limit` results, unhealthy peers first, so a 5000-node cluster's document stays small. */
+  /** For /status: at most `limit` results, unhealthy peers first, so a large cluster's document stays small. */
   healthForStatus(limit = 1000): PeerHealth[] {
     const all = this.health();
     return [...all.filter((h) => h.verdict !== 'ok'), ...all.filter((h) => h.verdict === 'ok')].slice(0, limit);

@@ -7,7 +7,8 @@ import type { Kernel } from '../kernel/kernel.js';
 import { createEtcdClient, etcdConnection } from '../lease/etcd-client.js';
 import { vxlanPort } from '../lease/config.js';
 import { LeaseManager } from '../lease/manager.js';
-import { EtcdRegistry, type Listing } from '../lease/registry.js';
+import type { ValidatedListing } from '../lease/lease-value.js';
+import { EtcdRegistry } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 import { BridgeKeeper } from './bridge.js';
@@ -96,8 +97,8 @@ export class Weftd {
     }
   }
 
-  /** Everything up to the lease and its outputs; returns the lease listing, which the peer watch starts from. */
-  private async start(signal: AbortSignal): Promise<Listing> {
+  /** Everything up to the lease and its outputs; returns the lease listing, validated, which the peer watch starts from. */
+  private async start(signal: AbortSignal): Promise<ValidatedListing> {
     const o = this.options;
     this.registry = new EtcdRegistry(createEtcdClient(etcdConnection(o)), o.etcdPrefix, this.log);
 
@@ -182,7 +183,7 @@ export class Weftd {
     }
   }
 
-  private async steadyState(signal: AbortSignal, listing: Listing): Promise<void> {
+  private async steadyState(signal: AbortSignal, listing: ValidatedListing): Promise<void> {
     const o = this.options;
     this.watcher = new LeaseWatcher({
       registry: this.registry!,
@@ -295,6 +296,8 @@ export class Weftd {
     await this.network?.close();
     if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
     this.server?.closeAllConnections();
-    this.registry?.close();
+    // destroy(), not close(): every loop has stopped, so what may still be in flight is at most an abandoned
+    // recovery attempt, and stopping must not wait on an unreachable etcd.
+    this.registry?.destroy();
   }
 }

@@ -8,6 +8,7 @@
  *
  *   node dist/demo/demo.js [--hosts 3] [--keep] [--ip-masq]
  */
+import { WeftError } from '../common/errors.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
@@ -35,11 +36,11 @@ async function dockerOptions(node: WeftNode): Promise<string[]> {
   await node.ns.exec(WEFTD, 'docker-opts', '-f', node.subnetFile, '-d', out, '-c');
   const text = (await import('node:fs')).readFileSync(out, 'utf8');
   const m = /^DOCKER_OPTS="(.*)"$/m.exec(text);
-  if (!m) throw new Error(`no DOCKER_OPTS in ${out}`);
+  if (!m) throw new WeftError('WEFT_ERR_HARNESS', `no DOCKER_OPTS in ${out}`);
   return m[1]!.trim().split(/\s+/);
 }
 
-/** Pings from a member's container or host; "ok 0.21 ms" (average RTT) or "FAIL". */
+/** Pings from a member's container or host; "ok <average RTT> ms" or "FAIL". */
 async function ping(from: Member, container: boolean, target: string): Promise<string> {
   try {
     const out = container

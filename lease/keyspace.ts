@@ -1,4 +1,5 @@
 import { posix } from 'node:path';
+import { WeftError } from '../common/errors.js';
 import { Subnet } from '../common/subnet.js';
 
 /**
@@ -34,19 +35,32 @@ const KEY_NAME = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,2})(?:&([0-9a-f:]{
 
 /**
  * Parses a key under the subnets prefix. Returns null for keys that are not
- * subnet keys; throws for a subnet key that is malformed (host bits set,
- * invalid address).
+ * subnet keys; throws WEFT_ERR_LEASE_MALFORMED for a subnet key that is
+ * malformed (host bits set, invalid address).
  */
 export function parseSubnetKey(prefix: string, key: string): { subnet: Subnet; ipv6Subnet: Subnet | null } | null {
   const base = subnetsPrefix(prefix);
   if (!key.startsWith(base)) return null;
   const m = KEY_NAME.exec(key.slice(base.length));
   if (!m) return null;
-  const subnet = Subnet.parseCanonical(`${m[1]}/${m[2]}`);
-  if (subnet.family !== 4) throw new Error(`not an IPv4 subnet: ${m[1]}/${m[2]}`);
-  const ipv6Subnet = m[3] ? Subnet.parseCanonical(`${m[3]}/${m[4]}`) : null;
+  const subnet = canonical(`${m[1]}/${m[2]}`);
+  if (subnet.family !== 4) throw malformed(`not an IPv4 subnet: ${m[1]}/${m[2]}`);
+  const ipv6Subnet = m[3] ? canonical(`${m[3]}/${m[4]}`) : null;
   if (ipv6Subnet && (ipv6Subnet.family !== 6 || ipv6Subnet.ip !== m[3])) {
-    throw new Error(`IPv6 part "${m[3]}-${m[4]}" is not a canonical IPv6 network`);
+    throw malformed(`IPv6 part "${m[3]}-${m[4]}" is not a canonical IPv6 network`);
   }
   return { subnet, ipv6Subnet };
+}
+
+/** A key's network part: an address that does not parse makes the key malformed (same text). */
+function canonical(cidr: string): Subnet {
+  try {
+    return Subnet.parseCanonical(cidr);
+  } catch (err) {
+    throw malformed((err as Error).message, err);
+  }
+}
+
+function malformed(reason: string, cause?: unknown): WeftError {
+  return new WeftError('WEFT_ERR_LEASE_MALFORMED', reason, cause === undefined ? undefined : { cause });
 }

@@ -1,8 +1,9 @@
-import { WeftError } from '../common/errors.js';
+import { WeftError, isWeftError } from '../common/errors.js';
 import { field, isPlainObject, jsonType } from './json-fields.js';
 import { parseSubnetKey } from './keyspace.js';
 import { canonicalMac, isUnicastMac } from '../common/mac.js';
 import { canonicalIPv4, canonicalIPv6 } from '../common/subnet.js';
+import type { Listing } from './registry.js';
 import type { BackendData, Lease, LeaseAttrs, NetworkConfig } from './types.js';
 
 /**
@@ -11,38 +12,41 @@ import type { BackendData, Lease, LeaseAttrs, NetworkConfig } from './types.js';
  * passed these checks.
  */
 
-/** flannel values are ~150 bytes; anything far larger is not a lease. */
+/** A flannel lease value is a short JSON object; anything far larger is not a lease. */
 export const MAX_LEASE_VALUE_BYTES = 4096;
 
 const BACKEND_TYPE = /^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/;
 
-/** Parses flannel's lease JSON (case-insensitive keys). Throws Error with the reason. */
+/**
+ * Parses flannel's lease JSON (case-insensitive keys). Throws
+ * WEFT_ERR_LEASE_MALFORMED with the reason (validateLease adds the key).
+ */
 export function parseLeaseAttrs(text: string): LeaseAttrs {
-  if (Buffer.byteLength(text) > MAX_LEASE_VALUE_BYTES) throw new Error(`value is larger than ${MAX_LEASE_VALUE_BYTES} bytes`);
+  if (Buffer.byteLength(text) > MAX_LEASE_VALUE_BYTES) throw bad(`value is larger than ${MAX_LEASE_VALUE_BYTES} bytes`);
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw new Error(`value is not valid JSON (${(err as Error).message})`);
+    throw bad(`value is not valid JSON (${(err as Error).message})`);
   }
-  if (!isPlainObject(doc)) throw new Error(`value must be a JSON object, got ${jsonType(doc)}`);
+  if (!isPlainObject(doc)) throw bad(`value must be a JSON object, got ${jsonType(doc)}`);
 
   const publicIPRaw = field(doc, 'PublicIP');
-  if (typeof publicIPRaw !== 'string') throw new Error(`PublicIP must be an IPv4 address string, got ${jsonType(publicIPRaw)}`);
+  if (typeof publicIPRaw !== 'string') throw bad(`PublicIP must be an IPv4 address string, got ${jsonType(publicIPRaw)}`);
   const PublicIP = canonicalIPv4(publicIPRaw);
-  if (PublicIP === null) throw new Error(`PublicIP ${JSON.stringify(publicIPRaw.slice(0, 64))} is not an IPv4 address`);
-  if (!isUsableUnicast(PublicIP)) throw new Error(`PublicIP ${PublicIP} is not a usable unicast address`);
+  if (PublicIP === null) throw bad(`PublicIP ${JSON.stringify(publicIPRaw.slice(0, 64))} is not an IPv4 address`);
+  if (!isUsableUnicast(PublicIP)) throw bad(`PublicIP ${PublicIP} is not a usable unicast address`);
 
   const v6Raw = field(doc, 'PublicIPv6');
   let PublicIPv6: string | null = null;
   if (v6Raw !== undefined && v6Raw !== null) {
     PublicIPv6 = typeof v6Raw === 'string' ? canonicalIPv6(v6Raw) : null;
-    if (PublicIPv6 === null) throw new Error(`PublicIPv6 ${JSON.stringify(String(v6Raw).slice(0, 64))} is not an IPv6 address`);
+    if (PublicIPv6 === null) throw bad(`PublicIPv6 ${JSON.stringify(String(v6Raw).slice(0, 64))} is not an IPv6 address`);
   }
 
   const typeRaw = field(doc, 'BackendType');
   if (typeRaw !== undefined && typeRaw !== null && (typeof typeRaw !== 'string' || (typeRaw !== '' && !BACKEND_TYPE.test(typeRaw)))) {
-    throw new Error(`BackendType ${JSON.stringify(String(typeRaw).slice(0, 64))} is not a backend name`);
+    throw bad(`BackendType ${JSON.stringify(String(typeRaw).slice(0, 64))} is not a backend name`);
   }
   const BackendType = typeof typeRaw === 'string' ? typeRaw : '';
 
@@ -56,20 +60,20 @@ export function parseLeaseAttrs(text: string): LeaseAttrs {
 
 function parseBackendData(raw: unknown, backendType: string, name: string): BackendData | undefined {
   if (raw === undefined || raw === null) {
-    if (backendType === 'vxlan' && name === 'BackendData') throw new Error('vxlan lease without BackendData');
+    if (backendType === 'vxlan' && name === 'BackendData') throw bad('vxlan lease without BackendData');
     return undefined;
   }
-  if (!isPlainObject(raw)) throw new Error(`${name} must be an object, got ${jsonType(raw)}`);
+  if (!isPlainObject(raw)) throw bad(`${name} must be an object, got ${jsonType(raw)}`);
   if (backendType !== 'vxlan') return raw;
 
   const vni = field(raw, 'VNI');
   if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) {
-    throw new Error(`${name}.VNI must be an integer 0..16777215, got ${JSON.stringify(vni)?.slice(0, 32)}`);
+    throw bad(`${name}.VNI must be an integer 0..16777215, got ${JSON.stringify(vni)?.slice(0, 32)}`);
   }
   const macRaw = field(raw, 'VtepMAC');
   const mac = typeof macRaw === 'string' ? canonicalMac(macRaw) : null;
-  if (mac === null) throw new Error(`${name}.VtepMAC ${JSON.stringify(macRaw)?.slice(0, 40)} is not a MAC address`);
-  if (!isUnicastMac(mac)) throw new Error(`${name}.VtepMAC ${mac} is not a unicast MAC address`);
+  if (mac === null) throw bad(`${name}.VtepMAC ${JSON.stringify(macRaw)?.slice(0, 40)} is not a MAC address`);
+  if (!isUnicastMac(mac)) throw bad(`${name}.VtepMAC ${mac} is not a unicast MAC address`);
   return { VNI: vni, VtepMAC: mac };
 }
 
@@ -101,37 +105,47 @@ export interface RawKeyValue {
   readonly modRevision: string;
 }
 
+
+/** One key's verdict: its lease (null: not a subnet key), or the WEFT_ERR_LEASE_MALFORMED error saying why it is none. */
+export type LeaseVerdict =
+  | { readonly kv: RawKeyValue; readonly lease: Lease | null; readonly error: null }
+  | { readonly kv: RawKeyValue; readonly lease: null; readonly error: WeftError };
+
+/** validateLease() as a value: a malformed key gives a verdict with its error instead of throwing. */
+export function judgeLease(prefix: string, kv: RawKeyValue, config: NetworkConfig): LeaseVerdict {
+  try {
+    return { kv, lease: validateLease(prefix, kv, config), error: null };
+  } catch (err) {
+    if (!isWeftError(err, 'WEFT_ERR_LEASE_MALFORMED')) throw err;
+    return { kv, lease: null, error: err };
+  }
+}
+
+/**
+ * A listing whose keys were judged once, against `prefix` and `config`: lease
+ * acquisition reads and judges every key, and hands the result to the peer
+ * watch, which starts from it instead of judging every key a second time.
+ * Like the listing, it is handed over: the watch empties `verdicts` once it
+ * has taken them.
+ */
+export interface ValidatedListing extends Listing {
+  readonly prefix: string;
+  readonly config: NetworkConfig;
+  /** One per key of `kvs`, in the same order. */
+  readonly verdicts: LeaseVerdict[];
+}
+
 /**
  * Validates one subnet key/value against the network config. Returns null
  * for keys that are not subnet keys at all; throws WEFT_ERR_LEASE_MALFORMED,
  * naming the key, for a subnet key whose key or value is invalid.
  */
 export function validateLease(prefix: string, kv: RawKeyValue, config: NetworkConfig): Lease | null {
-  // At start-up the lease manager and the peer watch validate the same listing (the same objects):
-  // the second time is a lookup. Values from etcd are never mutated, so a verdict stays true.
-  const known = verdicts.get(kv);
-  if (known && known.prefix === prefix && known.config === config) {
-    if (known.error) throw known.error;
-    return known.lease;
-  }
-  try {
-    const lease = checkLease(prefix, kv, config);
-    verdicts.set(kv, { prefix, config, lease, error: null });
-    return lease;
-  } catch (err) {
-    if (err instanceof WeftError) verdicts.set(kv, { prefix, config, lease: null, error: err });
-    throw err;
-  }
-}
-
-const verdicts = new WeakMap<RawKeyValue, { prefix: string; config: NetworkConfig; lease: Lease | null; error: WeftError | null }>();
-
-function checkLease(prefix: string, kv: RawKeyValue, config: NetworkConfig): Lease | null {
   let parsed: ReturnType<typeof parseSubnetKey>;
   try {
     parsed = parseSubnetKey(prefix, kv.key);
   } catch (err) {
-    throw malformed(kv.key, (err as Error).message);
+    throw malformed(kv.key, (err as Error).message, err);
   }
   if (!parsed) return null;
   const { subnet, ipv6Subnet } = parsed;
@@ -150,11 +164,16 @@ function checkLease(prefix: string, kv: RawKeyValue, config: NetworkConfig): Lea
   try {
     attrs = parseLeaseAttrs(kv.value);
   } catch (err) {
-    throw malformed(kv.key, (err as Error).message);
+    throw malformed(kv.key, (err as Error).message, err);
   }
   return { subnet, ipv6Subnet, attrs, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision };
 }
 
-function malformed(key: string, reason: string): WeftError {
-  return new WeftError('WEFT_ERR_LEASE_MALFORMED', `malformed lease ${JSON.stringify(key.slice(0, 200))}: ${reason}`);
+function malformed(key: string, reason: string, cause?: unknown): WeftError {
+  return new WeftError('WEFT_ERR_LEASE_MALFORMED', `malformed lease ${JSON.stringify(key.slice(0, 200))}: ${reason}`, cause === undefined ? undefined : { cause });
+}
+
+/** A lease value's own fault, before validateLease names the key. */
+function bad(reason: string): WeftError {
+  return new WeftError('WEFT_ERR_LEASE_MALFORMED', reason);
 }

@@ -4,7 +4,7 @@ import { WeftError, isWeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { chooseSubnet } from './allocate.js';
 import { parseSubnetKey, subnetKey } from './keyspace.js';
-import { serializeLeaseAttrs, validateLease, type RawKeyValue } from './lease-value.js';
+import { judgeLease, serializeLeaseAttrs, validateLease, type LeaseVerdict, type RawKeyValue, type ValidatedListing } from './lease-value.js';
 import type { Listing, Registry, StoreUpdate } from './registry.js';
 import type { Subnet } from '../common/subnet.js';
 import { isReservation, type Lease, type LeaseAttrs, type NetworkConfig } from './types.js';
@@ -29,17 +29,25 @@ export interface LeaseManagerOptions {
 /** `held`: key present and kept alive; `renewing`: a keepalive is failing, retrying; `lost`: key gone, recovering. */
 export type LeaseState = 'acquiring' | 'held' | 'renewing' | 'lost';
 
+/** A LeaseManager's events and their arguments. */
+export type LeaseManagerEvents = {
+  state: [state: LeaseState];
+  /** Recovery moved this node to another subnet. */
+  change: [lease: Lease, previous: Lease];
+  /** The lease was found lost; recovery is under way. */
+  lost: [reason: string];
+  /** A keepalive went through; etcd granted `ttl` seconds. */
+  renewed: [ttl: number];
+};
+
 /**
  * Obtains this node's subnet lease and keeps it: one etcd lease per process
  * kept alive (never a new etcd lease per renewal), a watch on the exact own
  * key, and recovery when the key is deleted, revoked or expires: the same
  * subnet is re-created at once if free; only if another node took it is a new
- * subnet acquired, and reported through the `'change'` event.
- *
- * Events: `'state'` (LeaseState), `'change'` (new Lease, previous Lease),
- * `'lost'` (reason string), `'renewed'` (ttl seconds).
+ * subnet acquired, and reported through the `'change'` event (see LeaseManagerEvents).
  */
-export class LeaseManager extends EventEmitter {
+export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   private readonly registry: Registry;
   private readonly log: Logger;
   private readonly ttl: number;
@@ -89,11 +97,14 @@ export class LeaseManager extends EventEmitter {
 
   /**
    * acquire(), also returning the listing of every subnet key the choice was
-   * made from: the peer watch can start from it instead of reading and
-   * decoding all leases a second time. `prefetched`, a listing already asked
-   * for, is used for the first try.
+   * made from, with each key's verdict: the peer watch can start from it
+   * instead of reading, decoding and validating all leases a second time.
+   * `prefetched`, a listing already asked for, is used for the first try.
    */
-  async acquireWithListing(signal: AbortSignal, { exclude, prefetched }: { exclude?: Subnet; prefetched?: Promise<Listing> } = {}): Promise<{ lease: Lease; listing: Listing }> {
+  async acquireWithListing(
+    signal: AbortSignal,
+    { exclude, prefetched }: { exclude?: Subnet; prefetched?: Promise<Listing> } = {},
+  ): Promise<{ lease: Lease; listing: ValidatedListing }> {
     const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
     // A listing read ahead (while the caller set up its device) serves the first try. An old
     // listing is safe: creating and replacing are conditional, and a lost race re-lists.
@@ -103,10 +114,13 @@ export class LeaseManager extends EventEmitter {
       try {
         const listing = await (first ?? this.registry.listSubnets());
         first = undefined;
-        const lease = await this.tryAcquire(listing, exclude);
+        const { prefix } = this.registry;
+        const { config } = this.options;
+        const verdicts = listing.kvs.map((kv) => judgeLease(prefix, kv, config));
+        const lease = await this.tryAcquire(verdicts, exclude);
         if (lease) {
           this.hold(lease);
-          return { lease, listing };
+          return { lease, listing: { kvs: listing.kvs, revision: listing.revision, prefix, config, verdicts } };
         }
         this.log.info('lost a race for a subnet; re-listing');
         await delay(Math.floor(Math.random() * 50), signal);
@@ -126,7 +140,7 @@ export class LeaseManager extends EventEmitter {
    * (a restart reuses it). Call release() to give it up.
    */
   async run(signal: AbortSignal): Promise<void> {
-    if (!this.held) throw new Error('run() needs a lease: call acquire() first');
+    if (!this.held) throw new WeftError('WEFT_ERR_INVALID_STATE', 'run() needs a lease: call acquire() first');
     await Promise.all([this.keepAliveLoop(signal), this.watchOwnKey(signal)]);
   }
 
@@ -136,9 +150,9 @@ export class LeaseManager extends EventEmitter {
     this.etcdLeaseId = null;
   }
 
-  private async tryAcquire(listing: Listing, exclude?: Subnet): Promise<Lease | null> {
+  private async tryAcquire(verdicts: readonly LeaseVerdict[], exclude?: Subnet): Promise<Lease | null> {
     const { config, attrs } = this.options;
-    const leases = listing.kvs.flatMap((kv) => this.validOrWarn(kv));
+    const leases = verdicts.flatMap((verdict) => this.occupying(verdict));
     const { choice, incompatible } = chooseSubnet({
       config,
       leases,
@@ -171,17 +185,13 @@ export class LeaseManager extends EventEmitter {
     return this.reread(key);
   }
 
-  private validOrWarn(kv: RawKeyValue): Lease[] {
-    try {
-      const lease = validateLease(this.registry.prefix, kv, this.options.config);
-      return lease ? [lease] : [];
-    } catch (err) {
-      if (!isWeftError(err, 'WEFT_ERR_LEASE_MALFORMED')) throw err;
-      this.log.warn(`ignoring ${err.message}`);
-      // A malformed key still occupies its subnet: never hand that subnet out.
-      const occupied = this.occupiedSubnet(kv);
-      return occupied ? [occupied] : [];
-    }
+  /** What a key holds for allocation: its lease, a placeholder for a malformed key (warned), or nothing. */
+  private occupying(verdict: LeaseVerdict): Lease[] {
+    if (!verdict.error) return verdict.lease ? [verdict.lease] : [];
+    this.log.warn(`ignoring ${verdict.error.message}`);
+    // A malformed key still occupies its subnet: never hand that subnet out.
+    const occupied = this.occupiedSubnet(verdict.kv);
+    return occupied ? [occupied] : [];
   }
 
   /** A lease standing for a key whose value is bad but whose subnet part parses: it has no owner, only a subnet. */
@@ -322,7 +332,7 @@ export class LeaseManager extends EventEmitter {
     while (!signal.aborted) {
       try {
         const kv = await this.registry.getSubnet(held.key);
-        const current = kv ? this.validOrWarn(kv)[0] : undefined;
+        const current = kv ? this.occupying(judgeLease(this.registry.prefix, kv, this.options.config))[0] : undefined;
         if (current && current.attrs.PublicIP === this.options.attrs.PublicIP && kv!.value === serializeLeaseAttrs(this.options.attrs)) {
           const leaseAlive = isReservation(current) || current.etcdLeaseId === this.etcdLeaseId;
           if (leaseAlive) {

@@ -57,11 +57,17 @@ export const WATCH_RECONNECT_TIMEOUT_MS = 10_000;
 /** Store connectivity, as seen by the last call that reached (or failed to reach) etcd. */
 export type StoreState = 'connected' | 'unreachable';
 
+/** A registry's events and their arguments. */
+export type RegistryEvents = {
+  /** Store connectivity changed. */
+  state: [state: StoreState];
+};
+
 /**
  * weft's view of etcd: flannel's keyspace and the few operations the lease
  * layer needs. The only module that talks to the etcd3 client.
  */
-export interface Registry extends EventEmitter {
+export interface Registry extends EventEmitter<RegistryEvents> {
   readonly prefix: string;
   readonly state: StoreState;
   /** Reads and validates `<prefix>/config`. Throws WEFT_ERR_CONFIG_MISSING / _INVALID / STORE_UNAVAILABLE. */
@@ -92,11 +98,20 @@ export interface Registry extends EventEmitter {
    * seen revision. Ends when `signal` aborts.
    */
   watchSubnets(signal: AbortSignal, options?: WatchOptions): AsyncIterable<StoreUpdate>;
-  close(): void;
+  /**
+   * Graceful: calls in flight finish, then the connection closes. Keys and
+   * etcd leases stay in etcd; watches end with their signal. Calls made after
+   * close() fail with WEFT_ERR_INVALID_STATE.
+   */
+  close(): Promise<void>;
+  /** Closes the connection now: calls in flight fail. Keys and etcd leases stay in etcd. */
+  destroy(): void;
 }
 
-export class EtcdRegistry extends EventEmitter implements Registry {
+export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Registry {
   private currentState: StoreState = 'connected';
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private closed = false;
 
   constructor(
     private readonly client: Etcd3,
@@ -179,7 +194,7 @@ export class EtcdRegistry extends EventEmitter implements Registry {
       const stream = await this.client.leaseClient.leaseKeepAlive();
       try {
         const res = await new Promise<{ TTL: string }>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error('keepalive timed out')), 5000);
+          const timer = setTimeout(() => reject(new WeftError('WEFT_ERR_STORE_UNAVAILABLE', 'etcd keepalive timed out')), 5000);
           stream.on('data', (r: { TTL: string }) => (clearTimeout(timer), resolve(r)));
           stream.on('error', (e: Error) => (clearTimeout(timer), reject(e)));
           stream.write({ ID: id });
@@ -216,7 +231,7 @@ export class EtcdRegistry extends EventEmitter implements Registry {
         continue;
       }
       yield { type: 'snapshot', kvs: listing.kvs, revision: listing.revision, reason };
-      // The consumer has taken the snapshot. Its entries go now (at 5000 leases about 1.5 MB): this
+      // The consumer has taken the snapshot. Its entries go now (a large cluster's listing is big): this
       // generator, and the callers' frames the initial listing came through, live as long as the watch.
       listing.kvs.length = 0;
       reason = 'resync';
@@ -251,7 +266,14 @@ export class EtcdRegistry extends EventEmitter implements Registry {
     }
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    this.client.close();
+  }
+
+  destroy(): void {
+    this.closed = true;
     this.client.close();
   }
 
@@ -262,11 +284,24 @@ export class EtcdRegistry extends EventEmitter implements Registry {
 
   /** Runs one etcd call, maps failures to WeftError and drives the connectivity state. */
   private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new WeftError('WEFT_ERR_INVALID_STATE', `etcd ${operation}: the registry is closed`);
+    const attempt = this.attempt(operation, fn);
+    this.inFlight.add(attempt);
+    try {
+      return await attempt;
+    } finally {
+      this.inFlight.delete(attempt);
+    }
+  }
+
+  private async attempt<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     try {
       const result = await fn();
       this.setState('connected');
       return result;
     } catch (err) {
+      // etcd3 types the errors of its unary calls; an error on the keepalive stream comes from grpc as it is, and
+      // etcd's text is all it carries. This is the one place a message is read: it becomes a code here.
       if (err instanceof EtcdLeaseInvalidError || /requested lease not found/.test((err as Error).message)) {
         this.setState('connected'); // etcd answered
         throw new WeftError('WEFT_ERR_ETCD_LEASE_NOT_FOUND', `etcd ${operation}: lease not found`, { cause: err });
@@ -318,7 +353,7 @@ function drainWatch(watcher: Watcher, reconnectTimeoutMs: number, signal: AbortS
   watcher.on('connected', reconnected);
   watcher.on('disconnected', () => {
     reconnectDeadline ??= setTimeout(() => {
-      failure = new Error(`etcd watch not re-established within ${reconnectTimeoutMs} ms of a disconnect`);
+      failure = new WeftError('WEFT_ERR_STORE_UNAVAILABLE', `etcd watch not re-established within ${reconnectTimeoutMs} ms of a disconnect`);
       poke();
     }, reconnectTimeoutMs);
   });
@@ -347,7 +382,7 @@ async function confirmed(watcher: Watcher, timeoutMs: number, signal: AbortSigna
   try {
     await once(watcher, 'connected', { signal: AbortSignal.any([signal, deadline]) });
   } catch (err) {
-    if (deadline.aborted && !signal.aborted) throw new Error(`etcd did not confirm the watch within ${timeoutMs} ms`);
+    if (deadline.aborted && !signal.aborted) throw new WeftError('WEFT_ERR_STORE_UNAVAILABLE', `etcd did not confirm the watch within ${timeoutMs} ms`);
     throw err;
   }
 }

@@ -1,7 +1,6 @@
-import { isWeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
-import { sameAttrs, validateLease, type RawKeyValue } from './lease-value.js';
-import type { Listing, Registry, StoreUpdate } from './registry.js';
+import { judgeLease, sameAttrs, type LeaseVerdict, type RawKeyValue, type ValidatedListing } from './lease-value.js';
+import type { Registry, StoreUpdate } from './registry.js';
 import type { Subnet } from '../common/subnet.js';
 import type { Lease, NetworkConfig, PeerBatch, PeerEvent } from './types.js';
 
@@ -42,19 +41,30 @@ export class LeaseWatcher {
     return this.peers;
   }
 
-  /** Peer batches until `signal` aborts; `initial`, a listing already read (see Registry.watchSubnets), saves the first one. */
-  async *batches(signal: AbortSignal, initial?: Listing): AsyncGenerator<PeerBatch> {
+  /**
+   * Peer batches until `signal` aborts. `initial`, a listing already read and
+   * judged (LeaseManager.acquireWithListing), becomes the first snapshot: its
+   * keys are neither read nor validated again (see Registry.watchSubnets).
+   */
+  async *batches(signal: AbortSignal, initial?: ValidatedListing): AsyncGenerator<PeerBatch> {
+    let verdicts = initial && this.judgedAlike(initial) ? initial.verdicts : undefined;
     for await (const update of this.options.registry.watchSubnets(signal, initial ? { initial } : {})) {
-      const batch = this.apply(update);
+      // The first update is `initial` itself (the registry yields a given listing first).
+      const batch = this.apply(update, verdicts);
+      if (verdicts) verdicts.length = 0; // handed over: the watch outlives them (see ValidatedListing)
+      verdicts = undefined;
       if (batch.resync || batch.events.length > 0) yield batch;
     }
   }
 
-  /** Applies one store update to the cache; exposed for unit tests. */
-  apply(update: StoreUpdate): PeerBatch {
+  /**
+   * Applies one store update to the cache; exposed for unit tests.
+   * `verdicts`, the snapshot's keys already judged (in order), spare judging them again.
+   */
+  apply(update: StoreUpdate, verdicts?: readonly LeaseVerdict[]): PeerBatch {
     if (update.type === 'snapshot') {
       if (update.reason === 'resync') this.resyncs++;
-      return { events: this.reset(update.kvs), peers: this.peers, resync: true };
+      return { events: this.reset(update.kvs, verdicts), peers: this.peers, resync: true };
     }
     const events: PeerEvent[] = [];
     for (const ev of update.events) {
@@ -71,13 +81,14 @@ export class LeaseWatcher {
     return { events, peers: this.peers, resync: false };
   }
 
-  private reset(kvs: readonly RawKeyValue[]): PeerEvent[] {
+  private reset(kvs: readonly RawKeyValue[], verdicts?: readonly LeaseVerdict[]): PeerEvent[] {
     const events: PeerEvent[] = [];
     const seen = new Set<string>();
     // Index loop and forEach: at start-up this runs unoptimised over every lease, where iterator steps allocate.
     for (let i = 0; i < kvs.length; i++) {
       const kv = kvs[i] as RawKeyValue;
-      const lease = this.validate(kv);
+      const verdict = verdicts?.[i];
+      const lease = this.validate(kv, verdict?.kv === kv ? verdict : undefined);
       const subnetKey = lease ? lease.subnet.toString() : this.keyOf(kv);
       if (subnetKey) seen.add(subnetKey); // a known peer whose value turned malformed keeps its slot
       if (lease) this.upsert(lease, events);
@@ -111,16 +122,18 @@ export class LeaseWatcher {
     return lease;
   }
 
-  /** A valid peer lease, or null (not a subnet key, own subnet, or malformed: warned once). */
-  private validate(kv: RawKeyValue): Lease | null {
-    let lease: Lease | null;
-    try {
-      lease = validateLease(this.options.registry.prefix, kv, this.options.config);
-    } catch (err) {
-      if (!isWeftError(err, 'WEFT_ERR_LEASE_MALFORMED')) throw err;
-      this.warnOnce(kv, err.message);
+  /** Whether `listing` was judged by the rules this watcher applies (same keyspace, same config). */
+  private judgedAlike(listing: ValidatedListing): boolean {
+    return listing.prefix === this.options.registry.prefix && listing.config === this.options.config;
+  }
+
+  /** A valid peer lease, or null (not a subnet key, own subnet, or malformed: warned once). `verdict`: `kv` judged already. */
+  private validate(kv: RawKeyValue, verdict: LeaseVerdict = judgeLease(this.options.registry.prefix, kv, this.options.config)): Lease | null {
+    if (verdict.error) {
+      this.warnOnce(kv, verdict.error.message);
       return null;
     }
+    const lease = verdict.lease;
     if (!lease) return null;
     const own = this.options.ownSubnet();
     if (own && own.equals(lease.subnet)) return null;

@@ -2,8 +2,8 @@
 /**
  * Bundles weftd and weftctl, each into one file under dist/bin/, from tsc's
  * output, and gives each a V8 code cache. Why: Node 20 spends most of weftd's
- * start-up loading code. One minified file instead of ~900 module files
- * loads faster and takes less memory; the code cache then spares compiling
+ * start-up loading code. One minified file instead of hundreds of module
+ * files loads faster and takes less memory; the code cache then spares compiling
  * it (Node 20 has no module compile cache of its own).
  *
  * For each program:
@@ -41,12 +41,12 @@ const require = createRequire(import.meta.url);
 
 /**
  * Node flags each program runs with (its executable's first line). weftd is
- * a long-running daemon that should stay small: a 1 MB young generation
- * instead of one growing to 16 MB keeps RSS at 5000 peers 132 -> 107 MB
- * (same session, `npm run bench -- --only startup`), with start-up no slower
- * and a repair pass ~10 % dearer. Not --optimize-for-size: another 10 MB
- * less, but every repair pass 2.3x dearer (112 -> 300 ms at 5000 peers,
- * bench/kernel-fullpass.ts) and churn CPU 7-16 % higher.
+ * a long-running daemon that should stay small: a 1 MB young generation,
+ * instead of one that grows to V8's 16 MB, keeps its resident memory with
+ * many peers clearly lower, costs start-up nothing and a repair pass a
+ * little. Not --optimize-for-size: it saves a little more memory but makes
+ * every repair pass (bench/kernel-fullpass.ts) and churn several times
+ * dearer in CPU.
  *
  * And environment (glibc malloc tunables; other C libraries ignore them).
  * glibc raises its mmap threshold to the size of each large block freed (up
@@ -54,12 +54,11 @@ const require = createRequire(import.meta.url);
  * MB come from malloc's heaps and their pages stay there. A fixed 128 KiB
  * threshold keeps such blocks in their own mappings, returned when freed.
  * Fixing it also pins the trim threshold at 128 KiB, which trimmed and
- * refaulted the arenas of V8's worker threads at every collection (twice the
- * madvise calls, idle CPU at 5000 peers ~1.05 % instead of ~0.9 %); 1 MB
- * avoids that, and two arenas for all threads instead of one per thread keep
- * the saving. Measured at 5000 idle peers (same session, `npm run bench --
- * --only startup --sizes 5000`): RSS 83.3-83.8 -> 77.7-79.5 MB, idle CPU
- * 0.55-0.98 % (0.70-1.35 % without these).
+ * refaulted the arenas of V8's worker threads at every collection (more
+ * madvise calls, more idle CPU); 1 MB avoids that, and two arenas for all
+ * threads instead of one per thread keep the saving. To weigh a flag or a
+ * tunable again, run the start-up benchmark (`npm run bench -- --only
+ * startup`, weftd's resident memory and idle CPU) with and without it.
  */
 const programs = {
   weftd: {
@@ -94,11 +93,11 @@ cpSync(protoDir, join(dist, 'proto'), { recursive: true });
 /**
  * Modules that yargs uses only to lay out --help and usage errors, which a
  * daemon almost never prints, but which cost every start to load:
- * - `cliui` (with wrap-ansi and strip-ansi), the layout itself: ~14 ms of
- *   weftd's loading (unminified profile, no code cache);
+ * - `cliui` (with wrap-ansi and strip-ansi), the layout itself: a visible
+ *   share of weftd's loading in a CPU profile;
  * - `string-width`, which also cliui's stand-in would load, builds an
  *   `Intl.Segmenter` and Unicode property regexes as it loads, which loads
- *   ICU data: about 15 ms and 1.5 MB of RSS.
+ *   ICU data: start-up time and resident memory.
  * Each import of one gets a stand-in for its default export (a function)
  * that loads the real module on its first call.
  */
@@ -124,14 +123,14 @@ const lazyHelpModules = {
 /**
  * `process.env.NODE_ENV` as the bundle sees it. The one module in either
  * bundle that reads it is winston's `@dabh/diagnostics`, whose development
- * build (colorspace, kuler, ...: ~11 ms of loading) prints winston's own
+ * build (colorspace, kuler, ...: more modules to load) prints winston's own
  * debugging for DEBUG=winston:*; its production build is a no-op.
  */
 const PRODUCTION = { 'process.env.NODE_ENV': '"production"' };
 
 const launcherSource = readFileSync(join(here, 'launcher.cjs'), 'utf8');
 mkdirSync(join(dist, 'bin'), { recursive: true });
-// Earlier layouts: ES module bundles run directly.
+// ES module bundles of the same names, left in dist/ by an older build's layout, are never run: remove them.
 for (const name of Object.keys(programs)) rmSync(join(dist, 'bin', `${name}.mjs`), { force: true });
 
 for (const [name, { entry, nodeFlags, env }] of Object.entries(programs)) {

@@ -3,7 +3,7 @@
  * The body of dist/bin/weftd.cjs and dist/bin/weftctl.cjs (scripts/bundle.mjs
  * writes each as a Node hashbang line, this file, and a `launch` call).
  * Compiles the program's bundle with the V8 code cache made at build time,
- * which spares parsing and compiling the 1.2 MB bundle at every start, then
+ * which spares parsing and compiling the whole bundle at every start, then
  * runs it as Node would run a CommonJS main module.
  *
  * The cache is only read here. When V8 rejects it (another Node version or
@@ -19,8 +19,8 @@ const vm = require('node:vm');
 /**
  * The bundle as a vm.Script in Node's CommonJS wrapper, compiled with
  * `cachedData` when there is one. The bundle is ASCII (the build checks), so
- * it is read as latin1: the same string without UTF-8 decoding, ~5 ms less
- * of every start for 1.2 MB.
+ * it is read as latin1: the same string without the cost of UTF-8 decoding
+ * a large file at every start.
  */
 function compileBundle(bundle, cachedData) {
   return new vm.Script(wrap(readFileSync(bundle, 'latin1')), { filename: bundle, cachedData: cachedData ?? undefined });

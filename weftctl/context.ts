@@ -12,7 +12,8 @@ import type { WeftdOptions } from '../common/options.js';
 /** An open etcd connection to weft's keyspace. */
 export interface EtcdSession {
   readonly registry: EtcdRegistry;
-  close(): void;
+  /** Graceful: calls in flight finish first (Registry.close). */
+  close(): Promise<void>;
 }
 
 export function openEtcd(o: WeftdOptions): EtcdSession {

@@ -4,7 +4,7 @@
  * weftd skips them; a key without an etcd lease is a reservation (flannel's
  * convention), with a TTL otherwise.
  */
-import { WeftError } from '../common/errors.js';
+import { WeftError, isWeftError } from '../common/errors.js';
 import { parseSubnetKey, subnetKey } from '../lease/keyspace.js';
 import { parseLeaseAttrs, serializeLeaseAttrs, validateLease, type RawKeyValue } from '../lease/lease-value.js';
 import type { Registry } from '../lease/registry.js';
@@ -39,12 +39,12 @@ export function describeLease(prefix: string, kv: RawKeyValue, config: NetworkCo
     let attrs: LeaseAttrs;
     if (config) {
       const lease = validateLease(prefix, kv, config);
-      if (!lease) throw new Error('not a subnet key');
+      if (!lease) throw new WeftError('WEFT_ERR_LEASE_MALFORMED', 'not a subnet key');
       subnet = lease.subnet.toString();
       attrs = lease.attrs;
     } else {
       const parsed = parseSubnetKey(prefix, kv.key);
-      if (!parsed) throw new Error('not a subnet key');
+      if (!parsed) throw new WeftError('WEFT_ERR_LEASE_MALFORMED', 'not a subnet key');
       subnet = parsed.subnet.toString();
       attrs = parseLeaseAttrs(kv.value);
     }
@@ -77,7 +77,7 @@ export async function readLeaseRows(registry: Registry): Promise<{ rows: LeaseRo
   try {
     config = await registry.readNetworkConfig();
   } catch (err) {
-    if ((err as WeftError).code === 'WEFT_ERR_STORE_UNAVAILABLE') throw err;
+    if (isWeftError(err, 'WEFT_ERR_STORE_UNAVAILABLE')) throw err;
     configError = (err as Error).message;
   }
   const { kvs } = await registry.listSubnets();

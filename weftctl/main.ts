@@ -83,7 +83,7 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
       const { text, source } = await readInput(a.file as string | undefined);
       return await setConfig(etcd.registry, text, source);
     } finally {
-      etcd.close();
+      await etcd.close();
     }
   }
   if (command === 'leases' || command === 'reserve' || command === 'release') {
@@ -99,7 +99,7 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
       }
       return await release(etcd.registry, String(a.subnet), a.force === true);
     } finally {
-      etcd.close();
+      await etcd.close();
     }
   }
   const kernel = new NetlinkKernel();
@@ -117,7 +117,7 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
         const underlay = await discoverUnderlay(kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, publicIp: o.publicIp });
         return diffReport(await diffNode(etcd.registry, kernel, underlay));
       } finally {
-        etcd.close();
+        await etcd.close();
       }
     }
     // doctor
@@ -132,7 +132,7 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
       ]);
       return doctorReport(await runChecks({ options: o, kernel, status, leases }));
     } finally {
-      etcd.close();
+      await etcd.close();
     }
   } finally {
     await kernel.close();

@@ -15,8 +15,8 @@
  * userspace round trip on the first packet is slow and lossy; three entries
  * per peer make the data path independent of the daemon.
  *
- * Cost: three kernel entries and three rtnetlink messages per peer; at 5000
- * peers a start-up takes about half a second (backend/README.md). A full
+ * Cost: three kernel entries and three rtnetlink messages per peer, so a
+ * start-up's work grows linearly with the peers (docs/benchmarks.md). A full
  * repair pass dumps the device's neighbours and FDB and the main table; it
  * runs when the kernel reports drift (an entry or the device deleted or
  * changed outside weft) and, as a safety net, every --resync-interval.
