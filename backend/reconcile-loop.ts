@@ -7,12 +7,13 @@
  * the event loop stays free (the netlink socket must never be starved).
  */
 import { Backoff } from '../common/backoff.js';
+import { WEFTD_DEFAULTS } from '../common/defaults.js';
 import type { Logger } from '../common/log.js';
 import type { ReconcilePass } from './backend.js';
 import type { Kernel, KernelChange } from '../kernel/kernel.js';
 import type { Reconciler } from './reconciler.js';
 
-export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
+const DEFAULT_RESYNC_INTERVAL_MS = WEFTD_DEFAULTS['resync-interval'] * 1000;
 /** How long drift notifications are gathered before the repair pass: a burst becomes one pass. */
 const DRIFT_DEBOUNCE_MS = 50;
 /** At most one drift log line per this period, so a flapping entry cannot flood the log. */

@@ -6,7 +6,7 @@
  * renders the committed JSON and compares it with the committed documents
  * byte for byte).
  *
- * The goals are those the cluster benchmark was built to judge (issue 7);
+ * The goals are those the cluster benchmark was built to judge;
  * each verdict is computed from the run, never written by hand. The run's
  * timestamp is left out on purpose: history lives in git.
  */
@@ -34,7 +34,7 @@ export const RESULTS_FILE = 'bench/results/cluster.json';
 export const DOC_FILE = 'docs/benchmarks.md';
 export const README_FILE = 'README.md';
 
-/** The goals' thresholds (issue 7). */
+/** The goals' thresholds: the one place they are written. */
 export const GOALS = {
   /** Start-up at the largest N over its limit (etcd list + ip/bridge -batch), median of the pairs. */
   startupRatio: 1.2,

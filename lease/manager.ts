@@ -6,11 +6,12 @@ import { chooseSubnet } from './allocate.js';
 import { parseSubnetKey, subnetKey } from './keyspace.js';
 import { judgeLease, serializeLeaseAttrs, validateLease, type LeaseVerdict, type RawKeyValue, type ValidatedListing } from './lease-value.js';
 import type { Listing, Registry, StoreUpdate } from './registry.js';
+import { WEFTD_DEFAULTS } from '../common/defaults.js';
 import type { Subnet } from '../common/subnet.js';
 import { isReservation, type Lease, type LeaseAttrs, type NetworkConfig } from './types.js';
 
-export const DEFAULT_LEASE_TTL_SECONDS = 24 * 3600;
-export const DEFAULT_RENEW_MARGIN_SECONDS = 3600;
+const DEFAULT_LEASE_TTL_SECONDS = WEFTD_DEFAULTS['subnet-lease-ttl'];
+const DEFAULT_RENEW_MARGIN_SECONDS = WEFTD_DEFAULTS['subnet-lease-renew-margin'] * 60;
 
 export interface LeaseManagerOptions {
   readonly registry: Registry;

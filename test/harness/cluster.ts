@@ -168,7 +168,7 @@ export interface ClusterOptions {
 }
 
 /**
- * The test topology of shared/design/README.md: a switch namespace (br0),
+ * The test topology weft's namespace tests share: a switch namespace (br0),
  * etcd in its own namespace at 198.18.0.250, and hosts h1..hN at
  * 198.18.0.1..N. Nothing is placed in the root namespace.
  */
