@@ -26,7 +26,7 @@ import {
   splitMessages,
   toFdb,
   toNeigh,
-} from '../kernel/netlink/codec.js';
+} from '../kernel/netlink/wire.js';
 import { PREFIX } from './cluster-leases.js';
 import { serve } from './cluster-rpc.js';
 import { now } from './cluster-stats.js';

@@ -40,7 +40,7 @@ import {
   writeRouteReplace,
   Writer,
   type OutMessage,
-} from './netlink/codec.js';
+} from './netlink/wire.js';
 import { NetlinkChannel, type DumpDecoder } from './netlink/channel.js';
 import { NetlinkMonitor } from './netlink/monitor.js';
 import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from './netlink/link.js';

@@ -18,7 +18,7 @@
  * replies never compete with ACKs for buffer space.
  */
 import { RawNetlinkSocket } from 'netlink/dist/raw.js';
-import { NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, Writer, errnoName, errorCode, forEachMessage, frame, messageAt, type InMessage, type OutMessage, type RequestWriter } from './codec.js';
+import { NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, Writer, errnoName, errorCode, forEachMessage, frame, messageAt, type InMessage, type OutMessage, type RequestWriter } from './wire.js';
 
 const NETLINK_ROUTE = 0;
 /** Requests per datagram and in flight; 512 in flight aborted the process in measurements, 256 was safe. */

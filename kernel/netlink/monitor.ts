@@ -32,7 +32,7 @@ import { createRequire } from 'node:module';
 import type { Readable, Writable } from 'node:stream';
 import { Backoff } from '../../common/backoff.js';
 import type { KernelChange } from '../kernel.js';
-import { splitMessages } from './codec.js';
+import { splitMessages } from './wire.js';
 import { DatagramStream, MONITOR_GROUPS, NETLINK_NETFILTER, NFNLGRP_NFTABLES, NFT_CHANGED, NFT_UNWATCHED, NLMSG_NOOP, NLMSG_OVERRUN, decodeChange, markerDatagram } from './notify.js';
 
 /** Receive buffer asked for; the kernel caps it at net.core.rmem_max (and doubles that for bookkeeping). */

@@ -23,7 +23,7 @@ import {
   toFdb,
   toNeigh,
   type InMessage,
-} from './codec.js';
+} from './wire.js';
 import { parseLink } from './link.js';
 
 /** The multicast groups weft listens to (<linux/rtnetlink.h> enum rtnetlink_groups). */

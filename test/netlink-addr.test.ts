@@ -6,7 +6,7 @@
 import { addrsOn } from '../kernel/addresses.js';
 import { expect } from 'chai';
 import { FakeKernel } from '../kernel/kernel-fake.js';
-import { parseAddrInfo } from '../kernel/netlink/codec.js';
+import { parseAddrInfo } from '../kernel/netlink/wire.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;

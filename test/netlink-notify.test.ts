@@ -23,7 +23,7 @@ import {
   toNeigh,
   type InMessage,
   type OutMessage,
-} from '../kernel/netlink/codec.js';
+} from '../kernel/netlink/wire.js';
 import { vxlanAddMessage } from '../kernel/netlink/link.js';
 import { DatagramStream, NFT_CHANGED, NFT_UNWATCHED, NLMSG_OVERRUN, decodeChange, markerDatagram } from '../kernel/netlink/notify.js';
 import { RTPROT_WEFT } from '../kernel/kernel.js';

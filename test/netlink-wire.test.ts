@@ -31,7 +31,7 @@ import {
   Writer,
   type OutMessage,
   type RequestWriter,
-} from '../kernel/netlink/codec.js';
+} from '../kernel/netlink/wire.js';
 import { RTPROT_WEFT } from '../kernel/kernel.js';
 import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from '../kernel/netlink/link.js';
 import { AttrStream, ifla, putString, putU16be, rt } from 'netlink';
