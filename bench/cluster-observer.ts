@@ -14,19 +14,9 @@ import { WeftError } from '../common/errors.js';
 import { Etcd3, type Watcher } from 'etcd3';
 import { RawNetlinkSocket } from 'netlink/dist/raw.js';
 import { NetlinkKernel } from '../kernel/kernel-netlink.js';
-import {
-  AF_BRIDGE,
-  AF_INET,
-  RTM_DELNEIGH,
-  RTM_DELROUTE,
-  RTM_NEWNEIGH,
-  RTM_NEWROUTE,
-  parseNeigh,
-  parseRoute,
-  splitMessages,
-  toFdb,
-  toNeigh,
-} from '../kernel/netlink/wire.js';
+import { RTM_DELNEIGH, RTM_NEWNEIGH, parseNeigh, toFdb, toNeigh } from '../kernel/netlink/neigh.js';
+import { RTM_DELROUTE, RTM_NEWROUTE, parseRoute } from '../kernel/netlink/route.js';
+import { AF_BRIDGE, AF_INET, splitMessages } from '../kernel/netlink/wire.js';
 import { PREFIX } from './cluster-leases.js';
 import { serve } from './cluster-rpc.js';
 import { now } from './cluster-stats.js';

@@ -12,8 +12,9 @@ export type WeftErrorCode =
   | 'WEFT_ERR_ETCD_LEASE_NOT_FOUND' // etcd answered that an etcd lease id does not exist (expired or revoked)
   | 'WEFT_ERR_KERNEL' // a kernel (netlink / iproute2) operation failed
   | 'WEFT_ERR_OPTION_INVALID' // a command-line / config-file option is invalid
-  | 'WEFT_ERR_ADDRESS_INVALID' // an IP address, CIDR or prefix length does not parse (common/subnet.ts); callers that
-  //                             know where the text came from say so with CONFIG_INVALID, LEASE_MALFORMED or OPTION_INVALID
+  | 'WEFT_ERR_ADDRESS_INVALID' // an IP or MAC address, CIDR or prefix length does not parse (common/subnet.ts, the
+  //                             netlink encoders); callers that know where the text came from say so with
+  //                             CONFIG_INVALID, LEASE_MALFORMED or OPTION_INVALID
   | 'WEFT_ERR_INVALID_STATE' // an object was used in a state that does not allow it (before it is ready, or after
   //                           close()/destroy()): a bug in the caller, not a condition to wait out
   | 'WEFT_ERR_HARNESS' // bench/ and demo/ only: a run found weft or its test bed not as the run needs it; the run stops

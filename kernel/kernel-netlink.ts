@@ -18,29 +18,10 @@
  * or restarting, reads wait for it (briefly): subscribe first, then dump, so
  * a change between a dump and the subscription is never missed.
  */
-import {
-  AF_BRIDGE,
-  AF_INET,
-  addrAddMessage,
-  addrDelMessage,
-  addrDumpMessage,
-  errnoName,
-  neighDumpMessage,
-  parseAddrInfo,
-  parseNeigh,
-  parseRoute,
-  routeDumpMessage,
-  toFdb,
-  toNeigh,
-  writeFdbDel,
-  writeFdbReplace,
-  writeNeighDel,
-  writeNeighSet,
-  writeRouteDel,
-  writeRouteReplace,
-  Writer,
-  type OutMessage,
-} from './netlink/wire.js';
+import { addrAddMessage, addrDelMessage, addrDumpMessage, parseAddrInfo } from './netlink/addr.js';
+import { neighDumpMessage, parseNeigh, toFdb, toNeigh, writeFdbDel, writeFdbReplace, writeNeighDel, writeNeighSet } from './netlink/neigh.js';
+import { parseRoute, routeDumpMessage, writeRouteDel, writeRouteReplace } from './netlink/route.js';
+import { AF_BRIDGE, AF_INET, errnoName, Writer, type OutMessage } from './netlink/wire.js';
 import { NetlinkChannel, type DumpDecoder } from './netlink/channel.js';
 import { NetlinkMonitor } from './netlink/monitor.js';
 import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from './netlink/link.js';

@@ -1,12 +1,11 @@
 /**
  * The IPv4 address dump of the kernel port: the RTM_NEWADDR decoder (scope,
- * IFA_F_* flags, the IFA_FLAGS attribute, malformed input) and the fake's
- * matching semantics. The real kernel is checked in underlay-real.test.ts.
+ * IFA_F_* flags, the IFA_FLAGS attribute, malformed input). The fake's
+ * matching semantics are in kernel-fake.test.ts, the real kernel is checked
+ * in underlay-real.test.ts.
  */
-import { addrsOn } from '../kernel/addresses.js';
 import { expect } from 'chai';
-import { FakeKernel } from '../kernel/kernel-fake.js';
-import { parseAddrInfo } from '../kernel/netlink/wire.js';
+import { parseAddrInfo } from '../kernel/netlink/addr.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -41,7 +40,7 @@ function ifaddr(h: { family?: number; prefixLen: number; flags?: number; scope?:
 
 const ip = (s: string): Buffer => Buffer.from(s.split('.').map(Number));
 
-describe('backend: IPv4 address dump decoding (RTM_NEWADDR)', () => {
+describe('netlink address messages: IPv4 address dump decoding (RTM_NEWADDR)', () => {
   it('reads address, prefix, scope and the permanent/deprecated/secondary flags from the header', () => {
     const payload = ifaddr({ prefixLen: 24, flags: 0x80 | 0x01, scope: 0, ifindex: 3 }, attr(IFA_ADDRESS, ip('198.18.0.2')), attr(IFA_LOCAL, ip('198.18.0.2')));
     expect(parseAddrInfo(payload)).to.deep.equal({ ifindex: 3, cidr: '198.18.0.2/24', scope: 'global', permanent: true, deprecated: false, secondary: true });
@@ -72,38 +71,5 @@ describe('backend: IPv4 address dump decoding (RTM_NEWADDR)', () => {
   it('stops at a truncated attribute instead of reading past the message', () => {
     const whole = ifaddr({ prefixLen: 24, ifindex: 1 }, attr(IFA_LOCAL, ip('10.0.0.1')));
     for (let cut = 0; cut < whole.length; cut++) expect(() => parseAddrInfo(whole.subarray(0, cut))).not.to.throw();
-  });
-});
-
-describe('backend: fake kernel link and address dumps', () => {
-  it('lists links by index and addresses like `ip addr add` leaves them', async () => {
-    const kernel = new FakeKernel();
-    const eth0 = kernel.addLink({ name: 'eth0' });
-    const eth1 = kernel.addLink({ name: 'eth1' });
-    await kernel.addrAdd({ ifindex: eth1.index, cidr: '198.18.0.1/24' });
-    await kernel.addrAdd({ ifindex: eth0.index, cidr: '10.0.0.1/24' });
-    await kernel.addrAdd({ ifindex: eth1.index, cidr: '198.18.0.2/24' });
-    await kernel.addrAdd({ ifindex: eth1.index, cidr: '198.18.0.3/25' });
-    expect((await kernel.linkList()).map((l) => l.name)).to.deep.equal(['eth0', 'eth1']);
-    expect(await kernel.addrListAll()).to.deep.equal([
-      { ifindex: eth0.index, cidr: '10.0.0.1/24', scope: 'global', permanent: true, deprecated: false, secondary: false },
-      { ifindex: eth1.index, cidr: '198.18.0.1/24', scope: 'global', permanent: true, deprecated: false, secondary: false },
-      { ifindex: eth1.index, cidr: '198.18.0.2/24', scope: 'global', permanent: true, deprecated: false, secondary: true },
-      { ifindex: eth1.index, cidr: '198.18.0.3/25', scope: 'global', permanent: true, deprecated: false, secondary: false },
-    ]);
-    expect(await addrsOn(kernel, eth1.index)).to.deep.equal([
-      { ifindex: eth1.index, cidr: '198.18.0.1/24' },
-      { ifindex: eth1.index, cidr: '198.18.0.2/24' },
-      { ifindex: eth1.index, cidr: '198.18.0.3/25' },
-    ]);
-  });
-
-  it('drops a deleted link’s addresses from the dump', async () => {
-    const kernel = new FakeKernel();
-    const eth0 = kernel.addLink({ name: 'eth0' });
-    await kernel.addrAdd({ ifindex: eth0.index, cidr: '10.0.0.1/24' });
-    await kernel.linkDel(eth0.index);
-    expect(await kernel.addrListAll()).to.deep.equal([]);
-    expect(await kernel.linkList()).to.deep.equal([]);
   });
 });

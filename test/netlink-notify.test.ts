@@ -5,26 +5,11 @@
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import {
-  AF_BRIDGE,
-  RTM_DELLINK,
-  RTM_DELNEIGH,
-  RTM_DELROUTE,
-  RTM_NEWLINK,
-  RTM_NEWNEIGH,
-  RTM_NEWROUTE,
-  fdbReplaceMessage,
-  neighDelMessage,
-  neighSetMessage,
-  parseNeigh,
-  parseRoute,
-  routeReplaceMessage,
-  splitMessages,
-  toNeigh,
-  type InMessage,
-  type OutMessage,
-} from '../kernel/netlink/wire.js';
-import { vxlanAddMessage } from '../kernel/netlink/link.js';
+import { RTM_DELLINK, RTM_NEWLINK, vxlanAddMessage } from '../kernel/netlink/link.js';
+import { RTM_DELNEIGH, RTM_NEWNEIGH, parseNeigh, toNeigh } from '../kernel/netlink/neigh.js';
+import { RTM_DELROUTE, RTM_NEWROUTE, parseRoute } from '../kernel/netlink/route.js';
+import { AF_BRIDGE, splitMessages, type InMessage, type OutMessage } from '../kernel/netlink/wire.js';
+import { fdbReplaceMessage, neighDelMessage, neighSetMessage, routeReplaceMessage } from './harness/netlink-messages.js';
 import { DatagramStream, NFT_CHANGED, NFT_UNWATCHED, NLMSG_OVERRUN, decodeChange, markerDatagram } from '../kernel/netlink/notify.js';
 import { RTPROT_WEFT } from '../kernel/kernel.js';
 
@@ -39,7 +24,7 @@ function withByte(msg: OutMessage, offset: number, value: number): OutMessage {
   return { ...msg, body };
 }
 
-describe('backend: kernel notifications decoded like dump entries', () => {
+describe('netlink notifications: decoded like dump entries', () => {
   const neigh = neighSetMessage({ ifindex: 5, ip: '10.244.2.0', mac: '0a:00:00:00:00:02' });
   const fdb = fdbReplaceMessage({ ifindex: 5, mac: '0a:00:00:00:00:02', dst: '198.18.0.2' });
   const route = routeReplaceMessage({ dst: '10.244.2.0/24', gw: '10.244.2.0', oif: 5, onlink: true, proto: RTPROT_WEFT });
@@ -106,7 +91,7 @@ describe('backend: kernel notifications decoded like dump entries', () => {
   });
 });
 
-describe('backend: monitor pipe framing', () => {
+describe('netlink notifications: the listener pipe\'s framing', () => {
   const datagrams = [Buffer.from('first datagram'), Buffer.alloc(0), Buffer.from('the third, a little longer than the others')];
   const stream = Buffer.concat(
     datagrams.flatMap((d) => {

@@ -1,18 +1,23 @@
 /**
  * Link messages (`ip link add|set|del|show`), encoded and decoded by hand like
- * the bulk messages in wire.ts. weft sends a handful per device lifetime and
- * reads a few attributes back, so a dozen constants cover it; the `netlink`
- * package's generated link formatters (every link kind the kernel knows) cost
- * weftd 35-50 ms of start-up and 2.5 MB of peak memory to load, for this.
+ * the other message kinds (wire.ts). weft sends a handful per device lifetime
+ * and reads a few attributes back, so a dozen constants cover it; the
+ * `netlink` package's generated link formatters know every link kind the
+ * kernel has, and loading them would cost weftd start-up time and memory for
+ * this.
  *
  * Layouts from <linux/rtnetlink.h> (struct ifinfomsg) and <linux/if_link.h>
  * (IFLA_*, IFLA_INFO_*, IFLA_VXLAN_*).
  */
 import type { Link, VxlanAttrs, VxlanLinkSpec } from '../kernel.js';
-import { AF_UNSPEC, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, Writer, forEachAttr, ipv4String, macString, type OutMessage } from './wire.js';
+import { AF_UNSPEC, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, Writer, forEachAttr, ipv4String, macString, type OutMessage } from './wire.js';
 
-const IFINFOMSG_LEN = 16;
-/** Room for every link message weft builds (the largest, a vxlan add, is about 120 bytes). */
+export const RTM_NEWLINK = 16;
+export const RTM_DELLINK = 17;
+export const RTM_GETLINK = 18;
+
+export const IFINFOMSG_LEN = 16;
+/** Room for every link message weft builds (the largest is a vxlan add). */
 const LINK_MESSAGE_MAX = 256;
 
 const IFF_UP = 0x1;

@@ -7,24 +7,10 @@
  * ruleset changed.
  */
 import type { KernelChange } from '../kernel.js';
-import {
-  AF_BRIDGE,
-  AF_INET,
-  AF_UNSPEC,
-  RTM_DELLINK,
-  RTM_DELNEIGH,
-  RTM_DELROUTE,
-  RTM_NEWLINK,
-  RTM_NEWNEIGH,
-  RTM_NEWROUTE,
-  parseNeigh,
-  parseRoute,
-  toDeletedNeigh,
-  toFdb,
-  toNeigh,
-  type InMessage,
-} from './wire.js';
-import { parseLink } from './link.js';
+import { IFINFOMSG_LEN, RTM_DELLINK, RTM_NEWLINK, parseLink } from './link.js';
+import { NDMSG_LEN, RTM_DELNEIGH, RTM_NEWNEIGH, parseNeigh, toDeletedNeigh, toFdb, toNeigh } from './neigh.js';
+import { RTMSG_LEN, RTM_DELROUTE, RTM_NEWROUTE, parseRoute } from './route.js';
+import { AF_BRIDGE, AF_INET, AF_UNSPEC, type InMessage } from './wire.js';
 
 /** The multicast groups weft listens to (<linux/rtnetlink.h> enum rtnetlink_groups). */
 export const RTNLGRP_LINK = 1;
@@ -53,10 +39,6 @@ export const NFT_UNWATCHED = (10 << 8) | 0x10;
 /** Netlink control messages the monitor uses as in-band markers (<linux/netlink.h>). */
 export const NLMSG_NOOP = 1;
 export const NLMSG_OVERRUN = 4;
-
-const IFINFOMSG_LEN = 16;
-const NDMSG_LEN = 12;
-const RTMSG_LEN = 12;
 
 /**
  * The change one notification reports, or null for what weft does not watch

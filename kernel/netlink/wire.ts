@@ -1,17 +1,21 @@
 /**
- * rtnetlink wire format for the messages weft sends in bulk (neighbours, FDB
- * entries, routes, addresses) and the dumps it reads back. These have fixed
- * headers and a handful of attributes, so encoding them by hand is short and
- * several times cheaper than the generic formatters of the `netlink` package
- * (weft uses only its socket). Link messages (netlink/link.ts) use the same
- * Writer.
+ * The netlink wire format every message kind shares: nlmsghdr framing, the
+ * Writer that builds requests in place, rtattr walking, and the IPv4 and MAC
+ * encodings. The message kinds sit beside it, one module each, as
+ * vishvananda/netlink splits them: link.ts, addr.ts, route.ts, neigh.ts
+ * (neighbours and FDB entries).
  *
- * Layouts from <linux/netlink.h>, <linux/rtnetlink.h>, <linux/neighbour.h>,
- * <linux/if_addr.h>. Integers are host order (little-endian on every target).
+ * weft encodes its messages by hand rather than through the generic
+ * formatters of the `netlink` package (it uses only the package's socket):
+ * its messages have fixed headers and a handful of attributes, so this is
+ * short, and bulk passes write them straight into the datagram they go out in.
+ *
+ * Layouts from <linux/netlink.h> and <linux/rtnetlink.h>. Integers are host
+ * order (little-endian on every target).
  */
 import { constants as osConstants } from 'node:os';
-import { maskIPv4, parseIPv4 } from '../../common/subnet.js';
-import { NUD_PERMANENT, NTF_SELF, RTNH_F_ONLINK, RTPROT_WEFT, RT_TABLE_MAIN, type Addr, type AddrInfo, type Fdb, type Neigh, type Route } from '../kernel.js';
+import { WeftError } from '../../common/errors.js';
+import { parseIPv4 } from '../../common/subnet.js';
 
 export const NLMSG_HDRLEN = 16;
 export const NLMSG_ERROR = 2;
@@ -25,45 +29,16 @@ export const NLM_F_REPLACE = 0x100;
 export const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
 
-export const RTM_NEWLINK = 16;
-export const RTM_DELLINK = 17;
-export const RTM_GETLINK = 18;
-export const RTM_NEWADDR = 20;
-export const RTM_DELADDR = 21;
-export const RTM_GETADDR = 22;
-export const RTM_NEWROUTE = 24;
-export const RTM_DELROUTE = 25;
-export const RTM_GETROUTE = 26;
-export const RTM_NEWNEIGH = 28;
-export const RTM_DELNEIGH = 29;
-export const RTM_GETNEIGH = 30;
-
 export const AF_UNSPEC = 0;
 export const AF_INET = 2;
 export const AF_BRIDGE = 7;
 
-const NDA_DST = 1;
-const NDA_LLADDR = 2;
-const RTA_DST = 1;
-const RTA_OIF = 4;
-const RTA_GATEWAY = 5;
-const RTA_TABLE = 15;
-const IFA_ADDRESS = 1;
-const IFA_LOCAL = 2;
-/** u32 flags; supersedes the 8-bit ifa_flags of the header when present. */
-const IFA_FLAGS = 8;
-const IFA_F_SECONDARY = 0x01;
-const IFA_F_DEPRECATED = 0x20;
-const IFA_F_PERMANENT = 0x80;
-const RT_SCOPE_UNIVERSE = 0;
-const RT_SCOPE_NOWHERE = 255;
-const RTN_UNICAST = 1;
+/** rtnetlink's scopes and route types (<linux/rtnetlink.h>), shared by routes, addresses and neighbours. */
+export const RT_SCOPE_UNIVERSE = 0;
+export const RT_SCOPE_NOWHERE = 255;
+export const RTN_UNICAST = 1;
 
-const NDMSG_LEN = 12;
-const RTMSG_LEN = 12;
-const IFADDRMSG_LEN = 8;
-
-const align4 = (n: number): number => (n + 3) & ~3;
+export const align4 = (n: number): number => (n + 3) & ~3;
 
 /** A message still to be sent: type, flags and body; the channel adds seq and port. */
 export interface OutMessage {
@@ -75,13 +50,6 @@ export interface OutMessage {
 
 /** Writes one request into `w`: begin() with its type, flags and body size, then the body. */
 export type RequestWriter<T> = (w: Writer, item: T) => void;
-
-/** One request as a message of its own (single requests, tests); bulk passes write straight into a datagram. */
-export function requestMessage<T>(write: RequestWriter<T>, item: T): OutMessage {
-  const w = new Writer(NLMSG_HDRLEN + 64);
-  write(w, item);
-  return w.message();
-}
 
 /** A received message, header fields decoded, `payload` after the nlmsghdr. */
 export interface InMessage {
@@ -157,10 +125,10 @@ export function errnoName(errno: number): string {
 
 /**
  * Builds message bodies in place, addresses written straight into the buffer
- * rather than through intermediate ones. Bulk passes (tens of thousands of
- * messages) write whole requests back to back into one datagram: begin() puts
- * a request's header, the body follows, seal() completes the header. So a
- * chunk of 64 requests is one buffer, not 64 bodies copied into a 65th.
+ * rather than through intermediate ones. Bulk passes (a few requests per peer)
+ * write whole requests back to back into one datagram: begin() puts a
+ * request's header, the body follows, seal() completes the header. So a chunk
+ * of requests is one buffer, not one body per request copied into another.
  */
 export class Writer {
   private buf: Buffer;
@@ -268,7 +236,7 @@ export class Writer {
   }
   /** Writes an rtattr header and returns where its `length` bytes of data go. */
   private attrHeader(type: number, length: number): number {
-    // Byte stores rather than writeUInt16LE: bulk passes write ~40 000 headers, at start-up in unoptimised code.
+    // Byte stores rather than writeUInt16LE: bulk passes write one header per attribute, at start-up while this still runs unoptimised.
     const buf = this.buf;
     const at = this.off;
     buf[at] = (4 + length) & 0xff;
@@ -286,15 +254,17 @@ export class Writer {
   }
 }
 
-function attrSpace(...lengths: number[]): number {
+/** Room the attributes of these data lengths take in a body, padding included. */
+export function attrSpace(...lengths: number[]): number {
   return lengths.reduce((sum, n) => sum + align4(4 + n), 0);
 }
 
 /**
  * Iterates the rtattrs in `buf` from `offset`, each one's data as a view: for
  * the few-per-lifetime link and address messages. The parsers of dumped
- * neighbours and routes (15 000 per full pass at 5000 peers) walk theirs
- * with attrLength/attrType instead, without a view or a callback per attribute.
+ * neighbours and routes (three entries per peer in every full pass) walk
+ * theirs with attrLength/attrType instead, without a view or a callback per
+ * attribute.
  */
 export function forEachAttr(buf: Buffer, offset: number, fn: (type: number, data: Buffer) => void): void {
   for (let off = offset, len: number; (len = attrLength(buf, off, buf.length)) > 0; off += align4(len)) {
@@ -303,14 +273,14 @@ export function forEachAttr(buf: Buffer, offset: number, fn: (type: number, data
 }
 
 /** The length (header included) of the rtattr at `off`, or 0 when no whole one starts there before `end`. */
-function attrLength(buf: Buffer, off: number, end: number): number {
+export function attrLength(buf: Buffer, off: number, end: number): number {
   if (off + 4 > end) return 0;
   const len = buf.readUInt16LE(off);
   return len < 4 || off + len > end ? 0 : len;
 }
 
 /** The type of the rtattr at `off`, its nested and byte-order flags masked off. */
-function attrType(buf: Buffer, off: number): number {
+export function attrType(buf: Buffer, off: number): number {
   return buf.readUInt16LE(off + 2) & 0x3fff;
 }
 
@@ -321,10 +291,19 @@ function writeIPv4(ip: string, buf: Buffer, off: number): void {
   buf.writeUInt32BE(ipv4Number(ip), off);
 }
 
-function ipv4Number(ip: string): number {
+/** Dotted-quad `ip` as a number (common/subnet.ts's parseIPv4); throws on anything else. */
+export function ipv4Number(ip: string): number {
   const value = parseIPv4(ip);
-  if (value === null) throw new Error(`not an IPv4 address: ${ip}`);
+  if (value === null) throw new WeftError('WEFT_ERR_ADDRESS_INVALID', `not an IPv4 address: ${ip}`);
   return value;
+}
+
+/** The prefix length of an IPv4 CIDR; throws unless it is `a.b.c.d/0..32`'s. */
+export function cidrPrefixLength(cidr: string): number {
+  const slash = cidr.indexOf('/');
+  const n = slash > 0 && slash < cidr.length - 1 ? Number(cidr.slice(slash + 1)) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 32) throw new WeftError('WEFT_ERR_ADDRESS_INVALID', `not an IPv4 CIDR: ${cidr}`);
+  return n;
 }
 
 export function ipv4String(b: Buffer, at = 0): string {
@@ -343,7 +322,7 @@ function writeMAC(mac: string, buf: Buffer, off: number): void {
     }
     if (i === 6) return;
   }
-  throw new Error(`not a MAC address: ${mac}`);
+  throw new WeftError('WEFT_ERR_ADDRESS_INVALID', `not a MAC address: ${mac}`);
 }
 
 function hexValue(c: number): number {
@@ -368,258 +347,3 @@ export function macString(b: Buffer, at = 0): string {
 /** Character codes of the lower-case hex digits. */
 const HEX = [...'0123456789abcdef'].map((c) => c.charCodeAt(0));
 
-// ---------------------------------------------------------------- neighbours and FDB
-
-function ndmsg(w: Writer, family: number, ifindex: number, state: number, flags: number, type: number): Writer {
-  return w.u8(family).u8(0).u16(0).u32(ifindex).u16(state).u8(flags).u8(type);
-}
-
-const NEIGH_SET_BODY = NDMSG_LEN + attrSpace(4, 6);
-const NEIGH_DEL_BODY = NDMSG_LEN + attrSpace(4);
-const FDB_REPLACE_BODY = NDMSG_LEN + attrSpace(6, 4);
-const FDB_DEL_BODY = NDMSG_LEN + attrSpace(6);
-
-/** RTM_NEWNEIGH, CREATE|REPLACE: `ip neigh replace IP dev IF lladdr MAC nud permanent`. */
-export function writeNeighSet(w: Writer, n: { ifindex: number; ip: string; mac: string }): void {
-  ndmsg(w.begin(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, NEIGH_SET_BODY), AF_INET, n.ifindex, NUD_PERMANENT, 0, RTN_UNICAST)
-    .attrIPv4(NDA_DST, n.ip)
-    .attrMAC(NDA_LLADDR, n.mac);
-}
-
-/** RTM_DELNEIGH: `ip neigh del IP dev IF`. */
-export function writeNeighDel(w: Writer, n: { ifindex: number; ip: string }): void {
-  ndmsg(w.begin(RTM_DELNEIGH, 0, NEIGH_DEL_BODY), AF_INET, n.ifindex, 0, 0, 0).attrIPv4(NDA_DST, n.ip);
-}
-
-/** RTM_NEWNEIGH AF_BRIDGE NTF_SELF: `bridge fdb replace MAC dev IF dst IP self permanent`. */
-export function writeFdbReplace(w: Writer, f: { ifindex: number; mac: string; dst: string }): void {
-  ndmsg(w.begin(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, FDB_REPLACE_BODY), AF_BRIDGE, f.ifindex, NUD_PERMANENT, NTF_SELF, 0)
-    .attrMAC(NDA_LLADDR, f.mac)
-    .attrIPv4(NDA_DST, f.dst);
-}
-
-/**
- * RTM_DELNEIGH AF_BRIDGE NTF_SELF without NDA_DST: `bridge fdb del MAC dev IF self`.
- * Without a destination the vxlan driver drops the MAC with all its remotes,
- * which is what removing a peer needs even when its dst drifted.
- */
-export function writeFdbDel(w: Writer, f: { ifindex: number; mac: string }): void {
-  ndmsg(w.begin(RTM_DELNEIGH, 0, FDB_DEL_BODY), AF_BRIDGE, f.ifindex, 0, NTF_SELF, 0).attrMAC(NDA_LLADDR, f.mac);
-}
-
-export const neighSetMessage = (n: { ifindex: number; ip: string; mac: string }): OutMessage => requestMessage(writeNeighSet, n);
-export const neighDelMessage = (n: { ifindex: number; ip: string }): OutMessage => requestMessage(writeNeighDel, n);
-export const fdbReplaceMessage = (f: { ifindex: number; mac: string; dst: string }): OutMessage => requestMessage(writeFdbReplace, f);
-export const fdbDelMessage = (f: { ifindex: number; mac: string }): OutMessage => requestMessage(writeFdbDel, f);
-
-/** RTM_GETNEIGH dump of one family (`ip neigh show` / `bridge fdb show`). */
-export function neighDumpMessage(family: number): OutMessage {
-  const w = new Writer(NDMSG_LEN);
-  ndmsg(w, family, 0, 0, 0, 0);
-  return { type: RTM_GETNEIGH, flags: NLM_F_DUMP, body: w.done() };
-}
-
-export interface DumpedNeigh {
-  readonly family: number;
-  readonly ifindex: number;
-  readonly state: number;
-  readonly flags: number;
-  /** NDA_DST when it is an IPv4 address (an IPv6 one is not weft's), else null. */
-  readonly dst: string | null;
-  /** NDA_LLADDR when it is a MAC address, else null. */
-  readonly lladdr: string | null;
-}
-
-/**
- * An RTM_NEWNEIGH/DELNEIGH payload: the one in `buf` from `start` to `end`
- * (a dump reads every message of a datagram in place, without a view per
- * message), by default all of `buf`.
- */
-export function parseNeigh(buf: Buffer, start = 0, end = buf.length): DumpedNeigh {
-  if (end - start < NDMSG_LEN) throw new RangeError(`neighbour message of ${end - start} bytes, shorter than its header`);
-  let dst: string | null = null;
-  let lladdr: string | null = null;
-  for (let off = start + NDMSG_LEN, len: number; (len = attrLength(buf, off, end)) > 0; off += align4(len)) {
-    const type = attrType(buf, off);
-    if (type === NDA_DST && len === 8) dst = ipv4String(buf, off + 4);
-    else if (type === NDA_LLADDR && len === 10) lladdr = macString(buf, off + 4);
-  }
-  return {
-    family: buf.readUInt8(start),
-    ifindex: buf.readInt32LE(start + 4),
-    state: buf.readUInt16LE(start + 8),
-    flags: buf.readUInt8(start + 10),
-    dst,
-    lladdr,
-  };
-}
-
-/** An IPv4 ARP entry from a dump, or null for other families / incomplete entries. */
-export function toNeigh(n: DumpedNeigh): Neigh | null {
-  if (n.family !== AF_INET || n.dst === null || n.lladdr === null) return null;
-  return { ifindex: n.ifindex, ip: n.dst, mac: n.lladdr, permanent: (n.state & NUD_PERMANENT) !== 0 };
-}
-
-/**
- * The IPv4 neighbour an RTM_DELNEIGH removes, or null for other families. The
- * kernel marks an entry FAILED before it removes it, which drops the lladdr
- * from the message: `mac` is '' then.
- */
-export function toDeletedNeigh(n: DumpedNeigh): Neigh | null {
-  if (n.family !== AF_INET || n.dst === null) return null;
-  return { ifindex: n.ifindex, ip: n.dst, mac: n.lladdr ?? '', permanent: (n.state & NUD_PERMANENT) !== 0 };
-}
-
-/** A vxlan FDB entry with an IPv4 remote from a dump, or null. */
-export function toFdb(n: DumpedNeigh): Fdb | null {
-  if (n.family !== AF_BRIDGE || (n.flags & NTF_SELF) === 0 || n.lladdr === null || n.dst === null) return null;
-  return { ifindex: n.ifindex, mac: n.lladdr, dst: n.dst, permanent: (n.state & NUD_PERMANENT) !== 0 };
-}
-
-// ---------------------------------------------------------------- routes
-
-function rtmsg(w: Writer, dstLen: number, proto: number, scope: number, type: number, flags: number): Writer {
-  return w.u8(AF_INET).u8(dstLen).u8(0).u8(0).u8(RT_TABLE_MAIN).u8(proto).u8(scope).u8(type).u32(flags);
-}
-
-const ROUTE_BODY = RTMSG_LEN + attrSpace(4, 4, 4);
-
-/** RTM_NEWROUTE CREATE|REPLACE: `ip route replace DST via GW dev IF [onlink] proto P` (weft's own proto unless given). */
-export function writeRouteReplace(w: Writer, r: { dst: string; gw: string | null; oif: number; onlink: boolean; proto?: number }): void {
-  const len = cidrPrefixLength(r.dst);
-  rtmsg(w.begin(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, ROUTE_BODY), len, r.proto ?? RTPROT_WEFT, RT_SCOPE_UNIVERSE, RTN_UNICAST, r.onlink ? RTNH_F_ONLINK : 0);
-  w.attrU32BE(RTA_DST, networkNumber(r.dst, len));
-  if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
-  if (r.oif) w.attrU32(RTA_OIF, r.oif);
-}
-
-/** RTM_DELROUTE: `ip route del DST [via GW] [dev IF]`; scope NOWHERE and proto 0 match any. */
-export function writeRouteDel(w: Writer, r: { dst: string; gw?: string | null; oif?: number }): void {
-  const len = cidrPrefixLength(r.dst);
-  rtmsg(w.begin(RTM_DELROUTE, 0, ROUTE_BODY), len, 0, RT_SCOPE_NOWHERE, 0, 0);
-  w.attrU32BE(RTA_DST, networkNumber(r.dst, len));
-  if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
-  if (r.oif) w.attrU32(RTA_OIF, r.oif);
-}
-
-export const routeReplaceMessage = (r: { dst: string; gw: string | null; oif: number; onlink: boolean; proto: number }): OutMessage =>
-  requestMessage(writeRouteReplace, r);
-export const routeDelMessage = (r: { dst: string; gw?: string | null; oif?: number }): OutMessage => requestMessage(writeRouteDel, r);
-
-export function routeDumpMessage(): OutMessage {
-  const w = new Writer(RTMSG_LEN);
-  w.u8(AF_INET).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u32(0);
-  return { type: RTM_GETROUTE, flags: NLM_F_DUMP, body: w.done() };
-}
-
-/** A main-table IPv4 unicast route from a dump (the payload in `buf` from `start` to `end`, like parseNeigh), or null for anything else. */
-export function parseRoute(buf: Buffer, start = 0, end = buf.length): Route | null {
-  if (end - start < RTMSG_LEN) throw new RangeError(`route message of ${end - start} bytes, shorter than its header`);
-  const family = buf.readUInt8(start);
-  const dstLen = buf.readUInt8(start + 1);
-  const proto = buf.readUInt8(start + 5);
-  const type = buf.readUInt8(start + 7);
-  const flags = buf.readUInt32LE(start + 8);
-  if (family !== AF_INET || type !== RTN_UNICAST) return null;
-  let table = buf.readUInt8(start + 4);
-  let dst = '0.0.0.0';
-  let gw: string | null = null;
-  let oif = 0;
-  for (let off = start + RTMSG_LEN, len: number; (len = attrLength(buf, off, end)) > 0; off += align4(len)) {
-    const t = attrType(buf, off);
-    if (t === RTA_DST && len === 8) dst = ipv4String(buf, off + 4);
-    else if (t === RTA_GATEWAY && len === 8) gw = ipv4String(buf, off + 4);
-    else if (t === RTA_OIF && len >= 8) oif = buf.readUInt32LE(off + 4);
-    else if (t === RTA_TABLE && len >= 8) table = buf.readUInt32LE(off + 4);
-  }
-  if (table !== RT_TABLE_MAIN) return null;
-  return { dst: `${dst}/${dstLen}`, gw, oif, onlink: (flags & RTNH_F_ONLINK) !== 0, proto };
-}
-
-// ---------------------------------------------------------------- addresses
-
-function ifaddrmsg(w: Writer, prefixLen: number, ifindex: number): Writer {
-  return w.u8(AF_INET).u8(prefixLen).u8(0).u8(RT_SCOPE_UNIVERSE).u32(ifindex);
-}
-
-/** RTM_NEWADDR CREATE|EXCL: `ip addr add CIDR dev IF`. */
-export function addrAddMessage(a: Addr): OutMessage {
-  const [ip, len] = splitCidr(a.cidr);
-  const w = new Writer(IFADDRMSG_LEN + attrSpace(4, 4));
-  ifaddrmsg(w, len, a.ifindex).attrIPv4(IFA_LOCAL, ip).attrIPv4(IFA_ADDRESS, ip);
-  return { type: RTM_NEWADDR, flags: NLM_F_CREATE | NLM_F_EXCL, body: w.done() };
-}
-
-/** RTM_DELADDR: `ip addr del CIDR dev IF`. */
-export function addrDelMessage(a: Addr): OutMessage {
-  const [ip, len] = splitCidr(a.cidr);
-  const w = new Writer(IFADDRMSG_LEN + attrSpace(4, 4));
-  ifaddrmsg(w, len, a.ifindex).attrIPv4(IFA_LOCAL, ip).attrIPv4(IFA_ADDRESS, ip);
-  return { type: RTM_DELADDR, flags: 0, body: w.done() };
-}
-
-export function addrDumpMessage(): OutMessage {
-  const w = new Writer(IFADDRMSG_LEN);
-  w.u8(AF_INET).u8(0).u8(0).u8(0).u32(0);
-  return { type: RTM_GETADDR, flags: NLM_F_DUMP, body: w.done() };
-}
-
-/** An IPv4 interface address from a dump with its scope and flags, or null for anything else or a short message. */
-export function parseAddrInfo(payload: Buffer): AddrInfo | null {
-  if (payload.length < IFADDRMSG_LEN || payload.readUInt8(0) !== AF_INET) return null;
-  const prefixLen = payload.readUInt8(1);
-  let flags = payload.readUInt8(2);
-  const scope = payload.readUInt8(3);
-  const ifindex = payload.readUInt32LE(4);
-  // Assigned in the callback, which TypeScript's narrowing does not follow.
-  let local = null as Buffer | null;
-  let address = null as Buffer | null;
-  forEachAttr(payload, IFADDRMSG_LEN, (t, data) => {
-    if (t === IFA_LOCAL) local = data;
-    else if (t === IFA_ADDRESS) address = data;
-    else if (t === IFA_FLAGS && data.length >= 4) flags = data.readUInt32LE(0);
-  });
-  const ip = local ?? address;
-  if (!ip || ip.length !== 4 || prefixLen > 32) return null;
-  return {
-    ifindex,
-    cidr: `${ipv4String(ip)}/${prefixLen}`,
-    scope: scopeName(scope),
-    permanent: (flags & IFA_F_PERMANENT) !== 0,
-    deprecated: (flags & IFA_F_DEPRECATED) !== 0,
-    secondary: (flags & IFA_F_SECONDARY) !== 0,
-  };
-}
-
-/** iproute2's names for rt_scope_t (/etc/iproute2/rt_scopes), the number otherwise. */
-const SCOPE_NAMES = new Map<number, string>([
-  [RT_SCOPE_UNIVERSE, 'global'],
-  [200, 'site'],
-  [253, 'link'],
-  [254, 'host'],
-  [RT_SCOPE_NOWHERE, 'nowhere'],
-]);
-
-function scopeName(scope: number): string {
-  return SCOPE_NAMES.get(scope) ?? String(scope);
-}
-
-/** The prefix length of an IPv4 CIDR; throws unless it is `a.b.c.d/0..32`'s. */
-function cidrPrefixLength(cidr: string): number {
-  const slash = cidr.indexOf('/');
-  const n = slash > 0 && slash < cidr.length - 1 ? Number(cidr.slice(slash + 1)) : NaN;
-  if (!Number.isInteger(n) || n < 0 || n > 32) throw new Error(`not an IPv4 CIDR: ${cidr}`);
-  return n;
-}
-
-/**
- * A route destination as the kernel wants it: the network address as a
- * number, host bits masked (`10.1.2.3/16` is 10.1.0.0/16) as `ip route` does.
- */
-function networkNumber(cidr: string, prefixLength: number): number {
-  return maskIPv4(ipv4Number(cidr.slice(0, cidr.indexOf('/'))), prefixLength);
-}
-
-function splitCidr(cidr: string): [string, number] {
-  return [cidr.slice(0, cidr.indexOf('/')), cidrPrefixLength(cidr)];
-}

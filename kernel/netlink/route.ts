@@ -1,0 +1,101 @@
+/**
+ * Route messages (`ip route`): the main-table IPv4 unicast routes weft
+ * programs per peer and reads back in every full pass.
+ *
+ * Layouts from <linux/rtnetlink.h> (struct rtmsg, RTA_*).
+ */
+import { WeftError } from '../../common/errors.js';
+import { maskIPv4 } from '../../common/subnet.js';
+import { RTNH_F_ONLINK, RTPROT_WEFT, RT_TABLE_MAIN, type Route } from '../kernel.js';
+import {
+  AF_INET,
+  NLM_F_CREATE,
+  NLM_F_DUMP,
+  NLM_F_REPLACE,
+  RTN_UNICAST,
+  RT_SCOPE_NOWHERE,
+  RT_SCOPE_UNIVERSE,
+  Writer,
+  align4,
+  attrLength,
+  attrSpace,
+  attrType,
+  cidrPrefixLength,
+  ipv4Number,
+  ipv4String,
+  type OutMessage,
+} from './wire.js';
+
+export const RTM_NEWROUTE = 24;
+export const RTM_DELROUTE = 25;
+export const RTM_GETROUTE = 26;
+
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
+const RTA_TABLE = 15;
+
+export const RTMSG_LEN = 12;
+
+function rtmsg(w: Writer, dstLen: number, proto: number, scope: number, type: number, flags: number): Writer {
+  return w.u8(AF_INET).u8(dstLen).u8(0).u8(0).u8(RT_TABLE_MAIN).u8(proto).u8(scope).u8(type).u32(flags);
+}
+
+const ROUTE_BODY = RTMSG_LEN + attrSpace(4, 4, 4);
+
+/** RTM_NEWROUTE CREATE|REPLACE: `ip route replace DST via GW dev IF [onlink] proto P` (weft's own proto unless given). */
+export function writeRouteReplace(w: Writer, r: { dst: string; gw: string | null; oif: number; onlink: boolean; proto?: number }): void {
+  const len = cidrPrefixLength(r.dst);
+  rtmsg(w.begin(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, ROUTE_BODY), len, r.proto ?? RTPROT_WEFT, RT_SCOPE_UNIVERSE, RTN_UNICAST, r.onlink ? RTNH_F_ONLINK : 0);
+  w.attrU32BE(RTA_DST, networkNumber(r.dst, len));
+  if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
+  if (r.oif) w.attrU32(RTA_OIF, r.oif);
+}
+
+/** RTM_DELROUTE: `ip route del DST [via GW] [dev IF]`; scope NOWHERE and proto 0 match any. */
+export function writeRouteDel(w: Writer, r: { dst: string; gw?: string | null; oif?: number }): void {
+  const len = cidrPrefixLength(r.dst);
+  rtmsg(w.begin(RTM_DELROUTE, 0, ROUTE_BODY), len, 0, RT_SCOPE_NOWHERE, 0, 0);
+  w.attrU32BE(RTA_DST, networkNumber(r.dst, len));
+  if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
+  if (r.oif) w.attrU32(RTA_OIF, r.oif);
+}
+
+/** RTM_GETROUTE dump of every IPv4 route, of which parseRoute keeps the main table's unicast ones (`ip -4 route show table main`). */
+export function routeDumpMessage(): OutMessage {
+  const w = new Writer(RTMSG_LEN);
+  w.u8(AF_INET).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u32(0);
+  return { type: RTM_GETROUTE, flags: NLM_F_DUMP, body: w.done() };
+}
+
+/** A main-table IPv4 unicast route from a dump (the payload in `buf` from `start` to `end`, like parseNeigh), or null for anything else. */
+export function parseRoute(buf: Buffer, start = 0, end = buf.length): Route | null {
+  if (end - start < RTMSG_LEN) throw new WeftError('WEFT_ERR_KERNEL', `route message of ${end - start} bytes, shorter than its header`);
+  const family = buf.readUInt8(start);
+  const dstLen = buf.readUInt8(start + 1);
+  const proto = buf.readUInt8(start + 5);
+  const type = buf.readUInt8(start + 7);
+  const flags = buf.readUInt32LE(start + 8);
+  if (family !== AF_INET || type !== RTN_UNICAST) return null;
+  let table = buf.readUInt8(start + 4);
+  let dst = '0.0.0.0';
+  let gw: string | null = null;
+  let oif = 0;
+  for (let off = start + RTMSG_LEN, len: number; (len = attrLength(buf, off, end)) > 0; off += align4(len)) {
+    const t = attrType(buf, off);
+    if (t === RTA_DST && len === 8) dst = ipv4String(buf, off + 4);
+    else if (t === RTA_GATEWAY && len === 8) gw = ipv4String(buf, off + 4);
+    else if (t === RTA_OIF && len >= 8) oif = buf.readUInt32LE(off + 4);
+    else if (t === RTA_TABLE && len >= 8) table = buf.readUInt32LE(off + 4);
+  }
+  if (table !== RT_TABLE_MAIN) return null;
+  return { dst: `${dst}/${dstLen}`, gw, oif, onlink: (flags & RTNH_F_ONLINK) !== 0, proto };
+}
+
+/**
+ * A route destination as the kernel wants it: the network address as a
+ * number, host bits masked (`10.1.2.3/16` is 10.1.0.0/16) as `ip route` does.
+ */
+function networkNumber(cidr: string, prefixLength: number): number {
+  return maskIPv4(ipv4Number(cidr.slice(0, cidr.indexOf('/'))), prefixLength);
+}
