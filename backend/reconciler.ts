@@ -355,10 +355,6 @@ export class Reconciler {
         return change.fdb.ifindex === ownership.fdbIfindex ? this.fdbDrift(change.op, change.fdb) : null;
       case 'route':
         return this.routeDrift(ownership, change.op, change.route);
-      case 'nftables':
-      case 'nftablesUnwatched':
-        // Packet filter rules are the daemon's (daemon/iptables.ts), not the backend's.
-        return null;
     }
   }
 

@@ -3,7 +3,7 @@ import { Backoff } from '../common/backoff.js';
 import { WeftError, isWeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { backendFor, type Backend, type BackendNetwork } from '../backend/backend.js';
-import type { Kernel } from '../kernel/kernel.js';
+import type { Kernel, NftMonitor } from '../kernel/kernel.js';
 import { createEtcdClient, etcdConnection } from '../lease/etcd-client.js';
 import { vxlanPort } from '../lease/config.js';
 import { LeaseManager } from '../lease/manager.js';
@@ -27,8 +27,8 @@ export interface WeftdDeps {
   readonly log: Logger;
   /** Backends by type, built by the caller (no import side effects). */
   readonly backends: ReadonlyMap<string, Backend>;
-  /** The kernel port (rtnetlink in production). */
-  readonly kernel: Kernel;
+  /** The kernel port (rtnetlink in production), with its nf_tables subscription for the iptables keeper. */
+  readonly kernel: Kernel & NftMonitor;
 }
 
 /**
@@ -192,7 +192,8 @@ export class Weftd {
       ownPublicIP: this.underlay!.publicIP,
       log: this.log,
     });
-    // Ruleset changes come through the kernel listener, which the backend starts once its first pass is done.
+    // Following starts the kernel listener unless the backend's subscription did: after the first pass,
+    // as the backend's, so that spawning it does not hold up start-up.
     void this.network!.ready.then(() => this.traffic!.follow(this.deps.kernel, signal));
     await Promise.all([
       this.manager!.run(signal),

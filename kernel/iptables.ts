@@ -3,7 +3,8 @@ import { promisify } from 'node:util';
 import { Wakeup, runPeriodically } from '../common/periodic.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { Subnet } from '../common/subnet.js';
-import type { Kernel } from './kernel.js';
+import { WeftError } from '../common/errors.js';
+import type { NftMonitor } from './kernel.js';
 
 /**
  * flannel's iptables rule sets, byte-identical (chains, order and comments),
@@ -16,8 +17,8 @@ import type { Kernel } from './kernel.js';
  * where the rules live in nf_tables (iptables-nft, which iptables-save names
  * in its header) and the kernel reports ruleset changes (`follow`), at each
  * reported change and every SAFETY_NET_MS besides. Each check forks an
- * iptables-save; from a 100 MB daemon that costs about 10 ms of CPU, which
- * was a fifth of weftd's idle CPU at 5000 peers when it ran every 5 s.
+ * iptables-save, which costs a large daemon noticeable CPU: checking only
+ * when told keeps weftd's idle CPU low.
  */
 
 /** The check's period when ruleset changes are reported: a net for a change that was never reported. */
@@ -170,7 +171,11 @@ export function iptablesRunner(netns?: string): IptablesRunner {
   return {
     async save() {
       const [file, args] = cmd('iptables-save', []);
-      return (await execFileP(file, args, { maxBuffer: 64 << 20 })).stdout;
+      try {
+        return (await execFileP(file, args, { maxBuffer: 64 << 20 })).stdout;
+      } catch (err) {
+        throw new WeftError('WEFT_ERR_KERNEL', `iptables-save failed: ${(err as Error).message}`, { cause: err });
+      }
     },
     restore(payload: string) {
       const [file, args] = cmd('iptables-restore', ['--noflush', '--wait']);
@@ -178,8 +183,8 @@ export function iptablesRunner(netns?: string): IptablesRunner {
         const child = spawn(file, args, { stdio: ['pipe', 'ignore', 'pipe'] });
         let stderr = '';
         child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-        child.on('error', reject);
-        child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`iptables-restore failed (${code}): ${stderr.trim()}`))));
+        child.on('error', (err) => reject(new WeftError('WEFT_ERR_KERNEL', `iptables-restore failed: ${err.message}`, { cause: err })));
+        child.on('close', (code) => (code === 0 ? resolve() : reject(new WeftError('WEFT_ERR_KERNEL', `iptables-restore failed (${code}): ${stderr.trim()}`))));
         child.stdin.end(payload);
       });
     },
@@ -237,16 +242,16 @@ export class TrafficRules {
   }
 
   /**
-   * Checks after every nf_tables ruleset change the kernel reports, from now
-   * until `signal` aborts; a lost report (`overrun`) counts as a change.
-   * Started once weft's own programming is done: the kernel's listener is
-   * shared with the backend, which starts it only then (backend/reconcile-loop.ts).
+   * Checks after every nf_tables ruleset change the kernel reports
+   * (`nft monitor`), from now until `signal` aborts; a lost report
+   * (`overrun`) counts as a change. The subscription starts the kernel's
+   * listener if nothing else has.
    */
-  follow(kernel: Pick<Kernel, 'monitor'>, signal: AbortSignal): void {
+  follow(kernel: NftMonitor, signal: AbortSignal): void {
     if (signal.aborted || this.following) return;
-    const unsubscribe = kernel.monitor((change) => {
-      if (change.kind === 'nftablesUnwatched') this.notWatched(change.why);
-      else if (change.kind === 'nftables' || change.kind === 'overrun') this.changed();
+    const unsubscribe = kernel.nftMonitor((change) => {
+      if (change.kind === 'unwatched') this.notWatched(change.why);
+      else this.changed();
     });
     this.following = true;
     // Rules may have changed while nobody listened.

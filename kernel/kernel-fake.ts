@@ -5,10 +5,12 @@
  * with EEXIST, and deleting a link takes its neighbours, FDB entries, routes
  * and addresses with it. Tests can inject failures and count round trips.
  *
- * Like the kernel, it notifies monitors of every link, neighbour, FDB and
- * route change, weft's own included (deleting a link reports its neighbours
- * and FDB entries gone, not its routes, as Linux does), and tests can report
- * an overrun. Listeners are called synchronously, inside the change.
+ * Like the kernel, it notifies `monitor` subscribers of every link,
+ * neighbour, FDB and route change, weft's own included (deleting a link
+ * reports its neighbours and FDB entries gone, not its routes, as Linux
+ * does), and tests can report an overrun. It holds no nf_tables ruleset:
+ * tests report ruleset changes to `nftMonitor` subscribers themselves
+ * (`nftReport`). Listeners are called synchronously, inside the change.
  */
 import { Subnet } from '../common/subnet.js';
 import {
@@ -21,6 +23,8 @@ import {
   type Kernel,
   type KernelChange,
   type KernelOp,
+  type NftChange,
+  type NftMonitor,
   type Link,
   type Neigh,
   type OpResult,
@@ -28,7 +32,7 @@ import {
   type VxlanLinkSpec,
 } from './kernel.js';
 
-export class FakeKernel implements Kernel {
+export class FakeKernel implements Kernel, NftMonitor {
   private readonly links = new Map<number, Link>();
   private readonly addrs = new Map<string, AddrInfo>();
   private readonly neighs = new Map<string, Neigh>();
@@ -37,6 +41,7 @@ export class FakeKernel implements Kernel {
   private nextIndex = 1;
   private readonly faults: Array<{ match: (op: KernelOp) => boolean; errno: string; times: number }> = [];
   private readonly listeners = new Set<(change: KernelChange) => void>();
+  private readonly nftListeners = new Set<(change: NftChange) => void>();
   /** Number of `apply` calls (round trips) and of ops they carried. */
   applyCalls = 0;
   opsApplied = 0;
@@ -59,9 +64,19 @@ export class FakeKernel implements Kernel {
     this.updateLink(index, change);
   }
 
-  /** Tells every monitor that notifications were lost, as ENOBUFS does. */
+  /** Tells every `monitor` subscriber that notifications were lost, as ENOBUFS does. */
   overrun(): void {
     this.notify({ kind: 'overrun' });
+  }
+
+  /** Reports an nf_tables change to every `nftMonitor` subscriber: by default a committed ruleset change, as `iptables -A ...` makes. */
+  nftReport(change: NftChange = { kind: 'newgen' }): void {
+    for (const listener of [...this.nftListeners]) listener(change);
+  }
+
+  /** Whether anyone subscribed, of either kind: the real port's listener child would run. */
+  get listening(): boolean {
+    return this.listeners.size > 0 || this.nftListeners.size > 0;
   }
 
   /** Snapshot of the tables, for assertions. */
@@ -205,6 +220,11 @@ export class FakeKernel implements Kernel {
   monitor(listener: (change: KernelChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  nftMonitor(listener: (change: NftChange) => void): () => void {
+    this.nftListeners.add(listener);
+    return () => this.nftListeners.delete(listener);
   }
 
   async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {

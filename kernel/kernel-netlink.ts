@@ -2,28 +2,30 @@
  * The production kernel port: rtnetlink in-process through the `netlink`
  * package's native socket, with weft's own framing (see netlink/channel.ts).
  *
- * Why this path: measured on the target machine, the package's high-level
- * one-request-one-promise API programs 5000 peers in about 0.9 s, slower than
- * `ip -batch` + `bridge -batch` (about 0.7 s). Packing up to 64 requests into
- * one datagram with a single fencing ACK removes the per-request round trip
- * and beats the iproute2 batch (numbers in backend/README.md), while keeping
- * errors per operation and needing no child process.
+ * Why this path: the package's high-level one-request-one-promise API pays a
+ * round trip per request and is slower than `ip -batch` + `bridge -batch`.
+ * Packing a chunk of requests into one datagram with a single fencing ACK
+ * removes the per-request round trip and beats the iproute2 batch (figures
+ * in docs/benchmarks.md), while keeping errors per operation and needing no
+ * child process.
  *
  * The process must already live in the network namespace it programs (no
  * setns here): weftd runs in the host's namespace, tests run it under
  * `ip netns exec`.
  *
- * Notifications (`monitor`) come from a third socket, held by a child process
- * (netlink/monitor.ts) started on the first subscription. While it is starting
- * or restarting, reads wait for it (briefly): subscribe first, then dump, so
+ * Notifications (`monitor`, `nftMonitor`) come from the kernel listener
+ * (netlink/monitor.ts), a child process started by the first subscription of
+ * either kind. While it is starting or restarting, reads wait for it
+ * (briefly) if anyone subscribed to `monitor`: subscribe first, then dump, so
  * a change between a dump and the subscription is never missed.
  */
+import { WeftError } from '../common/errors.js';
 import { addrAddMessage, addrDelMessage, addrDumpMessage, parseAddrInfo } from './netlink/addr.js';
 import { neighDumpMessage, parseNeigh, toFdb, toNeigh, writeFdbDel, writeFdbReplace, writeNeighDel, writeNeighSet } from './netlink/neigh.js';
 import { parseRoute, routeDumpMessage, writeRouteDel, writeRouteReplace } from './netlink/route.js';
 import { AF_BRIDGE, AF_INET, errnoName, Writer, type OutMessage } from './netlink/wire.js';
 import { NetlinkChannel, type DumpDecoder } from './netlink/channel.js';
-import { NetlinkMonitor } from './netlink/monitor.js';
+import { NetlinkMonitor, spawnListenerChild } from './netlink/monitor.js';
 import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from './netlink/link.js';
 import {
   KernelError,
@@ -35,6 +37,8 @@ import {
   type Kernel,
   type KernelChange,
   type KernelOp,
+  type NftChange,
+  type NftMonitor,
   type Link,
   type Neigh,
   type OpResult,
@@ -44,63 +48,69 @@ import {
 
 const ENODEV = 19;
 
-export class NetlinkKernel implements Kernel {
+export class NetlinkKernel implements Kernel, NftMonitor {
   /** ACKed requests; bulk programming goes here. */
   private readonly requests = new NetlinkChannel();
   /** Dumps only, so dump replies never crowd out ACKs in one receive buffer. */
   private readonly dumps = new NetlinkChannel();
-  /** Notifications, while anyone listens. */
-  private notifications: NetlinkMonitor | null = null;
-  private readonly listeners = new Set<(change: KernelChange) => void>();
+  /** Notifications of both kinds; its child runs while anyone subscribes. Drops the echoes of `requests`. */
+  private readonly listener = new NetlinkMonitor(() => spawnListenerChild([this.requests.port]));
+  /** Calls of the port not yet settled: close() lets them finish. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private closing: Promise<void> | null = null;
 
-  async linkByName(name: string): Promise<Link | null> {
-    return this.getLink({ name });
+  linkByName(name: string): Promise<Link | null> {
+    return this.call(() => this.getLink({ name }));
   }
 
-  async linkGet(index: number): Promise<Link | null> {
-    return this.getLink({ index });
+  linkGet(index: number): Promise<Link | null> {
+    return this.call(() => this.getLink({ index }));
   }
 
-  async linkList(): Promise<Link[]> {
-    return this.dump(linkDumpMessage(), (buf, start, end) => parseLink(buf.subarray(start, end)));
+  linkList(): Promise<Link[]> {
+    return this.call(() => this.dump(linkDumpMessage(), (buf, start, end) => parseLink(buf.subarray(start, end))));
   }
 
-  async linkAdd(spec: VxlanLinkSpec): Promise<Link> {
-    await this.single('link add', vxlanAddMessage(spec));
-    const link = await this.linkByName(spec.name);
-    if (!link) throw new KernelError(`link add ${spec.name}`, 'ENODEV');
-    return link;
+  linkAdd(spec: VxlanLinkSpec): Promise<Link> {
+    return this.call(async () => {
+      await this.single('link add', vxlanAddMessage(spec));
+      const link = await this.getLink({ name: spec.name });
+      if (!link) throw new KernelError(`link add ${spec.name}`, 'ENODEV');
+      return link;
+    });
   }
 
-  async bridgeAdd(name: string, mtu: number): Promise<Link> {
-    await this.single('link add', bridgeAddMessage(name, mtu));
-    const link = await this.linkByName(name);
-    if (!link) throw new KernelError(`link add ${name}`, 'ENODEV');
-    return link;
+  bridgeAdd(name: string, mtu: number): Promise<Link> {
+    return this.call(async () => {
+      await this.single('link add', bridgeAddMessage(name, mtu));
+      const link = await this.getLink({ name });
+      if (!link) throw new KernelError(`link add ${name}`, 'ENODEV');
+      return link;
+    });
   }
 
-  async linkDel(index: number): Promise<void> {
-    await this.single(`link del #${index}`, linkDelMessage(index));
+  linkDel(index: number): Promise<void> {
+    return this.call(() => this.single(`link del #${index}`, linkDelMessage(index)));
   }
 
-  async linkSetUp(index: number): Promise<void> {
-    await this.single(`link set #${index} up`, linkSetMessage(index, { up: true }));
+  linkSetUp(index: number): Promise<void> {
+    return this.call(() => this.single(`link set #${index} up`, linkSetMessage(index, { up: true })));
   }
 
-  async linkSetMtu(index: number, mtu: number): Promise<void> {
-    await this.single(`link set #${index} mtu ${mtu}`, linkSetMessage(index, { mtu }));
+  linkSetMtu(index: number, mtu: number): Promise<void> {
+    return this.call(() => this.single(`link set #${index} mtu ${mtu}`, linkSetMessage(index, { mtu })));
   }
 
-  async addrListAll(): Promise<AddrInfo[]> {
-    return this.dump(addrDumpMessage(), (buf, start, end) => parseAddrInfo(buf.subarray(start, end)));
+  addrListAll(): Promise<AddrInfo[]> {
+    return this.call(() => this.dump(addrDumpMessage(), (buf, start, end) => parseAddrInfo(buf.subarray(start, end))));
   }
 
-  async addrAdd(addr: Addr): Promise<void> {
-    await this.single(`addr add ${addr.cidr} dev #${addr.ifindex}`, addrAddMessage(addr));
+  addrAdd(addr: Addr): Promise<void> {
+    return this.call(() => this.single(`addr add ${addr.cidr} dev #${addr.ifindex}`, addrAddMessage(addr)));
   }
 
-  async addrDel(addr: Addr): Promise<void> {
-    await this.single(`addr del ${addr.cidr} dev #${addr.ifindex}`, addrDelMessage(addr));
+  addrDel(addr: Addr): Promise<void> {
+    return this.call(() => this.single(`addr del ${addr.cidr} dev #${addr.ifindex}`, addrDelMessage(addr)));
   }
 
   neighSet(neigh: Omit<Neigh, 'permanent'>): Promise<void> {
@@ -115,11 +125,13 @@ export class NetlinkKernel implements Kernel {
     return collect<Neigh>((visit) => this.neighEach(ifindex, visit));
   }
 
-  async neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void> {
-    await this.dump(neighDumpMessage(AF_INET), (buf, start, end) => {
-      const n = toNeigh(parseNeigh(buf, start, end));
-      if (n && n.ifindex === ifindex) visit(n);
-      return null;
+  neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void> {
+    return this.call(async () => {
+      await this.dump(neighDumpMessage(AF_INET), (buf, start, end) => {
+        const n = toNeigh(parseNeigh(buf, start, end));
+        if (n && n.ifindex === ifindex) visit(n);
+        return null;
+      });
     });
   }
 
@@ -135,12 +147,14 @@ export class NetlinkKernel implements Kernel {
     return collect<Fdb>((visit) => this.fdbEach(ifindex, visit));
   }
 
-  async fdbEach(ifindex: number, visit: (f: Fdb) => void): Promise<void> {
+  fdbEach(ifindex: number, visit: (f: Fdb) => void): Promise<void> {
     // The kernel ignores the ifindex filter of an AF_BRIDGE dump here; filter in JS.
-    await this.dump(neighDumpMessage(AF_BRIDGE), (buf, start, end) => {
-      const f = toFdb(parseNeigh(buf, start, end));
-      if (f && f.ifindex === ifindex) visit(f);
-      return null;
+    return this.call(async () => {
+      await this.dump(neighDumpMessage(AF_BRIDGE), (buf, start, end) => {
+        const f = toFdb(parseNeigh(buf, start, end));
+        if (f && f.ifindex === ifindex) visit(f);
+        return null;
+      });
     });
   }
 
@@ -156,44 +170,63 @@ export class NetlinkKernel implements Kernel {
     return collect<Route>((visit) => this.routeEach(visit));
   }
 
-  async routeEach(visit: (r: Route) => void): Promise<void> {
-    await this.dump(routeDumpMessage(), (buf, start, end) => {
-      const r = parseRoute(buf, start, end);
-      if (r) visit(r);
-      return null;
+  routeEach(visit: (r: Route) => void): Promise<void> {
+    return this.call(async () => {
+      await this.dump(routeDumpMessage(), (buf, start, end) => {
+        const r = parseRoute(buf, start, end);
+        if (r) visit(r);
+        return null;
+      });
     });
   }
 
-  async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
-    if (ops.length === 0) return [];
-    const errnos = await this.requests.transact(ops, writeOp);
-    return errnos.map((e) => (e === 0 ? null : errnoName(e)));
+  apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
+    return this.call(async () => {
+      if (ops.length === 0) return [];
+      const errnos = await this.requests.transact(ops, writeOp);
+      return errnos.map((e) => (e === 0 ? null : errnoName(e)));
+    });
   }
 
   monitor(listener: (change: KernelChange) => void): () => void {
-    this.listeners.add(listener);
-    this.notifications ??= new NetlinkMonitor((change) => {
-      for (const l of [...this.listeners]) l(change);
-    }, [this.requests.port]);
-    return () => {
-      this.listeners.delete(listener);
-      if (this.listeners.size > 0) return;
-      this.notifications?.close();
-      this.notifications = null;
-    };
+    return this.listener.monitor(listener);
   }
 
-  async close(): Promise<void> {
-    this.listeners.clear();
-    this.notifications?.close();
-    this.notifications = null;
-    this.requests.close();
-    this.dumps.close();
+  nftMonitor(listener: (change: NftChange) => void): () => void {
+    return this.listener.nftMonitor(listener);
   }
 
-  /** Before a read: the monitor, if any, is listening (or gave up waiting and will report the gap). */
+  /** Graceful: subscriptions end, calls in flight finish (later ones are refused), then the sockets close. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.listener.close();
+      while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+      await Promise.all([this.requests.close(), this.dumps.close()]);
+    })();
+    return this.closing;
+  }
+
+  /** Immediate: calls in flight are rejected (WEFT_ERR_INVALID_STATE), the listener child killed. */
+  destroy(): void {
+    this.closing ??= Promise.resolve();
+    this.listener.destroy();
+    this.requests.destroy();
+    this.dumps.destroy();
+  }
+
+  /** One call of the port: refused once closing began, awaited by close() while in flight. */
+  private call<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new WeftError('WEFT_ERR_INVALID_STATE', 'kernel port closed'));
+    const running = fn();
+    this.inFlight.add(running);
+    const settled = (): void => void this.inFlight.delete(running);
+    running.then(settled, settled);
+    return running;
+  }
+
+  /** Before a read: the listener, if anyone subscribed to `monitor`, is listening (or gave up waiting and will report the gap). */
   private caughtUp(): Promise<void> {
-    return this.notifications ? this.notifications.caughtUp() : Promise.resolve();
+    return this.listener.caughtUp();
   }
 
   /** Every dump reads the kernel after the monitor listens (subscribe first, then dump). */

@@ -130,14 +130,11 @@ export type KernelOp =
 export type ChangeOp = 'new' | 'del';
 
 /**
- * One kernel notification (`ip monitor link neigh route`), decoded like the
- * matching dump entry. The kernel also reports weft's own changes (echoes).
- * `nftables`: the nf_tables ruleset changed (`nft monitor`; iptables-nft's
- * rules live there), one report per burst, without detail.
- * `nftablesUnwatched`: the listener could not subscribe to nf_tables, so
- * ruleset changes will not be reported.
- * `overrun`: notifications were lost (receive buffer overrun, or the monitor
- * reconnected after a gap), so anything may have changed.
+ * One kernel object notification (`ip monitor link neigh route`), decoded
+ * like the matching dump entry. The kernel also reports weft's own changes
+ * (echoes).
+ * `overrun`: notifications were lost (receive buffer overrun, or the listener
+ * restarted after a gap), so anything may have changed.
  */
 export type KernelChange =
   | { readonly kind: 'link'; readonly op: ChangeOp; readonly link: Link }
@@ -145,8 +142,21 @@ export type KernelChange =
   /** A deleted neighbour may come without its lladdr (the kernel marks it FAILED first): `mac` is '' then. */
   | { readonly kind: 'neigh'; readonly op: ChangeOp; readonly neigh: Neigh }
   | { readonly kind: 'fdb'; readonly op: ChangeOp; readonly fdb: Fdb }
-  | { readonly kind: 'nftables' }
-  | { readonly kind: 'nftablesUnwatched'; readonly why: string }
+  | { readonly kind: 'overrun'; readonly why?: string };
+
+/**
+ * One nf_tables report (`nft monitor`; iptables-nft keeps its rules there).
+ * `newgen`: the ruleset changed: a transaction committed, which the kernel
+ * closes with NFT_MSG_NEWGEN (`nft monitor` prints `# new generation`); one
+ * report per burst, without detail.
+ * `unwatched`: the listener could not subscribe to nf_tables, so changes
+ * will not be reported.
+ * `overrun`: reports were lost, or nothing watched for a moment (the listener
+ * was starting or restarting), so the ruleset may have changed.
+ */
+export type NftChange =
+  | { readonly kind: 'newgen' }
+  | { readonly kind: 'unwatched'; readonly why: string }
   | { readonly kind: 'overrun'; readonly why?: string };
 
 /** errno name of a failed op (`EEXIST`, `ENOENT`, ...), or null on success. */
@@ -208,20 +218,31 @@ export interface Kernel {
    */
   apply(ops: readonly KernelOp[]): Promise<OpResult[]>;
   /**
-   * `ip monitor link neigh route` and `nft monitor`: calls `listener` with
-   * every link, IPv4 neighbour, FDB and main-table IPv4 unicast route change
-   * and every burst of nf_tables ruleset changes from now on, or with an
-   * `overrun` where some were lost. Returns the unsubscribe.
+   * `ip monitor link neigh route`: calls `listener` with every link, IPv4
+   * neighbour, FDB and main-table IPv4 unicast route change from now on, or
+   * with an `overrun` where some were lost. Returns the unsubscribe.
    */
   monitor(listener: (change: KernelChange) => void): () => void;
+  /** Graceful: operations in flight finish, then the port lets go of its sockets. */
   close(): Promise<void>;
+}
+
+/**
+ * The nf_tables side of the port: `nft monitor`, for whoever keeps packet
+ * filter rules. Apart from Kernel so that a port that only reads (weftctl's
+ * dry run) need not offer it; the implementations offer both, and both
+ * subscriptions share one listener, started by whichever comes first.
+ */
+export interface NftMonitor {
+  /** Calls `listener` with every burst of nf_tables ruleset changes from now on, and when reports were lost; returns the unsubscribe. */
+  nftMonitor(listener: (change: NftChange) => void): () => void;
 }
 
 /** A kernel operation the kernel refused; `errno` is its name, e.g. `EEXIST`. */
 export class KernelError extends WeftError {
   readonly errno: string;
-  constructor(operation: string, errno: string) {
-    super('WEFT_ERR_KERNEL', `${operation}: ${errno}`);
+  constructor(operation: string, errno: string, options?: { cause?: unknown }) {
+    super('WEFT_ERR_KERNEL', `${operation}: ${errno}`, options);
     this.name = 'KernelError';
     this.errno = errno;
   }

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { KernelChange } from '../kernel/kernel.js';
+import type { NftChange } from '../kernel/kernel.js';
 import type { Logger } from '../common/log.js';
 import { SAFETY_NET_MS, TrafficRules, iptablesBacking, parseIptablesSave, planRepair, desiredRuleSets, type IptablesRunner } from '../kernel/iptables.js';
 import { Subnet } from '../common/subnet.js';
@@ -105,14 +105,14 @@ describe('iptables rule planning (unit)', () => {
   });
 });
 
-/** A kernel stand-in that only reports changes: what `follow` subscribes to. */
+/** A kernel stand-in that only reports nf_tables changes: what `follow` subscribes to. */
 class ReportingKernel {
-  readonly listeners = new Set<(change: KernelChange) => void>();
-  monitor(listener: (change: KernelChange) => void): () => void {
+  readonly listeners = new Set<(change: NftChange) => void>();
+  nftMonitor(listener: (change: NftChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
-  report(change: KernelChange): void {
+  report(change: NftChange): void {
     for (const l of this.listeners) l(change);
   }
 }
@@ -149,8 +149,8 @@ describe('iptables checks: when they run (unit)', () => {
       expect(fake.saves, 'no check without a reported change').to.equal(saves);
 
       fake.tables.get('nat')!.lines = [];
-      kernel.report({ kind: 'nftables' });
-      kernel.report({ kind: 'nftables' });
+      kernel.report({ kind: 'newgen' });
+      kernel.report({ kind: 'newgen' });
       await eventually(async () => fake.tables.get('nat')!.lines.length > 0, 2000, 'masquerade rules restored');
       expect(fake.saves - saves, 'a burst of reports is one check').to.equal(1);
       expect(keeper.repairs).to.equal(2);
@@ -179,8 +179,8 @@ describe('iptables checks: when they run (unit)', () => {
       await eventually(async () => keeper.inPlace, 2000, 'rules installed');
       keeper.follow(kernel, ac.signal);
       expect(keeper.periodMs()).to.equal(SAFETY_NET_MS);
-      kernel.report({ kind: 'nftablesUnwatched', why: 'Operation not permitted' });
-      kernel.report({ kind: 'nftablesUnwatched', why: 'Operation not permitted' });
+      kernel.report({ kind: 'unwatched', why: 'Operation not permitted' });
+      kernel.report({ kind: 'unwatched', why: 'Operation not permitted' });
       expect(keeper.periodMs()).to.equal(50);
       expect(warnings).to.deep.equal(['nf_tables ruleset changes are not reported (Operation not permitted); iptables rules are checked every 0.05 s']);
       // Unreported changes are found by the period's checks.

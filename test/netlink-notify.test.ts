@@ -10,7 +10,7 @@ import { RTM_DELNEIGH, RTM_NEWNEIGH, parseNeigh, toNeigh } from '../kernel/netli
 import { RTM_DELROUTE, RTM_NEWROUTE, parseRoute } from '../kernel/netlink/route.js';
 import { AF_BRIDGE, splitMessages, type InMessage, type OutMessage } from '../kernel/netlink/wire.js';
 import { fdbReplaceMessage, neighDelMessage, neighSetMessage, routeReplaceMessage } from './harness/netlink-messages.js';
-import { DatagramStream, NFT_CHANGED, NFT_UNWATCHED, NLMSG_OVERRUN, decodeChange, markerDatagram } from '../kernel/netlink/notify.js';
+import { DatagramStream, NFT_CHANGED, NFT_OVERRUN, NFT_UNWATCHED, NLMSG_OVERRUN, decodeChange, decodeNftChange, markerDatagram } from '../kernel/netlink/notify.js';
 import { RTPROT_WEFT } from '../kernel/kernel.js';
 
 /** A notification with the body of `msg` under `type`. */
@@ -74,18 +74,26 @@ describe('netlink notifications: decoded like dump entries', () => {
   });
 
   it('the monitor\'s nf_tables markers: a ruleset change, and changes not watched (with the reason)', () => {
-    expect(decodeChange({ type: NFT_CHANGED, flags: 0, seq: 0, payload: Buffer.alloc(0) })).to.deep.equal({ kind: 'nftables' });
+    expect(decodeNftChange({ type: NFT_CHANGED, flags: 0, seq: 0, payload: Buffer.alloc(0) })).to.deep.equal({ kind: 'newgen' });
     const [unwatched] = splitMessages(markerDatagram(NFT_UNWATCHED, 'Protocol not supported'));
-    expect(decodeChange(unwatched!)).to.deep.equal({ kind: 'nftablesUnwatched', why: 'Protocol not supported' });
+    expect(decodeNftChange(unwatched!)).to.deep.equal({ kind: 'unwatched', why: 'Protocol not supported' });
   });
 
-  it('the monitor child builds its markers from markerDatagram\'s own source text, which runs on its own', () => {
+  it('the nf_tables markers are no kernel object change, and the rtnetlink ones no nf_tables report', () => {
+    const nft = [markerDatagram(NFT_CHANGED), markerDatagram(NFT_UNWATCHED, 'Protocol not supported'), markerDatagram(NFT_OVERRUN)].map((d) => splitMessages(d)[0]!);
+    expect(nft.map(decodeChange)).to.deep.equal([null, null, null]);
+    expect(nft.map(decodeNftChange)).to.deep.equal([{ kind: 'newgen' }, { kind: 'unwatched', why: 'Protocol not supported' }, { kind: 'overrun' }]);
+    expect(decodeNftChange(splitMessages(markerDatagram(NLMSG_OVERRUN))[0]!)).to.equal(null);
+    expect(decodeNftChange(notification(RTM_NEWROUTE, route))).to.equal(null);
+  });
+
+  it('the listener child builds its markers from markerDatagram\'s own source text, which runs on its own', () => {
     // What the child does: paste the function's text into a bare `node -e` script and call it.
     const script = `const marker = ${markerDatagram.toString()};\nprocess.stdout.write(Buffer.concat([marker(${NFT_UNWATCHED}, 'Operation not permitted'), marker(${NLMSG_OVERRUN})]));`;
     const out = execFileSync(process.execPath, ['-e', script]);
     const [unwatched, overrun, ...rest] = splitMessages(out);
     expect(rest).to.deep.equal([]);
-    expect(decodeChange(unwatched!)).to.deep.equal({ kind: 'nftablesUnwatched', why: 'Operation not permitted' });
+    expect(decodeNftChange(unwatched!)).to.deep.equal({ kind: 'unwatched', why: 'Operation not permitted' });
     expect(decodeChange(overrun!)).to.deep.equal({ kind: 'overrun' });
     expect(out.equals(Buffer.concat([markerDatagram(NFT_UNWATCHED, 'Operation not permitted'), markerDatagram(NLMSG_OVERRUN)]))).to.equal(true);
   });

@@ -12,16 +12,18 @@
  *
  * Guardrails against the package's abort-on-overrun bug (a POLLERR on the
  * socket, e.g. ENOBUFS when the receive buffer overflows, terminates the
- * process): at most CHUNK (64) requests are in flight, one chunk at a time;
+ * process): at most CHUNK requests are in flight, one chunk at a time;
  * the receive buffer is raised (the kernel caps it at net.core.rmem_max);
  * the socket joins no multicast group; dumps use their own channel so their
  * replies never compete with ACKs for buffer space.
  */
-import { RawNetlinkSocket } from 'netlink/dist/raw.js';
+import { RawNetlinkSocket, type ErrnoException } from 'netlink/dist/raw.js';
+import { WeftError } from '../../common/errors.js';
+import { KernelError } from '../kernel.js';
 import { NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, Writer, errnoName, errorCode, forEachMessage, frame, messageAt, type InMessage, type OutMessage, type RequestWriter } from './wire.js';
 
 const NETLINK_ROUTE = 0;
-/** Requests per datagram and in flight; 512 in flight aborted the process in measurements, 256 was safe. */
+/** Requests per datagram and in flight: far below what overflows the receive buffer with error replies (see above). */
 export const CHUNK = 64;
 /** Room per request in a chunk's datagram: bulk requests are 48-52 bytes (the writer grows for bigger ones). */
 const REQUEST_BYTES = 64;
@@ -53,23 +55,25 @@ export class NetlinkChannel {
   /** Requests in flight by their last seq (one at a time: requests are serialized). */
   private readonly pending = new Map<number, Pending>();
   private queue: Promise<void> = Promise.resolve();
-  private closed = false;
+  /** Set by close(): resolves once what was asked before it has finished and the socket is closed. */
+  private closing: Promise<void> | null = null;
+  private destroyed = false;
   private failure: Error | null = null;
 
   constructor() {
     this.socket = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: BUFFER_BYTES, sendBufferSize: BUFFER_BYTES });
     this.port = this.socket.address().port;
     this.socket.on('message', (datagram) => this.receive(datagram));
-    this.socket.on('error', (err) => this.fail(err));
+    this.socket.on('error', (err) => this.fail(socketError('netlink socket', err)));
     this.socket.unref();
   }
 
   /**
    * Sends one request per item, in chunks, and resolves with each one's errno
    * (0 = done). Never rejects for a refused message, only when the socket
-   * itself fails. Items are written a chunk at a time, straight into the
-   * chunk's datagram just before it is sent, so a pass of 15 000 operations
-   * never holds 15 000 encoded messages.
+   * itself fails or the channel is closed. Items are written a chunk at a
+   * time, straight into the chunk's datagram just before it is sent, so a
+   * pass never holds all of its operations encoded at once.
    */
   transact<T>(items: readonly T[], write: RequestWriter<T>): Promise<number[]> {
     return this.serialized(async () => {
@@ -97,11 +101,11 @@ export class NetlinkChannel {
 
   /**
    * A dump request: resolves with what `decode` makes of each multipart reply
-   * (null: skip it), rejects with the errno on failure. Replies are decoded as
-   * their datagram arrives, so only the decoded entries outlive it: a dump of
-   * 5000 neighbours spans many event-loop turns, and holding every raw reply
-   * until the end moved all of them into the old generation. `decode` gets
-   * each reply's payload in place: `datagram` from `start` to `end`.
+   * (null: skip it), rejects with a DumpError on failure. Replies are decoded
+   * as their datagram arrives, so only the decoded entries outlive it: a large
+   * dump spans many event-loop turns, and holding every raw reply until the
+   * end would move all of them into the old generation. `decode` gets each
+   * reply's payload in place: `datagram` from `start` to `end`.
    */
   dump<T>(msg: OutMessage, decode: DumpDecoder<T>): Promise<T[]> {
     return this.serialized(
@@ -132,11 +136,18 @@ export class NetlinkChannel {
     );
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
+  /** Graceful: what was asked before finishes (later requests are refused), then the socket closes. */
+  close(): Promise<void> {
+    this.closing ??= this.queue.then(() => this.destroy());
+    return this.closing;
+  }
+
+  /** Immediate: closes the socket now and rejects whatever is in flight with WEFT_ERR_INVALID_STATE. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
     this.socket.close();
-    this.fail(new Error('netlink channel closed'));
+    this.fail(new WeftError('WEFT_ERR_INVALID_STATE', 'netlink channel closed'));
   }
 
   /** Sends items[start..end) as one datagram, results[start..end) taking their errnos; only the last asks for an ACK. */
@@ -196,7 +207,7 @@ export class NetlinkChannel {
 
   private send(frames: Buffer[]): void {
     this.socket.send(frames, undefined, (err) => {
-      if (err) this.fail(err);
+      if (err) this.fail(socketError('netlink send', err));
     });
   }
 
@@ -217,7 +228,7 @@ export class NetlinkChannel {
   }
 
   private release(): void {
-    if (this.pending.size === 0 && !this.closed) this.socket.unref();
+    if (this.pending.size === 0 && !this.destroyed) this.socket.unref();
   }
 
   private fail(err: Error): void {
@@ -233,6 +244,7 @@ export class NetlinkChannel {
   }
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closing || this.destroyed) return Promise.reject(new WeftError('WEFT_ERR_INVALID_STATE', 'netlink channel closed'));
     const run = this.queue.then(fn, fn);
     // Settles with nothing: the queue outlives each operation, and holding the
     // last result (a whole dump at 5000 peers) would keep it alive until the next.
@@ -244,10 +256,16 @@ export class NetlinkChannel {
   }
 }
 
-/** A dump the kernel refused. */
-export class DumpError extends Error {
-  constructor(readonly errno: number) {
-    super(`netlink dump refused: ${errnoName(errno)}`);
+/** A dump the kernel refused (WEFT_ERR_KERNEL, like every refusal); `errno` is its name, e.g. `EPERM`. */
+export class DumpError extends KernelError {
+  constructor(errno: number) {
+    super('netlink dump refused', errnoName(errno));
     this.name = 'DumpError';
   }
+}
+
+/** A failure of the socket itself, as a KernelError named after its errno. */
+function socketError(operation: string, err: ErrnoException | Error): KernelError {
+  const errno = 'code' in err && typeof err.code === 'string' ? err.code : 'EIO';
+  return new KernelError(operation, errno, { cause: err });
 }

@@ -1,57 +1,85 @@
 /**
- * The kernel monitor: a NETLINK_ROUTE socket joined to the link, neighbour
- * and IPv4 route groups (what `ip monitor link neigh route` listens to),
- * held by a small child process that forwards every datagram over a pipe;
- * this side decodes them (netlink/notify.ts). The child also listens to
- * nf_tables (`nft monitor`) and forwards one NFT_CHANGED marker per batch of
- * its notifications: that the ruleset changed is all weft uses. When it cannot
- * subscribe to nf_tables, it says so once (NFT_UNWATCHED, with the reason).
+ * The kernel listener: one small child process, shared by the port's two
+ * subscriptions, that holds the notification sockets and forwards what they
+ * receive over a pipe; this side decodes it (netlink/notify.ts) and hands
+ * each change to the subscriptions of its kind.
+ *   - `monitor` (`ip monitor link neigh route`): a NETLINK_ROUTE socket joined
+ *     to the link, neighbour and IPv4 route groups.
+ *   - `nftMonitor` (`nft monitor`): a NETLINK_NETFILTER socket joined to
+ *     nf_tables; the child forwards one NFT_CHANGED marker per batch of its
+ *     notifications, as that the ruleset changed is all weft uses. When it
+ *     cannot subscribe, it says so once (NFT_UNWATCHED, with the reason).
+ * The first subscription of either kind starts the child, the last one to
+ * leave stops it; in between the child is told over its stdin which sockets
+ * to open and close, so each kind is listened to only while someone wants it
+ * (the backend subscribes only after its first pass, and its start-up echoes
+ * must not reach the child just because the iptables keeper listens).
  *
  * Why a child process: the `netlink` package aborts the whole process when
  * poll reports an error on its socket (it builds the error object with a NULL
  * syscall name, and the C++ exception ends in std::terminate). A subscribed
  * socket gets exactly that error, ENOBUFS, whenever notifications outrun its
- * receive buffer: deleting the vxlan device of a node with 5000 peers flushes
- * 10 000 neighbour and FDB entries in one go, more than fits in the default
+ * receive buffer: deleting the vxlan device of a node with many peers flushes
+ * two entries per peer in one go, more than fits in the default
  * net.core.rmem_max. In a child, that abort is only a gap: the next child is
  * started and the gap is reported as an `overrun`. The child does nothing but
- * read the socket, so it keeps up; it queues in memory while weftd is busy.
+ * read the sockets, so it keeps up; it queues in memory while weftd is busy,
+ * and sleeps while the kernel is quiet.
  *
  * The kernel tags the notifications of route and neighbour changes with the
  * port id of the socket that asked for them: the child drops those of weft's
  * own request socket, the bulk of the echoes of weft's programming (FDB and
  * link notifications carry no port id; the reconciler tells echoes among them
  * by content).
- *
- * Cost: one Node process of 7-12 MB of its own (the Node binary's pages are
- * shared with weftd) that sleeps while the kernel is quiet, and about 15 µs of
- * its CPU per notification: 0.2 s while weft programs 5000 peers.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type { Readable, Writable } from 'node:stream';
 import { Backoff } from '../../common/backoff.js';
-import type { KernelChange } from '../kernel.js';
+import type { KernelChange, NftChange } from '../kernel.js';
+import {
+  DatagramStream,
+  LISTENING_NFT,
+  LISTENING_ROUTE,
+  MONITOR_GROUPS,
+  NETLINK_NETFILTER,
+  NFNLGRP_NFTABLES,
+  NFT_CHANGED,
+  NFT_OVERRUN,
+  NFT_UNWATCHED,
+  NLMSG_NOOP,
+  NLMSG_OVERRUN,
+  decodeChange,
+  decodeNftChange,
+  markerDatagram,
+} from './notify.js';
 import { splitMessages } from './wire.js';
-import { DatagramStream, MONITOR_GROUPS, NETLINK_NETFILTER, NFNLGRP_NFTABLES, NFT_CHANGED, NFT_UNWATCHED, NLMSG_NOOP, NLMSG_OVERRUN, decodeChange, markerDatagram } from './notify.js';
 
 /** Receive buffer asked for; the kernel caps it at net.core.rmem_max (and doubles that for bookkeeping). */
 const BUFFER_BYTES = 16 << 20;
 /** The child gives up (and is restarted, as an overrun) rather than queue more than this for a stalled weftd. */
 const QUEUE_LIMIT_BYTES = 64 << 20;
-/** How long a kernel read waits for the monitor to be listening (see `caughtUp`). */
+/** How long a kernel read waits for the listener to be listening (see `caughtUp`). */
 const LIVE_WAIT_MS = 2000;
 /** A child that lived this long restarts without backoff: its death was an overrun, not a crash loop. */
 const STABLE_MS = 10_000;
 const STDERR_KEPT = 400;
 
+/** What the child is told over its stdin, one character each: open or close the route socket, the nf_tables one. */
+const JOIN_ROUTE = 'R';
+const LEAVE_ROUTE = 'r';
+const JOIN_NFT = 'N';
+const LEAVE_NFT = 'n';
+
 /**
  * The child, run with `node -e`: argv is the `netlink` raw-socket module, the
- * buffer size, the groups, the queue limit and weft's own port ids. Writes
+ * buffer size, the rtnetlink groups, the queue limit and weft's own port ids.
+ * Opens and closes its sockets as its stdin says (JOIN_ROUTE ...). Writes
  * each datagram (one notification) as a u32 length and the bytes; an
- * NLMSG_NOOP datagram once subscribed, an NLMSG_OVERRUN one when a receive
- * error is reported without killing it. Exits when weftd closes its stdin
- * (weftd is gone). Its markers come from notify.ts's `markerDatagram`, whose
+ * NLMSG_NOOP datagram naming what it listens to once a socket is subscribed,
+ * an NLMSG_OVERRUN (or NFT_OVERRUN) one when a receive error is reported
+ * without killing it. Exits when weftd closes its stdin (weftd is done with
+ * it, or gone). Its markers come from notify.ts's `markerDatagram`, whose
  * source text is pasted in, so weftd decodes what that one function builds.
  */
 const CHILD_SOURCE = `'use strict';
@@ -80,110 +108,245 @@ function forward(datagram) {
   batch.push(len, datagram);
 }
 const marker = ${markerDatagram.toString()};
-const socket = new RawNetlinkSocket(0, { recvBufferSize: bufferBytes, sendBufferSize: 4096 });
-socket.on('message', forward);
-socket.on('error', () => forward(marker(${NLMSG_OVERRUN})));
-for (const group of groups) socket.addMembership(group);
-try {
-  const rules = new RawNetlinkSocket(${NETLINK_NETFILTER}, { recvBufferSize: bufferBytes, sendBufferSize: 4096 });
-  rules.on('message', () => {
-    if (!rulesMarked) forward(marker(${NFT_CHANGED}));
-    rulesMarked = true;
-  });
-  rules.on('error', () => forward(marker(${NLMSG_OVERRUN})));
-  rules.addMembership(${NFNLGRP_NFTABLES});
-} catch (err) {
-  // No nf_tables here, or no right to listen: weftd is told, and checks iptables on its own period.
-  forward(marker(${NFT_UNWATCHED}, err.message));
+const options = { recvBufferSize: bufferBytes, sendBufferSize: 4096 };
+let route = null;
+let rules = null;
+function joinRoute() {
+  if (route) return;
+  route = new RawNetlinkSocket(0, options);
+  route.on('message', forward);
+  route.on('error', () => forward(marker(${NLMSG_OVERRUN})));
+  for (const group of groups) route.addMembership(group);
+  forward(marker(${NLMSG_NOOP}, '${LISTENING_ROUTE}'));
 }
-forward(marker(${NLMSG_NOOP}));
-process.stdin.on('end', () => process.exit(0)).resume();
+function joinRules() {
+  if (rules) return;
+  let socket = null;
+  try {
+    socket = new RawNetlinkSocket(${NETLINK_NETFILTER}, options);
+    socket.on('message', () => {
+      if (!rulesMarked) forward(marker(${NFT_CHANGED}));
+      rulesMarked = true;
+    });
+    socket.on('error', () => forward(marker(${NFT_OVERRUN})));
+    socket.addMembership(${NFNLGRP_NFTABLES});
+    rules = socket;
+    forward(marker(${NLMSG_NOOP}, '${LISTENING_NFT}'));
+  } catch (err) {
+    // No nf_tables here, or no right to listen: weftd is told, and checks iptables on its own period.
+    if (socket) socket.close();
+    forward(marker(${NFT_UNWATCHED}, err.message));
+  }
+}
+function leave(socket) {
+  if (socket) socket.close();
+  return null;
+}
+process.stdin.on('data', (commands) => {
+  for (const command of commands.toString('latin1')) {
+    if (command === '${JOIN_ROUTE}') joinRoute();
+    else if (command === '${LEAVE_ROUTE}') route = leave(route);
+    else if (command === '${JOIN_NFT}') joinRules();
+    else if (command === '${LEAVE_NFT}') rules = leave(rules);
+  }
+});
+process.stdin.on('end', () => process.exit(0));
 `;
 
 const RAW_SOCKET_MODULE = createRequire(import.meta.url).resolve('netlink/dist/raw.js');
 
+/** The listener child as NetlinkMonitor uses it: a ChildProcess with piped stdio, or a stand-in in tests. */
+export interface ListenerChild {
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  kill(signal?: NodeJS.Signals): boolean;
+  unref(): void;
+}
+
+/** Starts the real listener child; `ownPorts`: port ids of weft's request sockets, whose echoes it drops. */
+export function spawnListenerChild(ownPorts: readonly number[]): ListenerChild {
+  const settings = [String(BUFFER_BYTES), MONITOR_GROUPS.join(','), String(QUEUE_LIMIT_BYTES), ownPorts.join(',')];
+  const args = ['--max-semi-space-size=1', '--max-old-space-size=64', '-e', CHILD_SOURCE, RAW_SOCKET_MODULE, ...settings];
+  return spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+type Kind = 'route' | 'nft';
+
 export class NetlinkMonitor {
-  private child: ChildProcess | null = null;
-  private live = false;
+  private child: ListenerChild | null = null;
+  private readonly routeListeners = new Set<(change: KernelChange) => void>();
+  private readonly nftListeners = new Set<(change: NftChange) => void>();
+  /** The child said it listens to route changes (NLMSG_NOOP) since it was last told to join them. */
+  private routeLive = false;
+  /** Likewise for nf_tables. */
+  private nftLive = false;
+  /** When the current child first said it listens. */
   private liveSince = 0;
-  /** A kernel read went ahead while nothing listened: report the gap once listening. */
+  /** A kernel read went ahead while route changes were not listened to: report the gap once they are. */
   private readInGap = false;
   private closed = false;
   private respawn: NodeJS.Timeout | null = null;
   private readonly backoff = new Backoff({ initialMs: 100, maxMs: 30_000 });
   private liveWaiters: Array<() => void> = [];
 
-  /** `ownPorts`: port ids of weft's request sockets, whose echoes the child drops. */
-  constructor(
-    private readonly emit: (change: KernelChange) => void,
-    private readonly ownPorts: readonly number[] = [],
-  ) {
-    this.start();
+  /** `spawnChild` starts the child: spawnListenerChild with weft's own port ids, or a stand-in in tests. */
+  constructor(private readonly spawnChild: () => ListenerChild) {}
+
+  /** `ip monitor link neigh route`; the first subscription of either kind starts the child. Returns the unsubscribe. */
+  monitor(listener: (change: KernelChange) => void): () => void {
+    return this.subscribe('route', this.routeListeners, listener);
+  }
+
+  /** `nft monitor`; the first subscription of either kind starts the child. Returns the unsubscribe. */
+  nftMonitor(listener: (change: NftChange) => void): () => void {
+    return this.subscribe('nft', this.nftListeners, listener);
+  }
+
+  /** Whether the child runs (or is about to be restarted): someone is subscribed. */
+  get running(): boolean {
+    return this.child !== null || this.respawn !== null;
   }
 
   /**
-   * Resolves once notifications flow, so that a dump which follows misses no
-   * change (subscribe first, then dump). Waits at most LIVE_WAIT_MS; a read
-   * that goes ahead earlier makes the monitor report an overrun when it is
-   * listening again (and later reads of the same gap do not wait).
+   * Resolves once route changes are listened to, so that a dump which
+   * follows misses no change (subscribe first, then dump); at once when
+   * nobody subscribed to them. Waits at most LIVE_WAIT_MS; a read that goes
+   * ahead earlier makes the listener report an overrun when it is listening
+   * again (and later reads of the same gap do not wait).
    */
   async caughtUp(): Promise<void> {
-    if (this.live || this.closed || this.readInGap) return;
+    if (this.routeListeners.size === 0 || this.routeLive || this.closed || this.readInGap) return;
     let timer: NodeJS.Timeout | undefined;
     const listening = await Promise.race([
       new Promise<true>((resolve) => this.liveWaiters.push(() => resolve(true))),
       new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), LIVE_WAIT_MS))),
     ]);
     clearTimeout(timer);
-    if (!listening) this.readInGap = true;
+    if (!listening && this.routeListeners.size > 0 && !this.routeLive) this.readInGap = true;
   }
 
+  /** Graceful: drops every subscription and lets the child exit on its own (its stdin ends). */
   close(): void {
+    this.shutDown((child) => child.stdin.end());
+  }
+
+  /** Immediate: drops every subscription and kills the child. */
+  destroy(): void {
+    this.shutDown((child) => child.kill('SIGTERM'));
+  }
+
+  private shutDown(stop: (child: ListenerChild) => void): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.respawn) clearTimeout(this.respawn);
-    this.respawn = null;
-    this.child?.kill('SIGTERM');
-    this.child = null;
-    this.wakeWaiters();
+    this.routeListeners.clear();
+    this.nftListeners.clear();
+    this.stop(stop);
+  }
+
+  /** Adds `listener` to its kind's set; after close() it is never called. */
+  private subscribe<C>(kind: Kind, listeners: Set<(change: C) => void>, listener: (change: C) => void): () => void {
+    if (this.closed) return () => undefined;
+    const first = listeners.size === 0;
+    listeners.add(listener);
+    if (first) this.want(kind);
+    return () => {
+      if (!listeners.delete(listener) || listeners.size > 0) return;
+      if (this.routeListeners.size === 0 && this.nftListeners.size === 0) this.stop((child) => child.stdin.end());
+      else this.unwant(kind);
+    };
+  }
+
+  /** The first subscription of `kind`: start the child, or tell the running one to join. */
+  private want(kind: Kind): void {
+    if (this.child) this.tell(kind === 'route' ? JOIN_ROUTE : JOIN_NFT);
+    else if (!this.respawn) this.start();
+  }
+
+  /** The last subscription of `kind` left while the other kind has some: the child closes that socket. */
+  private unwant(kind: Kind): void {
+    if (kind === 'route') {
+      this.routeLive = false;
+      this.readInGap = false;
+      this.wakeWaiters();
+    } else {
+      this.nftLive = false;
+    }
+    this.tell(kind === 'route' ? LEAVE_ROUTE : LEAVE_NFT);
   }
 
   private start(): void {
-    const settings = [String(BUFFER_BYTES), MONITOR_GROUPS.join(','), String(QUEUE_LIMIT_BYTES), this.ownPorts.join(',')];
-    const args = ['--max-semi-space-size=1', '--max-old-space-size=64', '-e', CHILD_SOURCE, RAW_SOCKET_MODULE, ...settings];
-    const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = this.spawnChild();
     this.child = child;
+    this.liveSince = 0;
     const stream = new DatagramStream();
     let stderr = '';
-    child.stdout?.on('data', (chunk: Buffer) => stream.push(chunk, (datagram) => this.receive(datagram)));
-    child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-STDERR_KEPT)));
+    child.stdout.on('data', (chunk: Buffer) => stream.push(chunk, (datagram) => this.receive(child, datagram)));
+    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-STDERR_KEPT)));
+    // A child that died before reading its stdin: its exit says why.
+    child.stdin.on('error', () => undefined);
     child.on('error', (err) => this.lost(child, err.message));
     child.on('exit', (code, signal) => this.lost(child, `${signal ?? `exit code ${code}`}${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ''}`));
-    // A helper must not keep weftd's event loop alive.
+    // The listener must not keep weftd's event loop alive.
     child.unref();
     for (const s of [child.stdin, child.stdout, child.stderr]) unref(s);
+    if (this.routeListeners.size > 0) this.tell(JOIN_ROUTE);
+    if (this.nftListeners.size > 0) this.tell(JOIN_NFT);
   }
 
-  private receive(datagram: Buffer): void {
+  /** Stops the child, if any, as `how` says; nothing of it is reported any more. */
+  private stop(how: (child: ListenerChild) => void): void {
+    if (this.respawn) clearTimeout(this.respawn);
+    this.respawn = null;
+    const child = this.child;
+    this.child = null;
+    this.routeLive = this.nftLive = false;
+    this.readInGap = false;
+    this.wakeWaiters();
+    if (child) how(child);
+  }
+
+  private tell(command: string): void {
+    this.child?.stdin.write(command);
+  }
+
+  private receive(child: ListenerChild, datagram: Buffer): void {
+    if (child !== this.child) return;
     for (const msg of splitMessages(datagram)) {
       if (msg.type === NLMSG_NOOP) {
-        this.listening();
+        this.listening(msg.payload.toString('utf8'));
         continue;
       }
+      const nft = decodeNftChange(msg);
+      if (nft) {
+        // Reports of a socket closed since (the kind was left) may still be in the pipe.
+        if (this.nftLive || nft.kind === 'unwatched') this.tellNft(nft);
+        continue;
+      }
+      if (!this.routeLive) continue;
       let change: KernelChange | null;
       try {
         change = decodeChange(msg);
       } catch {
         change = { kind: 'overrun', why: `undecodable notification (type ${msg.type})` };
       }
-      if (change) this.emit(change);
+      if (change) this.tellRoute(change);
     }
   }
 
-  private listening(): void {
-    this.live = true;
-    this.liveSince = Date.now();
-    if (this.readInGap) this.emit({ kind: 'overrun', why: 'kernel notifications were not watched for a moment' });
+  private listening(what: string): void {
+    if (this.liveSince === 0) this.liveSince = Date.now();
+    if (what === LISTENING_NFT) {
+      this.nftLive = this.nftListeners.size > 0;
+      // The ruleset may have changed between the subscription (or the last child's end) and now.
+      if (this.nftLive) this.tellNft({ kind: 'overrun', why: 'nf_tables changes were not watched until now' });
+      return;
+    }
+    if (what !== LISTENING_ROUTE || this.routeListeners.size === 0) return;
+    this.routeLive = true;
+    if (this.readInGap) this.tellRoute({ kind: 'overrun', why: 'kernel notifications were not watched for a moment' });
     this.readInGap = false;
     this.wakeWaiters();
   }
@@ -192,18 +355,29 @@ export class NetlinkMonitor {
    * Reports the gap at once (so it is logged and a repair pass is asked for)
    * and starts the next child; the pass's reads wait for it to listen.
    */
-  private lost(child: ChildProcess, reason: string): void {
+  private lost(child: ListenerChild, reason: string): void {
     if (this.child !== child) return;
     this.child = null;
-    if (this.live && Date.now() - this.liveSince >= STABLE_MS) this.backoff.reset();
-    this.live = false;
+    if (this.liveSince > 0 && Date.now() - this.liveSince >= STABLE_MS) this.backoff.reset();
+    this.routeLive = this.nftLive = false;
     if (this.closed) return;
-    this.emit({ kind: 'overrun', why: `kernel monitor stopped (${reason})` });
+    const why = `kernel listener stopped (${reason})`;
+    this.tellRoute({ kind: 'overrun', why });
+    this.tellNft({ kind: 'overrun', why });
+    if (this.routeListeners.size === 0 && this.nftListeners.size === 0) return;
     this.respawn = setTimeout(() => {
       this.respawn = null;
-      if (!this.closed) this.start();
+      if (!this.closed && !this.child && (this.routeListeners.size > 0 || this.nftListeners.size > 0)) this.start();
     }, this.backoff.nextDelayMs());
     this.respawn.unref();
+  }
+
+  private tellRoute(change: KernelChange): void {
+    for (const listener of [...this.routeListeners]) listener(change);
+  }
+
+  private tellNft(change: NftChange): void {
+    for (const listener of [...this.nftListeners]) listener(change);
   }
 
   private wakeWaiters(): void {

@@ -1,12 +1,12 @@
 /**
- * rtnetlink notifications, the messages `ip monitor link neigh route`
- * prints, decoded into KernelChanges through the same parsers as dumps, so a
- * notification and a dump of one entry compare equal. nf_tables
- * notifications (`nft monitor`) are not decoded: the monitor reports each
- * burst of them as one marker, because all weft needs to know is that the
- * ruleset changed.
+ * What the listener child forwards, decoded. rtnetlink notifications, the
+ * messages `ip monitor link neigh route` prints, become KernelChanges through
+ * the same parsers as dumps, so a notification and a dump of one entry
+ * compare equal. nf_tables notifications (`nft monitor`) are not decoded: the
+ * child reports each burst of them as one marker, because all weft needs to
+ * know is that the ruleset changed; its markers become NftChanges.
  */
-import type { KernelChange } from '../kernel.js';
+import type { KernelChange, NftChange } from '../kernel.js';
 import { IFINFOMSG_LEN, RTM_DELLINK, RTM_NEWLINK, parseLink } from './link.js';
 import { NDMSG_LEN, RTM_DELNEIGH, RTM_NEWNEIGH, parseNeigh, toDeletedNeigh, toFdb, toNeigh } from './neigh.js';
 import { RTMSG_LEN, RTM_DELROUTE, RTM_NEWROUTE, parseRoute } from './route.js';
@@ -25,20 +25,30 @@ export const MONITOR_GROUPS: readonly number[] = [RTNLGRP_LINK, RTNLGRP_NEIGH, R
 export const NETLINK_NETFILTER = 12;
 export const NFNLGRP_NFTABLES = 7;
 /**
- * The monitor's marker for "the nf_tables ruleset changed": the type of
+ * The listener's marker for "the nf_tables ruleset changed": the type of
  * NFT_MSG_NEWGEN (subsystem NFNL_SUBSYS_NFTABLES = 10), which closes every
- * ruleset transaction. No rtnetlink message has this type.
+ * ruleset transaction. No rtnetlink message has this type, nor the two
+ * markers below.
  */
 export const NFT_CHANGED = (10 << 8) | 0x0f;
 /**
- * The monitor's marker for "nf_tables changes are not watched", with the
+ * The listener's marker for "nf_tables changes are not watched", with the
  * reason as payload: the type of NFT_MSG_GETGEN, which no notification has.
  */
 export const NFT_UNWATCHED = (10 << 8) | 0x10;
+/** The listener's marker for "nf_tables reports were lost" (a receive error): the type of NFT_MSG_TRACE, which it never forwards. */
+export const NFT_OVERRUN = (10 << 8) | 0x11;
 
-/** Netlink control messages the monitor uses as in-band markers (<linux/netlink.h>). */
+/**
+ * Netlink control messages the listener uses as in-band markers
+ * (<linux/netlink.h>): NLMSG_NOOP once it listens, with what it listens to
+ * as payload (LISTENING_ROUTE or LISTENING_NFT); NLMSG_OVERRUN when
+ * rtnetlink notifications were lost.
+ */
 export const NLMSG_NOOP = 1;
 export const NLMSG_OVERRUN = 4;
+export const LISTENING_ROUTE = 'route';
+export const LISTENING_NFT = 'nftables';
 
 /**
  * The change one notification reports, or null for what weft does not watch
@@ -58,10 +68,20 @@ export function decodeChange(msg: InMessage): KernelChange | null {
       return routeChange(msg);
     case NLMSG_OVERRUN:
       return { kind: 'overrun' };
+    default:
+      return null;
+  }
+}
+
+/** The nf_tables report one of the listener's markers carries, or null when `msg` is none of them. */
+export function decodeNftChange(msg: InMessage): NftChange | null {
+  switch (msg.type) {
     case NFT_CHANGED:
-      return { kind: 'nftables' };
+      return { kind: 'newgen' };
     case NFT_UNWATCHED:
-      return { kind: 'nftablesUnwatched', why: msg.payload.toString('utf8') };
+      return { kind: 'unwatched', why: msg.payload.toString('utf8') };
+    case NFT_OVERRUN:
+      return { kind: 'overrun' };
     default:
       return null;
   }
@@ -93,10 +113,10 @@ function routeChange(msg: InMessage): KernelChange | null {
 }
 
 /**
- * A datagram holding one of the monitor's markers: a control message, with
- * `text` as its payload if any. The monitor's child process builds its
- * markers with this function's source text (monitor.ts), so it must stay
- * self-contained: no names from outside it, not even NLMSG_HDRLEN (16).
+ * A datagram holding one of the listener's markers: a control message, with
+ * `text` as its payload if any. The listener child builds its markers with
+ * this function's source text (monitor.ts), so it must stay self-contained:
+ * no names from outside it, not even NLMSG_HDRLEN (16).
  */
 export function markerDatagram(type: number, text = ''): Buffer {
   const header = 16;

@@ -1,0 +1,251 @@
+/**
+ * The kernel listener's two subscriptions (kernel/netlink/monitor.ts): kernel
+ * object changes (`monitor`) and nf_tables changes (`nftMonitor`) share one
+ * child, which the first subscription of either kind starts and the last one
+ * stops, and each kind reaches only its own subscribers. The child is a
+ * stand-in here, fed the markers and notifications the real one forwards;
+ * kernel-netlink-real.test.ts runs the real one. Then the same two
+ * subscriptions through the fake kernel: the iptables keeper follows with no
+ * backend, and the reconcile loop never hears of nf_tables. No kernel.
+ */
+import { expect } from 'chai';
+import { EventEmitter } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
+import { ReconcileLoop } from '../backend/reconcile-loop.js';
+import type { Reconciler } from '../backend/reconciler.js';
+import { silentLogger } from '../common/log.js';
+import { Subnet } from '../common/subnet.js';
+import { TrafficRules, type IptablesRunner } from '../kernel/iptables.js';
+import { FakeKernel } from '../kernel/kernel-fake.js';
+import { RTPROT_WEFT, type KernelChange, type NftChange } from '../kernel/kernel.js';
+import { NetlinkMonitor, type ListenerChild } from '../kernel/netlink/monitor.js';
+import { LISTENING_NFT, LISTENING_ROUTE, NFT_CHANGED, NFT_OVERRUN, NFT_UNWATCHED, NLMSG_NOOP, NLMSG_OVERRUN, markerDatagram } from '../kernel/netlink/notify.js';
+import { frame } from '../kernel/netlink/wire.js';
+import { routeReplaceMessage } from './harness/netlink-messages.js';
+import { eventually } from './harness/netns.js';
+
+/** A listener child stand-in: records what it is told over stdin, forwards what a test gives it. */
+class FakeChild extends EventEmitter implements ListenerChild {
+  readonly stdin = new PassThrough();
+  readonly stdout = new PassThrough();
+  readonly stderr = new PassThrough();
+  /** Every command received, in order (`R`/`r`: join/leave route groups, `N`/`n`: nf_tables). */
+  commands = '';
+  ended = false;
+  killedWith: string | null = null;
+
+  constructor() {
+    super();
+    this.stdin.on('data', (chunk: Buffer) => (this.commands += chunk.toString()));
+    this.stdin.on('end', () => (this.ended = true));
+  }
+
+  /** Forwards datagrams as the child does: each one length-prefixed on stdout. */
+  forward(...datagrams: Buffer[]): void {
+    for (const d of datagrams) {
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(d.length, 0);
+      this.stdout.write(Buffer.concat([len, d]));
+    }
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
+    this.killedWith = signal;
+    this.emit('exit', null, signal);
+    return true;
+  }
+
+  unref(): void {}
+}
+
+/** A NetlinkMonitor over stand-in children, with every child it started. */
+function listenerWithFakeChildren(): { listener: NetlinkMonitor; children: FakeChild[] } {
+  const children: FakeChild[] = [];
+  const listener = new NetlinkMonitor(() => {
+    const child = new FakeChild();
+    children.push(child);
+    return child;
+  });
+  return { listener, children };
+}
+
+/** Lets the stand-in's streams deliver what was written to them. */
+async function flushStreams(): Promise<void> {
+  for (let i = 0; i < 5; i++) await tick();
+}
+
+const routeNotification = frame(routeReplaceMessage({ dst: '10.244.2.0/24', gw: '10.244.2.0', oif: 5, onlink: true, proto: RTPROT_WEFT }), 0, 0);
+
+describe('kernel listener: two subscriptions, one child (unit)', () => {
+  it('starts the child with the first subscription of either kind, joins each kind only while it has subscribers, stops it with the last', async () => {
+    const { listener, children } = listenerWithFakeChildren();
+    expect(listener.running).to.equal(false);
+
+    const offNft = listener.nftMonitor(() => undefined);
+    expect(children).to.have.length(1);
+    expect(listener.running).to.equal(true);
+    await flushStreams();
+    expect(children[0]!.commands, 'the keeper alone: nf_tables only').to.equal('N');
+
+    const offRoute = listener.monitor(() => undefined);
+    const offRoute2 = listener.monitor(() => undefined);
+    await flushStreams();
+    expect(children, 'one child for both kinds').to.have.length(1);
+    expect(children[0]!.commands).to.equal('NR');
+
+    offNft();
+    offRoute();
+    await flushStreams();
+    expect(children[0]!.commands, 'nf_tables left; route changes still wanted').to.equal('NRn');
+    expect(children[0]!.ended).to.equal(false);
+    offRoute2();
+    offRoute2();
+    await flushStreams();
+    expect(children[0]!.ended, 'the last subscription left: stdin ends, the child exits on its own').to.equal(true);
+    expect(children[0]!.killedWith).to.equal(null);
+    expect(listener.running).to.equal(false);
+
+    // Whatever starts first: the backend's subscription now.
+    listener.monitor(() => undefined);
+    await flushStreams();
+    expect(children).to.have.length(2);
+    expect(children[1]!.commands).to.equal('R');
+    listener.destroy();
+  });
+
+  it('hands kernel object changes to monitor subscribers only and nf_tables reports to nftMonitor subscribers only', async () => {
+    const { listener, children } = listenerWithFakeChildren();
+    const changes: KernelChange[] = [];
+    const reports: NftChange[] = [];
+    listener.monitor((c) => changes.push(c));
+    listener.nftMonitor((r) => reports.push(r));
+    const child = children[0]!;
+    // Before the child says it listens, nothing of a kind is passed on (a leftover of an earlier socket).
+    child.forward(routeNotification, markerDatagram(NFT_CHANGED));
+    child.forward(markerDatagram(NLMSG_NOOP, LISTENING_ROUTE), markerDatagram(NLMSG_NOOP, LISTENING_NFT));
+    child.forward(routeNotification, markerDatagram(NFT_CHANGED), markerDatagram(NLMSG_OVERRUN), markerDatagram(NFT_OVERRUN));
+    await flushStreams();
+    expect(changes).to.deep.equal([
+      { kind: 'route', op: 'new', route: { dst: '10.244.2.0/24', gw: '10.244.2.0', oif: 5, onlink: true, proto: RTPROT_WEFT } },
+      { kind: 'overrun' },
+    ]);
+    expect(reports).to.deep.equal([{ kind: 'overrun', why: 'nf_tables changes were not watched until now' }, { kind: 'newgen' }, { kind: 'overrun' }]);
+    child.forward(markerDatagram(NFT_UNWATCHED, 'Operation not permitted'));
+    await flushStreams();
+    expect(reports.at(-1)).to.deep.equal({ kind: 'unwatched', why: 'Operation not permitted' });
+    expect(changes).to.have.length(2);
+    listener.destroy();
+    expect(child.killedWith).to.equal('SIGTERM');
+  });
+
+  it('reports a dead child to both kinds as an overrun and starts the next, which joins what is still wanted', async () => {
+    const { listener, children } = listenerWithFakeChildren();
+    const changes: KernelChange[] = [];
+    const reports: NftChange[] = [];
+    listener.monitor((c) => changes.push(c));
+    listener.nftMonitor((r) => reports.push(r));
+    children[0]!.stderr.write('Aborted\n');
+    await flushStreams();
+    children[0]!.emit('exit', null, 'SIGABRT');
+    const why = 'kernel listener stopped (SIGABRT: Aborted)';
+    expect(changes).to.deep.equal([{ kind: 'overrun', why }]);
+    expect(reports).to.deep.equal([{ kind: 'overrun', why }]);
+    expect(listener.running, 'restart pending').to.equal(true);
+    await eventually(async () => children.length === 2, 3000, 'the next child');
+    await flushStreams();
+    expect(children[1]!.commands).to.equal('RN');
+    listener.close();
+    expect(children[1]!.ended || children[1]!.stdin.writableEnded).to.equal(true);
+  });
+
+  it('makes reads wait for route changes to be listened to, and only when someone subscribed to them', async () => {
+    const { listener, children } = listenerWithFakeChildren();
+    await listener.caughtUp();
+    listener.nftMonitor(() => undefined);
+    await listener.caughtUp();
+    listener.monitor(() => undefined);
+    let caughtUp = false;
+    const waiting = listener.caughtUp().then(() => (caughtUp = true));
+    await sleep(50);
+    expect(caughtUp, 'waits for the child to say it listens').to.equal(false);
+    children[0]!.forward(markerDatagram(NLMSG_NOOP, LISTENING_ROUTE));
+    await waiting;
+    expect(caughtUp).to.equal(true);
+    listener.destroy();
+  });
+
+  it('after close() a subscription hears nothing and starts no child', async () => {
+    const { listener, children } = listenerWithFakeChildren();
+    listener.close();
+    const changes: KernelChange[] = [];
+    listener.monitor((c) => changes.push(c))();
+    listener.nftMonitor(() => changes.push({ kind: 'overrun' }));
+    expect(children).to.have.length(0);
+    expect(listener.running).to.equal(false);
+  });
+});
+
+describe('kernel port: the two subscriptions through the fake kernel (unit)', () => {
+  /** iptables that counts its checks; its tables always match (nothing to repair). */
+  class CountingIptables implements IptablesRunner {
+    saves = 0;
+    async save(): Promise<string> {
+      this.saves++;
+      return '# Generated by iptables-nft-save v1.8.9 (nf_tables) on Wed Nov 25 05:00:00 2026\n*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n';
+    }
+    async restore(): Promise<void> {}
+  }
+
+  it('the iptables keeper sees an nf_tables change with no backend running', async () => {
+    const kernel = new FakeKernel();
+    const iptables = new CountingIptables();
+    const spec = { network: Subnet.parse('10.244.0.0/16'), subnet: Subnet.parse('10.244.3.0/24'), ipMasq: false, forwardRules: false };
+    const keeper = new TrafficRules(spec, { intervalMs: 3_600_000, runner: iptables });
+    const ac = new AbortController();
+    const running = keeper.run(ac.signal);
+    try {
+      await eventually(async () => keeper.inPlace, 2000, 'first check');
+      keeper.follow(kernel, ac.signal);
+      expect(kernel.listening, 'the keeper alone subscribed').to.equal(true);
+      await eventually(async () => iptables.saves === 2, 2000, 'the check follow() asks for');
+      await sleep(200);
+      const saves = iptables.saves;
+      kernel.nftReport();
+      await eventually(async () => iptables.saves === saves + 1, 2000, 'a check after the reported change');
+      // Kernel object changes are not the keeper's.
+      kernel.addLink({ name: 'eth0' });
+      kernel.overrun();
+      await sleep(300);
+      expect(iptables.saves).to.equal(saves + 1);
+    } finally {
+      ac.abort();
+      await running;
+    }
+    expect(kernel.listening, 'unsubscribed on abort').to.equal(false);
+  });
+
+  it('the reconcile loop hears kernel object changes, never nf_tables ones', async () => {
+    const kernel = new FakeKernel();
+    const heard: KernelChange[] = [];
+    const reconciler = {
+      pending: false,
+      apply: async () => ({ full: true, ops: 0, failed: 0 }),
+      requestFull: () => undefined,
+      driftOf: (change: KernelChange) => {
+        heard.push(change);
+        return null;
+      },
+    } as unknown as Reconciler;
+    const loop = new ReconcileLoop({ reconciler, log: silentLogger(), kernel });
+    expect(loop.listen()).to.equal(true);
+    kernel.nftReport();
+    kernel.nftReport({ kind: 'unwatched', why: 'Operation not permitted' });
+    kernel.nftReport({ kind: 'overrun' });
+    const eth0 = kernel.addLink({ name: 'eth0' });
+    kernel.overrun();
+    await loop.stop();
+    expect(heard).to.deep.equal([{ kind: 'link', op: 'new', link: eth0 }, { kind: 'overrun' }]);
+    expect(kernel.listening).to.equal(false);
+  });
+});
