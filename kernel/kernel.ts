@@ -205,9 +205,9 @@ export interface Kernel {
   routeList(): Promise<Route[]>;
   /**
    * neighList, fdbList and routeList without the list: each entry goes to
-   * `visit` as its reply is read, and nothing is kept. A full pass at 5000
-   * peers compares 15 000 entries this way instead of holding them all until
-   * the dumps end, which made them old-generation garbage every minute.
+   * `visit` as its reply is read, and nothing is kept. A full pass compares
+   * every peer's entries this way instead of holding them all until the dumps
+   * end, which would make them old-generation garbage at every pass.
    */
   neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void>;
   fdbEach(ifindex: number, visit: (f: Fdb) => void): Promise<void>;

@@ -40,7 +40,7 @@ export interface UnderlaySelection {
 }
 
 /**
- * flanneld's interface selection (§5 of the flannel notes), as a pure
+ * flanneld's interface selection (flannel's main.go and pkg/ipmatch), as a pure
  * function: `--iface` entries (an IP or a name) in order, then each
  * `--iface-regex` against addresses first and names second; with neither,
  * the interface holding `--public-ip`, else the default route's interface.
@@ -91,8 +91,8 @@ export type UnderlayKernel = Pick<Kernel, 'linkList' | 'addrListAll' | 'routeLis
 /**
  * Reads the links, their IPv4 addresses and the main routing table of the
  * current network namespace through the kernel port (rtnetlink dumps in
- * process; spawning `ip -j` twice cost weftd 30-60 ms of start-up) and picks
- * the underlay with `selectUnderlay`.
+ * process, rather than spawning `ip -j`, which slowed weftd's start-up) and
+ * picks the underlay with `selectUnderlay`.
  */
 export async function discoverUnderlay(kernel: UnderlayKernel, sel: UnderlaySelection): Promise<Underlay> {
   const [links, addrs, routes] = await Promise.all([kernel.linkList(), kernel.addrListAll(), kernel.routeList()]);

@@ -247,7 +247,7 @@ export class NetlinkChannel {
     if (this.closing || this.destroyed) return Promise.reject(new WeftError('WEFT_ERR_INVALID_STATE', 'netlink channel closed'));
     const run = this.queue.then(fn, fn);
     // Settles with nothing: the queue outlives each operation, and holding the
-    // last result (a whole dump at 5000 peers) would keep it alive until the next.
+    // last result (a whole dump, on a node with many peers) would keep it alive until the next.
     this.queue = run.then(
       () => undefined,
       () => undefined,

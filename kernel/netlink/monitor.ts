@@ -11,9 +11,9 @@
  *     cannot subscribe, it says so once (NFT_UNWATCHED, with the reason).
  * The first subscription of either kind starts the child, the last one to
  * leave stops it; in between the child is told over its stdin which sockets
- * to open and close, so each kind is listened to only while someone wants it
- * (the backend subscribes only after its first pass, and its start-up echoes
- * must not reach the child just because the iptables keeper listens).
+ * to open and close, so each kind is listened to only while someone wants
+ * it: while only the iptables keeper listens, the echoes of weft's own
+ * start-up programming (before the backend subscribes) reach no one.
  *
  * Why a child process: the `netlink` package aborts the whole process when
  * poll reports an error on its socket (it builds the error object with a NULL
