@@ -4,6 +4,7 @@
  * addresses. No kernel.
  */
 import { expect } from 'chai';
+import { WeftError } from '../common/errors.js';
 import { parseNeigh, toFdb, toNeigh } from '../kernel/netlink/neigh.js';
 import { Writer } from '../kernel/netlink/wire.js';
 import { dirtyPool, fdbReplaceMessage, neighSetMessage } from './harness/netlink-messages.js';
@@ -32,5 +33,9 @@ describe('netlink neighbour and FDB messages (unit)', () => {
     const incomplete = new Writer(64).u8(2).u8(0).u16(0).u32(7).u16(0x01).u8(0).u8(1).attr(1, Buffer.from([10, 244, 3, 0])).done();
     expect(parseNeigh(incomplete)).to.deep.include({ dst: '10.244.3.0', lladdr: null });
     expect(toNeigh(parseNeigh(incomplete))).to.equal(null);
+  });
+
+  it('a message shorter than its header fails with WEFT_ERR_KERNEL', () => {
+    expect(() => parseNeigh(Buffer.alloc(11))).to.throw(WeftError, /neighbour message of 11 bytes, shorter than its header/).with.property('code', 'WEFT_ERR_KERNEL');
   });
 });

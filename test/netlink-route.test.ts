@@ -3,6 +3,7 @@
  * refused. No kernel.
  */
 import { expect } from 'chai';
+import { WeftError } from '../common/errors.js';
 import { RTPROT_WEFT } from '../kernel/kernel.js';
 import { parseRoute } from '../kernel/netlink/route.js';
 import { routeDelMessage, routeReplaceMessage } from './harness/netlink-messages.js';
@@ -20,5 +21,10 @@ describe('netlink route messages (unit)', () => {
     for (const bad of ['10.244.2.0', '10.244.2.0/', '10.244.2.0/33', '10.244.2.0/24/1', '/24']) {
       expect(() => routeReplaceMessage({ dst: bad, gw: null, oif: 5, onlink: false, proto: RTPROT_WEFT }), bad).to.throw(/not an IPv4/);
     }
+  });
+
+  it('a message shorter than its header fails with WEFT_ERR_KERNEL', () => {
+    expect(() => parseRoute(Buffer.alloc(8))).to.throw(WeftError, /route message of 8 bytes, shorter than its header/).with.property('code', 'WEFT_ERR_KERNEL');
+    expect(() => routeDelMessage({ dst: '10.244.2.0' })).to.throw(WeftError).with.property('code', 'WEFT_ERR_ADDRESS_INVALID');
   });
 });

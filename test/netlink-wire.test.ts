@@ -7,7 +7,8 @@ import { expect } from 'chai';
 import { RTPROT_WEFT } from '../kernel/kernel.js';
 import { writeFdbDel, writeFdbReplace, writeNeighDel, writeNeighSet } from '../kernel/netlink/neigh.js';
 import { parseRoute, writeRouteDel, writeRouteReplace } from '../kernel/netlink/route.js';
-import { NLMSG_HDRLEN, NLM_F_ACK, NLM_F_REQUEST, Writer, frame, frameInto, splitMessages, type OutMessage, type RequestWriter } from '../kernel/netlink/wire.js';
+import { NLMSG_HDRLEN, NLM_F_ACK, NLM_F_REQUEST, Writer, cidrPrefixLength, frame, frameInto, splitMessages, type OutMessage, type RequestWriter } from '../kernel/netlink/wire.js';
+import { isWeftError } from '../common/errors.js';
 import { dirtyPool, fdbDelMessage, fdbReplaceMessage, neighDelMessage, neighSetMessage, routeDelMessage, routeReplaceMessage } from './harness/netlink-messages.js';
 
 /** The 4 bytes an IPv4 address attribute carries. */
@@ -29,6 +30,21 @@ describe('netlink wire format (unit)', () => {
     for (const bad of ['', '0e:2a:00:ff:fe', '0e-2a-00-ff-fe-01', '0e:2a:00:ff:fe:0g', '0e:2a:00:ff:fe:011', '0e:2a:00:ff:fe:01:']) {
       expect(() => macBytes(bad), bad).to.throw(/not a MAC address/);
     }
+  });
+
+  it('refuses an address it cannot encode with WEFT_ERR_ADDRESS_INVALID', () => {
+    const code = (encode: () => unknown): unknown => {
+      try {
+        encode();
+      } catch (err) {
+        return isWeftError(err) ? err.code : err;
+      }
+      return 'encoded';
+    };
+    expect(code(() => ipv4Bytes('256.1.1.1'))).to.equal('WEFT_ERR_ADDRESS_INVALID');
+    expect(code(() => macBytes('0e-2a-00-ff-fe-01'))).to.equal('WEFT_ERR_ADDRESS_INVALID');
+    expect(code(() => cidrPrefixLength('10.0.0.0/33'))).to.equal('WEFT_ERR_ADDRESS_INVALID');
+    expect(cidrPrefixLength('10.0.0.0/24')).to.equal(24);
   });
 
   it('frames several messages into one datagram that splits back into them', () => {

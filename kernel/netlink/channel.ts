@@ -61,7 +61,11 @@ export class NetlinkChannel {
   private failure: Error | null = null;
 
   constructor() {
-    this.socket = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: BUFFER_BYTES, sendBufferSize: BUFFER_BYTES });
+    try {
+      this.socket = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: BUFFER_BYTES, sendBufferSize: BUFFER_BYTES });
+    } catch (err) {
+      throw socketError('netlink socket', err as Error);
+    }
     this.port = this.socket.address().port;
     this.socket.on('message', (datagram) => this.receive(datagram));
     this.socket.on('error', (err) => this.fail(socketError('netlink socket', err)));
