@@ -1,10 +1,14 @@
 /**
  * The fake kernel's semantics where tests rely on them matching Linux's: link
- * and address dumps, and its notifications (which subscription hears what).
+ * and address dumps, and its two subscriptions (which one hears what).
  */
 import { expect } from 'chai';
+import { ReconcileLoop } from '../backend/reconcile-loop.js';
+import type { Reconciler } from '../backend/reconciler.js';
+import { silentLogger } from '../common/log.js';
 import { addrsOn } from '../kernel/addresses.js';
 import { FakeKernel } from '../kernel/kernel-fake.js';
+import type { KernelChange, NftChange } from '../kernel/kernel.js';
 
 describe('fake kernel: link and address dumps', () => {
   it('lists links by index and addresses like `ip addr add` leaves them', async () => {
@@ -36,5 +40,50 @@ describe('fake kernel: link and address dumps', () => {
     await kernel.linkDel(eth0.index);
     expect(await kernel.addrListAll()).to.deep.equal([]);
     expect(await kernel.linkList()).to.deep.equal([]);
+  });
+});
+
+describe('fake kernel: kernel object changes and nf_tables reports on their own subscriptions', () => {
+  it('each subscription hears only its own kind', () => {
+    const kernel = new FakeKernel();
+    const changes: KernelChange[] = [];
+    const reports: NftChange[] = [];
+    const offChanges = kernel.monitor((c) => changes.push(c));
+    const offReports = kernel.nftMonitor((r) => reports.push(r));
+    expect(kernel.listening).to.equal(true);
+    const eth0 = kernel.addLink({ name: 'eth0' });
+    kernel.overrun();
+    kernel.nftReport();
+    kernel.nftReport({ kind: 'unwatched', why: 'Operation not permitted' });
+    expect(changes).to.deep.equal([{ kind: 'link', op: 'new', link: eth0 }, { kind: 'overrun' }]);
+    expect(reports).to.deep.equal([{ kind: 'newgen' }, { kind: 'unwatched', why: 'Operation not permitted' }]);
+    offChanges();
+    expect(kernel.listening, 'the nf_tables subscription still listens').to.equal(true);
+    offReports();
+    expect(kernel.listening).to.equal(false);
+  });
+
+  it('the reconcile loop, subscribed to kernel object changes, never receives an nf_tables report', async () => {
+    const kernel = new FakeKernel();
+    const heard: KernelChange[] = [];
+    const reconciler = {
+      pending: false,
+      apply: async () => ({ full: true, ops: 0, failed: 0 }),
+      requestFull: () => undefined,
+      driftOf: (change: KernelChange) => {
+        heard.push(change);
+        return null;
+      },
+    } as unknown as Reconciler;
+    const loop = new ReconcileLoop({ reconciler, log: silentLogger(), kernel });
+    expect(loop.listen()).to.equal(true);
+    kernel.nftReport();
+    kernel.nftReport({ kind: 'unwatched', why: 'Operation not permitted' });
+    kernel.nftReport({ kind: 'overrun' });
+    const eth0 = kernel.addLink({ name: 'eth0' });
+    kernel.overrun();
+    await loop.stop();
+    expect(heard).to.deep.equal([{ kind: 'link', op: 'new', link: eth0 }, { kind: 'overrun' }]);
+    expect(kernel.listening).to.equal(false);
   });
 });

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NftChange } from '../kernel/kernel.js';
 import type { Logger } from '../common/log.js';
+import { FakeKernel } from '../kernel/kernel-fake.js';
 import { SAFETY_NET_MS, TrafficRules, iptablesBacking, parseIptablesSave, planRepair, desiredRuleSets, type IptablesRunner } from '../kernel/iptables.js';
 import { Subnet } from '../common/subnet.js';
 import { eventually } from './harness/netns.js';
@@ -164,6 +165,38 @@ describe('iptables checks: when they run (unit)', () => {
       await running;
     }
     expect(kernel.listeners.size, 'unsubscribed on abort').to.equal(0);
+  });
+
+  it('follows the kernel port\'s nf_tables subscription with no backend running, and only it', async () => {
+    const fake = new FakeIptables();
+    fake.header = NFT_HEADER;
+    // A period no test waits for: only reported changes bring a check.
+    const keeper = new TrafficRules(spec, { intervalMs: 3_600_000, runner: fake });
+    const kernel = new FakeKernel();
+    const ac = new AbortController();
+    const running = keeper.run(ac.signal);
+    try {
+      await eventually(async () => keeper.inPlace, 2000, 'rules installed');
+      keeper.follow(kernel, ac.signal);
+      expect(kernel.listening, 'the keeper alone subscribed').to.equal(true);
+      await sleep(300);
+      const saves = fake.saves;
+      fake.tables.get('nat')!.lines = [];
+      kernel.nftReport();
+      await eventually(async () => fake.tables.get('nat')!.lines.length > 0, 2000, 'masquerade rules restored');
+      expect(fake.saves - saves).to.equal(1);
+      // Kernel object changes and their overruns are not the keeper's.
+      fake.tables.get('filter')!.lines = [];
+      kernel.addLink({ name: 'eth0' });
+      kernel.overrun();
+      await sleep(300);
+      expect(fake.tables.get('filter')!.lines).to.deep.equal([]);
+      expect(fake.saves - saves).to.equal(1);
+    } finally {
+      ac.abort();
+      await running;
+    }
+    expect(kernel.listening, 'unsubscribed on abort').to.equal(false);
   });
 
   it('when the listener cannot subscribe to nf_tables: says so once and goes back to checking every period', async () => {
