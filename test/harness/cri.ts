@@ -168,7 +168,8 @@ export class CriClient {
   /** A client of the runtime listening on the unix socket `socket` (the connection opens on the first call). */
   static connect(socket: string, options: { timeoutMs?: number } = {}): CriClient {
     const { runtime, image } = loadServices();
-    const client = new runtime(`unix://${socket}`, credentials.createInsecure());
+    // A runtime being started refuses connections for a moment: retry soon, not after grpc's default second.
+    const client = new runtime(`unix://${socket}`, credentials.createInsecure(), { 'grpc.initial_reconnect_backoff_ms': 50, 'grpc.max_reconnect_backoff_ms': 500 });
     // One connection for both services, as kubelet has when both endpoints are the same socket.
     const images = new image(`unix://${socket}`, credentials.createInsecure(), { channelOverride: client.getChannel() });
     return new CriClient(client, images, socket, options.timeoutMs ?? 120_000);
@@ -179,10 +180,15 @@ export class CriClient {
     if (!fn) throw new WeftError('WEFT_ERR_HARNESS', `CRI method ${method} not declared in runtime-v1.proto`);
     const timeoutMs = this.timeoutMs;
     return new Promise<T>((resolve, reject) => {
-      fn.call(service, request, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
-        if (err) reject(new CriError(method, err.code ?? GrpcStatus.UNKNOWN, err.details || err.message, { cause: err }));
-        else resolve(res as T);
-      });
+      try {
+        fn.call(service, request, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
+          if (err) reject(new CriError(method, err.code ?? GrpcStatus.UNKNOWN, err.details || err.message, { cause: err }));
+          else resolve(res as T);
+        });
+      } catch (err) {
+        // grpc-js throws, instead of calling back, on a closed client.
+        reject(new CriError(method, GrpcStatus.UNAVAILABLE, err instanceof Error ? err.message : String(err), { cause: err }));
+      }
     });
   }
 
