@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { WeftError } from '../../common/errors.js';
 
 /** The .proto stays beside the sources: tsc does not copy it into dist/ (this file runs as dist/test/harness/cri.js). */
-const PROTO = fileURLToPath(new URL('../../../test/harness/cri/runtime-v1.proto', import.meta.url));
+export const CRI_PROTO = fileURLToPath(new URL('../../../test/harness/cri/runtime-v1.proto', import.meta.url));
 
 /** The CRI version kubelet announces in Version (the API, not the runtime's version). */
 export const CRI_API_VERSION = 'v1';
@@ -144,7 +144,7 @@ let services: { runtime: ServiceCtor; image: ServiceCtor } | null = null;
 
 function loadServices(): { runtime: ServiceCtor; image: ServiceCtor } {
   if (!services) {
-    const definition = loadSync(PROTO, { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true });
+    const definition = loadSync(CRI_PROTO, { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true });
     const v1 = (loadPackageDefinition(definition) as unknown as { runtime: { v1: { RuntimeService: ServiceCtor; ImageService: ServiceCtor } } }).runtime.v1;
     services = { runtime: v1.RuntimeService, image: v1.ImageService };
   }

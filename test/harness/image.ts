@@ -27,7 +27,7 @@ const MEDIA = {
   layer: 'application/vnd.oci.image.layer.v1.tar',
 } as const;
 
-interface TarEntry {
+export interface TarEntry {
   readonly name: string;
   readonly type: 'file' | 'dir' | 'symlink';
   readonly mode: number;
@@ -100,12 +100,12 @@ export interface BuiltImage {
  * imported image, and the platform, so an import filtered to this machine's
  * platform keeps it.
  */
-export function buildPauseImage(file: string, name = PAUSE_IMAGE): BuiltImage {
+export function buildPauseImage(file: string, name = PAUSE_IMAGE, busyboxPath = BUSYBOX): BuiltImage {
   let busybox: Buffer;
   try {
-    busybox = readFileSync(BUSYBOX);
+    busybox = readFileSync(busyboxPath);
   } catch (err) {
-    throw new WeftError('WEFT_ERR_HARNESS', `${BUSYBOX} not readable (Debian package busybox-static)`, { cause: err });
+    throw new WeftError('WEFT_ERR_HARNESS', `${busyboxPath} not readable (Debian package busybox-static)`, { cause: err });
   }
   const layer = tar([
     { name: 'bin/', type: 'dir', mode: 0o755 },
