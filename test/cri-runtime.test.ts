@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { removeAtExit } from './harness/at-exit.js';
 import { bridgeConflist, ContainerdHost, type CriPod } from './harness/containerd.js';
 import { CriError } from './harness/cri.js';
-import { cleanupLeftovers, RUN_PREFIX, Switch, type Netns } from './harness/netns.js';
+import { cleanupLeftovers, Netns, RUN_PREFIX, Switch } from './harness/netns.js';
 
 const NET = 'crinet';
 const SUBNET_PREFIX = '10.244.9.';
@@ -33,6 +33,23 @@ function alive(pid: number): boolean {
 /** Machine paths a runtime would use by default; this suite must leave them as it found them. */
 const MACHINE_PATHS = ['/var/lib/cni', '/var/lib/containerd', '/opt/cni', '/etc/cni'];
 
+/**
+ * A CNI plugin that records each call (one JSON line in <base>.log) and answers ADD with 10.9.9.9 in the version of
+ * its config, or in the version written in <base>.version. (It runs as the link in the bin dir: $0 is not <base>.)
+ */
+const recordingPlugin = (base: string) => `#!/bin/sh
+base='${base}'
+conf=$(cat)
+ver=$(printf '%s' "$conf" | sed -n 's/.*"cniVersion" *: *"\\([^"]*\\)".*/\\1/p')
+printf '{"cmd":"%s","id":"%s","ifname":"%s","netns":"%s","version":"%s"}\\n' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_IFNAME" "$CNI_NETNS" "$ver" >> "$base.log"
+[ -s "$base.version" ] && ver=$(cat "$base.version")
+case "$CNI_COMMAND" in
+  ADD) printf '{"cniVersion":"%s","ips":[{"address":"10.9.9.9/24"}]}\\n' "$ver" ;;
+  VERSION) printf '%s\\n' '{"cniVersion":"1.0.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}' ;;
+esac
+exit 0
+`;
+
 describe('a real Kubernetes runtime: containerd CRI + stock CNI bridge/host-local in a host namespace @real', function () {
   this.timeout(120_000);
   const dir = join('/tmp', `${RUN_PREFIX}cri`);
@@ -52,7 +69,14 @@ describe('a real Kubernetes runtime: containerd CRI + stock CNI bridge/host-loca
     const d = join(host.dir, 'state', 'io.containerd.grpc.v1.cri', 'netns');
     return existsSync(d) ? readdirSync(d) : [];
   };
-  const shims = () => host.leftoverPids().filter((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('/usr/bin/containerd-shim-runc-v2'));
+  const shims = () =>
+    host.leftoverPids().filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('/usr/bin/containerd-shim-runc-v2');
+      } catch {
+        return false; // exited meanwhile
+      }
+    });
 
   before(async () => {
     await cleanupLeftovers();
@@ -227,5 +251,80 @@ describe('a real Kubernetes runtime: containerd CRI + stock CNI bridge/host-loca
     // The machine's own runtime paths were never used: pod netns files, CNI cache and IPAM, containerd's root.
     for (const p of MACHINE_PATHS) expect(existsSync(p), p).to.equal(machineBefore.get(p));
     expect(machineNetns()).to.deep.equal(netnsBefore);
+  });
+});
+
+describe('what containerd 1.6 asks of a CNI plugin, recorded @real', function () {
+  this.timeout(60_000);
+  const dir = join('/tmp', `${RUN_PREFIX}cri-rec`);
+  const plugin = join(dir, 'recorder');
+  let ns: Netns;
+  let host: ContainerdHost;
+  interface Call {
+    cmd: string;
+    id: string;
+    ifname: string;
+    netns: string;
+    version: string;
+  }
+  const calls = (): Call[] => (existsSync(`${plugin}.log`) ? readFileSync(`${plugin}.log`, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Call) : []);
+  const drain = (): Call[] => {
+    const c = calls();
+    rmSync(`${plugin}.log`, { force: true });
+    return c;
+  };
+
+  before(async () => {
+    await cleanupLeftovers();
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    removeAtExit(dir);
+    writeFileSync(plugin, recordingPlugin(plugin));
+    chmodSync(plugin, 0o755);
+    ns = await Netns.create('crirec');
+    host = await ContainerdHost.start({ netns: ns, dir: join(dir, 'h'), cniPlugins: { loopback: '/usr/lib/cni/loopback', recorder: plugin } });
+    host.writeCniConfig('10-rec.conflist', { cniVersion: '1.0.0', name: 'rec', plugins: [{ type: 'recorder' }] });
+    await host.waitNetworkReady();
+  });
+
+  after(async () => {
+    await host?.stop();
+    await ns?.delete();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('one ADD per sandbox, with the netns path; the IP the plugin returns is what PodSandboxStatus reports', async () => {
+    const pod = await host.runPod('rec-1');
+    expect(pod.ip).to.equal('10.9.9.9');
+    expect(drain()).to.deep.equal([{ cmd: 'ADD', id: pod.id, ifname: 'eth0', netns: pod.netnsPath, version: '1.0.0' }]);
+    expect(pod.netnsPath).to.match(/\/state\/io\.containerd\.grpc\.v1\.cri\/netns\/cni-[0-9a-f-]+$/);
+  });
+
+  it('a DEL on every StopPodSandbox and RemovePodSandbox: only the first has the netns, the later ones an empty CNI_NETNS', async () => {
+    const [pod] = await host.pods();
+    await host.cri.stopPodSandbox(pod!.id);
+    await host.cri.stopPodSandbox(pod!.id);
+    await host.cri.removePodSandbox(pod!.id);
+    expect(drain().map((c) => [c.cmd, c.id, c.netns])).to.deep.equal([
+      ['DEL', pod!.id, pod!.netnsPath],
+      ['DEL', pod!.id, ''],
+      ['DEL', pod!.id, ''],
+    ]);
+  });
+
+  it('a 1.1.0 result is refused (libcni 1.1 knows results up to 1.0.0), and the failed ADD is followed by a DEL', async () => {
+    writeFileSync(`${plugin}.version`, '1.1.0');
+    try {
+      const err = (await host.runPod('rec-2').catch((e: unknown) => e)) as CriError;
+      expect(err).to.be.instanceOf(CriError);
+      expect(err.details).to.include('plugin type="recorder" failed (add): unsupported CNI result version "1.1.0"');
+    } finally {
+      rmSync(`${plugin}.version`);
+    }
+    // Only ADD and DEL, here and above: containerd 1.6 sends no VERSION, CHECK, STATUS or GC.
+    const c = drain();
+    expect(c.map((x) => x.cmd)).to.deep.equal(['ADD', 'DEL']);
+    expect(c[0]!.id).to.equal(c[1]!.id);
+    expect(await host.cri.listPodSandbox()).to.deep.equal([]);
   });
 });

@@ -611,7 +611,8 @@ export class CriPod {
     const s = await host.cri.podSandboxStatus(id, true);
     const info = (s.info.info ?? {}) as { pid?: number; runtimeSpec?: { linux?: { namespaces?: { type: string; path?: string }[] } } };
     const netnsPath = info.runtimeSpec?.linux?.namespaces?.find((n) => n.type === 'network')?.path ?? '';
-    return new CriPod(host, id, s.metadata.name, s.ip, info.pid ?? 0, netnsPath, runMs);
+    // A stopped sandbox's process is gone (and its pid may be reused): only a ready one is entered.
+    return new CriPod(host, id, s.metadata.name, s.ip, s.state === 'SANDBOX_READY' ? (info.pid ?? 0) : 0, netnsPath, runMs);
   }
 
   /** The pod's network namespace as this process can open it. */
