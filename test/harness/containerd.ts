@@ -235,19 +235,15 @@ function cgroupDirs(name: string): string[] {
     .filter((d) => existsSync(d));
 }
 
-/** SIGKILLs every process in the cgroup tree at `dir`; returns how many. */
-function killCgroupTree(dir: string): number {
-  let n = 0;
+/** The processes in the cgroup tree at `dir`. */
+function cgroupTreePids(dir: string, into = new Set<number>()): Set<number> {
   try {
-    for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-      kill(Number(pid));
-      n++;
-    }
-    for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) n += killCgroupTree(join(dir, child.name));
+    for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) into.add(Number(pid));
+    for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) cgroupTreePids(join(dir, child.name), into);
   } catch {
     /* gone */
   }
-  return n;
+  return into;
 }
 
 /** rmdir of a cgroup tree, deepest first; true when it is gone. */
@@ -265,7 +261,7 @@ function removeCgroupTree(dir: string): boolean {
  * Removes what containerd instances of test runs that died left behind: containerd and shims carrying a dead run's
  * marker, and the pod cgroups (with their processes) of a dead run's namespaces (`weft-cri-wft<pid>b-...`).
  */
-export function cleanupContainerdLeftovers(): { processes: number; cgroups: number } {
+export async function cleanupContainerdLeftovers(): Promise<{ processes: number; cgroups: number }> {
   let procs = 0;
   let cgroups = 0;
   for (const p of processes()) {
@@ -290,8 +286,15 @@ export function cleanupContainerdLeftovers(): { processes: number; cgroups: numb
   }
   for (const name of dead) {
     const dirs = cgroupDirs(name);
-    for (const d of dirs) procs += killCgroupTree(d);
-    for (const d of dirs) if (removeCgroupTree(d)) cgroups++;
+    const pids = new Set<number>();
+    for (const d of dirs) cgroupTreePids(d, pids);
+    for (const pid of pids) kill(pid);
+    procs += pids.size;
+    // Killed processes take a moment to leave their cgroups.
+    for (let i = 0; i < 50 && dirs.some((d) => existsSync(d)); i++) {
+      for (const d of dirs) if (existsSync(d) && removeCgroupTree(d)) cgroups++;
+      if (dirs.some((d) => existsSync(d))) await sleep(20);
+    }
   }
   return { processes: procs, cgroups };
 }
@@ -361,7 +364,7 @@ export class ContainerdHost {
     for (const hidden of ['/run', '/var/run', '/var/lib']) {
       if (options.dir === hidden || options.dir.startsWith(hidden + '/')) throw new WeftError('WEFT_ERR_HARNESS', `containerd dir ${options.dir} is under ${hidden}, which containerd sees replaced`);
     }
-    cleanupContainerdLeftovers();
+    await cleanupContainerdLeftovers();
     mkdirSync(options.dir, { recursive: true });
     const snapshotter = options.snapshotter ?? (statfsSync(options.dir).type === OVERLAYFS_MAGIC ? 'native' : 'overlayfs');
     const image = options.image ?? sharedPauseImage();
@@ -566,17 +569,7 @@ export class ContainerdHost {
       const i = p.argv.indexOf('-address');
       if ((i >= 0 && p.argv[i + 1] === this.socket) || p.environ().includes(marker)) pids.add(p.pid);
     }
-    for (const d of cgroupDirs(this.cgroupParent.slice(1))) {
-      const walk = (dir: string): void => {
-        try {
-          for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) pids.add(Number(pid));
-          for (const c of readdirSync(dir, { withFileTypes: true })) if (c.isDirectory()) walk(join(dir, c.name));
-        } catch {
-          /* gone */
-        }
-      };
-      walk(d);
-    }
+    for (const d of cgroupDirs(this.cgroupParent.slice(1))) cgroupTreePids(d, pids);
     return [...pids].filter((pid) => pid !== process.pid);
   }
 
