@@ -17,7 +17,7 @@ export type WeftErrorCode =
   //                             CONFIG_INVALID, LEASE_MALFORMED or OPTION_INVALID
   | 'WEFT_ERR_INVALID_STATE' // an object was used in a state that does not allow it (before it is ready, or after
   //                           close()/destroy()): a bug in the caller, not a condition to wait out
-  | 'WEFT_ERR_HARNESS' // bench/ and demo/ only: a run found weft or its test bed not as the run needs it; the run stops
+  | 'WEFT_ERR_HARNESS' // bench/, demo/ and the test harness only: a run found weft or its test bed not as the run needs it; the run stops
   | 'WEFT_ERR_ABORTED'; // the operation was cancelled through its AbortSignal
 
 const RETRYABLE: ReadonlySet<WeftErrorCode> = new Set<WeftErrorCode>([
