@@ -18,6 +18,14 @@ export type WeftErrorCode =
   | 'WEFT_ERR_INVALID_STATE' // an object was used in a state that does not allow it (before it is ready, or after
   //                           close()/destroy()): a bug in the caller, not a condition to wait out
   | 'WEFT_ERR_HARNESS' // bench/, demo/ and the test harness only: a run found weft or its test bed not as the run needs it; the run stops
+  | 'WEFT_ERR_SUBNET_FILE_MISSING' // the subnet file (subnet.env) does not exist: weftd writes it once it holds a lease
+  | 'WEFT_ERR_SUBNET_FILE_INVALID' // the subnet file lacks a variable or holds a value that does not parse
+  | 'WEFT_ERR_CNI_VERSION' // CNI: the config's cniVersion is not supported, or does not allow the command
+  | 'WEFT_ERR_CNI_ENV' // CNI: a CNI_* environment variable is missing or invalid
+  | 'WEFT_ERR_CNI_DECODE' // CNI: the config on stdin (or a saved one) is not a JSON object
+  | 'WEFT_ERR_CNI_IO' // CNI: a file operation failed (stdin, the saved state, installing the plugin)
+  | 'WEFT_ERR_CNI_DELEGATE' // CNI: the delegate plugin (bridge, host-local ...) could not be run or reported an error
+  | 'WEFT_ERR_CNI_CHECK' // CNI CHECK: the attachment is not as ADD left it
   | 'WEFT_ERR_ABORTED'; // the operation was cancelled through its AbortSignal
 
 const RETRYABLE: ReadonlySet<WeftErrorCode> = new Set<WeftErrorCode>([
@@ -28,6 +36,7 @@ const RETRYABLE: ReadonlySet<WeftErrorCode> = new Set<WeftErrorCode>([
   'WEFT_ERR_STORE_UNAVAILABLE',
   'WEFT_ERR_ETCD_LEASE_NOT_FOUND',
   'WEFT_ERR_KERNEL',
+  'WEFT_ERR_SUBNET_FILE_MISSING',
 ]);
 
 export class WeftError extends Error {

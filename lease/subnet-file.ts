@@ -38,7 +38,10 @@ export async function writeSubnetFile(path: string, c: SubnetFileContents): Prom
   await chmod(path, 0o644);
 }
 
-/** Parsed variables of a subnet file (tolerates quotes and comments, like flanneld's reader). */
+/**
+ * Parsed variables of a subnet file (tolerates quotes and comments, like flanneld's reader).
+ * The CNI plugin reads the file with subnet-env.ts instead: flannel's CNI plugin's rules, without dotenv.
+ */
 export interface SubnetFileVars {
   readonly [name: string]: string;
 }
