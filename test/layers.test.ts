@@ -9,7 +9,9 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /**
  * Which layer may import which: data flows etcd -> lease -> backend -> kernel,
  * with daemon/ and weftctl/ on top. weftctl/ reads a node only through the
- * status contract (daemon/status.ts).
+ * status contract (daemon/status.ts), and installs the CNI plugin through
+ * cni/install.ts. cni/ (the CNI plugin, on every pod's start path) reads the
+ * subnet file and nothing else of weft.
  */
 const ALLOWED: Record<string, readonly string[]> = {
   common: [],
@@ -17,7 +19,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   lease: ['common'],
   backend: ['common', 'kernel', 'lease'],
   daemon: ['common', 'kernel', 'lease', 'backend'],
-  weftctl: ['common', 'kernel', 'lease', 'backend', 'daemon/status.ts'],
+  weftctl: ['common', 'kernel', 'lease', 'backend', 'daemon/status.ts', 'cni/install.ts'],
+  cni: ['common', 'lease'],
 };
 
 function sources(dir: string): string[] {
