@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 /**
- * Bundles weftd and weftctl, each into one file under dist/bin/, from tsc's
- * output, and gives each a V8 code cache. Why: Node 20 spends most of weftd's
- * start-up loading code. One minified file instead of hundreds of module
- * files loads faster and takes less memory; the code cache then spares compiling
- * it (Node 20 has no module compile cache of its own).
+ * Bundles weftd, weftctl and weft-cni, each into one file under dist/bin/,
+ * from tsc's output, and gives each a V8 code cache. Why: Node 20 spends most
+ * of weftd's start-up loading code. One minified file instead of hundreds of
+ * module files loads faster and takes less memory; the code cache then spares
+ * compiling it (Node 20 has no module compile cache of its own).
  *
  * For each program:
  * - `dist/bin/<name>-bundle.cjs`: the program and its dependencies (esbuild).
@@ -16,6 +16,13 @@
  * - `dist/bin/<name>.cjs`: the executable. Its first line starts Node with the
  *   program's flags; the rest compiles the bundle with the cache
  *   (scripts/launcher.cjs). A missing or rejected cache only costs the compile.
+ *
+ * weft-cni is standalone: `dist/bin/weft-cni.cjs` is the whole program, the
+ * launcher (scripts/launcher-standalone.js) with the bundle and its cache as
+ * string literals, and nothing beside it. A CNI plugin is installed by copying
+ * it into the runtime's bin directory under any name, or by a symlink; either
+ * works with one file. The bundle and cache files are still written (the
+ * cache is made from them) but the executable does not read them.
  *
  * What a bundle cannot carry is handled here:
  * - `netlink` loads a native addon, so it stays in node_modules (external).
@@ -67,21 +74,25 @@ const programs = {
     env: { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '1048576', MALLOC_ARENA_MAX: '2' },
   },
   weftctl: { entry: 'weftctl/main.js', nodeFlags: [], env: {} },
+  // The CNI plugin runs on every pod's start: no flags (nothing to tune in a run of a few milliseconds).
+  'weft-cni': { entry: 'cni/main.js', nodeFlags: [], env: {}, standalone: true, cacheRun: { env: { CNI_COMMAND: 'VERSION' }, args: [] } },
 };
 
 /**
- * Loads a bundle the way its launcher does, runs it as `<program> --version`
- * (which prints the version and exits: it opens no socket and touches no
- * kernel state), and writes the code cache on exit. Made after the run, the
- * cache also holds the functions that loading compiled, not only the top level.
+ * Loads a bundle the way its launcher does, runs it once in a way that
+ * prints a version and exits (`<program> --version`; weft-cni with
+ * CNI_COMMAND=VERSION and no stdin: it opens no socket and touches no
+ * kernel state or file), and writes the code cache on exit. Made after the
+ * run, the cache also holds the functions that loading compiled, not only
+ * the top level.
  */
 const CACHE_MAKER = `
 const { writeFileSync } = require('node:fs');
 const { compileBundle, runBundle } = require(${JSON.stringify(join(here, 'launcher.cjs'))});
-const [bundle, cacheFile] = process.argv.slice(1);
+const [bundle, cacheFile, ...args] = process.argv.slice(1);
 const script = compileBundle(bundle, null);
 process.once('exit', () => writeFileSync(cacheFile, script.createCachedData()));
-process.argv = [process.argv[0], bundle, '--version'];
+process.argv = [process.argv[0], bundle, ...args];
 runBundle(script, bundle);
 `;
 
@@ -129,11 +140,12 @@ const lazyHelpModules = {
 const PRODUCTION = { 'process.env.NODE_ENV': '"production"' };
 
 const launcherSource = readFileSync(join(here, 'launcher.cjs'), 'utf8');
+const standaloneSource = readFileSync(join(here, 'launcher-standalone.js'), 'utf8');
 mkdirSync(join(dist, 'bin'), { recursive: true });
 // ES module bundles of the same names, left in dist/ by an older build's layout, are never run: remove them.
 for (const name of Object.keys(programs)) rmSync(join(dist, 'bin', `${name}.mjs`), { force: true });
 
-for (const [name, { entry, nodeFlags, env }] of Object.entries(programs)) {
+for (const [name, { entry, nodeFlags, env, standalone = false, cacheRun = { env: {}, args: ['--version'] } }] of Object.entries(programs)) {
   const bundle = join(dist, 'bin', `${name}-bundle.cjs`);
   const cache = join(dist, 'bin', `${name}-bundle.cache`);
   await build({
@@ -148,7 +160,8 @@ for (const [name, { entry, nodeFlags, env }] of Object.entries(programs)) {
     keepNames: true,
     // Escaped non-ASCII (esbuild's default, stated because the launcher relies on it).
     charset: 'ascii',
-    external: ['netlink'],
+    // A standalone program takes nothing from node_modules along.
+    external: standalone ? [] : ['netlink'],
     plugins: [lazyHelpModules],
     define: { 'import.meta.url': '__weftBundleUrl', ...PRODUCTION },
     banner: { js: "var __weftBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
@@ -162,13 +175,19 @@ for (const [name, { entry, nodeFlags, env }] of Object.entries(programs)) {
   writeFileSync(bundle, code);
 
   rmSync(cache, { force: true });
-  execFileSync(process.execPath, [...nodeFlags, '-e', CACHE_MAKER, bundle, cache], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(process.execPath, [...nodeFlags, '-e', CACHE_MAKER, bundle, cache, ...cacheRun.args], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, ...cacheRun.env },
+  });
 
   // `env -S` passes the flags and sets the environment too.
   const command = [...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'node', ...nodeFlags];
   const hashbang = command.length > 1 ? `#!/usr/bin/env -S ${command.join(' ')}` : '#!/usr/bin/env node';
   const launcher = join(dist, 'bin', `${name}.cjs`);
-  writeFileSync(launcher, `${hashbang}\n${launcherSource}\nmodule.exports.launch(${JSON.stringify(`${name}-bundle`)});\n`);
+  const body = standalone
+    ? `${standaloneSource}\nlaunchStandalone(${JSON.stringify(code)}, ${JSON.stringify(readFileSync(cache).toString('base64'))});\n`
+    : `${launcherSource}\nmodule.exports.launch(${JSON.stringify(`${name}-bundle`)});\n`;
+  writeFileSync(launcher, `${hashbang}\n${body}`);
   chmodSync(launcher, 0o755);
 }
 
