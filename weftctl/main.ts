@@ -11,6 +11,7 @@
  *   weftctl release SUBNET [--force]
  *   weftctl status | diff | doctor                    this node
  *   weftctl docker-opts [...]                         as `weftd docker-opts`
+ *   weftctl cni install --bin-dir DIR --conf-dir DIR  the CNI plugin and its conflist
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -19,6 +20,7 @@ import { WeftError, isWeftError } from '../common/errors.js';
 import { NetlinkKernel } from '../kernel/kernel-netlink.js';
 import { doctorReport, runChecks } from './doctor.js';
 import { dockerOptsCommand } from '../lease/docker-opts.js';
+import { cniCommand } from './cni.js';
 import { declareWeftdOptions, readConfigFile, validateWeftdOptions, weftdEnvironment, withEnvironment, type WeftdOptions } from '../common/options.js';
 import { discoverUnderlay } from '../kernel/underlay.js';
 import { fetchStatus, openEtcd, weftdUrl } from './context.js';
@@ -50,6 +52,7 @@ function declareCli(y: Argv) {
     .command('diff', 'desired kernel entries (leases) vs the kernel on this node')
     .command('doctor', 'checks with a verdict and a fix each')
     .command('docker-opts', 'Docker options from the subnet file (as weftd docker-opts)')
+    .command('cni <action>', 'install: the CNI plugin and a conflist on this node (weftctl cni --help)')
     .demandCommand(1, 'a command is required')
     .strict()
     .exitProcess(false)
@@ -141,6 +144,7 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'docker-opts') return dockerOptsCommand(argv.slice(1), 'weftctl');
+  if (argv[0] === 'cni') return cniCommand(argv.slice(1));
   const a = (await withEnvironment(weftdEnvironment(process.env), () => declareCli(yargs(argv)).env('WEFTD').parse())) as Args;
   if (a.help || a.version) return 0;
   const command = String(a._[0]);
