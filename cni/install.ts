@@ -91,7 +91,7 @@ function writeAtomic(dir: string, base: string, data: string | Buffer, mode: num
     renameSync(temp, path);
     syncDirectory(dir);
   } catch (err) {
-    rmSync(temp, { force: true });
+    removeQuietly(temp);
     throw ioError(`cannot write ${path}`, err);
   }
   return path;
@@ -116,7 +116,7 @@ function linkAtomic(dir: string, base: string, target: string): string {
     renameSync(temp, path);
     syncDirectory(dir);
   } catch (err) {
-    rmSync(temp, { force: true });
+    removeQuietly(temp);
     throw ioError(`cannot link ${path} to ${target}`, err);
   }
   return path;
@@ -144,4 +144,13 @@ export function install(o: InstallOptions): Installed {
   const text = `${JSON.stringify(conflist(o), null, 2)}\n`;
   const list = writeAtomic(o.confDir, conflistName(o.name), text, 0o644);
   return { plugin, conflist: list, source, link };
+}
+
+/** Removes a temp file after a failure, which stays the error to report. */
+function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    // the directory itself is the problem
+  }
 }

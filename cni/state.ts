@@ -72,7 +72,7 @@ export function saveState(dataDir: string, a: Attachment, text: string): string 
     renameSync(temp, path);
     syncDirectory(dataDir);
   } catch (err) {
-    rmSync(temp, { force: true });
+    removeQuietly(temp);
     throw ioError(`cannot save the delegate config in ${dataDir}`, err);
   }
   return path;
@@ -157,4 +157,13 @@ export function staleAttachments(
     if (networkOf(s) !== network) return false;
     return s.ifname === null ? !containers.has(s.containerID) : !keys.has(`${s.containerID}@${s.ifname}`);
   });
+}
+
+/** Removes a temp file after a failure, which stays the error to report. */
+function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    // the directory itself is the problem
+  }
 }
