@@ -82,7 +82,7 @@ function attachment(env: DelegateEnv, command: string): Attachment {
   return a;
 }
 
-function describe(a: Attachment): string {
+function label(a: Attachment): string {
   return `container ${a.containerID} interface ${a.ifname}`;
 }
 
@@ -101,7 +101,7 @@ function add(conf: NetConf, inv: Invocation): string {
       invokePlugin(plugin, 'DEL', text, inv.env);
       removeState(saved);
     } catch (cleanup) {
-      inv.warn(`weft-cni: ADD of ${describe(a)} failed and the delegate's DEL after it failed too (the runtime's DEL will retry): ${(cleanup as Error).message}`);
+      inv.warn(`weft-cni: ADD of ${label(a)} failed and the delegate's DEL after it failed too (the runtime's DEL will retry): ${(cleanup as Error).message}`);
     }
     throw err;
   }
@@ -136,7 +136,7 @@ function del(conf: NetConf, inv: Invocation): string {
       d = buildDelegate(conf, readSubnetEnv(conf.subnetFile));
     } catch (err) {
       if (!isWeftError(err, 'WEFT_ERR_SUBNET_FILE_MISSING') && !isWeftError(err, 'WEFT_ERR_SUBNET_FILE_INVALID')) throw err;
-      inv.warn(`weft-cni: DEL of ${describe(a)}: no saved delegate config and ${err.message}; nothing to release`);
+      inv.warn(`weft-cni: DEL of ${label(a)}: no saved delegate config and ${err.message}; nothing to release`);
       if (saved) removeState(saved.path);
       return '';
     }
@@ -159,7 +159,7 @@ function check(conf: NetConf, inv: Invocation): string {
   const a = attachment(inv.env, 'CHECK');
   const saved = readState(conf.dataDir, a);
   if (!saved) {
-    throw new CniError('WEFT_ERR_CNI_CHECK', `no saved delegate config for ${describe(a)} in ${conf.dataDir}`, {
+    throw new CniError('WEFT_ERR_CNI_CHECK', `no saved delegate config for ${label(a)} in ${conf.dataDir}`, {
       details: 'ADD saves one before it runs the delegate and DEL removes it: this attachment was not added, or was deleted',
     });
   }
@@ -167,12 +167,12 @@ function check(conf: NetConf, inv: Invocation): string {
   if (!d) throw new CniError('WEFT_ERR_CNI_CHECK', `${saved.path} is not a JSON object`);
   const expected = buildDelegate(conf, readSubnetEnv(conf.subnetFile));
   if (rangesOf(d) !== rangesOf(expected)) {
-    throw new CniError('WEFT_ERR_CNI_CHECK', `the node's subnet changed: ${describe(a)} was added with ranges ${rangesOf(d)}, ${conf.subnetFile} now gives ${rangesOf(expected)}`, {
+    throw new CniError('WEFT_ERR_CNI_CHECK', `the node's subnet changed: ${label(a)} was added with ranges ${rangesOf(d)}, ${conf.subnetFile} now gives ${rangesOf(expected)}`, {
       details: 'the pod\'s address is outside this node\'s lease: weftd could not keep its subnet; the pod needs to be recreated',
     });
   }
   if (d.mtu !== expected.mtu) {
-    throw new CniError('WEFT_ERR_CNI_CHECK', `the overlay MTU changed: ${describe(a)} was added with MTU ${String(d.mtu)}, ${conf.subnetFile} now gives ${String(expected.mtu)}`);
+    throw new CniError('WEFT_ERR_CNI_CHECK', `the overlay MTU changed: ${label(a)} was added with MTU ${String(d.mtu)}, ${conf.subnetFile} now gives ${String(expected.mtu)}`);
   }
   const plugin = findPlugin(delegateType(d), inv.env.CNI_PATH);
   invokePlugin(plugin, 'CHECK', JSON.stringify(withPrevResult(d, conf)), inv.env);

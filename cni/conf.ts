@@ -125,6 +125,7 @@ export function parseNetConf(text: string): NetConf {
     if ('type' in delegate && typeof delegate.type !== 'string') throw invalid('"delegate", if present, must have a string "type"');
     if ('name' in delegate) throw invalid('"delegate" must not have a "name": it is the network\'s name');
     if ('ipam' in delegate) throw invalid('"delegate" must not have an "ipam": it is built from the subnet file and the top-level "ipam"');
+    if (delegate.type !== undefined && delegate.type === raw.type) throw invalid(`"delegate.type" must name another plugin than this one ("${raw.type}")`);
   }
   const ipam = optionalObject(raw, 'ipam');
   if (ipam) {

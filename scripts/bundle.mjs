@@ -74,7 +74,7 @@ const programs = {
     env: { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '1048576', MALLOC_ARENA_MAX: '2' },
   },
   weftctl: { entry: 'weftctl/main.js', nodeFlags: [], env: {} },
-  // The CNI plugin runs on every pod's start: no flags (nothing to tune in a run of a few milliseconds).
+  // The CNI plugin runs on every pod's start and exits: no flags (nothing for them to tune in a run this short).
   'weft-cni': { entry: 'cni/main.js', nodeFlags: [], env: {}, standalone: true, cacheRun: { env: { CNI_COMMAND: 'VERSION' }, args: [] } },
 };
 

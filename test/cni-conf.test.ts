@@ -73,6 +73,8 @@ describe('cni conf: flannel\'s NetConf', () => {
     expectError(conf({ delegate: { type: 1 } }), 'WEFT_ERR_CONFIG_INVALID', /"delegate", if present, must have a string "type"/);
     expectError(conf({ delegate: { name: 'x' } }), 'WEFT_ERR_CONFIG_INVALID', /"delegate" must not have a "name"/);
     expectError(conf({ delegate: { ipam: {} } }), 'WEFT_ERR_CONFIG_INVALID', /"delegate" must not have an "ipam"/);
+    // Not itself: that would run the plugin again and again.
+    expectError(conf({ delegate: { type: 'flannel' } }), 'WEFT_ERR_CONFIG_INVALID', /"delegate.type" must name another plugin than this one \("flannel"\)/);
   });
 
   it('checks the network name, ipam and the paths', () => {
