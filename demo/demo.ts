@@ -1,33 +1,50 @@
 /**
  * The weft demo: a real multi-host cluster on one machine, in network
  * namespaces (nothing touches the root namespace). etcd runs on the underlay,
- * the network config goes into etcd, every host runs weftd from its config
- * file and a real dockerd started with the options weft generated, and a
- * container per host. Prints the ping matrices and each node's lease, then
- * tears everything down (or, with --keep, waits for Ctrl-C first).
+ * the network config goes into etcd, and every host runs weftd from its config
+ * file. The Docker hosts run a real dockerd started with the options weft
+ * generated and one container; the Kubernetes-style hosts run containerd's CRI
+ * with weft's CNI plugin (installed by `weftctl cni install` under flannel's
+ * name) and one pod, created over the CRI as kubelet would. Prints the ping
+ * matrices and each node's lease, then tears everything down (or, with
+ * --keep, waits for Ctrl-C first).
  *
- *   node dist/demo/demo.js [--hosts 3] [--keep] [--ip-masq]
+ *   node dist/demo/demo.js [--hosts 3] [--k8s-hosts 1] [--keep] [--ip-masq]
  */
 import { WeftError } from '../common/errors.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Cluster, WEFTD, type WeftNode } from '../test/harness/cluster.js';
+import { ContainerdHost, stockCniPlugins } from '../test/harness/containerd.js';
 import { BUSYBOX_IMAGE, DockerHost } from '../test/harness/docker.js';
 
 const execFileP = promisify(execFile);
 const argv = process.argv.slice(2);
-const hosts = Number(argv[argv.indexOf('--hosts') + 1]) > 0 && argv.includes('--hosts') ? Number(argv[argv.indexOf('--hosts') + 1]) : 3;
+/** The value of `--name N` when it is a whole number >= min, else the default. */
+function count(name: string, fallback: number, min: number): number {
+  const i = argv.indexOf(name);
+  const n = i >= 0 ? Number(argv[i + 1]) : NaN;
+  return Number.isInteger(n) && n >= min ? n : fallback;
+}
+const hosts = count('--hosts', 3, 1);
+const k8sHosts = count('--k8s-hosts', 1, 0);
+const WEFTCTL = fileURLToPath(new URL('../bin/weftctl.cjs', import.meta.url));
 const keep = argv.includes('--keep');
 const ipMasq = argv.includes('--ip-masq');
 const t0 = Date.now();
 const step = (msg: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${msg}`);
 
+/** A host and its one workload: a Docker container or a Kubernetes pod. */
 interface Member {
   node: WeftNode;
-  docker: DockerHost;
-  container: string;
+  /** `c1` for a container, `pod4` for a pod. */
+  name: string;
   ip: string;
+  /** `ping` from inside the workload's network namespace; resolves with ping's output. */
+  ping(target: string): Promise<string>;
+  stop(): Promise<void>;
 }
 
 /** Reads DOCKER_OPTS from the file `weftd docker-opts` wrote (flannel's mk-docker-opts format). */
@@ -43,9 +60,7 @@ async function dockerOptions(node: WeftNode): Promise<string[]> {
 /** Pings from a member's container or host; "ok <average RTT> ms" or "FAIL". */
 async function ping(from: Member, container: boolean, target: string): Promise<string> {
   try {
-    const out = container
-      ? await from.docker.docker('exec', from.container, 'ping', '-c', '2', '-W', '1', target)
-      : await from.node.ns.exec('ping', '-c', '3', '-i', '0.2', '-W', '1', target);
+    const out = container ? await from.ping(target) : await from.node.ns.exec('ping', '-c', '3', '-i', '0.2', '-W', '1', target);
     const avg = /= [\d.]+\/([\d.]+)\//.exec(out)?.[1];
     return `ok ${avg ?? '?'} ms`;
   } catch {
@@ -62,23 +77,39 @@ function table(title: string, header: string[], rows: string[][]): void {
 }
 
 async function main(): Promise<number> {
-  step(`creating ${hosts} hosts, a switch and etcd in network namespaces`);
-  const cluster = await Cluster.create({ hosts, networkConfig: '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":1}}' });
+  step(`creating ${hosts} Docker and ${k8sHosts} Kubernetes-style hosts, a switch and etcd in network namespaces`);
+  const cluster = await Cluster.create({ hosts: hosts + k8sHosts, networkConfig: '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":1}}' });
+  const dockerNodes = cluster.nodes.slice(0, hosts);
+  const k8sNodes = cluster.nodes.slice(hosts);
   const members: Member[] = [];
+  const runtimes: ContainerdHost[] = [];
   let failures = 0;
   try {
     step(`network config in etcd: ${(await cluster.etcd.etcdctl('get', '/coreos.com/network/config', '--print-value-only')).trim()}`);
+    for (const node of k8sNodes) {
+      const runtime = await ContainerdHost.start({ netns: node.ns, dir: join(cluster.dir, `k${node.index}`), cniPlugins: stockCniPlugins(['bridge', 'host-local', 'loopback', 'portmap']) });
+      runtimes.push(runtime);
+      // kube-flannel's conflist reads /run/flannel/subnet.env; the runtime and its plugins see this host's own /run.
+      await execFileP(WEFTCTL, ['cni', 'install', '--bin-dir', runtime.cniBinDir, '--conf-dir', runtime.cniConfDir, '--name', 'flannel']);
+      node.useSubnetFile(runtime.hostPath('/run/flannel/subnet.env'));
+      step(`h${node.index}: containerd (CRI) with weft's CNI plugin installed as "flannel" (weftctl cni install)`);
+    }
     for (const node of cluster.nodes) node.start(ipMasq ? ['--ip-masq'] : []);
     await Promise.all(cluster.nodes.map((n) => n.waitReady(60_000)));
     step('weftd ready on every host (lease held, peers programmed)');
 
-    for (const node of cluster.nodes) {
+    for (const node of dockerNodes) {
       const opts = await dockerOptions(node);
       const docker = await DockerHost.start(node.ns.name, join(cluster.dir, `d${node.index}`), opts);
-      const container = `c${node.index}`;
-      await docker.docker('run', '-d', '--name', container, BUSYBOX_IMAGE, 'sleep', '3600');
-      members.push({ node, docker, container, ip: await docker.containerIP(container) });
-      step(`h${node.index}: dockerd ${opts.join(' ')}; container ${container} at ${members.at(-1)!.ip}`);
+      const name = `c${node.index}`;
+      await docker.docker('run', '-d', '--name', name, BUSYBOX_IMAGE, 'sleep', '3600');
+      members.push({ node, name, ip: await docker.containerIP(name), ping: (t) => docker.docker('exec', name, 'ping', '-c', '2', '-W', '1', t), stop: () => docker.stop() });
+      step(`h${node.index}: dockerd ${opts.join(' ')}; container ${name} at ${members.at(-1)!.ip}`);
+    }
+    for (const [i, node] of k8sNodes.entries()) {
+      const pod = await runtimes[i]!.runPod(`pod${node.index}`);
+      members.push({ node, name: pod.name, ip: pod.ip, ping: (t) => pod.exec('ping', '-c', '2', '-W', '1', t), stop: async () => undefined });
+      step(`h${node.index}: pod ${pod.name} at ${pod.ip} (RunPodSandbox over the CRI, ${Math.round(pod.runMs)} ms)`);
     }
 
     const leases = await cluster.etcd.etcdctl('get', '--prefix', '/coreos.com/network/subnets/');
@@ -94,7 +125,7 @@ async function main(): Promise<number> {
     const podRows: string[][] = [];
     for (const from of members) {
       const hostRow = [`h${from.node.index}`];
-      const podRow = [`${from.container} (${from.ip})`];
+      const podRow = [`${from.name} (${from.ip})`];
       for (const to of members) {
         const h = from === to ? '-' : await ping(from, false, to.node.ip);
         const p = from === to ? '-' : await ping(from, true, to.ip);
@@ -106,7 +137,7 @@ async function main(): Promise<number> {
       podRows.push(podRow);
     }
     table('Host to host over the underlay (ping, avg RTT)', ['from \\ to', ...members.map((m) => `h${m.node.index}`)], hostRows);
-    table('Container to container across hosts over the VXLAN overlay (ping, avg RTT; no NAT)', ['from \\ to', ...members.map((m) => m.container)], podRows);
+    table('Container and pod to each other across hosts over the VXLAN overlay (ping, avg RTT; no NAT)', ['from \\ to', ...members.map((m) => m.name)], podRows);
 
     for (const m of members) {
       const env = m.node.subnetEnv();
@@ -115,15 +146,15 @@ async function main(): Promise<number> {
     console.log(`\n${failures === 0 ? 'All pings succeeded.' : `${failures} pings FAILED.`}`);
 
     if (keep) {
-      console.log(`\nThe cluster stays up. Try:\n  ip netns exec ${members[0]!.node.ns.name} ip route\n  ${'/usr/bin/docker'} -H unix://${members[0]!.docker.socket} ps\nPress Ctrl-C to tear it down.`);
+      console.log(`\nThe cluster stays up. Try:\n  ip netns exec ${members[0]!.node.ns.name} ip route\nPress Ctrl-C to tear it down.`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
     }
   } finally {
-    step('tearing down: containers, dockerd, weftd, etcd (by PID), then the namespaces');
-    await Promise.all(members.map((m) => m.docker.stop()));
+    step('tearing down: containers, dockerd, pods, containerd, weftd, etcd (by PID), then the namespaces');
+    await Promise.all([...members.map((m) => m.stop()), ...runtimes.map((r) => r.stop())]);
     await cluster.destroy();
     const left = (await execFileP('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.includes(cluster.sw.ns.name.replace(/sw$/, '')));
     step(left.length === 0 ? 'done: nothing left behind' : `left behind: ${left.join(', ')}`);

@@ -5,6 +5,6 @@
 # until Ctrl-C, --hosts N for another size, --ip-masq to turn on masquerading.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh docker.io busybox-static containernetworking-plugins
+bash scripts/install-deps.sh docker.io busybox-static containerd runc containernetworking-plugins
 npm run build --silent
 exec node dist/demo/demo.js "$@"

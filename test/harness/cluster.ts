@@ -21,6 +21,7 @@ const PREFIX = '/coreos.com/network';
  */
 export class WeftNode {
   private proc: ChildProcess | null = null;
+  private subnetFilePath: string | null = null;
   readonly dir: string;
 
   constructor(
@@ -36,8 +37,14 @@ export class WeftNode {
     mkdirSync(this.dir, { recursive: true });
   }
 
+  /** Where weftd writes the subnet file: in the host's directory, unless `useSubnetFile` moved it. */
   get subnetFile(): string {
-    return join(this.dir, 'subnet.env');
+    return this.subnetFilePath ?? join(this.dir, 'subnet.env');
+  }
+
+  /** Has the next start write the subnet file to `path` (e.g. where a runtime on this host reads it). */
+  useSubnetFile(path: string): void {
+    this.subnetFilePath = path;
   }
 
   get stateDir(): string {
