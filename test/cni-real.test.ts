@@ -36,6 +36,8 @@ function runIn(ns: Netns, cmd: string, args: string[], env: Record<string, strin
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
+    // `node -e 0` and a failing plugin may exit before reading their stdin: that EPIPE is not the run's failure.
+    child.stdin.on('error', () => undefined);
     child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
     child.stdin.end(stdin);
   });

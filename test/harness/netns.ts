@@ -61,6 +61,8 @@ async function run(cmd: string, args: readonly string[], input?: string): Promis
   // Killed on exit too: an interrupted run must not leave e.g. an iperf3 client behind.
   track(child.child);
   if (input !== undefined) {
+    // A command may exit without reading its input; its exit status, not the EPIPE, says how it went.
+    child.child.stdin?.on('error', () => undefined);
     child.child.stdin?.end(input);
   }
   const { stdout } = await child;
