@@ -10,11 +10,12 @@
  * subnet from the subnet file when a pod is added, so nothing per node is
  * written here (unlike a hand-made bridge conflist with the node's subnet).
  */
-import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_SUBNET_FILE } from '../common/defaults.js';
 import { WeftError } from '../common/errors.js';
+import { linkDurably, writeDurably } from './durable.js';
 
 /** The names the plugin is installed under: its own, or flannel's (an existing flannel conflist then works unchanged). */
 export const PLUGIN_NAMES = ['weft', 'flannel'] as const;
@@ -74,49 +75,24 @@ function ioError(what: string, err: unknown): WeftError {
   return new WeftError('WEFT_ERR_CNI_IO', `${what}: ${(err as Error).message}`, { cause: err });
 }
 
-/** Writes `data` to `dir/base` by temp file, fsync and rename (then fsync of the directory). */
+/** Writes `data` to `dir/base` durably (see durable.ts), making `dir` first. */
 function writeAtomic(dir: string, base: string, data: string | Buffer, mode: number): string {
   const path = join(dir, base);
-  const temp = join(dir, `.${base}.tmp-${process.pid}`);
   try {
     mkdirSync(dir, { recursive: true, mode: 0o755 });
-    const fd = openSync(temp, 'w', mode);
-    try {
-      fchmodSync(fd, mode); // whatever the umask
-      writeFileSync(fd, data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temp, path);
-    syncDirectory(dir);
+    writeDurably(path, join(dir, `.${base}.tmp-${process.pid}`), data, mode);
   } catch (err) {
-    removeQuietly(temp);
     throw ioError(`cannot write ${path}`, err);
   }
   return path;
 }
 
-function syncDirectory(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function linkAtomic(dir: string, base: string, target: string): string {
   const path = join(dir, base);
-  const temp = join(dir, `.${base}.tmp-${process.pid}`);
   try {
     mkdirSync(dir, { recursive: true, mode: 0o755 });
-    rmSync(temp, { force: true });
-    symlinkSync(target, temp);
-    renameSync(temp, path);
-    syncDirectory(dir);
+    linkDurably(path, join(dir, `.${base}.tmp-${process.pid}`), target);
   } catch (err) {
-    removeQuietly(temp);
     throw ioError(`cannot link ${path} to ${target}`, err);
   }
   return path;
@@ -147,10 +123,3 @@ export function install(o: InstallOptions): Installed {
 }
 
 /** Removes a temp file after a failure, which stays the error to report. */
-function removeQuietly(path: string): void {
-  try {
-    rmSync(path, { force: true });
-  } catch {
-    // the directory itself is the problem
-  }
-}

@@ -11,9 +11,10 @@
  * Written atomically (temp file, fsync, rename, fsync of the directory),
  * mode 0600 in a 0700 directory, as flannel does.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { WeftError } from '../common/errors.js';
+import { writeDurably } from './durable.js';
 
 /** An attachment: the spec's (CNI_CONTAINERID, CNI_IFNAME). */
 export interface Attachment {
@@ -59,33 +60,13 @@ function ioError(what: string, err: unknown): WeftError {
 /** Saves `text` as the attachment's delegate config; on return it is on disk. */
 export function saveState(dataDir: string, a: Attachment, text: string): string {
   const path = statePath(dataDir, a);
-  const temp = join(dataDir, `${TEMP_PREFIX}${a.containerID}@${a.ifname}.${process.pid}`);
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const fd = openSync(temp, 'w', 0o600);
-    try {
-      writeFileSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temp, path);
-    syncDirectory(dataDir);
+    writeDurably(path, join(dataDir, `${TEMP_PREFIX}${a.containerID}@${a.ifname}.${process.pid}`), text, 0o600);
   } catch (err) {
-    removeQuietly(temp);
     throw ioError(`cannot save the delegate config in ${dataDir}`, err);
   }
   return path;
-}
-
-/** The rename is durable only once the directory is. */
-function syncDirectory(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /**
@@ -160,10 +141,3 @@ export function staleAttachments(
 }
 
 /** Removes a temp file after a failure, which stays the error to report. */
-function removeQuietly(path: string): void {
-  try {
-    rmSync(path, { force: true });
-  } catch {
-    // the directory itself is the problem
-  }
-}

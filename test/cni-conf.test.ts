@@ -2,15 +2,7 @@
 import { expect } from 'chai';
 import { isWeftError, type WeftErrorCode } from '../common/errors.js';
 import { DEFAULT_DATA_DIR, SUPPORTED_VERSIONS, parseNetConf, peekVersion, versionAtLeast } from '../cni/conf.js';
-
-function thrown(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('did not throw');
-}
+import { thrown } from './harness/thrown.js';
 
 function expectError(text: string, code: WeftErrorCode, message: RegExp): void {
   const err = thrown(() => parseNetConf(text));

@@ -6,15 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { isWeftError } from '../common/errors.js';
 import { conflist, conflistName, defaultPluginSource, install } from '../cni/install.js';
 import { tempDir } from './harness/at-exit.js';
-
-function thrown(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('did not throw');
-}
+import { thrown } from './harness/thrown.js';
 
 describe('cni install: the plugin and a conflist, the same on every node', () => {
   let source: string;

@@ -7,15 +7,7 @@ import { CniError } from '../cni/errors.js';
 import { checkResult, findPlugin, invokePlugin, pluginVersions, validatePluginName } from '../cni/invoke.js';
 import { tempDir } from './harness/at-exit.js';
 import { StandInDelegate } from './harness/cni-delegate.js';
-
-function thrown(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('did not throw');
-}
+import { thrown } from './harness/thrown.js';
 
 describe('cni invoke: delegate plugins by the spec\'s delegation protocol', () => {
   let standIn: StandInDelegate;

@@ -5,15 +5,7 @@ import { join } from 'node:path';
 import { isWeftError } from '../common/errors.js';
 import { listStates, readState, removeState, saveState, staleAttachments, statePath, validateAttachment, type SavedAttachment } from '../cni/state.js';
 import { tempDir } from './harness/at-exit.js';
-
-function thrown(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('did not throw');
-}
+import { thrown } from './harness/thrown.js';
 
 describe('cni state: the delegate config saved per attachment', () => {
   it('saves as <containerID>@<ifname>, mode 0600 in a 0700 directory whatever the umask; reads and removes it', () => {

@@ -7,15 +7,7 @@ import { Subnet } from '../common/subnet.js';
 import { parseEnvLines, parseSubnetEnv, readSubnetEnv } from '../lease/subnet-env.js';
 import { formatSubnetFile } from '../lease/subnet-file.js';
 import { tempDir } from './harness/at-exit.js';
-
-function thrown(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('did not throw');
-}
+import { thrown } from './harness/thrown.js';
 
 describe('subnet file, as the CNI plugin reads it', () => {
   it('reads what weftd writes: the subnet as its network, the network, MTU and IPMASQ', () => {
