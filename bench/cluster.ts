@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- --quick] [-- --only startup,convergence,churn,dataplane] [-- --sizes 0,5000] [-- --cpu-prof DIR]`:
- * the cluster benchmarks. The measured weftd runs in a host
+ * `npm run bench [-- --quick] [-- --only startup,convergence,churn,dataplane,cni] [-- --sizes 0,5000] [-- --cpu-prof DIR]`:
+ * the cluster benchmarks, and the CNI plugin's (bench/cni.ts, which writes
+ * bench/results/cni[-quick].json of its own). The measured weftd runs in a host
  * namespace on the test underlay, etcd in its own namespace; simulated peers
  * are leases the agent writes into etcd. Every table carries its baseline
  * measured in the same run. Results go to stdout (Markdown tables) and to
@@ -9,6 +10,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { teardownAll } from '../test/harness/netns.js';
+import { CNI_ROUNDS, cniBench, printCni, writeCniResults, type CniResults } from './cni.js';
 import { churn, type ChurnResult } from './cluster-churn.js';
 import { convergence, type ConvergenceRow } from './cluster-convergence.js';
 import { dataplane, type PathResult } from './cluster-dataplane.js';
@@ -111,6 +113,13 @@ function print(r: Results): void {
 async function main(): Promise<void> {
   const t0 = Date.now();
   const results: Results = { mode: quick ? 'quick' : 'full', date: new Date().toISOString(), sizes: [] };
+  let cni: CniResults | undefined;
+
+  if (want('cni')) {
+    cni = await cniBench({ rounds: CNI_ROUNDS[results.mode], mode: results.mode });
+    // Written at once: the CNI results are a file of their own, kept even if a later part fails.
+    console.error(`cni done after ${((Date.now() - t0) / 1000).toFixed(0)} s, written to ${writeCniResults(cni)}`);
+  }
 
   if (want('dataplane')) {
     const bc = await BenchCluster.create(2);
@@ -157,6 +166,7 @@ async function main(): Promise<void> {
   }
 
   print(results);
+  if (cni) printCni(cni);
   mkdirSync(fileURLToPath(new URL('../../bench/results/', import.meta.url)), { recursive: true });
   writeFileSync(RESULTS, JSON.stringify(results, null, 1) + '\n');
   console.log(`\nwritten to bench/results/${RESULTS.split('/').pop()} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);

@@ -1,18 +1,21 @@
 /**
  * `npm run docs:bench`: writes docs/benchmarks.md, and the headline figures in
- * README.md, from the last whole cluster run, bench/results/cluster.json. The
- * method is stable text and lives here; every figure comes from the JSON, so
+ * README.md, from the last whole cluster run, bench/results/cluster.json, and
+ * the last full CNI run, bench/results/cni.json (written by `npm run bench:cni`
+ * and by a full `npm run bench`; its section is left out when the file is
+ * absent). The method is stable text and lives here; every figure comes from the JSON, so
  * the documents cannot drift from the results (test/bench-report.test.ts
  * renders the committed JSON and compares it with the committed documents
  * byte for byte).
  *
- * The goals are those the cluster benchmark was built to judge;
+ * The goals are those the benchmarks were built to judge;
  * each verdict is computed from the run, never written by hand. The run's
  * timestamp is left out on purpose: history lives in git.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { CniResults } from './cni.js';
 import type { ChurnResult } from './cluster-churn.js';
 import type { ConvergenceRow } from './cluster-convergence.js';
 import type { PathResult } from './cluster-dataplane.js';
@@ -31,6 +34,7 @@ export interface ClusterResults {
 
 /** Where the results are and where the documents go, relative to the repository root. */
 export const RESULTS_FILE = 'bench/results/cluster.json';
+export const CNI_RESULTS_FILE = 'bench/results/cni.json';
 export const DOC_FILE = 'docs/benchmarks.md';
 export const README_FILE = 'README.md';
 
@@ -47,6 +51,8 @@ export const GOALS = {
   /** Pod-to-pod throughput over the raw underlay's. */
   overlayRatio: 0.9,
   directRoutingRatio: 0.98,
+  /** weft-cni's own share of a pod's ADD (its median minus the bare bridge's), in bare Node starts (`node -e 0`, median). */
+  cniOwnShareNodeStarts: 1,
 } as const;
 
 export interface Verdict {
@@ -152,6 +158,43 @@ export function verdicts(r: ClusterResults): Verdict[] {
   return out;
 }
 
+const ms1 = (x: number): string => fmt(x, 1);
+
+/** weft-cni's own share of an ADD: its median minus the bare bridge's, ms. */
+export function cniOwnShareMs(c: CniResults): number {
+  return c.weftAdd.p50 - c.bridgeAdd.p50;
+}
+
+/** The CNI goal, judged on this run. */
+export function cniVerdict(c: CniResults): Verdict {
+  const share = cniOwnShareMs(c);
+  const node = c.nodeStart.p50;
+  const starts = GOALS.cniOwnShareNodeStarts;
+  return {
+    goal: `weft-cni's own share of an ADD (weft-cni − bare bridge, medians) ≤ ${starts === 1 ? 'one bare Node start' : `${starts} bare Node starts`}`,
+    figure: `${ms1(share)} ms (${ms1(c.weftAdd.p50)} − ${ms1(c.bridgeAdd.p50)}), ${fmt(share / node, 2)} Node starts`,
+    baseline: `\`node -e 0\` ${ms1(node)} ms`,
+    met: share <= starts * node,
+  };
+}
+
+/** The CNI run's timings: one row per program and command, then weft-cni's share of each command. */
+export function cniTable(c: CniResults): string {
+  const row = (name: string, t: CniResults['weftAdd']): string[] => [name, String(t.samples.length), ms1(t.p50), ms1(t.p99), ms1(Math.max(...t.samples))];
+  return table(
+    ['run', 'n', 'median ms', 'p99 ms', 'max ms'],
+    [
+      row('weft-cni ADD', c.weftAdd),
+      row('bridge ADD', c.bridgeAdd),
+      row('weft-cni DEL', c.weftDel),
+      row('bridge DEL', c.bridgeDel),
+      row('node -e 0', c.nodeStart),
+      ['weft-cni − bridge, ADD', '-', ms1(cniOwnShareMs(c)), '-', '-'],
+      ['weft-cni − bridge, DEL', '-', ms1(c.weftDel.p50 - c.bridgeDel.p50), '-', '-'],
+    ],
+  );
+}
+
 function goalsTable(r: ClusterResults): string {
   return textTable(
     ['goal', 'this run', 'baseline (same run)', 'verdict'],
@@ -216,8 +259,61 @@ function dataplaneTable(rows: readonly PathResult[]): string {
 
 const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
 
-/** docs/benchmarks.md for a cluster run: the method, then the run's goals and tables. */
-export function renderBenchmarks(r: ClusterResults): string {
+/** Which sample p99 is among n (cluster-stats' quantile: the ceil(0.99 n)-th smallest). */
+function p99Rank(n: number): string {
+  const k = n - Math.ceil(0.99 * n) + 1;
+  return k === 1 ? 'the slowest' : k === 2 ? 'the second slowest' : k === 3 ? 'the third slowest' : `the ${k}th slowest`;
+}
+
+/** The CNI plugin's section of docs/benchmarks.md: method, goal, timings. */
+function cniSection(c: CniResults): string {
+  const m = c.machine;
+  const v = cniVerdict(c);
+  return [
+    '## CNI plugin (`npm run bench:cni`)',
+    '',
+    'A pod\'s start waits for its CNI plugin, so weft-cni is timed the way a container runtime runs it, next to the',
+    'plugin that does the work under it and next to the least any Node program pays. A host namespace of the',
+    'benchmark\'s own holds a subnet file in flannel\'s format (`FLANNEL_NETWORK=10.244.0.0/16`,',
+    '`FLANNEL_SUBNET=10.244.5.1/24`, `FLANNEL_MTU=1450`, `FLANNEL_IPMASQ=false`) in a temporary directory, with',
+    'weft-cni\'s `dataDir` and host-local\'s store beside it. A helper process inside that namespace',
+    '(`bench/cni-runner.ts`) spawns each program directly, as containerd does, with the `CNI_*` variables in its',
+    'environment and the config on its stdin, and times it from the spawn until it has exited and its output is read:',
+    '',
+    '- *weft-cni*: `dist/bin/weft-cni.cjs` installed as `flannel` the way `weftctl cni install --name flannel` does',
+    '  (a copy in a CNI bin directory), given the first plugin of the conflist that installs (kube-flannel\'s',
+    '  delegate settings) with the benchmark\'s paths. ADD reads the subnet file, saves the delegate config (written',
+    '  and fsynced) and runs Debian\'s `bridge`, which runs `host-local`; DEL reads the saved config back, runs',
+    '  `bridge`\'s DEL and removes the file.',
+    '- *bridge*: Debian\'s `bridge` plugin run bare with exactly the delegate config weft-cni saves (checked against',
+    '  the file weft-cni saved in the first, uncounted round), so it does the same kernel work: veth, bridge, address,',
+    '  routes, the IP masquerade rule.',
+    '- *`node -e 0`*: a bare Node start, spawned the same way.',
+    '',
+    'Each ADD attaches a fresh pod namespace and its DEL detaches it. A round runs one of each (a plugin\'s ADD, then',
+    'its DEL) in an order that rotates from round to round, so the machine\'s drift weighs on every column alike; a',
+    'first round warms the caches and is not counted. *weft-cni − bridge* is the difference of the medians: what weft',
+    'adds to a pod\'s start (Node\'s start, loading the plugin, reading the subnet file, saving the delegate config,',
+    `spawning \`bridge\`). With ${plural(c.rounds, 'round')}, p99 is ${p99Rank(c.rounds)}. The run fails unless every ADD`,
+    'returned an address in the node\'s subnet and, afterwards, no address reservation, veth or saved delegate config is',
+    'left.',
+    '',
+    `Results: \`${CNI_RESULTS_FILE}\`. Machine: ${m.cores} cores, kernel ${m.kernel}, Node ${m.node.replace(/^v/, '')}, ${m.plugins}. ` +
+      `Mode: ${c.mode}; ${plural(c.rounds, 'round')}; load average (1 min) ${fmt(c.load.before, 2)} before, ${fmt(c.load.after, 2)} after; ` +
+      `the temporary directory on ${c.stateFs}.`,
+    '',
+    `Goal (\`GOALS\` in \`bench/report.ts\`), computed from the run:`,
+    '',
+    textTable(['goal', 'this run', 'baseline (same run)', 'verdict'], [[v.goal, v.figure, v.baseline, v.met ? 'met' : 'missed']]),
+    '',
+    'Timings (ms):',
+    '',
+    cniTable(c),
+  ].join('\n');
+}
+
+/** docs/benchmarks.md for a cluster run (and a CNI run, when there is one): the method, then the runs' goals and tables. */
+export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = null): string {
   const parts: string[] = [];
   const add = (...lines: string[]): void => {
     parts.push(lines.join('\n'));
@@ -230,7 +326,7 @@ export function renderBenchmarks(r: ClusterResults): string {
   add(
     '# weft benchmarks',
     '',
-    `<!-- Generated by bench/report.ts from ${RESULTS_FILE}: run \`npm run docs:bench\` after a benchmark run; do not edit by hand. -->`,
+    `<!-- Generated by bench/report.ts from ${RESULTS_FILE}${cni ? ` and ${CNI_RESULTS_FILE}` : ''}: run \`npm run docs:bench\` after a benchmark run; do not edit by hand. -->`,
     '',
     'How weft is measured and what the last whole run of the cluster benchmark found. Every figure sits next to a',
     'baseline measured in the same run on the same machine: absolute figures on a small shared VM move by a fifth and',
@@ -242,9 +338,10 @@ export function renderBenchmarks(r: ClusterResults): string {
     textTable(
       ['command', 'what it measures', 'results'],
       [
-        ['`npm run bench`', 'the cluster benchmark: start-up at scale, idle footprint and etcd load, convergence, churn, data plane', `\`${RESULTS_FILE}\`, this document`],
-        ['`npm run bench -- --quick`', 'the same, shortened (one pair per N, 5 s windows): a check that the benchmark works', '`bench/results/cluster-quick.json` (not reported here)'],
-        ['`npm run bench -- --only startup,convergence,churn,dataplane`, `-- --sizes 0,5000`', 'some parts or sizes', '`bench/results/cluster[-quick]-partial.json` (ignored by git; never replaces a whole run)'],
+        ['`npm run bench`', 'the cluster benchmark: start-up at scale, idle footprint and etcd load, convergence, churn, data plane; and the CNI plugin', `\`${RESULTS_FILE}\`, \`${CNI_RESULTS_FILE}\`, this document`],
+        ['`npm run bench -- --quick`', 'the same, shortened (one pair per N, 5 s windows, 15 CNI rounds): a check that the benchmark works', '`bench/results/cluster-quick.json`, `bench/results/cni-quick.json` (not reported here)'],
+        ['`npm run bench -- --only startup,convergence,churn,dataplane,cni`, `-- --sizes 0,5000`', 'some parts or sizes', '`bench/results/cluster[-quick]-partial.json` (ignored by git; never replaces a whole run); the `cni` part writes its own file as below'],
+        ['`npm run bench:cni` (`-- --quick`: 15 rounds)', "the CNI plugin alone: weft-cni's ADD and DEL next to the bare `bridge` plugin and a bare Node start", `\`${CNI_RESULTS_FILE}\` (\`bench/results/cni-quick.json\`), this document`],
         ['`npm run bench:kernel` (`-- --quick`: N = 100, 1000)', "weft's kernel programming and removal against `ip -batch` + `bridge -batch`", 'printed only'],
         ['`npm run bench:lease` (`-- --quick`: up to 1000 leases)', "weft's lease snapshot and subnet acquisition against etcd's own listing", 'printed only'],
         ['`node dist/bench/kernel-fullpass.js N PASSES [--idle-s S]`', 'one full repair pass at N peers (idle, after a resync, or after S s of idleness)', 'printed only'],
@@ -253,9 +350,10 @@ export function renderBenchmarks(r: ClusterResults): string {
     ),
     '',
     'The npm scripts build first. The benchmarks run as root, on a machine set up by `bash scripts/install-deps.sh`. The',
-    'cluster and kernel benchmarks work in network namespaces of their own (named `wft<pid>b-*`) and delete them',
+    'cluster, CNI and kernel benchmarks work in network namespaces of their own (named `wft<pid>b-*`) and delete them',
     'afterwards, also when stopped with Ctrl-C; the lease benchmark starts its etcd on 127.0.0.1. None changes the',
-    'machine\'s own network namespace. A full cluster run takes about 11 minutes and a quick one about 3.',
+    'machine\'s own network namespace. A full cluster run takes about 11 minutes, plus under a minute for',
+    'the CNI part, and a quick one about 3.',
   );
 
   add(
@@ -329,6 +427,7 @@ export function renderBenchmarks(r: ClusterResults): string {
     add(`### Data plane (${plural(runs, 'pair')} per path)`, '', dataplaneTable(r.dataplane));
   }
 
+  if (cni) add(cniSection(cni));
   add(
     '## Kernel programming (`npm run bench:kernel`)',
     '',
@@ -358,7 +457,7 @@ export const HEADLINE_START = '<!-- headline: generated by bench/report.ts (npm 
 export const HEADLINE_END = '<!-- /headline -->';
 
 /** A few figures of the run for README.md, with the goals' tally; the rest is in docs/benchmarks.md. */
-export function renderHeadline(r: ClusterResults): string {
+export function renderHeadline(r: ClusterResults, cni: CniResults | null = null): string {
   const lines: string[] = [];
   const big = judgedSize(r);
   if (big) {
@@ -381,6 +480,14 @@ export function renderHeadline(r: ClusterResults): string {
   if (overlay) {
     lines.push(`- **Data plane**: pod to pod over VXLAN ${fmt(overlay.gbitsMedian, 2)} Gbit/s, ${fmt(overlay.ratio, 3)} of the raw underlay (${fmt(overlay.rawGbitsMedian, 2)} Gbit/s).`);
   }
+  if (cni) {
+    const v = cniVerdict(cni);
+    lines.push(
+      `- **CNI plugin**: weft-cni attaches a pod in ${ms1(cni.weftAdd.p50)} ms (median; p99 ${ms1(cni.weftAdd.p99)}), the bare \`bridge\` plugin with the same config in ` +
+        `${ms1(cni.bridgeAdd.p50)} ms; weft's own share, ${ms1(cniOwnShareMs(cni))} ms, is ${fmt(cniOwnShareMs(cni) / cni.nodeStart.p50, 2)} × a bare Node start ` +
+        `(${ms1(cni.nodeStart.p50)} ms; goal ≤ ${GOALS.cniOwnShareNodeStarts}: ${v.met ? 'met' : 'missed'}).`,
+    );
+  }
   const v = verdicts(r);
   const missed = v.filter((x) => !x.met);
   lines.push(
@@ -391,11 +498,11 @@ export function renderHeadline(r: ClusterResults): string {
 }
 
 /** `readme` with the headline figures between the markers replaced by this run's; null when the markers are missing. */
-export function withHeadline(readme: string, r: ClusterResults): string | null {
+export function withHeadline(readme: string, r: ClusterResults, cni: CniResults | null = null): string | null {
   const start = readme.indexOf(HEADLINE_START);
   const end = readme.indexOf(HEADLINE_END);
   if (start < 0 || end < start) return null;
-  return readme.slice(0, start + HEADLINE_START.length) + '\n' + renderHeadline(r) + '\n' + readme.slice(end);
+  return readme.slice(0, start + HEADLINE_START.length) + '\n' + renderHeadline(r, cni) + '\n' + readme.slice(end);
 }
 
 /** The repository root: this file runs compiled as dist/bench/report.js. */
@@ -406,16 +513,23 @@ export function readResults(root: string = ROOT): ClusterResults {
   return JSON.parse(readFileSync(resolve(root, RESULTS_FILE), 'utf8')) as ClusterResults;
 }
 
+/** The last full CNI run's results, as committed; null when there is none. */
+export function readCniResults(root: string = ROOT): CniResults | null {
+  const file = resolve(root, CNI_RESULTS_FILE);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as CniResults) : null;
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const results = readResults();
+  const cni = readCniResults();
   mkdirSync(dirname(resolve(ROOT, DOC_FILE)), { recursive: true });
-  writeFileSync(resolve(ROOT, DOC_FILE), renderBenchmarks(results));
-  const readme = withHeadline(readFileSync(resolve(ROOT, README_FILE), 'utf8'), results);
+  writeFileSync(resolve(ROOT, DOC_FILE), renderBenchmarks(results, cni));
+  const readme = withHeadline(readFileSync(resolve(ROOT, README_FILE), 'utf8'), results, cni);
   if (readme === null) {
     console.error(`written ${DOC_FILE}; ${README_FILE} has no "${HEADLINE_START}" ... "${HEADLINE_END}" block for the headline figures`);
     process.exitCode = 1;
   } else {
     writeFileSync(resolve(ROOT, README_FILE), readme);
-    console.log(`written ${DOC_FILE} and the headline figures in ${README_FILE} from ${RESULTS_FILE}`);
+    console.log(`written ${DOC_FILE} and the headline figures in ${README_FILE} from ${RESULTS_FILE}${cni ? ` and ${CNI_RESULTS_FILE}` : ''}`);
   }
 }

@@ -1,28 +1,36 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DOC_FILE, GOALS, README_FILE, readResults, renderBenchmarks, verdicts, withHeadline, type ClusterResults } from '../bench/report.js';
+import type { CniResults } from '../bench/cni.js';
+import {
+  cniVerdict, DOC_FILE, GOALS, README_FILE, readCniResults, readResults, renderBenchmarks, renderHeadline, verdicts, withHeadline, type ClusterResults,
+} from '../bench/report.js';
 
 /** The repository root: this file runs compiled as dist/test/bench-report.test.js. */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 const committedResults = (): ClusterResults => readResults(ROOT);
+const committedCni = (): CniResults | null => readCniResults(ROOT);
 
 describe('docs/benchmarks.md and README.md\'s figures: generated from the committed results', () => {
-  it('equals what bench/report.ts renders from bench/results/cluster.json (run `npm run docs:bench` after a benchmark run)', () => {
-    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderBenchmarks(committedResults()));
+  it('equals what bench/report.ts renders from bench/results/cluster.json and cni.json (run `npm run docs:bench` after a benchmark run)', () => {
+    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderBenchmarks(committedResults(), committedCni()));
   });
 
   it('README.md quotes the headline figures of the same run', () => {
     const readme = readFileSync(`${ROOT}${README_FILE}`, 'utf8');
-    expect(withHeadline(readme, committedResults()), 'README.md keeps its headline block').to.not.equal(null);
-    expect(readme).to.equal(withHeadline(readme, committedResults()));
+    expect(withHeadline(readme, committedResults(), committedCni()), 'README.md keeps its headline block').to.not.equal(null);
+    expect(readme).to.equal(withHeadline(readme, committedResults(), committedCni()));
   });
 
   it('holds no date or clock time, though the results carry their timestamp', () => {
     const results = committedResults() as ClusterResults & { date?: string };
-    const doc = renderBenchmarks({ ...results, date: '2030-01-02T03:04:05.000Z' } as ClusterResults);
+    const cni = committedCni();
+    expect(cni, 'bench/results/cni.json is committed').to.not.equal(null);
+    const date = '2030-01-02T03:04:05.000Z';
+    const doc = renderBenchmarks({ ...results, date } as ClusterResults, { ...cni!, date });
     expect(doc).to.not.match(/20\d\d-\d\d-\d\d|\b\d{1,2}:\d\d\b/);
+    expect(renderHeadline(results, { ...cni!, date })).to.not.match(/20\d\d-\d\d-\d\d|\b\d{1,2}:\d\d\b/);
   });
 
   it('judges each goal from the figures: the start-up verdict follows the ratio across the threshold', () => {
@@ -35,5 +43,27 @@ describe('docs/benchmarks.md and README.md\'s figures: generated from the commit
     const startup = (r: ClusterResults) => verdicts(r).find((v) => v.goal.startsWith('start-up'))!;
     expect(startup(withRatio(GOALS.startupRatio)).met).to.equal(true);
     expect(startup(withRatio(GOALS.startupRatio + 0.01)).met).to.equal(false);
+  });
+
+  it('judges the CNI goal from the figures: weft-cni ADD minus bridge ADD against the bare Node start, at its threshold', () => {
+    const cni = committedCni()!;
+    const at = (weftMs: number): CniResults => ({
+      ...cni,
+      weftAdd: { ...cni.weftAdd, p50: weftMs },
+      bridgeAdd: { ...cni.bridgeAdd, p50: 40 },
+      nodeStart: { ...cni.nodeStart, p50: 30 },
+    });
+    const threshold = 40 + GOALS.cniOwnShareNodeStarts * 30;
+    expect(cniVerdict(at(threshold)).met).to.equal(true);
+    expect(cniVerdict(at(threshold + 0.01)).met).to.equal(false);
+    expect(cniVerdict(at(threshold)).figure).to.match(/^30\.0 ms \(70\.0 − 40\.0\), 1\.00 Node starts$/);
+    // The section and the headline carry the verdict the figures give, never a fixed word.
+    expect(renderBenchmarks(committedResults(), at(threshold + 0.01))).to.match(/\| missed \|\n\nTimings/);
+    expect(renderHeadline(committedResults(), at(threshold))).to.match(/\*\*CNI plugin\*\*.*goal ≤ 1: met\)/);
+  });
+
+  it('leaves the CNI section and headline line out when there is no CNI run', () => {
+    expect(renderBenchmarks(committedResults(), null)).to.not.match(/## CNI plugin/);
+    expect(renderHeadline(committedResults(), null)).to.not.match(/CNI plugin/);
   });
 });
