@@ -32,13 +32,15 @@
  *   package with it) becomes the bundle's file URL.
  *
  * And what a bundle should not carry eagerly: the modules that only lay
- * out help text (see lazyHelpModules), and the development build of
- * winston's `@dabh/diagnostics` (see PRODUCTION).
+ * out help text (see lazyHelpModules), ip-address in weft-cni (see
+ * lazyModules), and the development build of winston's `@dabh/diagnostics`
+ * (see PRODUCTION).
  */
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -75,16 +77,43 @@ const programs = {
   },
   weftctl: { entry: 'weftctl/main.js', nodeFlags: [], env: {} },
   // The CNI plugin runs on every pod's start and exits: no flags (nothing for them to tune in a run this short).
-  'weft-cni': { entry: 'cni/main.js', nodeFlags: [], env: {}, standalone: true, cacheRun: { env: { CNI_COMMAND: 'VERSION' }, args: [] } },
+  'weft-cni': { entry: 'cni/main.js', nodeFlags: [], env: {}, standalone: true, cacheRun: cniAddRun, lazyModules: ['ip-address'] },
 };
 
 /**
+ * The run that weft-cni's code cache is made from: an ADD, the command a
+ * node runs on every pod's start, in a sandbox that stands in for the node
+ * (a subnet file, a dataDir and a delegate `bridge` that prints an empty
+ * result, all in a temporary directory). The cache then holds the functions
+ * of the ADD path (parsing the config and the subnet file, building and
+ * saving the delegate config, running the delegate), which a cache made from
+ * VERSION would leave to be compiled on each ADD. DEL and CHECK share most
+ * of them. The node is dual-stack so that the IPv6 path, ip-address
+ * included, is in the cache too (see lazyModules).
+ */
+function cniAddRun() {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-cni-cache-'));
+  mkdirSync(join(dir, 'bin'));
+  writeFileSync(join(dir, 'bin', 'bridge'), "#!/bin/sh\ncat >/dev/null\necho '{}'\n", { mode: 0o755 });
+  writeFileSync(
+    join(dir, 'subnet.env'),
+    'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.5.1/24\nFLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:5::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n',
+  );
+  const conf = { cniVersion: '1.0.0', name: 'cbr0', type: 'flannel', delegate: { hairpinMode: true, isDefaultGateway: true }, subnetFile: join(dir, 'subnet.env'), dataDir: join(dir, 'data') };
+  return {
+    env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'weft-cni-cache', CNI_NETNS: '/proc/self/ns/net', CNI_IFNAME: 'eth0', CNI_PATH: join(dir, 'bin') },
+    args: [],
+    input: JSON.stringify(conf),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/**
  * Loads a bundle the way its launcher does, runs it once in a way that
- * prints a version and exits (`<program> --version`; weft-cni with
- * CNI_COMMAND=VERSION and no stdin: it opens no socket and touches no
- * kernel state or file), and writes the code cache on exit. Made after the
- * run, the cache also holds the functions that loading compiled, not only
- * the top level.
+ * opens no socket and touches no kernel state or file of the machine
+ * (`<program> --version`; weft-cni an ADD in a sandbox, see cniAddRun), and
+ * writes the code cache on exit. Made after the run, the cache also holds
+ * the functions that the run compiled, not only the top level.
  */
 const CACHE_MAKER = `
 const { writeFileSync } = require('node:fs');
@@ -100,6 +129,38 @@ runBundle(script, bundle);
 const protoDir = join(dirname(require.resolve('etcd3/package.json')), 'proto');
 mkdirSync(join(dist, 'proto'), { recursive: true });
 cpSync(protoDir, join(dist, 'proto'), { recursive: true });
+
+/**
+ * CommonJS packages that a program loads only on first use, per program
+ * (`lazyModules`). weft-cni's subnet math imports ip-address for IPv6
+ * addresses, which an IPv4-only node never parses; loading it is a share of
+ * every pod's start. Each import of one gets a stand-in whose exports are
+ * getters that load the real module on the first access (the bundle reads
+ * an imported name at each use, so no use comes before the load).
+ */
+function lazyModules(names) {
+  return {
+    name: 'lazy-modules',
+    setup(b) {
+      if (names.length === 0) return;
+      const filter = new RegExp(`^(${names.join('|')})$`);
+      b.onResolve({ filter }, async ({ path: name, resolveDir, kind, pluginData }) => {
+        if (pluginData?.real) return undefined;
+        const real = await b.resolve(name, { resolveDir, kind, pluginData: { real: true } });
+        if (real.errors.length > 0) return { errors: real.errors };
+        return { path: real.path, namespace: 'lazy-module' };
+      });
+      b.onLoad({ filter: /.*/, namespace: 'lazy-module' }, ({ path }) => {
+        const getters = Object.keys(require(path)).map((k) => `  get ${JSON.stringify(k)}() { return load()[${JSON.stringify(k)}]; },\n`);
+        return {
+          contents: `let real;\nconst load = () => (real ??= require(${JSON.stringify(path)}));\nmodule.exports = {\n${getters.join('')}};\n`,
+          resolveDir: dirname(path),
+          loader: 'js',
+        };
+      });
+    },
+  };
+}
 
 /**
  * Modules that yargs uses only to lay out --help and usage errors, which a
@@ -145,7 +206,9 @@ mkdirSync(join(dist, 'bin'), { recursive: true });
 // ES module bundles of the same names, left in dist/ by an older build's layout, are never run: remove them.
 for (const name of Object.keys(programs)) rmSync(join(dist, 'bin', `${name}.mjs`), { force: true });
 
-for (const [name, { entry, nodeFlags, env, standalone = false, cacheRun = { env: {}, args: ['--version'] } }] of Object.entries(programs)) {
+const versionRun = () => ({ env: {}, args: ['--version'], input: '', cleanup: () => {} });
+
+for (const [name, { entry, nodeFlags, env, standalone = false, cacheRun = versionRun, lazyModules: lazy = [] }] of Object.entries(programs)) {
   const bundle = join(dist, 'bin', `${name}-bundle.cjs`);
   const cache = join(dist, 'bin', `${name}-bundle.cache`);
   await build({
@@ -162,7 +225,7 @@ for (const [name, { entry, nodeFlags, env, standalone = false, cacheRun = { env:
     charset: 'ascii',
     // A standalone program takes nothing from node_modules along.
     external: standalone ? [] : ['netlink'],
-    plugins: [lazyHelpModules],
+    plugins: [lazyHelpModules, lazyModules(lazy)],
     define: { 'import.meta.url': '__weftBundleUrl', ...PRODUCTION },
     banner: { js: "var __weftBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
     logLevel: 'warning',
@@ -175,10 +238,16 @@ for (const [name, { entry, nodeFlags, env, standalone = false, cacheRun = { env:
   writeFileSync(bundle, code);
 
   rmSync(cache, { force: true });
-  execFileSync(process.execPath, [...nodeFlags, '-e', CACHE_MAKER, bundle, cache, ...cacheRun.args], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, ...cacheRun.env },
-  });
+  const run = cacheRun();
+  try {
+    execFileSync(process.execPath, [...nodeFlags, '-e', CACHE_MAKER, bundle, cache, ...run.args], {
+      input: run.input,
+      stdio: ['pipe', 'ignore', 'inherit'],
+      env: { ...process.env, ...run.env },
+    });
+  } finally {
+    run.cleanup();
+  }
 
   // `env -S` passes the flags and sets the environment too.
   const command = [...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'node', ...nodeFlags];
