@@ -4,11 +4,11 @@
  * CNI_* variables included) and the config on stdin, its stderr passed
  * through to weft-cni's, its result or error object read from stdout.
  */
+import { spawnSync } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { WeftError } from '../common/errors.js';
 import { CniError } from './errors.js';
-import { runToCompletion } from './spawn.js';
 
 /**
  * A plugin name that can only name a file inside a CNI_PATH directory: what
@@ -55,11 +55,17 @@ export type DelegateEnv = Readonly<Record<string, string | undefined>>;
  */
 export function invokePlugin(path: string, command: string, config: string, env: DelegateEnv, overrides: DelegateEnv = {}): string {
   const name = path.slice(path.lastIndexOf('/') + 1);
-  const child = runToCompletion(path, config, { ...env, ...overrides, CNI_COMMAND: command });
+  const child = spawnSync(path, [], {
+    input: config,
+    env: { ...env, ...overrides, CNI_COMMAND: command },
+    stdio: ['pipe', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    maxBuffer: 16 << 20,
+  });
   if (child.error) {
     throw new CniError('WEFT_ERR_CNI_DELEGATE', `cannot run delegate plugin ${path}: ${child.error.message}`, { cause: child.error });
   }
-  const stdout = child.stdout;
+  const stdout = child.stdout ?? '';
   if (child.status === 0) return stdout;
   const reported = parseErrorObject(stdout);
   if (reported) {
