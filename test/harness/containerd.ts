@@ -31,7 +31,7 @@ import { WeftError } from '../../common/errors.js';
 import { atExit, tempDir } from './at-exit.js';
 import { CriClient, type PodSandboxConfig, type PodSandboxStatus } from './cri.js';
 import { buildPauseImage, type BuiltImage } from './image.js';
-import type { Netns } from './netns.js';
+import { pidAlive, type Netns } from './netns.js';
 
 const execFileP = promisify(execFile);
 
@@ -173,14 +173,6 @@ const LAUNCHER = [
   'exec "$@"',
 ].join('\n');
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function kill(pid: number, signal: NodeJS.Signals = 'SIGKILL'): void {
   try {

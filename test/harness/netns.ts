@@ -46,7 +46,8 @@ function safeKill(pid: number): void {
   }
 }
 
-function pidAlive(pid: number): boolean {
+/** True while a process with this PID exists (EPERM: it exists, owned by someone else). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
