@@ -16,6 +16,15 @@ const WEFTCTL = fileURLToPath(new URL('../bin/weftctl.cjs', import.meta.url));
 const SUBNET_ENV = '/run/flannel/subnet.env';
 /** The network name of flannel's conflist, which host-local keys its reservations by. */
 const NETWORK = 'cbr0';
+/** kube-flannel's stock conflist (its manifest's cni-conf.json), verbatim. */
+const KUBE_FLANNEL_CONFLIST = {
+  name: 'cbr0',
+  cniVersion: '0.3.1',
+  plugins: [
+    { type: 'flannel', delegate: { hairpinMode: true, isDefaultGateway: true } },
+    { type: 'portmap', capabilities: { portMappings: true } },
+  ],
+};
 /** h1..h3 run containerd's CRI with weft's plugin installed as `flannel`; h4 runs Docker with weft's options. */
 const CRI_HOSTS = 3;
 
@@ -172,5 +181,23 @@ describe('end to end: Kubernetes pods through weft-cni under containerd\'s CRI, 
     expect(await ping(pod, containerIP), 'pod on h1 -> container on h4').to.equal(true);
     const back = await docker.docker('exec', 'c4', 'ping', '-c', '1', '-W', '2', pod.ip);
     expect(back, 'container on h4 -> pod on h1').to.match(/1 packets received/);
+  });
+
+  it('kube-flannel\'s own conflist (cniVersion 0.3.1), unchanged, works with weft\'s plugin installed as flannel', async () => {
+    const host = hosts[1]!;
+    host.writeCniConfig('10-flannel.conflist', KUBE_FLANNEL_CONFLIST);
+    // containerd reloads a changed conflist on its own: a pod is attached with it once the delegate config weft-cni
+    // saved for the pod carries the conflist's version.
+    const savedVersion = (p: CriPod) => (JSON.parse(readFileSync(join(host.hostPath('/var/lib/cni/flannel'), `${p.id}@eth0`), 'utf8')) as { cniVersion: string }).cniVersion;
+    let pod = await host.runPod('kube-flannel-conf');
+    for (let attempt = 0; savedVersion(pod) !== '0.3.1' && attempt < 20; attempt++) {
+      await pod.remove();
+      await new Promise((r) => setTimeout(r, 100));
+      pod = await host.runPod('kube-flannel-conf');
+    }
+    expect(savedVersion(pod)).to.equal('0.3.1');
+    expect(Subnet.parse(cluster.node(2).subnetEnv().FLANNEL_SUBNET!).contains(pod.ip)).to.equal(true);
+    expect(await ping(pod, pods[0]![0]!.ip), 'to a pod on h1').to.equal(true);
+    await pod.remove();
   });
 });
