@@ -154,6 +154,33 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/**
+ * One kind of rules TrafficRules keeps in place: iptables (flannel's chains,
+ * below) or nftables (flannel's tables, kernel/nftables.ts).
+ */
+export interface RuleEngine {
+  readonly kind: 'iptables' | 'nftables';
+  /** What the last check found the rules to be backed by, or null when not known yet. */
+  readonly backing: 'nf_tables' | 'legacy' | null;
+  /** Reads the kernel's rules and, only when they differ from `spec`, repairs them; true when a repair was applied. */
+  ensure(spec: TrafficRulesSpec): Promise<boolean>;
+}
+
+/** flannel's iptables chains, read with one iptables-save and repaired with one iptables-restore. */
+export class IptablesEngine implements RuleEngine {
+  readonly kind = 'iptables';
+  backing: 'nf_tables' | 'legacy' | null = null;
+  constructor(private readonly runner: IptablesRunner = iptablesRunner()) {}
+
+  async ensure(spec: TrafficRulesSpec): Promise<boolean> {
+    const saved = await this.runner.save();
+    this.backing = iptablesBacking(saved) ?? this.backing;
+    const payload = planRepair(parseIptablesSave(saved), desiredRuleSets(spec));
+    if (payload) await this.runner.restore(payload);
+    return payload !== null;
+  }
+}
+
 /** How weft runs iptables: injectable so the planning logic is testable without a kernel. */
 export interface IptablesRunner {
   save(): Promise<string>;
@@ -210,15 +237,27 @@ export class TrafficRules {
   /** Why the kernel's listener cannot report ruleset changes, once it said so (then the short period stays). */
   private unwatched: string | null = null;
   private readonly wakeup = new Wakeup();
-  private readonly runner: IptablesRunner;
+  private readonly engine: RuleEngine;
   /** `--iptables-resync`: the check period while ruleset changes are not reported. */
   private readonly intervalMs: number;
+  /** Removes the other kind's rules (left by a node that ran in the other mode), before the first check; done once it succeeded. */
+  private removeOther: (() => Promise<boolean>) | null;
 
-  constructor(spec: TrafficRulesSpec, options: { intervalMs: number; runner?: IptablesRunner; log?: Logger }) {
+  /**
+   * `engine` says which kind of rules (iptables by default, through `runner`);
+   * `removeOther`, which only weftd passes, removes the other kind's.
+   */
+  constructor(spec: TrafficRulesSpec, options: { intervalMs: number; runner?: IptablesRunner; engine?: RuleEngine; removeOther?: () => Promise<boolean>; log?: Logger }) {
     this.spec = spec;
     this.intervalMs = options.intervalMs;
-    this.runner = options.runner ?? iptablesRunner();
+    this.engine = options.engine ?? new IptablesEngine(options.runner ?? iptablesRunner());
+    this.removeOther = options.removeOther ?? null;
     this.log = options.log ?? silentLogger();
+  }
+
+  /** Which kind of rules this keeper keeps. */
+  get kind(): RuleEngine['kind'] {
+    return this.engine.kind;
   }
 
   /** Changes the wanted rules (a new lease); the next ensure() moves the tables over. */
@@ -230,15 +269,15 @@ export class TrafficRules {
   /** Checks the tables and repairs them; true when a repair was applied. */
   async ensure(): Promise<boolean> {
     const spec = this.spec;
-    const saved = await this.runner.save();
-    this.backing = iptablesBacking(saved) ?? this.backing;
-    const payload = planRepair(parseIptablesSave(saved), desiredRuleSets(spec));
-    if (payload) {
-      await this.runner.restore(payload);
-      this.repairs++;
+    if (this.removeOther) {
+      if (await this.removeOther()) this.log.info(`removed the ${this.kind === 'iptables' ? 'nftables' : 'iptables'} rules of an earlier run in the other mode`);
+      this.removeOther = null;
     }
+    const repaired = await this.engine.ensure(spec);
+    this.backing = this.engine.backing ?? this.backing;
+    if (repaired) this.repairs++;
     if (spec === this.spec) this.inPlace = true;
-    return payload !== null;
+    return repaired;
   }
 
   /**
@@ -275,7 +314,7 @@ export class TrafficRules {
   private notWatched(why: string): void {
     if (this.unwatched !== null) return;
     this.unwatched = why;
-    this.log.warn(`nf_tables ruleset changes are not reported (${why}); iptables rules are checked every ${this.intervalMs / 1000} s`);
+    this.log.warn(`nf_tables ruleset changes are not reported (${why}); ${this.kind} rules are checked every ${this.intervalMs / 1000} s`);
     this.changed();
   }
 
@@ -293,23 +332,24 @@ export class TrafficRules {
       async () => {
         const wasInPlace = this.inPlace;
         const repaired = await this.ensure();
-        if (repaired && !first) this.log.warn('iptables rules were missing or stale; restored them');
-        else if (repaired) this.log.info('iptables rules installed');
+        if (repaired && !first) this.log.warn(`${this.kind} rules were missing or stale; restored them`);
+        else if (repaired) this.log.info(`${this.kind} rules installed`);
         first = false;
         if (!wasInPlace && this.inPlace) onInPlace?.();
         const period = this.periodMs();
         if (this.following && this.backing && period !== toldPeriod) {
           toldPeriod = period;
+          const what = this.kind === 'iptables' ? `iptables (${this.backing})` : 'nftables';
           this.log.info(
             period > this.intervalMs
-              ? `iptables (nf_tables): rules checked at every ruleset change the kernel reports, and every ${period / 1000} s`
-              : `iptables (${this.backing}): rules checked every ${period / 1000} s`,
+              ? `${what}: rules checked at every ruleset change the kernel reports, and every ${period / 1000} s`
+              : `${what}: rules checked every ${period / 1000} s`,
           );
         }
       },
       (err) => {
         this.errors++;
-        this.log.error(`iptables check failed: ${err.message}`);
+        this.log.error(`${this.kind} check failed: ${err.message}`);
       },
       this.wakeup,
     );
