@@ -109,12 +109,12 @@ export function nftDeleteScript(tables: readonly { family: NftFamily; name: stri
   return tables.map(({ family, name }) => `table ${family} ${name}\ndelete table ${family} ${name}\n`).join('');
 }
 
-/** Rules in an `nft list table` listing: every line that is not a table or chain header, a chain's base line, a comment or a brace. */
+/** Rules in an `nft list table` listing, or in weft's script: every line that is not a table or chain line, a chain's base line, a comment or a brace. */
 export function nftRuleCount(listing: string): number {
   return listing
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => l !== '' && l !== '}' && !/^(table|chain|type|comment|policy) /.test(l)).length;
+    .filter((l) => l !== '' && l !== '}' && !/^(table|delete|chain|type|comment|policy) /.test(l)).length;
 }
 
 /** How weft runs nft: injectable so the keeping logic is testable without a kernel. */
@@ -215,7 +215,7 @@ export class NftablesEngine implements RuleEngine {
     // A change made between the apply and the listing would otherwise be taken as weft's own: then the
     // listing is not trusted and the next check applies again (the kernel reports that change).
     const expected = nftRuleCount(done);
-    this.applied = after !== null && nftRuleCount(after) === expected ? { script, listing: after } : null;
+    this.applied = after !== null && nftRuleCount(after) === expected ? { script: done, listing: after } : null;
     return true;
   }
 
