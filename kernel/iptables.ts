@@ -307,7 +307,12 @@ export class TrafficRules {
 
   /** The wait before the next check: long only while every change that matters is reported. */
   periodMs(): number {
-    return this.following && this.unwatched === null && this.backing === 'nf_tables' ? Math.max(this.intervalMs, SAFETY_NET_MS) : this.intervalMs;
+    return this.changesReported() ? Math.max(this.intervalMs, SAFETY_NET_MS) : this.intervalMs;
+  }
+
+  /** Every change that matters is reported: the rules live in nf_tables and the listener watches it. */
+  private changesReported(): boolean {
+    return this.following && this.unwatched === null && this.backing === 'nf_tables';
   }
 
   /** The listener cannot subscribe to nf_tables: back to checking every `--iptables-resync`, said once. */
@@ -325,7 +330,7 @@ export class TrafficRules {
   /** Checks at once, then as `periodMs` and `follow` say; `onInPlace` runs when the rules first match the spec. */
   run(signal: AbortSignal, onInPlace?: () => void): Promise<void> {
     let first = true;
-    let toldPeriod = 0;
+    let told = '';
     return runPeriodically(
       () => this.periodMs(),
       signal,
@@ -337,14 +342,13 @@ export class TrafficRules {
         first = false;
         if (!wasInPlace && this.inPlace) onInPlace?.();
         const period = this.periodMs();
-        if (this.following && this.backing && period !== toldPeriod) {
-          toldPeriod = period;
-          const what = this.kind === 'iptables' ? `iptables (${this.backing})` : 'nftables';
-          this.log.info(
-            period > this.intervalMs
-              ? `${what}: rules checked at every ruleset change the kernel reports, and every ${period / 1000} s`
-              : `${what}: rules checked every ${period / 1000} s`,
-          );
+        const what = this.kind === 'iptables' ? `iptables (${this.backing})` : 'nftables';
+        const tell = this.changesReported()
+          ? `${what}: rules checked at every ruleset change the kernel reports, and every ${period / 1000} s`
+          : `${what}: rules checked every ${period / 1000} s`;
+        if (this.following && this.backing && tell !== told) {
+          told = tell;
+          this.log.info(tell);
         }
       },
       (err) => {
