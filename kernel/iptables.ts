@@ -221,7 +221,8 @@ export function iptablesRunner(netns?: string): IptablesRunner {
 /**
  * Keeps flannel's masquerade and forward rules in place: ensure() once, then
  * every `intervalMs` a read of the tables and, only when something differs,
- * one repair transaction.
+ * one repair transaction. The rule engine says which kind: iptables (here) or
+ * nftables (kernel/nftables.ts); when the checks run is the same for both.
  */
 export class TrafficRules {
   private spec: TrafficRulesSpec;
@@ -240,7 +241,7 @@ export class TrafficRules {
   private readonly engine: RuleEngine;
   /** `--iptables-resync`: the check period while ruleset changes are not reported. */
   private readonly intervalMs: number;
-  /** Removes the other kind's rules (left by a node that ran in the other mode), before the first check; done once it succeeded. */
+  /** Removes the other kind's rules (left by a run in the other mode), at the first check. */
   private removeOther: (() => Promise<boolean>) | null;
 
   /**
@@ -260,6 +261,22 @@ export class TrafficRules {
     return this.engine.kind;
   }
 
+  /**
+   * The other kind's rules go beside the first check (they are other tables, so the two do not
+   * wait for each other). Tried once: rules left behind do not hold the node's own rules up.
+   */
+  private async removeOtherOnce(): Promise<void> {
+    const remove = this.removeOther;
+    if (!remove) return;
+    this.removeOther = null;
+    const other = this.kind === 'iptables' ? 'nftables' : 'iptables';
+    try {
+      if (await remove()) this.log.info(`removed the ${other} rules of an earlier run in ${other} mode`);
+    } catch (err) {
+      this.log.warn(`could not remove the ${other} rules of an earlier run: ${(err as Error).message}`);
+    }
+  }
+
   /** Changes the wanted rules (a new lease); the next ensure() moves the tables over. */
   update(spec: TrafficRulesSpec): void {
     this.spec = spec;
@@ -269,11 +286,9 @@ export class TrafficRules {
   /** Checks the tables and repairs them; true when a repair was applied. */
   async ensure(): Promise<boolean> {
     const spec = this.spec;
-    if (this.removeOther) {
-      if (await this.removeOther()) this.log.info(`removed the ${this.kind === 'iptables' ? 'nftables' : 'iptables'} rules of an earlier run in the other mode`);
-      this.removeOther = null;
-    }
+    const removing = this.removeOtherOnce();
     const repaired = await this.engine.ensure(spec);
+    await removing;
     this.backing = this.engine.backing ?? this.backing;
     if (repaired) this.repairs++;
     if (spec === this.spec) this.inPlace = true;
