@@ -88,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) {
-    console.log('usage: weftd [options] | weftd docker-opts [...] | weftd cleanup | weftd cleanup-iptables\n');
+    console.log('usage: weftd [options] | weftd docker-opts [...]\n       weftd cleanup | weftd cleanup-iptables\n');
     const { declareWeftdOptions } = await import('../common/options.js');
     console.log(await declareWeftdOptions(yargs([])).option('config', { type: 'string', describe: 'YAML or JSON file whose keys are the long option names' }).getHelp());
     return 0;
