@@ -160,7 +160,7 @@ export function nftRunner(netns?: string): NftRunner {
       try {
         return await list(['list', 'table', family, name]);
       } catch (err) {
-        if (/No such file or directory/.test((err as Error).message)) return null;
+        if (/Error: No such file or directory/.test((err as Error).message)) return null; // nft: no such table
         throw err;
       }
     },
