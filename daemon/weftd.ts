@@ -14,7 +14,8 @@ import { LeaseWatcher } from '../lease/watcher.js';
 import { BridgeKeeper } from './bridge.js';
 import { createHealthServer, listen } from './http.js';
 import type { NodeStatus } from './status.js';
-import { TrafficRules, type TrafficRulesSpec } from '../kernel/iptables.js';
+import { TrafficRules, iptablesRunner, removeTrafficRules, type TrafficRulesSpec } from '../kernel/iptables.js';
+import { NftablesEngine, isToolMissing, removeNftTables } from '../kernel/nftables.js';
 import { WeftMetrics } from './metrics.js';
 import { PeerProber } from './probe.js';
 import type { WeftdOptions } from '../common/options.js';
@@ -172,7 +173,7 @@ export class Weftd {
     } else {
       // At start the rules are installed by the keeper's first check, which runs at once beside the
       // first reconcile instead of before it (two spawned iptables tools); readiness waits for both.
-      this.traffic = new TrafficRules(spec, { intervalMs: o.iptablesResync * 1000, log: this.log });
+      this.traffic = this.createTrafficRules(spec, config.enableNFTables);
     }
     if (o.bridge) {
       const bridgeSpec = { name: o.bridge, subnet: lease.subnet, network: config.network!, mtu: this.network!.mtu };
@@ -181,6 +182,20 @@ export class Weftd {
       const changes = await this.bridge.ensure();
       if (changes.length > 0) this.log.info(`bridge ${o.bridge}: ${changes.join(', ')}`);
     }
+  }
+
+  /**
+   * The keeper of the masquerade and forward rules: nftables when the network
+   * config says `EnableNFTables`, else iptables. Its first check removes the
+   * other kind's rules (a node switched modes), as flanneld does at start; a
+   * missing tool means there is nothing of that kind to remove.
+   */
+  private createTrafficRules(spec: TrafficRulesSpec, nftables: boolean): TrafficRules {
+    const ignoreMissingTool = (remove: () => Promise<boolean>) => () => remove().catch((err: unknown) => (isToolMissing(err) ? false : Promise.reject(err)));
+    const intervalMs = this.options.iptablesResync * 1000;
+    if (!nftables) return new TrafficRules(spec, { intervalMs, log: this.log, removeOther: ignoreMissingTool(() => removeNftTables()) });
+    this.log.info('nftables mode (EnableNFTables): masquerade and forward rules in table ip flannel-ipv4');
+    return new TrafficRules(spec, { intervalMs, log: this.log, engine: new NftablesEngine({ log: this.log }), removeOther: ignoreMissingTool(() => removeTrafficRules(iptablesRunner())) });
   }
 
   private async steadyState(signal: AbortSignal, listing: ValidatedListing): Promise<void> {
@@ -251,6 +266,7 @@ export class Weftd {
       lastReconcile: this.lastPass,
       etcd: this.registry?.state ?? 'unknown',
       iptables: this.traffic && {
+        mode: this.traffic.kind,
         inPlace: this.traffic.inPlace,
         backing: this.traffic.backing,
         checkPeriodSeconds: this.traffic.periodMs() / 1000,
@@ -265,7 +281,7 @@ export class Weftd {
     if (!this.manager || this.manager.state === 'acquiring') return this.phase;
     if (this.manager.state !== 'held') return `lease ${this.manager.state}`;
     if (!this.backendReady) return 'programming peers (first full reconcile)';
-    return this.traffic?.inPlace ? '' : 'installing iptables rules';
+    return this.traffic?.inPlace ? '' : `installing ${this.traffic?.kind ?? 'iptables'} rules`;
   }
 
   /** Logs readiness when it changes; called on the events that can change it (no polling). */
