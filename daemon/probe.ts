@@ -215,7 +215,7 @@ export class PeerProber {
     const client = new ProbeClient(this.options.port);
     const opened = (this.options.openIcmp ?? openIcmpClient)();
     const icmp = 'client' in opened ? opened.client : null;
-    this.probeMethod = icmp ? { method: 'icmp', fallbackReason: null } : { method: 'udp', fallbackReason: 'reason' in opened ? opened.reason : null };
+    this.probeMethod = 'client' in opened ? { method: 'icmp', fallbackReason: null } : { method: 'udp', fallbackReason: opened.reason };
     if (icmp) this.log.info('peer probes: ICMP echo over underlay and overlay');
     else this.log.warn(`peer probes: UDP echo to weft's responder (${this.probeMethod.fallbackReason}); peers without weft show as unanswered`);
     try {
@@ -278,7 +278,7 @@ export class PeerProber {
         let underlay: PathResult, overlay: PathResult, mtu: number | null;
         if (icmp) {
           const [icmpUnder, icmpOver, udpUnder] = await Promise.all([icmp.echo(publicIP, timeoutMs), icmp.echo(lease.subnet.ip, timeoutMs), client.echo(publicIP, timeoutMs)]);
-          underlay = icmpUnder.ok || !udpUnder.ok ? icmpUnder : udpUnder;
+          underlay = icmpUnder.ok ? icmpUnder : udpUnder;
           overlay = icmpOver;
           mtu = udpUnder.mtu;
         } else {
