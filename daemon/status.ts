@@ -21,8 +21,21 @@ export interface NodeStatus {
   readonly etcd: string;
   /** The traffic rules keeper: `mode` iptables or nftables (EnableNFTables); `backing` as iptables-save names it (null before any table exists); the current wait between checks. */
   readonly iptables: { readonly mode: 'iptables' | 'nftables'; readonly inPlace: boolean; readonly backing: 'nf_tables' | 'legacy' | null; readonly checkPeriodSeconds: number; readonly repairs: number } | null;
-  readonly probes: { readonly round: ProbeRound | null; readonly peers: readonly PeerHealth[] } | null;
+  readonly probes: {
+    /** The echo peers are probed with (null until probing starts); `fallbackReason` says why not ICMP. */
+    readonly method: ProbeMethod | null;
+    readonly fallbackReason: string | null;
+    readonly round: ProbeRound | null;
+    readonly peers: readonly PeerHealth[];
+  } | null;
 }
+
+/**
+ * `icmp`: ICMP echo through a raw socket, which every node answers, flanneld's
+ * included. `udp`: weft's own UDP echo, answered by weftd only; the fallback
+ * where raw sockets are not allowed (no CAP_NET_RAW).
+ */
+export type ProbeMethod = 'icmp' | 'udp';
 
 /** One path's outcome in the last probe of a peer. */
 export interface PathResult {

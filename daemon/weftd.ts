@@ -272,7 +272,12 @@ export class Weftd {
         checkPeriodSeconds: this.traffic.periodMs() / 1000,
         repairs: this.traffic.repairs,
       },
-      probes: this.prober && { round: this.prober.lastRound, peers: this.prober.healthForStatus() },
+      probes: this.prober && {
+        method: this.prober.method?.method ?? null,
+        fallbackReason: this.prober.method?.fallbackReason ?? null,
+        round: this.prober.lastRound,
+        peers: this.prober.healthForStatus(),
+      },
     };
   }
 

@@ -18,7 +18,7 @@ import { Subnet } from '../common/subnet.js';
 import type { NodeStatus } from '../daemon/status.js';
 import { forwardRuleSet } from '../kernel/iptables.js';
 import type { WeftdOptions } from '../common/options.js';
-import type { PeerHealth } from '../daemon/status.js';
+import type { PeerHealth, ProbeMethod } from '../daemon/status.js';
 import type { LeaseRow } from './leases.js';
 import type { Report } from './format.js';
 import { VXLAN_DEFAULT_PORT } from '../common/defaults.js';
@@ -124,7 +124,8 @@ export function checkGcThresh(gcThresh3: number | null, peers: number, kernelRel
   };
 }
 
-export function checkVxlanPort(probes: readonly PeerHealth[] | null, port: number, why: string): Check {
+/** `method`: the echo weftd probes with (ICMP is answered by every node, weft's UDP echo only by weftd). */
+export function checkVxlanPort(probes: readonly PeerHealth[] | null, port: number, why: string, method: ProbeMethod | null = 'udp'): Check {
   const name = `VXLAN port (UDP ${port})`;
   if (probes === null) return skip(name, why);
   if (probes.length === 0) return skip(name, 'no peer probed yet');
@@ -135,7 +136,11 @@ export function checkVxlanPort(probes: readonly PeerHealth[] | null, port: numbe
     return { name, verdict: 'fail', detail: `underlay OK but overlay blocked to ${list(blocked)}`, fix: `allow UDP ${port} between the nodes' public IPs in both directions (iptables INPUT/OUTPUT on both ends, firewalls, security groups)` };
   }
   if (silent.length > 0) {
-    return { name, verdict: 'warn', detail: `no answer at all from ${list(silent)}`, fix: 'check that the node is up and runs weftd (flanneld has no probe responder) and that the probe port is open' };
+    const fix =
+      method === 'icmp'
+        ? 'check that the node is up and that ICMP echo is allowed between the nodes (public IPs and VXLAN devices)'
+        : 'check that the node is up and runs weftd (flanneld has no probe responder; weftd with CAP_NET_RAW probes with ICMP, which it answers) and that the probe port is open';
+    return { name, verdict: 'warn', detail: `no answer at all from ${list(silent)}`, fix };
   }
   return ok(name, `${probes.length} probed peers answer over the overlay`);
 }
@@ -258,7 +263,7 @@ export async function runChecks(inputs: DoctorInputs): Promise<Check[]> {
   }
   checks.push(
     checkGcThresh(gc3 === null ? null : Number(gc3), status?.peers ?? leases?.rows.length ?? 0, release()),
-    checkVxlanPort(status ? probes : null, status?.backend?.vxlanPort ?? VXLAN_DEFAULT_PORT, status ? 'probing is off (--probe-interval 0)' : statusWhy),
+    checkVxlanPort(status ? probes : null, status?.backend?.vxlanPort ?? VXLAN_DEFAULT_PORT, status ? 'probing is off (--probe-interval 0)' : statusWhy, status?.probes?.method ?? null),
     checkDuplicatePublicIPs(leases?.rows ?? null, 'error' in inputs.leases ? inputs.leases.error : ''),
     checkClock(skew, skewWhy),
   );
