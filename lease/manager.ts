@@ -204,7 +204,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       return null; // the key itself is not a subnet: it occupies nothing
     }
     if (!parsed) return null;
-    return { ...parsed, attrs: { PublicIP: '', PublicIPv6: null, BackendType: '' }, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision };
+    return { ...parsed, attrs: { PublicIP: '', PublicIPv6: null, BackendType: '' }, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision, createRevision: kv.createRevision ?? kv.modRevision };
   }
 
   private async reread(key: string): Promise<Lease | null> {
