@@ -151,4 +151,3 @@ describe('lease admission: conflicts between leases (unit)', () => {
     expect(a.refusals().length).to.be.greaterThan(100);
   });
 });
-});
