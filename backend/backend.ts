@@ -7,6 +7,7 @@
  * Backends are values, put into a map by the caller (daemon/); importing a
  * backend module registers nothing.
  */
+import type { LocalCollision } from './reconciler.js';
 import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Lease, LeaseAttrs, NetworkConfig, PeerBatch } from '../lease/types.js';
@@ -68,6 +69,8 @@ export interface BackendNetwork {
   readonly ready: Promise<void>;
   /** Counters for metrics and logs. */
   stats(): BackendStats;
+  /** Peer leases skipped on this node because their subnet collides with its own addresses or routes. */
+  localCollisions(): LocalCollision[];
   /** Resolves when every batch received so far is applied (or its failures are waiting for a retry that then succeeded). */
   settled(): Promise<void>;
   /** Stops programming; leaves kernel state in place for the next start. */
