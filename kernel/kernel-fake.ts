@@ -158,11 +158,16 @@ export class FakeKernel implements Kernel, NftMonitor {
     if (this.addrs.has(key)) throw new KernelError(`addr add ${addr.cidr}`, 'EEXIST');
     const prefix = Subnet.parse(addr.cidr).toString();
     const secondary = [...this.addrs.values()].some((a) => a.ifindex === addr.ifindex && Subnet.parse(a.cidr).toString() === prefix);
-    this.addrs.set(key, { ifindex: addr.ifindex, cidr: addr.cidr, scope: 'global', permanent: true, deprecated: false, secondary });
+    const info: AddrInfo = { ifindex: addr.ifindex, cidr: addr.cidr, scope: 'global', permanent: true, deprecated: false, secondary };
+    this.addrs.set(key, info);
+    this.notify({ kind: 'addr', op: 'new', addr: info });
   }
 
   async addrDel(addr: Addr): Promise<void> {
-    if (!this.addrs.delete(addrKey(addr))) throw new KernelError(`addr del ${addr.cidr}`, 'EADDRNOTAVAIL');
+    const info = this.addrs.get(addrKey(addr));
+    if (!info) throw new KernelError(`addr del ${addr.cidr}`, 'EADDRNOTAVAIL');
+    this.addrs.delete(addrKey(addr));
+    this.notify({ kind: 'addr', op: 'del', addr: info });
   }
 
   neighSet(neigh: Omit<Neigh, 'permanent'>): Promise<void> {
@@ -206,7 +211,10 @@ export class FakeKernel implements Kernel, NftMonitor {
   inject(entry: { neigh: Neigh } | { fdb: Fdb } | { route: Route } | { addr: AddrInfo }): void {
     if ('neigh' in entry) this.setNeigh(entry.neigh);
     else if ('fdb' in entry) this.setFdb(entry.fdb);
-    else if ('addr' in entry) this.addrs.set(addrKey(entry.addr), entry.addr);
+    else if ('addr' in entry) {
+      this.addrs.set(addrKey(entry.addr), entry.addr);
+      this.notify({ kind: 'addr', op: 'new', addr: entry.addr });
+    }
     else this.setRoute(entry.route);
   }
 
