@@ -36,6 +36,12 @@ export interface BackendRegistration {
   readonly onPass?: (pass: ReconcilePass) => void;
   /** vxlan: device name, default `flannel.<VNI>`. */
   readonly deviceName?: string;
+  /**
+   * vxlan: who else advertises `mac`: the key of an older lease of another
+   * PublicIP with that VtepMAC, or null. The device then takes a new MAC
+   * instead of joining as the loser of that conflict.
+   */
+  readonly macTakenBy?: (mac: string) => Promise<string | null>;
 }
 
 /** One reconcile pass as reported to the daemon. */

@@ -27,6 +27,8 @@ interface Held {
   readonly net: Subnet;
   /** A route's gateway, else null. */
   readonly gw: string | null;
+  /** The route's output device or the address's link. */
+  readonly oif: number;
   /** Device route: a directly attached network. */
   readonly attached: boolean;
   /** An address (host) rather than a route. */
@@ -96,21 +98,31 @@ export class NodeNetworks {
     return changed;
   }
 
-  /** A foreign route notification; true when it changed what collides. */
-  noteRoute(op: ChangeOp, r: Route): boolean {
+  /**
+   * A foreign route notification. Returns the networks whose collisions it
+   * may have changed (empty when nothing changed but a link index).
+   */
+  noteRoute(op: ChangeOp, r: Route): Subnet[] {
     return this.note(op === 'del' ? routeKey(r) : null, (into) => this.put(into, r));
   }
 
-  /** An address notification; true when it changed what collides. */
-  noteAddr(op: ChangeOp, a: AddrInfo): boolean {
+  /** An address notification; returns what noteRoute returns. */
+  noteAddr(op: ChangeOp, a: AddrInfo): Subnet[] {
     return this.note(op === 'del' ? addrKey(a) : null, (into) => this.putAddr(into, a));
   }
 
-  /** Deletes `deleted`, or adds through `add`; true when the meaning (not only a link index) changed. */
-  private note(deleted: string | null, add: (into: Map<string, Held>) => boolean): boolean {
+  /** A link was deleted: IPv4 drops its routes without a notification each. Returns what noteRoute returns. */
+  forgetLink(index: number): Subnet[] {
+    const before = new Map(this.held);
+    for (const [key, h] of this.held) if (h.oif === index) this.held.delete(key);
+    return changedNets(before, this.held);
+  }
+
+  /** Deletes `deleted`, or adds through `add`. */
+  private note(deleted: string | null, add: (into: Map<string, Held>) => boolean): Subnet[] {
     const before = new Map(this.held);
     const touched = deleted === null ? add(this.held) : this.held.delete(deleted);
-    return touched && !sameMeaning(before, this.held);
+    return touched ? changedNets(before, this.held) : [];
   }
 
   private put(into: Map<string, Held>, r: Route): boolean {
@@ -118,7 +130,7 @@ export class NodeNetworks {
     if (!net.overlaps(this.network)) return false;
     const key = routeKey(r);
     if (into.has(key)) return false;
-    into.set(key, { net, gw: r.gw, attached: r.gw === null, address: false, text: describeRoute(r) });
+    into.set(key, { net, gw: r.gw, oif: r.oif, attached: r.gw === null, address: false, text: describeRoute(r) });
     return true;
   }
 
@@ -127,7 +139,7 @@ export class NodeNetworks {
     if (!this.network.contains(ip)) return false;
     const key = addrKey(a);
     if (into.has(key)) return false;
-    into.set(key, { net: Subnet.parse(`${ip}/32`), gw: null, attached: false, address: true, text: `address ${a.cidr} on link #${a.ifindex}` });
+    into.set(key, { net: Subnet.parse(`${ip}/32`), gw: null, oif: a.ifindex, attached: false, address: true, text: `address ${a.cidr} on link #${a.ifindex}` });
     return true;
   }
 }
@@ -145,10 +157,20 @@ function meaning(h: Held): string {
   return `${h.address ? 'addr' : 'route'} ${h.net} ${h.gw ?? '-'} ${h.attached}`;
 }
 
+/** The networks of entries whose meaning is in one map and not (as often) in the other. */
+function changedNets(a: ReadonlyMap<string, Held>, b: ReadonlyMap<string, Held>): Subnet[] {
+  const count = new Map<string, { net: Subnet; n: number }>();
+  const add = (h: Held, d: number) => {
+    const m = meaning(h);
+    const c = count.get(m);
+    if (c) c.n += d;
+    else count.set(m, { net: h.net, n: d });
+  };
+  for (const h of a.values()) add(h, 1);
+  for (const h of b.values()) add(h, -1);
+  return [...count.values()].filter((c) => c.n !== 0).map((c) => c.net);
+}
+
 function sameMeaning(a: ReadonlyMap<string, Held>, b: ReadonlyMap<string, Held>): boolean {
-  const count = new Map<string, number>();
-  for (const h of a.values()) count.set(meaning(h), (count.get(meaning(h)) ?? 0) + 1);
-  for (const h of b.values()) count.set(meaning(h), (count.get(meaning(h)) ?? 0) - 1);
-  for (const n of count.values()) if (n !== 0) return false;
-  return true;
+  return changedNets(a, b).length === 0;
 }

@@ -25,6 +25,7 @@
 import type { Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
 import type { NodeNetworks } from './node-networks.js';
+import type { Subnet } from '../common/subnet.js';
 import { describeOp, type ChangeOp, type Fdb, type Kernel, type KernelChange, type KernelOp, type Link, type Neigh, type Route } from '../kernel/kernel.js';
 
 /** One kernel entry weft programs for a peer. */
@@ -415,16 +416,29 @@ export class Reconciler {
   private networksChange(change: KernelChange, ownership: Ownership | null): string | null {
     const networks = this.nodeNetworks;
     if (!networks) return null;
-    let what: string | null = null;
-    if (change.kind === 'overrun') networks.invalidate();
-    else if (change.kind === 'addr' && networks.noteAddr(change.op, change.addr)) {
+    let what: string;
+    let changed: Subnet[];
+    if (change.kind === 'overrun') {
+      networks.invalidate();
+      return null;
+    } else if (change.kind === 'link' && change.op === 'del') {
+      what = `link ${change.link.name} deleted`;
+      changed = networks.forgetLink(change.link.index);
+    } else if (change.kind === 'addr') {
       what = `address ${change.addr.cidr} ${change.op === 'del' ? 'removed' : 'added'}`;
-    } else if (change.kind === 'route' && ownership && this.isNodeRoute(ownership, change.route) && networks.noteRoute(change.op, change.route)) {
+      changed = networks.noteAddr(change.op, change.addr);
+    } else if (change.kind === 'route' && ownership && this.isNodeRoute(ownership, change.route)) {
       what = `route ${change.route.dst} ${change.op === 'del' ? 'removed' : 'added'}`;
-    }
-    if (what === null) return null;
+      changed = networks.noteRoute(change.op, change.route);
+    } else return null;
+    if (changed.length === 0) return null;
     this.networksVersion++;
-    return `${what} inside the overlay's Network; checking peers against the node's own networks`;
+    // Only a change near a peer's subnet can change a verdict (the node's own subnet is no peer).
+    let near = false;
+    this.peers.forEach((lease) => {
+      if (!near && changed.some((net) => net.overlaps(lease.subnet))) near = true;
+    });
+    return near ? `${what} inside a peer's subnet; checking peers against the node's own networks` : null;
   }
 
   /**

@@ -135,7 +135,12 @@ export class FakeKernel implements Kernel, NftMonitor {
     for (const [k, n] of this.neighs) if (n.ifindex === index) this.deleteNeigh(k);
     // IPv4 drops the routes of a deleted link without a notification.
     for (const [k, r] of this.routes) if (r.oif === index) this.routes.delete(k);
-    for (const [k, a] of this.addrs) if (a.ifindex === index) this.addrs.delete(k);
+    // Addresses go with a notification each.
+    for (const [k, a] of this.addrs) {
+      if (a.ifindex !== index) continue;
+      this.addrs.delete(k);
+      this.notify({ kind: 'addr', op: 'del', addr: a });
+    }
     this.notify({ kind: 'link', op: 'del', link });
   }
 

@@ -60,6 +60,23 @@ export function publicIPProblem(ip: string, config: NetworkConfig): string | nul
   return null;
 }
 
+/**
+ * The lease a node joining with `mac` would lose to: an older lease of
+ * another PublicIP that advertises the same VtepMAC (older than this node's
+ * own lease, if `leases` holds one for `publicIP`). Such a node takes a new
+ * MAC rather than join as the loser.
+ */
+export function olderHolderOfMac(leases: readonly Lease[], mac: string, publicIP: string): Lease | null {
+  const own = leases.find((l) => l.attrs.PublicIP === publicIP && macOf(l) === mac) ?? null;
+  let holder: Lease | null = null;
+  for (const l of leases) {
+    if (l.attrs.PublicIP === publicIP || macOf(l) !== mac) continue;
+    if (own && !createdBefore(l, own)) continue;
+    if (!holder || createdBefore(l, holder)) holder = l;
+  }
+  return holder;
+}
+
 function macOf(lease: Lease): string | null {
   const mac = lease.attrs.BackendData?.VtepMAC;
   return typeof mac === 'string' ? mac : null;

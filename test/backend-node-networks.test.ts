@@ -45,13 +45,18 @@ describe('backend: the node\'s own networks (unit)', () => {
 
   it('notifications keep it current, and a device rebuilt under a new index changes nothing', () => {
     const n = known([], [addr('10.244.1.0/32', 5)]);
-    expect(n.noteRoute('new', route('10.244.4.0/24', null))).to.equal(true);
+    const nets = (xs: Subnet[]) => xs.map(String);
+    expect(nets(n.noteRoute('new', route('10.244.4.0/24', null)))).to.deep.equal(['10.244.4.0/24']);
     expect(n.collisionWith(Subnet.parse('10.244.4.0/24'))).to.not.equal(null);
-    expect(n.noteRoute('del', route('10.244.4.0/24', null))).to.equal(true);
+    expect(nets(n.noteRoute('del', route('10.244.4.0/24', null)))).to.deep.equal(['10.244.4.0/24']);
     expect(n.collisionWith(Subnet.parse('10.244.4.0/24'))).to.equal(null);
-    expect(n.noteRoute('new', route('192.168.0.0/24', null))).to.equal(false);
-    expect(n.noteAddr('del', addr('10.244.1.0/32', 5))).to.equal(true);
-    expect(n.noteAddr('new', addr('10.244.1.0/32', 6))).to.equal(true);
+    expect(n.noteRoute('new', route('192.168.0.0/24', null))).to.deep.equal([]);
+    expect(nets(n.noteAddr('del', addr('10.244.1.0/32', 5)))).to.deep.equal(['10.244.1.0/32']);
+    expect(nets(n.noteAddr('new', addr('10.244.1.0/32', 6)))).to.deep.equal(['10.244.1.0/32']);
+    // A deleted link takes its routes with it, without a notification each.
+    n.noteRoute('new', route('10.244.5.0/24', null, RTPROT_KERNEL, 8));
+    expect(nets(n.forgetLink(8))).to.deep.equal(['10.244.5.0/24']);
+    expect(n.collisionWith(Subnet.parse('10.244.5.0/24'))).to.equal(null);
     n.beginRead();
     n.readAddr(addr('10.244.1.0/32', 9));
     expect(n.endRead()).to.equal(false);
