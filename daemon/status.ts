@@ -28,6 +28,30 @@ export interface NodeStatus {
     readonly round: ProbeRound | null;
     readonly peers: readonly PeerHealth[];
   } | null;
+  /** Valid leases this node does not program, and why. */
+  readonly refused: readonly RefusedLease[];
+  /** An older lease that advertises this node's PublicIP or VtepMAC: other nodes program it instead of this one. */
+  readonly ownLeaseConflict: RefusedLease | null;
+}
+
+/**
+ * Why a valid lease is not programmed: its PublicIP cannot be a tunnel
+ * endpoint, an older lease advertises its VtepMAC or PublicIP (refused on
+ * every node alike), or its subnet collides with this node's own addresses or
+ * routes (this node only).
+ */
+export type RefusalReason = 'public-ip' | 'duplicate-mac' | 'duplicate-public-ip' | 'collides-with-node';
+
+export const REFUSAL_REASONS: readonly RefusalReason[] = ['public-ip', 'duplicate-mac', 'duplicate-public-ip', 'collides-with-node'];
+
+export interface RefusedLease {
+  /** The lease's etcd key. */
+  readonly key: string;
+  readonly subnet: string;
+  readonly reason: RefusalReason;
+  readonly detail: string;
+  /** etcd key of the older lease that won (duplicates only). */
+  readonly winner: string | null;
 }
 
 /**

@@ -108,6 +108,7 @@ describe('peer probing', () => {
       key: `/coreos.com/network/subnets/${subnet.replace('/', '-')}`,
       etcdLeaseId: '1',
       modRevision: '1',
+      createRevision: '1',
     });
     /** An echo client that answers for the addresses in `answering` (with `mtu`, as weft's responder would) and records what it was sent. */
     const stub = (answering: readonly string[], mtu: number | null = null): EchoClient & { sent: string[] } => {

@@ -29,6 +29,8 @@ function node(probes: NodeStatus['probes']): NodeStatus {
     etcd: 'connected',
     iptables: null,
     probes,
+    refused: [],
+    ownLeaseConflict: null,
   };
 }
 const kernel: KernelView = { device: null, ipForward: '1' };

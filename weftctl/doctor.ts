@@ -160,6 +160,45 @@ export function checkDuplicatePublicIPs(rows: readonly LeaseRow[] | null, why: s
   };
 }
 
+const REFUSAL_FIX: Record<string, string> = {
+  'duplicate-mac':
+    "the newer lease's node shares a VTEP MAC with an older one (a cloned VM or state directory): on that node stop weftd, delete vtep-mac in its --state-dir and start it again (it takes a new MAC), then weftctl release its subnet if it is stale",
+  'duplicate-public-ip': 'two leases name one PublicIP: give each node its own --public-ip, or weftctl release SUBNET --force the stale one',
+  'public-ip': "a lease's PublicIP is inside the pod network or link-local: set the node's --public-ip (or --iface) to its underlay address, or release the key",
+};
+
+/** Leases every node refuses (lease/admission.ts), with the fix. */
+export function checkRefusedLeases(rows: readonly LeaseRow[] | null, why: string): Check {
+  const name = 'lease conflicts';
+  if (rows === null) return skip(name, why);
+  const refused = rows.filter((r) => r.refused);
+  if (refused.length === 0) return ok(name, 'no lease shares a VtepMAC or PublicIP with an older one, every PublicIP is usable');
+  const reasons = [...new Set(refused.map((r) => r.refused!.reason))];
+  return {
+    name,
+    verdict: 'fail',
+    detail: refused.map((r) => `${r.subnet} refused on every node: ${r.refused!.detail}`).join('; '),
+    fix: reasons.map((r) => REFUSAL_FIX[r]).join('; '),
+  };
+}
+
+/** Leases this node skips because they collide with its own addresses or routes, and a conflict its own lease loses. */
+export function checkNodeCollisions(status: NodeStatus | null, why: string): Check {
+  const name = 'leases vs this node';
+  if (!status) return skip(name, why);
+  const collisions = (status.refused ?? []).filter((r) => r.reason === 'collides-with-node');
+  const own = status.ownLeaseConflict ?? null;
+  if (collisions.length === 0 && !own) return ok(name, "no lease collides with this node's addresses or routes");
+  const details = collisions.map((c) => `${c.subnet} skipped: ${c.detail}`);
+  if (own) details.push(`this node loses to an older lease: ${own.detail}`);
+  const fixes: string[] = [];
+  if (collisions.length > 0) {
+    fixes.push("the pod Network overlaps this node's own networks: shrink Network or raise SubnetMin past the hosts' LAN, or weftctl reserve the colliding subnets so no node leases them");
+  }
+  if (own) fixes.push(REFUSAL_FIX[own.reason] ?? 'see the log');
+  return { name, verdict: 'fail', detail: details.join('; '), fix: fixes.join('; ') };
+}
+
 /**
  * `skew` is the interval local time could be off from etcd's by, derived
  * from etcd's HTTP Date header (one-second resolution) and the request's
@@ -265,6 +304,8 @@ export async function runChecks(inputs: DoctorInputs): Promise<Check[]> {
     checkGcThresh(gc3 === null ? null : Number(gc3), status?.peers ?? leases?.rows.length ?? 0, release()),
     checkVxlanPort(status ? probes : null, status?.backend?.vxlanPort ?? VXLAN_DEFAULT_PORT, status ? 'probing is off (--probe-interval 0)' : statusWhy, status?.probes?.method ?? null),
     checkDuplicatePublicIPs(leases?.rows ?? null, 'error' in inputs.leases ? inputs.leases.error : ''),
+    checkRefusedLeases(leases?.rows ?? null, 'error' in inputs.leases ? inputs.leases.error : ''),
+    checkNodeCollisions(status, statusWhy),
     checkClock(skew, skewWhy),
   );
   return checks;
