@@ -9,6 +9,10 @@
  *    pending or firing. When h2 drops incoming UDP 8472 (iptables in h2's
  *    namespace), WeftOverlayBlocked fires for exactly the pairs across h2,
  *    in both directions, and for no other pair; it clears when the rule goes.
+ *    A newer lease that advertises h1's VTEP MAC is refused on all three
+ *    nodes: WeftLeaseRefusedDuplicate fires once for the job, nothing else
+ *    but the info-level WeftMalformedLease fires (h1's own lease is the
+ *    older), and it clears when the key goes.
  *  - Every metric name in the rules and in examples/grafana's dashboard is
  *    one the live weftd export (`up` aside: Prometheus makes it), every
  *    metric weftd exports has a panel, and every dashboard query runs.
@@ -208,5 +212,30 @@ describe('Prometheus scraping a three-host cluster: alerts and dashboard @real',
     await eventually(async () => pairs(await prom.alerts()).length === 0, 30_000, 'WeftOverlayBlocked cleared after the block went');
     // Not a limit of the test, a record of it: how long the alert took with 1 s probes, scrapes and evaluations.
     console.log(`      WeftOverlayBlocked firing ${firedAfterMs} ms after the block; cleared ${Date.now() - t0 - firedAfterMs} ms later`);
+  });
+
+  it('WeftLeaseRefusedDuplicate fires once for the job when a newer lease advertises a node\'s VTEP MAC, and clears when the key goes', async () => {
+    const mac = (await h1.ns.ipJson<{ address: string }[]>('link', 'show', 'flannel.1'))[0]!.address;
+    // A reservation written after h1's lease, so the newer of the two: every node programs h1's and refuses this one.
+    const key = '/coreos.com/network/subnets/10.244.230.0-24';
+    const value = JSON.stringify({ PublicIP: '198.18.0.99', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } });
+    await cluster.writeKeys([{ key, value }]);
+    const firing = async () => (await prom.alerts()).filter((a) => a.state === 'firing');
+    let alerts: PromAlert[] = [];
+    await eventually(async () => (alerts = await firing()).some((a) => a.labels.alertname === 'WeftLeaseRefusedDuplicate'), 30_000, 'WeftLeaseRefusedDuplicate firing');
+    // weft_leases_skipped_total counts each new refusal too (lease/watcher.ts), so the info-level WeftMalformedLease fires on every node beside it.
+    const skipped = alerts.filter((a) => a.labels.alertname === 'WeftMalformedLease').map((a) => a.labels.instance).sort();
+    expect(skipped).to.deep.equal(cluster.nodes.map(instanceOf).sort());
+    alerts = alerts.filter((a) => a.labels.alertname !== 'WeftMalformedLease');
+    expect(alerts.map((a) => a.labels)).to.deep.equal([{ alertname: 'WeftLeaseRefusedDuplicate', job: 'weft', reason: 'duplicate-mac', severity: 'critical' }]);
+    expect(alerts[0]!.annotations.summary).to.equal('1 lease(s) of job weft refused on every node: duplicate-mac');
+    expect(alerts[0]!.annotations.runbook).to.contain('weftctl leases').and.to.contain('weftctl doctor');
+    const refusing = (await prom.query('weft_leases_refused{reason="duplicate-mac"} == 1')).result.map((r) => r.metric.instance).sort();
+    expect(refusing).to.deep.equal(cluster.nodes.map(instanceOf).sort());
+    expect((await prom.query('weft_own_lease_conflict == 1')).result).to.deep.equal([]);
+
+    await cluster.writeKeys([{ key, value: null }]);
+    const refusalAlerts = async () => (await firing()).filter((a) => a.labels.alertname !== 'WeftMalformedLease');
+    await eventually(async () => (await refusalAlerts()).length === 0, 30_000, 'WeftLeaseRefusedDuplicate cleared after the key went');
   });
 });
