@@ -174,7 +174,6 @@ export class LeaseWatcher {
     const before = this.refused.get(subnetKey);
     this.refused.set(subnetKey, verdict);
     if (before && before.reason === verdict.reason && before.detail === verdict.detail) return;
-    this.skipped++;
     this.log.warn(`refusing lease ${verdict.key}: ${verdict.detail}`, { key: verdict.key, reason: verdict.reason, ...(verdict.winner ? { winner: verdict.winner } : {}) });
   }
 
