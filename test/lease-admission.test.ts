@@ -154,3 +154,25 @@ describe('lease admission: conflicts between leases (unit)', () => {
     expect(a.refusals().length).to.be.greaterThan(100);
   });
 });
+
+describe('lease admission: a joining node\'s VTEP MAC (unit)', () => {
+  const mk = (sn: string, ip: string, mac: string, created: string): Lease => ({
+    subnet: Subnet.parse(sn),
+    ipv6Subnet: null,
+    attrs: { PublicIP: ip, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } },
+    key: `${P}/subnets/${sn.replace('/', '-')}`,
+    etcdLeaseId: '9',
+    modRevision: created,
+    createRevision: created,
+  });
+  it('names the older lease of another PublicIP with the same MAC, and nothing when this node\'s own lease is older', async () => {
+    const { olderHolderOfMac } = await import('../lease/admission.js');
+    const other = mk('10.244.2.0/24', '198.18.0.2', '0e:00:00:00:00:01', '10');
+    expect(olderHolderOfMac([other], '0e:00:00:00:00:01', '198.18.0.1')?.key).to.equal(other.key);
+    expect(olderHolderOfMac([other], '0e:00:00:00:00:02', '198.18.0.1')).to.equal(null);
+    const mine = mk('10.244.1.0/24', '198.18.0.1', '0e:00:00:00:00:01', '5');
+    expect(olderHolderOfMac([other, mine], '0e:00:00:00:00:01', '198.18.0.1')).to.equal(null);
+    const mineNewer = mk('10.244.1.0/24', '198.18.0.1', '0e:00:00:00:00:01', '20');
+    expect(olderHolderOfMac([other, mineNewer], '0e:00:00:00:00:01', '198.18.0.1')?.key).to.equal(other.key);
+  });
+});
