@@ -110,7 +110,7 @@ export class Weftd {
     const listing = this.registry.listSubnets();
     listing.catch(() => undefined); // acquisition sees the error and retries
 
-    this.underlay = await discoverUnderlay(this.deps.kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, publicIp: o.publicIp });
+    this.underlay = await discoverUnderlay(this.deps.kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp });
     this.log.info(`underlay ${this.underlay.name} (${this.underlay.address}, mtu ${this.underlay.mtu}), public IP ${this.underlay.publicIP}`);
 
     this.phase = 'setting up the backend device';
