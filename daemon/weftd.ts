@@ -14,7 +14,7 @@ import { LeaseWatcher } from '../lease/watcher.js';
 import { BridgeKeeper } from './bridge.js';
 import { createHealthServer, listen } from './http.js';
 import type { NodeStatus } from './status.js';
-import { TrafficRules, type TrafficRulesSpec } from '../kernel/iptables.js';
+import { TrafficRules, trafficChains, type TrafficRulesSpec } from '../kernel/iptables.js';
 import { WeftMetrics } from './metrics.js';
 import { PeerProber } from './probe.js';
 import type { WeftdOptions } from '../common/options.js';
@@ -165,7 +165,14 @@ export class Weftd {
     await this.network!.configure(lease);
     await writeSubnetFile(o.subnetFile, { network: config.network, subnet: lease.subnet, mtu: this.network!.mtu, ipMasq: o.ipMasq });
     if (previousSubnet && !previousSubnet.equals(lease.subnet)) this.log.warn(`subnet changed from ${previousSubnet} to ${lease.subnet}`);
-    const spec: TrafficRulesSpec = { network: config.network!, subnet: lease.subnet, ipMasq: o.ipMasq, forwardRules: o.iptablesForwardRules, randomFully: !o.ipMasqFullyRandomDisable };
+    const spec: TrafficRulesSpec = {
+      network: config.network!,
+      subnet: lease.subnet,
+      ipMasq: o.ipMasq,
+      forwardRules: o.iptablesForwardRules,
+      randomFully: !o.ipMasqFullyRandomDisable,
+      chains: trafficChains(o.etcdPrefix),
+    };
     if (this.traffic) {
       this.traffic.update(spec);
       await this.traffic.ensure();
