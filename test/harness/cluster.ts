@@ -84,8 +84,23 @@ export class WeftNode {
         '',
       ].join('\n'),
     );
+    this.spawnWeftd(['--config', this.configFile, ...extraArgs]);
+  }
+
+  /**
+   * Starts weftd with exactly `args` and no config file, as a unit's
+   * ExecStart runs it (flanneld's command lines), with `env` added to the
+   * environment (the unit's Environment= lines). The health endpoint is
+   * where waitReady looks only if `args` or `env` put it there.
+   */
+  startWith(args: readonly string[], env: NodeJS.ProcessEnv = {}): void {
+    if (this.running) throw new Error(`weftd on h${this.index} is already running`);
+    this.spawnWeftd(args, { ...process.env, ...env });
+  }
+
+  private spawnWeftd(args: readonly string[], env?: NodeJS.ProcessEnv): void {
     const out = openSync(this.logFile, 'a');
-    this.proc = this.ns.spawn(WEFTD, ['--config', this.configFile, ...extraArgs]);
+    this.proc = this.ns.spawn(WEFTD, args, env ? { env } : {});
     this.proc.stdout?.on('data', (d: Buffer) => appendSync(out, d));
     this.proc.stderr?.on('data', (d: Buffer) => appendSync(out, d));
     this.proc.once('exit', () => closeSync(out));
