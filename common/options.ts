@@ -308,7 +308,6 @@ function flanneldOnlyFlags(a: Record<string, unknown>): string[] {
     if (canonicalIPv6(publicIpv6) === null) throw optionError('public-ipv6', `"${publicIpv6}" is not an IPv6 address`);
     ignored.push('--public-ipv6: weft programs IPv4 overlays only; its leases carry "PublicIPv6": null');
   }
-  if (a['ip-blackhole-route'] === true) ignored.push('--ip-blackhole-route: not implemented by weft; no blackhole route is added for the node\'s subnet');
   if (given('vmodule')) ignored.push('--vmodule: klog\'s per-file verbosity; weft logs by level (--log-level, or -v)');
   if (given('log-backtrace-at')) ignored.push('--log_backtrace_at: klog\'s stack traces; weft logs errors with their stable WEFT_ERR_* code');
   return ignored;

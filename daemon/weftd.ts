@@ -12,6 +12,7 @@ import { EtcdRegistry } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 import { BridgeKeeper } from './bridge.js';
+import { BlackholeKeeper } from './blackhole.js';
 import { createHealthServer, listen } from './http.js';
 import type { NodeStatus } from './status.js';
 import { TrafficRules, trafficChains, type TrafficRulesSpec } from '../kernel/iptables.js';
@@ -46,6 +47,7 @@ export class Weftd {
   private network: BackendNetwork | null = null;
   private traffic: TrafficRules | null = null;
   private bridge: BridgeKeeper | null = null;
+  private blackhole: BlackholeKeeper | null = null;
   private prober: PeerProber | null = null;
   private lastPass: NodeStatus['lastReconcile'] = null;
   private server: Server | null = null;
@@ -181,6 +183,10 @@ export class Weftd {
       // first reconcile instead of before it (two spawned iptables tools); readiness waits for both.
       this.traffic = new TrafficRules(spec, { intervalMs: o.iptablesResync * 1000, log: this.log });
     }
+    if (o.ipBlackholeRoute) {
+      this.blackhole ??= new BlackholeKeeper(this.deps.kernel, this.log);
+      await this.blackhole.set(lease.subnet);
+    }
     if (o.bridge) {
       const bridgeSpec = { name: o.bridge, subnet: lease.subnet, network: config.network!, mtu: this.network!.mtu };
       if (this.bridge) this.bridge.update(bridgeSpec);
@@ -207,6 +213,7 @@ export class Weftd {
       this.network!.run(this.timed(this.watcher.batches(signal, listing)), signal),
       this.traffic!.run(signal, () => this.noteReadiness()),
       this.bridge?.run(o.resyncInterval * 1000, signal),
+      this.blackhole?.run(o.iptablesResync * 1000, signal),
       this.startProber(signal),
     ]);
   }

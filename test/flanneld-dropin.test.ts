@@ -62,7 +62,12 @@ describe('flanneld drop-in: flannel command lines, optional iptables, two networ
   it("starts with flannel's documented multi-network command line (Documentation/running.md) and FLANNELD_* variables", async () => {
     const h1 = cluster.node(1);
     // flanneld -subnet-file /vxlan.env -etcd-prefix=/vxlan/network, the subnet file moved into the test's directory.
-    h1.startWith(['-subnet-file', join(h1.dir, 'vxlan.env'), '-etcd-prefix=/vxlan/network'], { FLANNELD_ETCD_ENDPOINTS: ENDPOINT, FLANNELD_IFACE: 'eth0', ...watchable(h1) });
+    h1.startWith(['-subnet-file', join(h1.dir, 'vxlan.env'), '-etcd-prefix=/vxlan/network'], {
+      FLANNELD_ETCD_ENDPOINTS: ENDPOINT,
+      FLANNELD_IFACE: 'eth0',
+      FLANNELD_IP_BLACKHOLE_ROUTE: 'true',
+      ...watchable(h1),
+    });
     await h1.waitReady();
     h1.useSubnetFile(join(h1.dir, 'vxlan.env'));
     const env = h1.subnetEnv();
@@ -71,6 +76,20 @@ describe('flanneld drop-in: flannel command lines, optional iptables, two networ
     const key = `/vxlan/network/subnets/${env.FLANNEL_SUBNET!.replace(/\.1\/24$/, '.0-24')}`;
     expect(await cluster.etcd.etcdctl('get', key, '--print-value-only')).to.include('"PublicIP":"198.18.0.1"');
     expect(await h1.ns.ipJson<unknown[]>('link', 'show', 'flannel.2')).to.have.length(1);
+    // --ip-blackhole-route: below every other route to the subnet, so a bridge carrying it is still reached.
+    const subnet = env.FLANNEL_SUBNET!.replace(/\.1\/24$/, '.0/24');
+    expect((await h1.ns.exec('ip', 'route', 'show', 'type', 'blackhole')).trim()).to.equal(`blackhole ${subnet} proto 87 metric 4294967295`);
+    await h1.ns.exec('ip', 'link', 'add', 'cni0', 'type', 'bridge');
+    await h1.ns.exec('ip', 'addr', 'add', env.FLANNEL_SUBNET!, 'dev', 'cni0');
+    await h1.ns.exec('ip', 'link', 'set', 'cni0', 'up');
+    const pod = subnet.replace(/\.0\/24$/, '.7');
+    expect(await h1.ns.exec('ip', 'route', 'get', pod)).to.match(new RegExp(`^${pod.replace(/\./g, '\\.')} dev cni0 `));
+    await h1.ns.exec('ip', 'link', 'set', 'cni0', 'down');
+    await h1.ns.exec('ip', 'route', 'get', pod).then(
+      () => expect.fail('the bridge down: the subnet is blackholed'),
+      (err: { stderr: string }) => expect(err.stderr).to.match(/Invalid argument/),
+    );
+    await h1.ns.exec('ip', 'link', 'del', 'cni0');
     await h1.stop();
   });
 
