@@ -88,7 +88,8 @@ export function declareWeftdOptions<T>(y: Argv<T>) {
     .option('iface-can-reach', { type: 'string', describe: 'use the interface the kernel routes this IP through (as `ip route get IP`)' })
     .option('public-ipv6', { type: 'string', describe: 'flanneld compatibility: accepted and ignored (weft programs IPv4 overlays)' })
     .option('ip-blackhole-route', { type: 'boolean', default: false, describe: 'keep a blackhole route for the node\'s own subnet' })
-    .option('v', { type: 'number', describe: 'flanneld\'s klog verbosity: 1-2 verbose, 3-5 debug, 6+ silly (unless --log-level is set)' })
+    // Hidden: a one-letter flag would shift every other flag of the help's layout. README, Options, documents it.
+    .option('v', { type: 'number', hidden: true, describe: 'flanneld\'s klog verbosity: 1-2 verbose, 3-5 debug, 6+ silly (unless --log-level is set)' })
     .option('vmodule', { type: 'string', hidden: true })
     .option('log-backtrace-at', { type: 'string', hidden: true })
     .option('kube-subnet-mgr', { type: 'boolean', hidden: true })
