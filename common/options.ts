@@ -202,7 +202,8 @@ export function readConfigFile(path: string): Record<string, unknown> {
 export function weftdEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(env)) {
-    if (k.startsWith('FLANNELD_') && env[`WEFTD_${k.slice(9)}`] === undefined) out[`WEFTD_${k.slice(9)}`] = envValue(k, v);
+    // flanneld skips an empty variable (flagutil.SetFlagsFromEnv): the flag keeps its default.
+    if (k.startsWith('FLANNELD_') && v !== '' && env[`WEFTD_${k.slice(9)}`] === undefined) out[`WEFTD_${k.slice(9)}`] = envValue(k, v);
     if (k.startsWith('WEFTD_')) out[k] = envValue(k, v);
   }
   return out;

@@ -97,6 +97,8 @@ describe('weftd options: flanneld command lines and FLANNELD_* variables', () =>
     const o = await parseWeftdOptions(['-etcd-prefix=/cli/network'], env);
     expect(o).to.include({ etcdPrefix: '/cli/network', ipMasq: true, iptablesForwardRules: false, ifaceCanReach: '10.0.0.1', logLevel: 'verbose', ipBlackholeRoute: true, subnetFile: '/weft.env' });
     expect((await rejection(parseWeftdOptions([], { FLANNELD_IP_MASQ: 'yes' }))).message).to.match(/--ip-masq: FLANNELD_IP_MASQ="yes" is not a boolean/);
+    // An empty variable is skipped, as flanneld skips it.
+    expect(await parseWeftdOptions([], { FLANNELD_IP_MASQ: '', FLANNELD_HEALTHZ_PORT: '' })).to.include({ ipMasq: false, healthzPort: 0 });
   });
 
   it('-v maps to a log level unless --log-level says otherwise', async () => {
