@@ -103,7 +103,7 @@ describe('flanneld drop-in: flannel command lines, optional iptables, two networ
     const env = { PATH: bin, FLANNELD_ETCD_ENDPOINTS: ENDPOINT, FLANNELD_IFACE: 'eth0', FLANNELD_SUBNET_FILE: join(h1.dir, 'no-iptables.env'), ...watchable(h1) };
     h1.startWith(['-iptables-forward-rules=false'], env);
     await h1.waitReady();
-    expect(h1.logTail(50)).to.include('iptables-save not found: no iptables rules asked for');
+    expect(h1.logTail(50)).to.include('iptables tools not found: no rules asked for');
     await h1.stop();
 
     h1.startWith(['-ip-masq'], env);
