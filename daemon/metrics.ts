@@ -96,7 +96,7 @@ export class WeftMetrics {
     gauge('weft_ready', '1 when the lease is held and the first full reconcile is done', () => (sources.ready() ? 1 : 0));
     new Gauge({
       name: 'weft_leases_refused',
-      help: 'Valid leases this node does not program, by reason (public-ip, duplicate-mac, duplicate-public-ip, collides-with-node)',
+      help: 'Valid leases this node does not program, by reason (public-ip, covers-public-ip, duplicate-mac, duplicate-public-ip, collides-with-node)',
       labelNames: ['reason'],
       registers: [r],
       collect() {

@@ -36,13 +36,13 @@ export interface NodeStatus {
 
 /**
  * Why a valid lease is not programmed: its PublicIP cannot be a tunnel
- * endpoint, an older lease advertises its VtepMAC or PublicIP (refused on
+ * endpoint, its subnet holds another node's PublicIP, an older lease advertises its VtepMAC or PublicIP (refused on
  * every node alike), or its subnet collides with this node's own addresses or
  * routes (this node only).
  */
-export type RefusalReason = 'public-ip' | 'duplicate-mac' | 'duplicate-public-ip' | 'collides-with-node';
+export type RefusalReason = 'public-ip' | 'covers-public-ip' | 'duplicate-mac' | 'duplicate-public-ip' | 'collides-with-node';
 
-export const REFUSAL_REASONS: readonly RefusalReason[] = ['public-ip', 'duplicate-mac', 'duplicate-public-ip', 'collides-with-node'];
+export const REFUSAL_REASONS: readonly RefusalReason[] = ['public-ip', 'covers-public-ip', 'duplicate-mac', 'duplicate-public-ip', 'collides-with-node'];
 
 export interface RefusedLease {
   /** The lease's etcd key. */

@@ -6,11 +6,14 @@ import type { Lease, NetworkConfig } from './types.js';
  * the same on every node, because every node reads the same keys.
  *
  * - `public-ip`: the lease's PublicIP cannot be a tunnel endpoint: link-local,
- *   inside the part of Network that leases are taken from (SubnetMin to
- *   SubnetMax), or inside a subnet some lease holds. Encapsulated traffic to
- *   it would be routed back into the overlay. A PublicIP inside Network but
- *   outside that range is legal: hosts on Network's first /24, which the
- *   default SubnetMin skips, are a setup flannel documents.
+ *   or inside the part of Network that leases are taken from (SubnetMin to
+ *   SubnetMax), where encapsulated traffic to it would be routed back into
+ *   the overlay. A PublicIP inside Network but outside that range is legal:
+ *   hosts on Network's first /24, which the default SubnetMin skips, are a
+ *   set-up flannel documents.
+ * - `covers-public-ip`: the lease's subnet holds another node's usable
+ *   PublicIP (a hand-written key for the hosts' own /24): routing it into the
+ *   overlay would cut that node off. The lease is refused, never the node.
  * - `duplicate-mac` / `duplicate-public-ip`: two live leases advertise one
  *   VtepMAC, or one PublicIP. FDB entries are keyed by MAC, so the second
  *   would re-point the first's traffic. The older lease (lower etcd create
@@ -21,7 +24,7 @@ import type { Lease, NetworkConfig } from './types.js';
  * nodes see it as a peer), and a lease that advertises this node's PublicIP is
  * never a peer here, whichever is older.
  */
-export type RefusalReason = 'public-ip' | 'duplicate-mac' | 'duplicate-public-ip';
+export type RefusalReason = 'public-ip' | 'covers-public-ip' | 'duplicate-mac' | 'duplicate-public-ip';
 
 export interface Refusal {
   /** The refused lease's etcd key. */
@@ -205,12 +208,24 @@ export class PeerAdmission {
     const ip = lease.attrs.PublicIP;
     const problem = publicIPProblem(ip, this.options.config);
     if (problem) return refusal(lease, 'public-ip', problem, null);
-    const holder = this.holderSubnetOf(ip);
-    if (holder !== null) {
-      const own = this.options.ownLease();
-      const inOwn = own !== null && own.subnet.contains(ip);
-      const held = inOwn ? own : this.candidates.get(holder);
-      if (held) return refusal(lease, 'public-ip', `PublicIP ${ip} lies inside the subnet ${held.subnet} held by ${held.key}`, null);
+    const covered = this.coveredPublicIP(lease);
+    if (covered) return refusal(lease, 'covers-public-ip', `its subnet ${lease.subnet} holds the PublicIP ${covered.ip} of ${covered.of}`, null);
+    return null;
+  }
+
+  /**
+   * A usable PublicIP of another node that lies inside `lease`'s subnet:
+   * routing that subnet into the overlay would take the node's underlay
+   * address with it. Only usable PublicIPs count, so that a bogus lease
+   * cannot get a good one refused by pointing its PublicIP into it.
+   */
+  private coveredPublicIP(lease: Lease): { ip: string; of: string } | null {
+    const own = this.options.ownPublicIP;
+    if (own && lease.attrs.PublicIP !== own && lease.subnet.contains(own)) return { ip: own, of: 'this node' };
+    for (const key of this.byPublicIPSubnet.get(lease.subnet.toString()) ?? []) {
+      const other = this.candidates.get(key) as Lease;
+      if (other === lease || other.attrs.PublicIP === lease.attrs.PublicIP) continue;
+      if (publicIPProblem(other.attrs.PublicIP, this.options.config) === null) return { ip: other.attrs.PublicIP, of: other.key };
     }
     return null;
   }
@@ -239,16 +254,21 @@ export class PeerAdmission {
   private index(subnetKey: string, lease: Lease, affected: Set<string>): void {
     this.touch(this.byPublicIP, lease.attrs.PublicIP, subnetKey, affected, addTo);
     this.touch(this.byMac, macOf(lease), subnetKey, affected, addTo);
-    this.touch(this.byPublicIPSubnet, this.holderSubnetOf(lease.attrs.PublicIP), subnetKey, affected, addTo);
-    // A new subnet may now hold other candidates' PublicIPs.
-    for (const k of this.byPublicIPSubnet.get(subnetKey) ?? []) affected.add(k);
+    this.indexHolder(lease, subnetKey, affected, addTo);
   }
 
   private unindex(subnetKey: string, lease: Lease, affected: Set<string>): void {
     this.touch(this.byPublicIP, lease.attrs.PublicIP, subnetKey, affected, removeFrom);
     this.touch(this.byMac, macOf(lease), subnetKey, affected, removeFrom);
-    this.touch(this.byPublicIPSubnet, this.holderSubnetOf(lease.attrs.PublicIP), subnetKey, affected, removeFrom);
-    for (const k of this.byPublicIPSubnet.get(subnetKey) ?? []) affected.add(k);
+    this.indexHolder(lease, subnetKey, affected, removeFrom);
+  }
+
+  /** A PublicIP inside Network: the lease whose subnet holds it is judged again. */
+  private indexHolder(lease: Lease, subnetKey: string, affected: Set<string>, change: typeof addTo): void {
+    const holder = this.holderSubnetOf(lease.attrs.PublicIP);
+    if (holder === null) return;
+    change(this.byPublicIPSubnet, holder, subnetKey);
+    affected.add(holder);
   }
 
   private touch(

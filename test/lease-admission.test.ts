@@ -54,24 +54,27 @@ describe('lease admission: conflicts between leases (unit)', () => {
     expect(publicIPProblem('198.18.0.2', config)).to.equal(null);
   });
 
-  it('refuses a lease whose PublicIP lies in a held subnet, and takes it back when that subnet goes', () => {
-    const cfg = parseNetworkConfig('{"Network":"10.244.0.0/16","SubnetMin":"10.244.0.0"}');
-    const w = watcher({ cfg });
-    // With SubnetMin at the first /24 every PublicIP inside Network is in the range: use a wider net.
-    const b = w.apply({ type: 'snapshot', reason: 'initial', revision: '5', kvs: [kv('10.244.2.0-24', value('10.244.0.7', '0e:00:00:00:00:02'), '2')] });
-    expect(types(b)).to.deep.equal([]);
-    expect(w.refusals().map((r) => r.reason)).to.deep.equal(['public-ip']);
-    const open = parseNetworkConfig('{"Network":"10.244.0.0/16","SubnetMin":"10.244.2.0"}');
-    const w2 = watcher({ cfg: open });
-    w2.apply({ type: 'snapshot', reason: 'initial', revision: '5', kvs: [kv('10.244.2.0-24', value('10.244.0.7', '0e:00:00:00:00:02'), '2')] });
-    expect([...w2.current.keys()]).to.deep.equal(['10.244.2.0/24']);
-    // A hand-written key for the first /24 holds that PublicIP: the lease is refused while the key lives.
-    const put = w2.apply({ type: 'events', revision: '6', events: [{ type: 'put', kv: kv('10.244.0.0-24', value('198.18.0.9', '0e:00:00:00:00:09'), '6') }] });
-    expect(types(put)).to.deep.equal(['added 10.244.0.0/24', 'removed 10.244.2.0/24']);
-    expect(w2.refusals()[0]!.detail).to.match(/inside the subnet 10.244.0.0\/24 held by/);
-    const gone = w2.apply({ type: 'events', revision: '7', events: [{ type: 'delete', kv: del('10.244.0.0-24') }] });
-    expect(types(gone)).to.deep.equal(['added 10.244.2.0/24', 'removed 10.244.0.0/24']);
-    expect(w2.refusals()).to.deep.equal([]);
+  it("refuses a lease whose subnet holds another node's PublicIP, never the node, and not for an unusable PublicIP", () => {
+    // The classic mistake: Network covers the hosts' LAN; the hosts sit in its first /24, which SubnetMin skips.
+    const lan = parseNetworkConfig('{"Network":"198.18.0.0/16"}');
+    const w = watcher({ cfg: lan });
+    const node2 = kv('198.18.2.0-24', value('198.18.0.2', '0e:00:00:00:00:02'), '2');
+    w.apply({ type: 'snapshot', reason: 'initial', revision: '5', kvs: [node2] });
+    expect([...w.current.keys()]).to.deep.equal(['198.18.2.0/24']);
+    // A hand-written key for the hosts' own /24 would route every host's underlay address into the overlay.
+    const put = w.apply({ type: 'events', revision: '6', events: [{ type: 'put', kv: kv('198.18.0.0-24', value('203.0.113.9', '0e:00:00:00:00:09'), '6') }] });
+    expect(types(put)).to.deep.equal([]);
+    expect(w.refusals()).to.have.length(1);
+    expect(w.refusals()[0]).to.include({ subnet: '198.18.0.0/24', reason: 'covers-public-ip' });
+    // Holding this node's own PublicIP counts too (198.18.0.1), even with no other lease in it.
+    const alone = watcher({ cfg: lan });
+    alone.apply({ type: 'snapshot', reason: 'initial', revision: '7', kvs: [kv('198.18.0.0-24', value('203.0.113.9', '0e:00:00:00:00:09'), '6')] });
+    expect(alone.refusals()[0]!.detail).to.match(/holds the PublicIP 198.18.0.1 of this node/);
+    // A bogus lease pointing its PublicIP into a good node's subnet is refused itself; the good one stays.
+    const gone = w.apply({ type: 'events', revision: '8', events: [{ type: 'delete', kv: del('198.18.0.0-24') }, { type: 'put', kv: kv('198.18.3.0-24', value('198.18.2.7', '0e:00:00:00:00:03'), '8') }] });
+    expect(types(gone)).to.deep.equal([]);
+    expect(w.refusals().map((r) => `${r.subnet} ${r.reason}`)).to.deep.equal(['198.18.3.0/24 public-ip']);
+    expect([...w.current.keys()]).to.deep.equal(['198.18.2.0/24']);
   });
 
   it('two leases with one VtepMAC: the older wins whichever arrives first, and the newer takes over when the older goes', () => {

@@ -165,6 +165,7 @@ const REFUSAL_FIX: Record<string, string> = {
     "the newer lease's node shares a VTEP MAC with an older one (a cloned VM or state directory): on that node stop weftd, delete vtep-mac in its --state-dir and start it again (it takes a new MAC), then weftctl release its subnet if it is stale",
   'duplicate-public-ip': 'two leases name one PublicIP: give each node its own --public-ip, or weftctl release SUBNET --force the stale one',
   'public-ip': "a lease's PublicIP is inside the pod network or link-local: set the node's --public-ip (or --iface) to its underlay address, or release the key",
+  'covers-public-ip': "a lease's subnet holds a node's underlay address (the Network covers the hosts' LAN): delete that key (etcdctl del KEY) and keep SubnetMin past the hosts' addresses",
 };
 
 /** Leases every node refuses (lease/admission.ts), with the fix. */
