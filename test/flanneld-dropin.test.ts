@@ -209,11 +209,14 @@ RequiredBy=docker.service
 
   it('with a client certificate and no -etcd-cafile, trusts the system roots as flanneld does; roots without etcd\'s CA fail, never in plain text', async () => {
     const h1 = cluster.node(1);
-    const args = [...execStartArgs(unit('')), '-v=2', `--iface-can-reach=${ETCD_IP}`];
+    const args = [...execStartArgs(unit('')), '-v=2', `--iface-can-reach=${ETCD_IP}`, '-public-ipv6', 'fd00::1'];
     expect(args.some((a) => a.startsWith('-etcd-cafile'))).to.equal(false);
     const env = { FLANNELD_SUBNET_FILE: join(h1.dir, 'subnet.env'), ...watchable(h1) };
     h1.startWith(args, { ...env, SSL_CERT_FILE: pki.caCert });
     await h1.waitReady();
+    const log = h1.logTail(100);
+    expect(log).to.include('flanneld flag accepted without effect: --public-ipv6: weft programs IPv4 overlays only');
+    expect(log).to.match(/underlay eth0 \(198\.18\.0\.1,/);
     await h1.stop();
 
     h1.startWith(args, { ...env, SSL_CERT_FILE: pki.rogueCaCert });
