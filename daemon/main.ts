@@ -23,6 +23,7 @@ async function runDaemon(argv: string[]): Promise<number> {
   const options = await parseWeftdOptions(argv);
   const log = createLogger({ level: options.logLevel, format: options.logFormat });
   log.info(`weftd ${WEFT_VERSION} starting (Node ${process.version}; options read ${Math.round(performance.now())} ms after process start, code cache ${codeCacheState()})`);
+  for (const note of options.ignoredFlags ?? []) log.warn(`flanneld flag accepted without effect: ${note}`);
   const controller = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -83,11 +84,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // Handled before option parsing: yargs would print the version and carry on into the daemon.
-  if (argv.includes('--version')) {
+  if (argv.includes('--version') || argv.includes('-version')) {
     console.log(WEFT_VERSION);
     return 0;
   }
-  if (argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) {
+  if (argv[0] === 'help' || argv.includes('--help') || argv.includes('-h') || argv.includes('-help')) {
     console.log('usage: weftd [options] | weftd docker-opts [...]\n       weftd cleanup | weftd cleanup-iptables\n');
     const { declareWeftdOptions } = await import('../common/options.js');
     console.log(await declareWeftdOptions(yargs([])).option('config', { type: 'string', describe: 'YAML or JSON file whose keys are the long option names' }).getHelp());

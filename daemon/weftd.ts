@@ -16,9 +16,10 @@ import { EtcdRegistry } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 import { BridgeKeeper } from './bridge.js';
+import { BlackholeKeeper } from './blackhole.js';
 import { createHealthServer, listen } from './http.js';
 import type { NodeStatus, RefusedLease } from './status.js';
-import { TrafficRules, iptablesRunner, removeTrafficRules, type TrafficRulesSpec } from '../kernel/iptables.js';
+import { TrafficRules, iptablesRunner, removeTrafficRules, trafficChains, type TrafficRulesSpec } from '../kernel/iptables.js';
 import { NftablesEngine, isToolMissing, removeNftTables } from '../kernel/nftables.js';
 import { WeftMetrics } from './metrics.js';
 import { PeerProber } from './probe.js';
@@ -51,6 +52,7 @@ export class Weftd {
   private network: BackendNetwork | null = null;
   private traffic: TrafficRules | null = null;
   private bridge: BridgeKeeper | null = null;
+  private blackhole: BlackholeKeeper | null = null;
   private prober: PeerProber | null = null;
   private lastPass: NodeStatus['lastReconcile'] = null;
   private server: Server | null = null;
@@ -117,7 +119,7 @@ export class Weftd {
     const listing = this.registry.listSubnets();
     listing.catch(() => undefined); // acquisition sees the error and retries
 
-    this.underlay = await discoverUnderlay(this.deps.kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, publicIp: o.publicIp });
+    this.underlay = await discoverUnderlay(this.deps.kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp });
     this.log.info(`underlay ${this.underlay.name} (${this.underlay.address}, mtu ${this.underlay.mtu}), public IP ${this.underlay.publicIP}`);
 
     this.phase = 'setting up the backend device';
@@ -206,7 +208,14 @@ export class Weftd {
     await this.network!.configure(lease);
     await writeSubnetFile(o.subnetFile, { network: config.network, subnet: lease.subnet, mtu: this.network!.mtu, ipMasq: o.ipMasq });
     if (previousSubnet && !previousSubnet.equals(lease.subnet)) this.log.warn(`subnet changed from ${previousSubnet} to ${lease.subnet}`);
-    const spec: TrafficRulesSpec = { network: config.network!, subnet: lease.subnet, ipMasq: o.ipMasq, forwardRules: o.iptablesForwardRules, randomFully: !o.ipMasqFullyRandomDisable };
+    const spec: TrafficRulesSpec = {
+      network: config.network!,
+      subnet: lease.subnet,
+      ipMasq: o.ipMasq,
+      forwardRules: o.iptablesForwardRules,
+      randomFully: !o.ipMasqFullyRandomDisable,
+      chains: trafficChains(o.etcdPrefix),
+    };
     if (this.traffic) {
       this.traffic.update(spec);
       await this.traffic.ensure();
@@ -214,6 +223,10 @@ export class Weftd {
       // At start the rules are installed by the keeper's first check, which runs at once beside the
       // first reconcile instead of before it (two spawned iptables tools); readiness waits for both.
       this.traffic = this.createTrafficRules(spec, config.enableNFTables);
+    }
+    if (o.ipBlackholeRoute) {
+      this.blackhole ??= new BlackholeKeeper(this.deps.kernel, this.log);
+      await this.blackhole.set(lease.subnet);
     }
     if (o.bridge) {
       const bridgeSpec = { name: o.bridge, subnet: lease.subnet, network: config.network!, mtu: this.network!.mtu };
@@ -235,7 +248,7 @@ export class Weftd {
     const intervalMs = this.options.iptablesResync * 1000;
     if (!nftables) return new TrafficRules(spec, { intervalMs, log: this.log, removeOther: ignoreMissingTool(() => removeNftTables()) });
     this.log.info('nftables mode (EnableNFTables): masquerade and forward rules in table ip flannel-ipv4');
-    return new TrafficRules(spec, { intervalMs, log: this.log, engine: new NftablesEngine({ log: this.log }), removeOther: ignoreMissingTool(() => removeTrafficRules(iptablesRunner())) });
+    return new TrafficRules(spec, { intervalMs, log: this.log, engine: new NftablesEngine({ log: this.log }), removeOther: ignoreMissingTool(() => removeTrafficRules(iptablesRunner(), trafficChains(this.options.etcdPrefix))) });
   }
 
   private async steadyState(signal: AbortSignal, listing: ValidatedListing): Promise<void> {
@@ -256,6 +269,7 @@ export class Weftd {
       this.network!.run(this.timed(this.watcher.batches(signal, listing)), signal),
       this.traffic!.run(signal, () => this.noteReadiness()),
       this.bridge?.run(o.resyncInterval * 1000, signal),
+      this.blackhole?.run(o.iptablesResync * 1000, signal),
       this.startProber(signal),
     ]);
   }

@@ -38,6 +38,8 @@ export class FakeKernel implements Kernel, NftMonitor {
   private readonly neighs = new Map<string, Neigh>();
   private readonly fdbs = new Map<string, Fdb>();
   private readonly routes = new Map<string, Route>();
+  /** Destinations of the blackhole routes (`ip route show type blackhole`). */
+  readonly blackholes = new Set<string>();
   private nextIndex = 1;
   private readonly faults: Array<{ match: (op: KernelOp) => boolean; errno: string; times: number }> = [];
   private readonly listeners = new Set<(change: KernelChange) => void>();
@@ -204,6 +206,12 @@ export class FakeKernel implements Kernel, NftMonitor {
   }
   routeDel(route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>>): Promise<void> {
     return applyOne(this, { op: 'routeDel', route });
+  }
+  async blackholeReplace(dst: string): Promise<void> {
+    this.blackholes.add(dst);
+  }
+  async blackholeDel(dst: string): Promise<void> {
+    if (!this.blackholes.delete(dst)) throw new KernelError(`route del blackhole ${dst}`, 'ESRCH');
   }
   async routeList(): Promise<Route[]> {
     return [...this.routes.values()];

@@ -203,6 +203,14 @@ export interface Kernel {
   routeReplace(route: Omit<Route, 'proto'> & { proto?: number }): Promise<void>;
   /** `ip route del DST [via GW] [dev NAME]` */
   routeDel(route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>>): Promise<void>;
+  /**
+   * `ip route replace blackhole DST metric 4294967295 proto 0x57`: drops what
+   * no other route to DST takes (flanneld's --ip-blackhole-route, below any
+   * route to the prefix, so it never shadows a bridge's connected route).
+   */
+  blackholeReplace(dst: string): Promise<void>;
+  /** `ip route del blackhole DST metric 4294967295`; ESRCH when absent. */
+  blackholeDel(dst: string): Promise<void>;
   /** `ip -4 route show table main`: every unicast route, whoever added it, in the kernel's dump order (lowest metric first per prefix). */
   routeList(): Promise<Route[]>;
   /**

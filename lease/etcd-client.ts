@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
 import { WeftError } from '../common/errors.js';
@@ -23,7 +24,8 @@ export interface EtcdConnectionOptions {
  *
  * TLS is used whenever a CA or a client certificate is given, and then only
  * https endpoints are accepted: weft never falls back to plain text (flannel
- * does, when only a CA is given).
+ * does, when only a CA is given). A client certificate without a CA trusts the
+ * system's roots, as flanneld (Go) does: `systemRootCertificates`.
  */
 export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
   if (options.endpoints.length === 0) throw new WeftError('WEFT_ERR_OPTION_INVALID', 'etcd-endpoints: at least one endpoint is required');
@@ -42,7 +44,7 @@ export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
       throw new WeftError('WEFT_ERR_OPTION_INVALID', `etcd-endpoints: "${ep}" is plain http but TLS files were given; use https://`);
     }
     if (!tls && url.protocol === 'https:') {
-      throw new WeftError('WEFT_ERR_OPTION_INVALID', `etcd-endpoints: "${ep}" is https but no --etcd-cafile was given`);
+      throw new WeftError('WEFT_ERR_OPTION_INVALID', `etcd-endpoints: "${ep}" is https but no --etcd-cafile was given (or --etcd-certfile and --etcd-keyfile, which trust the system's roots)`);
     }
   }
   if (Boolean(options.certFile) !== Boolean(options.keyFile)) {
@@ -50,7 +52,7 @@ export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
   }
   const credentials = tls
     ? {
-        rootCertificate: readTlsFile('etcd-cafile', options.caFile),
+        rootCertificate: options.caFile ? readTlsFile('etcd-cafile', options.caFile) : systemRootCertificates(),
         ...(options.certFile ? { certChain: readTlsFile('etcd-certfile', options.certFile) } : {}),
         ...(options.keyFile ? { privateKey: readTlsFile('etcd-keyfile', options.keyFile) } : {}),
       }
@@ -72,6 +74,27 @@ export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
       watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
     },
   });
+}
+
+/** Where Go's crypto/x509 looks for the system's CA bundle on Linux, in its order (the first file present wins). */
+const SYSTEM_CA_FILES = [
+  '/etc/ssl/certs/ca-certificates.crt', // Debian, Ubuntu, Gentoo, Arch
+  '/etc/pki/tls/certs/ca-bundle.crt', // Fedora, RHEL 6
+  '/etc/ssl/ca-bundle.pem', // openSUSE
+  '/etc/pki/tls/cacert.pem', // OpenELEC
+  '/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem', // CentOS, RHEL 7
+  '/etc/ssl/cert.pem', // Alpine
+];
+
+/**
+ * The roots flanneld trusts when given no CA file: Go's system pool, which is
+ * `$SSL_CERT_FILE` when set, else the distribution's bundle. Without either,
+ * Node's own Mozilla bundle. (`$SSL_CERT_DIR` is not read.)
+ */
+export function systemRootCertificates(env: NodeJS.ProcessEnv = process.env): Buffer {
+  const file = env.SSL_CERT_FILE || SYSTEM_CA_FILES.find((f) => existsSync(f));
+  if (file) return readTlsFile('etcd-cafile (system roots)', file);
+  return Buffer.from(rootCertificates.join('\n'));
 }
 
 function readTlsFile(option: string, path: string | undefined): Buffer {

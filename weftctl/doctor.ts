@@ -16,7 +16,7 @@ import { VXLAN_OVERHEAD_V4 } from '../backend/vxlan/vxlan.js';
 import { WeftError } from '../common/errors.js';
 import { Subnet } from '../common/subnet.js';
 import type { NodeStatus } from '../daemon/status.js';
-import { forwardRuleSet } from '../kernel/iptables.js';
+import { FLANNEL_CHAINS, forwardRuleSet, trafficChains } from '../kernel/iptables.js';
 import type { WeftdOptions } from '../common/options.js';
 import type { PeerHealth, ProbeMethod } from '../daemon/status.js';
 import type { LeaseRow } from './leases.js';
@@ -48,24 +48,24 @@ export function forwardPolicy(save: string): string | null {
   return filter ? (/^:FORWARD (\S+)/m.exec(filter)?.[1] ?? null) : null;
 }
 
-/** Whether weft's (flannel's) FLANNEL-FWD accept rules for `network` are in place and jumped to. */
-export function hasForwardAccept(save: string, network: Subnet): boolean {
-  const set = forwardRuleSet(network);
+/** Whether weft's (flannel's) FLANNEL-FWD accept rules for `network` are in place and jumped to, in `chain` (trafficChains). */
+export function hasForwardAccept(save: string, network: Subnet, chain = FLANNEL_CHAINS.forward): boolean {
+  const set = forwardRuleSet(network, chain);
   const lines = new Set(save.split('\n').map((l) => l.trim()));
   return lines.has(`-A FORWARD -m comment --comment "${set.comment}" -j ${set.chain}`) && set.rules.every((r) => lines.has(`-A ${set.chain} ${r}`));
 }
 
-export function checkForward(save: string | null, network: Subnet | null, error = 'iptables-save failed'): Check {
+export function checkForward(save: string | null, network: Subnet | null, error = 'iptables-save failed', chain = FLANNEL_CHAINS.forward): Check {
   const name = 'FORWARD policy';
   if (save === null) return skip(name, error);
   const policy = forwardPolicy(save) ?? 'ACCEPT';
-  const rules = network !== null && hasForwardAccept(save, network);
-  if (policy === 'ACCEPT') return ok(name, `policy ACCEPT${rules ? ', FLANNEL-FWD accept rules in place' : ''}`);
-  if (rules) return ok(name, `policy ${policy}, FLANNEL-FWD accepts ${network} in both directions`);
+  const rules = network !== null && hasForwardAccept(save, network, chain);
+  if (policy === 'ACCEPT') return ok(name, `policy ACCEPT${rules ? `, ${chain} accept rules in place` : ''}`);
+  if (rules) return ok(name, `policy ${policy}, ${chain} accepts ${network} in both directions`);
   return {
     name,
     verdict: 'fail',
-    detail: `policy ${policy} and no FLANNEL-FWD accept rules for ${network ?? 'the Network'}: overlay traffic forwarded through this node is dropped`,
+    detail: `policy ${policy} and no ${chain} accept rules for ${network ?? 'the Network'}: overlay traffic forwarded through this node is dropped`,
     fix: 'run weftd with --iptables-forward-rules=true (the default), or iptables -P FORWARD ACCEPT',
   };
 }
@@ -285,7 +285,7 @@ export async function runChecks(inputs: DoctorInputs): Promise<Check[]> {
   }
   const checks: Check[] = [
     checkIpForward(ipForward),
-    checkForward(save, network, saveError),
+    checkForward(save, network, saveError, trafficChains(options.etcdPrefix).forward),
     checkBrNetfilter(callIptables),
   ];
   if (status?.backend?.type === 'vxlan' || !status) {

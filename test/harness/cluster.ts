@@ -87,9 +87,24 @@ export class WeftNode {
         '',
       ].join('\n'),
     );
+    this.spawnWeftd(['--config', this.configFile, ...extraArgs], undefined, launcher);
+  }
+
+  /**
+   * Starts weftd with exactly `args` and no config file, as a unit's
+   * ExecStart runs it (flanneld's command lines), with `env` added to the
+   * environment (the unit's Environment= lines). The health endpoint is
+   * where waitReady looks only if `args` or `env` put it there.
+   */
+  startWith(args: readonly string[], env: NodeJS.ProcessEnv = {}): void {
+    if (this.running) throw new Error(`weftd on h${this.index} is already running`);
+    this.spawnWeftd(args, { ...process.env, ...env });
+  }
+
+  private spawnWeftd(args: readonly string[], env?: NodeJS.ProcessEnv, launcher: readonly string[] = []): void {
     const out = openSync(this.logFile, 'a');
-    const [cmd, ...args] = [...launcher, WEFTD, '--config', this.configFile, ...extraArgs];
-    this.proc = this.ns.spawn(cmd!, args);
+    const [cmd, ...rest] = [...launcher, WEFTD, ...args];
+    this.proc = this.ns.spawn(cmd!, rest, env ? { env } : {});
     this.proc.stdout?.on('data', (d: Buffer) => appendSync(out, d));
     this.proc.stderr?.on('data', (d: Buffer) => appendSync(out, d));
     this.proc.once('exit', () => closeSync(out));
