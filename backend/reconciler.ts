@@ -286,6 +286,8 @@ export class Reconciler {
   private readonly nodeNetworks: NodeNetworks | null;
   /** Peers skipped for colliding with the node's own networks, as of the last judgement of each. */
   private readonly collisions = new Map<string, LocalCollision>();
+  /** What was last warned about each colliding peer (key and entry), so that every pass does not warn again. */
+  private readonly warnedCollisions = new Map<string, string>();
   /** Bumped whenever the node's own networks change in a way that may matter. */
   private networksVersion = 0;
   /** `entriesFor` behind the collision check: what every pass asks for a peer's entries. */
@@ -339,14 +341,16 @@ export class Reconciler {
       const peer = lease.subnet.toString();
       const hit = networks.collisionWith(lease.subnet, [lease.attrs.PublicIP, lease.subnet.ip]);
       if (hit) {
-        const before = this.collisions.get(peer);
-        if (!before || before.entry !== hit.entry || before.key !== lease.key) {
+        const said = `${lease.key} ${hit.entry}`;
+        if (this.warnedCollisions.get(peer) !== said) {
+          this.warnedCollisions.set(peer, said);
           this.log.warn(`skipping lease ${lease.key}: its subnet ${peer} collides with this node's ${hit.entry}`, { key: lease.key, entry: hit.entry });
         }
         this.collisions.set(peer, { peer, key: lease.key, entry: hit.entry });
         return null;
       }
       this.collisions.delete(peer);
+      this.warnedCollisions.delete(peer);
     }
     return this.programmer.entriesFor(lease);
   }
@@ -556,6 +560,7 @@ export class Reconciler {
     this.contested.clear();
     // Judged again below; peers that left take their collision with them.
     this.collisions.clear();
+    for (const peer of this.warnedCollisions.keys()) if (!this.peers.has(peer)) this.warnedCollisions.delete(peer);
     return desiredEntries(this.peers, this.guarded, (key, peer, other) => this.lostClaim(key, peer, other));
   }
 
@@ -594,7 +599,10 @@ export class Reconciler {
     const claims = new Map<string, readonly Entry[]>();
     for (const peer of touched) {
       const lease = this.peers.get(peer);
-      if (!lease) this.collisions.delete(peer);
+      if (!lease) {
+        this.collisions.delete(peer);
+        this.warnedCollisions.delete(peer);
+      }
       claims.set(peer, lease ? (this.guarded.entriesFor(lease) ?? []) : []);
     }
     // Who gets each entry claimed in this delta: a holder outside the delta

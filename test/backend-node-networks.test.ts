@@ -89,9 +89,13 @@ describe('backend: a peer that collides with the node\'s own networks is skipped
     expect(s.fdbs).to.deep.equal(['0a:00:00:00:00:02 198.18.0.2']);
     expect(r.net.localCollisions()).to.deep.equal([{ peer: '10.244.7.0/24', key: bad.key, entry: `route 10.244.7.0/24 dev #${eth0.index} proto 2` }]);
     expect(log.warnings.filter((w) => String(w.message).includes('collides'))).to.have.length(1);
+    // Passes that judge every peer again (a resync with one more peer) do not warn again.
+    r.feed.push({ events: [], peers: peersOf(bad, good, lease('10.244.3.0/24', '198.18.0.3', { mac: '0a:00:00:00:00:03' })), resync: true });
+    await settle(r);
+    expect(log.warnings.filter((w) => String(w.message).includes('collides'))).to.have.length(1);
     // The operator removes the address: the route goes, the lease is programmed without waiting for the periodic pass.
     r.kernel.remove({ route: '10.244.7.0/24' });
-    await waitFor(() => summary(r.kernel).fdbs.length === 2);
+    await waitFor(() => summary(r.kernel).fdbs.length === 3);
     await quiet(r);
     expect(summary(r.kernel).routes).to.include(`10.244.7.0/24 via 10.244.7.0 onlink #${await r.device()} proto 87`);
     expect(r.net.localCollisions()).to.deep.equal([]);
