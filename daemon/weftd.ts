@@ -69,6 +69,7 @@ export class Weftd {
       leasesSkipped: () => this.watcher?.skipped ?? 0,
       kernelDriftEvents: () => this.network?.stats().driftEvents ?? 0,
       etcdConnected: () => this.registry?.state === 'connected',
+      etcdUnreachableSeconds: () => this.etcdUnreachable()?.seconds ?? 0,
       iptablesRepairs: () => this.traffic?.repairs ?? 0,
       entriesProgrammed: () => this.network?.stats().entries ?? 0,
       ready: () => this.ready(),
@@ -250,6 +251,7 @@ export class Weftd {
       entriesProgrammed: this.network?.stats().entries ?? 0,
       lastReconcile: this.lastPass,
       etcd: this.registry?.state ?? 'unknown',
+      etcdUnreachable: this.etcdUnreachable(),
       iptables: this.traffic && {
         inPlace: this.traffic.inPlace,
         backing: this.traffic.backing,
@@ -258,6 +260,12 @@ export class Weftd {
       },
       probes: this.prober && { round: this.prober.lastRound, peers: this.prober.healthForStatus() },
     };
+  }
+
+  /** Since when and how long etcd has been out of reach; null while connected. */
+  private etcdUnreachable(): NodeStatus['etcdUnreachable'] {
+    const since = this.registry?.unreachableSince ?? null;
+    return since === null ? null : { since: new Date(since).toISOString(), seconds: Math.round((Date.now() - since) / 100) / 10 };
   }
 
   /** Why /readyz says no: the start-up phase, then the lease state, then the first reconcile. */
