@@ -244,13 +244,16 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Regist
     const backoff = new Backoff({ initialMs: 100, maxMs: ETCD_RELIST_BACKOFF_MAX_MS });
     let reason: 'initial' | 'resync' = 'initial';
     let given = initial;
+    let failedLists = 0;
     while (!signal.aborted) {
       let listing: Listing;
       try {
         listing = given ?? (await this.list(range, exactKey === undefined));
         given = undefined;
+        failedLists = 0;
       } catch (err) {
-        this.log.warn('etcd list failed; retrying', { key: range, error: (err as Error).message });
+        // The first failure in a row is worth a warning; the outage itself is logged by setState, with its length.
+        this.log.log(failedLists++ === 0 ? 'warn' : 'debug', 'etcd list failed; retrying', { key: range, error: (err as Error).message });
         if (!(await sleepOrAbort(backoff, signal))) return;
         continue;
       }
