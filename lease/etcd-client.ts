@@ -118,7 +118,10 @@ interface WatchManagerInternals {
 
 /** etcd3's WatchManager state `Connected`. */
 const WATCH_MANAGER_CONNECTED = 2;
-const taughtProgress = new WeakSet<object>();
+/** Per taught manager: when the unanswered progress request went out (absent: none is pending). */
+const progressAsked = new WeakMap<object, number>();
+/** A request still unanswered after this long is not counted as pending any more. */
+const PROGRESS_PENDING_MS = 1000;
 
 /**
  * etcd's WatchProgressRequest for an etcd3 watcher. etcd3 has no API for it,
@@ -126,23 +129,29 @@ const taughtProgress = new WeakSet<object>();
  * stream) would make etcd3's watch manager throw. So this reaches into that
  * manager, the one object that owns the stream: it is taught once to hand such
  * a response to each of its watchers as a `'progress'` event, and request()
- * writes the request on its stream. Null when the watcher is not etcd3's or
+ * writes the request on its stream (once for all its watchers while one is
+ * pending). Null when the watcher is not etcd3's or
  * etcd3's internals changed: the watch then runs without a liveness check.
  */
 export function watchProgress(watcher: Watcher | EventEmitter): WatchProgress | null {
   const manager = (watcher as unknown as { manager?: Partial<WatchManagerInternals> }).manager;
   if (!manager || typeof manager.handleResponse !== 'function' || !Array.isArray(manager.watchers)) return null;
-  if (!taughtProgress.has(manager)) {
-    taughtProgress.add(manager);
+  if (!progressAsked.has(manager)) {
+    progressAsked.set(manager, 0);
     const original = manager.handleResponse;
     manager.handleResponse = function (this: WatchManagerInternals, res) {
       if (String(res.watch_id) !== '-1') return original.call(this, res);
+      progressAsked.set(this, 0);
       for (const w of [...this.watchers]) w.emit('progress', res);
     };
   }
   return {
     request: () => {
       if (manager.state !== WATCH_MANAGER_CONNECTED || !manager.stream) return false;
+      // The watches on one stream (the peers', the own key's) go quiet together: one question answers all.
+      const now = Date.now();
+      if (now - progressAsked.get(manager)! < PROGRESS_PENDING_MS) return true;
+      progressAsked.set(manager, now);
       manager.stream.write({ progress_request: {} });
       return true;
     },

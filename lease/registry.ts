@@ -457,14 +457,21 @@ function followLiveness(check: WatchLivenessCheck, fail: (err: WeftError) => voi
   };
   const schedule = () => {
     if (!live) return;
-    timer = setTimeout(tick, live.nextCheckInMs(Date.now()) + 1);
+    timer = setTimeout(() => tick(), live.nextCheckInMs(Date.now()) + 1);
     timer.unref();
   };
-  const tick = () => {
+  const tick = (confirming = false) => {
+    if (confirming && timer) return; // resumed meanwhile, on a timer of its own
     timer = null;
     if (!live) return;
     const now = Date.now();
     const verdict = live.check(now);
+    if (verdict === 'stale' && !confirming) {
+      // Timers run before the loop polls for I/O: after the event loop was busy, an answer may be waiting
+      // unread. setImmediate comes after that poll.
+      setImmediate(() => tick(true));
+      return;
+    }
     if (verdict === 'stale') {
       const reason = `the watch showed no sign of life for ${live.silentMs(now)} ms (a progress request went unanswered)`;
       pause();

@@ -36,6 +36,9 @@ describe('watchProgress on etcd3\'s own watch manager', () => {
     stream.emit('data', { created: true, watch_id: '1', header: { revision: '5' }, events: [] });
     expect(progress.request()).to.equal(true);
     expect(stream.written.at(-1)).to.deep.equal({ progress_request: {} });
+    const writes = stream.written.length;
+    expect(watchProgress(other)!.request(), 'the other watch on the stream').to.equal(true);
+    expect(stream.written, 'one question pending answers both watches: not asked twice').to.have.length(writes);
     const seen: string[] = [];
     watcher.on('progress' as never, () => seen.push('a progress'));
     (other as EventEmitter).on('progress', () => seen.push('b progress'));
@@ -44,6 +47,8 @@ describe('watchProgress on etcd3\'s own watch manager', () => {
     stream.emit('data', { created: false, canceled: false, watch_id: '-1', header: { revision: '6' }, events: [] });
     stream.emit('data', { created: false, canceled: false, watch_id: '0', header: { revision: '7' }, events: [] });
     expect(seen).to.deep.equal(['a progress', 'b progress', 'a data']);
+    expect(progress.request()).to.equal(true);
+    expect(stream.written, 'answered: the next question goes out').to.have.length(writes + 1);
     // Taught once: a second call on the same manager neither wraps it again nor breaks it.
     expect(watchProgress(other)).to.not.equal(null);
     stream.emit('data', { created: false, canceled: false, watch_id: '-1', header: { revision: '8' }, events: [] });
