@@ -286,7 +286,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Regist
         this.log.warn('etcd watch ended; re-listing', { key: range });
       } catch (err) {
         if (signal.aborted) return;
-        this.log.warn('etcd watch failed (compacted, cancelled, or not confirmed in time); re-listing', { key: range, error: (err as Error).message });
+        this.log.warn('etcd watch failed (compacted, cancelled, stale, or not confirmed in time); re-listing', { key: range, error: (err as Error).message });
         if (!(await sleepOrAbort(backoff, signal))) return;
       } finally {
         watcher?.removeAllListeners().on('error', () => undefined);
