@@ -79,7 +79,19 @@ export class Weftd {
 
   /** Lease held AND the first full reconcile done. */
   ready(): boolean {
-    return this.manager?.state === 'held' && this.backendReady && this.traffic?.inPlace === true;
+    return this.leaseValid() && this.backendReady && this.traffic?.inPlace === true;
+  }
+
+  /**
+   * The lease is held, or being renewed with time left: a keepalive that fails
+   * during an etcd outage does not end a lease that etcd still keeps, so it
+   * does not make the node unready.
+   */
+  private leaseValid(): boolean {
+    const m = this.manager;
+    if (m?.state === 'held') return true;
+    const left = m?.ttlRemaining;
+    return m?.state === 'renewing' && (left === null || (left !== undefined && left > 0));
   }
 
   /** Runs until `signal` aborts. Throws only for errors an operator must fix (bad options, bind failure). */
@@ -271,7 +283,7 @@ export class Weftd {
   /** Why /readyz says no: the start-up phase, then the lease state, then the first reconcile. */
   private notReadyReason(): string {
     if (!this.manager || this.manager.state === 'acquiring') return this.phase;
-    if (this.manager.state !== 'held') return `lease ${this.manager.state}`;
+    if (!this.leaseValid()) return `lease ${this.manager.state}${this.manager.state === 'renewing' ? ' (expired)' : ''}`;
     if (!this.backendReady) return 'programming peers (first full reconcile)';
     return this.traffic?.inPlace ? '' : 'installing iptables rules';
   }

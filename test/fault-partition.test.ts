@@ -13,11 +13,16 @@ import type { NodeStatus } from '../daemon/status.js';
  * cluster, and the node's data plane, stay up. A new node joins meanwhile.
  * Under a continuous pod-to-pod ping between the partitioned node and an
  * unpartitioned one, the partitioned weftd must report etcd unreachable within
- * seconds (metric, /status, log), keep /readyz (its lease is still valid) and
+ * seconds (metric, /status, log), keep /readyz (its lease is still valid, though a renewal fails) and
  * every packet, and program the newcomer within seconds of the heal, not when
  * TCP's retransmission timer happens to fire.
  */
 const WEFTD_ARGS = ['--bridge', 'weft0'];
+/**
+ * The partitioned node's lease TTL: renewed every 30 s, so a renewal fails inside the partition (the lease is then
+ * `renewing`), yet the lease, renewed at most 30 s before the partition, outlives it.
+ */
+const H1_ARGS = [...WEFTD_ARGS, '--subnet-lease-ttl', '90'];
 const PARTITION_MS = 45_000;
 /** Bounds the test holds weftd to (the design figures are 6 s and a few seconds; these leave room for a loaded machine). */
 const DETECT_WITHIN_MS = 12_000;
@@ -53,7 +58,7 @@ describe('fault injection: a silent partition between a node and etcd @real', fu
 
   before(async () => {
     cluster = await Cluster.create({ hosts: 3 });
-    h1().start(WEFTD_ARGS);
+    h1().start(H1_ARGS);
     h2().start(WEFTD_ARGS);
     await Promise.all([h1().waitReady(), h2().waitReady()]);
     pod1 = await Pod.attach(h1(), 1);
@@ -70,7 +75,7 @@ describe('fault injection: a silent partition between a node and etcd @real', fu
     await cluster?.destroy();
   });
 
-  it('is reported within seconds, costs no packet, keeps /readyz, and the newcomer is programmed within seconds of the heal', async () => {
+  it('is reported within seconds, costs no packet, keeps /readyz while the lease is valid (a renewal failing meanwhile), renews at once and programs the newcomer within seconds of the heal', async () => {
     const ping = pod1.ping(pod2.ip);
     await ping.waitReplies(5);
     const started = Date.now();
@@ -97,9 +102,11 @@ describe('fault injection: a silent partition between a node and etcd @real', fu
       await sleep(Math.max(0, PARTITION_MS - (Date.now() - started)));
       const late = await status(h1());
       expect(late.etcd).to.equal('unreachable');
+      expect(late.leaseState, 'a renewal failed meanwhile').to.equal('renewing');
+      expect(late.lease!.ttlRemainingSeconds, 'the lease is still valid').to.be.greaterThan(0);
       expect(late.etcdUnreachable!.seconds, 'how long, in /status').to.be.at.least((PARTITION_MS - DETECT_WITHIN_MS) / 1000);
       expect(await h1().metric('weft_etcd_unreachable_seconds')).to.be.at.least((PARTITION_MS - DETECT_WITHIN_MS) / 1000);
-      expect((await h1().http('/readyz')).status).to.equal(200);
+      expect((await h1().http('/readyz')).status, '/readyz: renewing, but the lease is still valid').to.equal(200);
       expect(h1().running && h2().running && h3().running, 'every daemon still running').to.equal(true);
     } finally {
       await partition(h1(), false);
@@ -109,6 +116,8 @@ describe('fault injection: a silent partition between a node and etcd @real', fu
     await eventually(async () => (await routes(h1())).includes(newcomer), 30_000, 'the newcomer programmed on h1 after the heal');
     const convergeMs = Date.now() - healed;
     await eventually(async () => (await h1().metric('weft_etcd_connected')) === 1, 10_000, 'weft_etcd_connected 1 after the heal');
+    await eventually(async () => (await status(h1())).leaseState === 'held', 10_000, 'the lease renewed at once after the heal');
+    expect(await h1().metric('weft_lease_losses_total'), 'the lease was never lost').to.equal(0);
     const toNewcomer = pod1.ping(pod3!.ip);
     await toNewcomer.waitReplies(3);
     await toNewcomer.stop();
