@@ -128,6 +128,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Regist
   private readonly inFlight = new Set<Promise<unknown>>();
   private closed = false;
   private readonly liveness: LivenessBounds;
+  private warnedNoProgress = false;
 
   constructor(
     private readonly client: Etcd3,
@@ -270,7 +271,12 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Regist
         // Taking responses starts before the confirmation is awaited: etcd sends the events since the start
         // revision right behind it, often in the same read, and etcd3 emits them in the same tick; an event
         // emitted before a listener is attached is lost.
-        const liveness = { bounds: this.liveness, progress: watchProgress(watcher), onStale: (why: string) => this.setState('unreachable', why) };
+        const progress = watchProgress(watcher);
+        if (!progress && !this.warnedNoProgress) {
+          this.warnedNoProgress = true;
+          this.log.warn('etcd watch runs without a liveness check (the etcd3 client offers no progress requests); a silent partition is found by gRPC keepalive only');
+        }
+        const liveness = { bounds: this.liveness, progress, onStale: (why: string) => this.setState('unreachable', why) };
         const drained = drainWatch(watcher, this.watchTimeouts.reconnectMs, signal, liveness);
         await confirmed(watcher, this.watchTimeouts.confirmMs, signal);
         // An idle daemon makes no calls for hours: the watch stream is what notices etcd going away.
