@@ -2,7 +2,9 @@
 /**
  * weftd's command line: `weftd [options]` runs the daemon;
  * `weftd docker-opts` writes Docker's options from the subnet file (flannel's
- * mk-docker-opts.sh); `weftd cleanup-iptables` removes every rule weft added.
+ * mk-docker-opts.sh); `weftd cleanup` removes every rule weft (or flanneld)
+ * added, iptables chains and nftables tables alike; `weftd cleanup-iptables`
+ * only the iptables ones.
  * Bad options exit with code 2 and one message naming the option.
  */
 import yargs from 'yargs';
@@ -13,6 +15,7 @@ import { NetlinkKernel } from '../kernel/kernel-netlink.js';
 import { createBackends } from '../backend/registry.js';
 import { dockerOptsCommand } from '../lease/docker-opts.js';
 import { iptablesRunner, removeTrafficRules } from '../kernel/iptables.js';
+import { isToolMissing, removeNftTables } from '../kernel/nftables.js';
 import { parseWeftdOptions } from '../common/options.js';
 import { Weftd } from './weftd.js';
 
@@ -47,7 +50,32 @@ async function runDaemon(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * `weftd cleanup`: both kinds, whichever mode ran last; a kind whose tool is
+ * not installed has nothing to remove. Exits 1 when a removal failed.
+ */
+async function cleanup(): Promise<number> {
+  let code = 0;
+  const kinds: [string, () => Promise<boolean>][] = [
+    ['iptables rules', () => removeTrafficRules(iptablesRunner())],
+    ['nftables tables', () => removeNftTables()],
+  ];
+  for (const [what, remove] of kinds) {
+    try {
+      console.error((await remove()) ? `removed weft/flannel ${what}` : `no weft/flannel ${what} found`);
+    } catch (err) {
+      if (isToolMissing(err)) console.error(`no weft/flannel ${what} found (${what.split(' ')[0]} not installed)`);
+      else {
+        console.error(`weftd cleanup: ${(err as Error).message}`);
+        code = 1;
+      }
+    }
+  }
+  return code;
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'cleanup') return cleanup();
   if (argv[0] === 'docker-opts') return dockerOptsCommand(argv.slice(1), 'weftd');
   if (argv[0] === 'cleanup-iptables') {
     const removed = await removeTrafficRules(iptablesRunner());
@@ -60,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) {
-    console.log('usage: weftd [options] | weftd docker-opts [...] | weftd cleanup-iptables\n');
+    console.log('usage: weftd [options] | weftd docker-opts [...]\n       weftd cleanup | weftd cleanup-iptables\n');
     const { declareWeftdOptions } = await import('../common/options.js');
     console.log(await declareWeftdOptions(yargs([])).option('config', { type: 'string', describe: 'YAML or JSON file whose keys are the long option names' }).getHelp());
     return 0;

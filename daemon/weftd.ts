@@ -3,18 +3,23 @@ import { Backoff } from '../common/backoff.js';
 import { WeftError, isWeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { backendFor, type Backend, type BackendNetwork } from '../backend/backend.js';
-import type { Kernel, NftMonitor } from '../kernel/kernel.js';
+import { RTPROT_WEFT, type Kernel, type NftMonitor } from '../kernel/kernel.js';
+import { NodeNetworks } from '../backend/node-networks.js';
+import type { Subnet } from '../common/subnet.js';
 import { createEtcdClient, etcdConnection } from '../lease/etcd-client.js';
 import { vxlanPort } from '../lease/config.js';
 import { LeaseManager } from '../lease/manager.js';
-import type { ValidatedListing } from '../lease/lease-value.js';
+import { judgeLease, type RawKeyValue, type ValidatedListing } from '../lease/lease-value.js';
+import { olderHolderOfMac } from '../lease/admission.js';
+import type { Listing } from '../lease/registry.js';
 import { EtcdRegistry } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 import { BridgeKeeper } from './bridge.js';
 import { createHealthServer, listen } from './http.js';
-import type { NodeStatus } from './status.js';
-import { TrafficRules, type TrafficRulesSpec } from '../kernel/iptables.js';
+import type { NodeStatus, RefusedLease } from './status.js';
+import { TrafficRules, iptablesRunner, removeTrafficRules, type TrafficRulesSpec } from '../kernel/iptables.js';
+import { NftablesEngine, isToolMissing, removeNftTables } from '../kernel/nftables.js';
 import { WeftMetrics } from './metrics.js';
 import { PeerProber } from './probe.js';
 import type { WeftdOptions } from '../common/options.js';
@@ -73,6 +78,8 @@ export class Weftd {
       iptablesRepairs: () => this.traffic?.repairs ?? 0,
       entriesProgrammed: () => this.network?.stats().entries ?? 0,
       ready: () => this.ready(),
+      refusedLeases: () => this.refusedLeases(),
+      ownLeaseConflict: () => (this.watcher?.ownLoss() ?? null) !== null,
       peerHealth: () => (this.prober ? { lastRound: this.prober.lastRoundHealth(), all: this.prober.health() } : null),
     });
   }
@@ -134,6 +141,7 @@ export class Weftd {
       stateDir: o.stateDir,
       log: this.log,
       kernel: this.deps.kernel,
+      macTakenBy: (mac) => this.macTakenBy(listing, config, mac),
       resyncIntervalMs: o.resyncInterval * 1000,
       onPass: (pass) => {
         this.lastPass = { at: new Date().toISOString(), full: pass.full, seconds: pass.seconds, failed: pass.failed };
@@ -155,6 +163,7 @@ export class Weftd {
       ttlSeconds: o.subnetLeaseTtl,
       // The margin never exceeds a third of the TTL: short TTLs renew at TTL/3.
       renewMarginSeconds: Math.min(o.subnetLeaseRenewMargin * 60, Math.floor(o.subnetLeaseTtl / 3)),
+      nodeCollisions: () => this.nodeCollisions(config.network!),
       log: this.log,
     });
     this.manager.on('state', () => this.noteReadiness());
@@ -171,6 +180,38 @@ export class Weftd {
     return acquired.listing;
   }
 
+  /**
+   * What of this node's own networks a new subnet would collide with: its
+   * addresses and the routes that are not weft's (NodeNetworks' rules).
+   */
+  private async nodeCollisions(network: Subnet): Promise<(s: Subnet) => string | null> {
+    const kernel = this.deps.kernel;
+    const device = this.network?.device ? await kernel.linkByName(this.network.device) : null;
+    const own = new NodeNetworks(network);
+    own.beginRead();
+    const [routes, addrs] = await Promise.all([kernel.routeList(), kernel.addrListAll()]);
+    for (const r of routes) if (r.proto !== RTPROT_WEFT && r.oif !== device?.index) own.readRoute(r);
+    for (const a of addrs) if (a.ifindex !== device?.index) own.readAddr(a);
+    own.endRead();
+    return (s) => own.collisionWith(s)?.entry ?? null;
+  }
+
+  /** The key of an older lease of another PublicIP advertising `mac`, from the start-up listing; null when etcd could not say. */
+  private async macTakenBy(listing: Promise<Listing>, config: NetworkConfig, mac: string): Promise<string | null> {
+    let kvs: readonly RawKeyValue[];
+    try {
+      kvs = (await listing).kvs;
+    } catch {
+      return null; // acquisition retries the listing; a conflict found later shows in /status and weftctl doctor
+    }
+    const leases: Lease[] = [];
+    for (const kv of kvs) {
+      const verdict = judgeLease(this.options.etcdPrefix, kv, config);
+      if (verdict.lease) leases.push(verdict.lease);
+    }
+    return olderHolderOfMac(leases, mac, this.underlay!.publicIP)?.key ?? null;
+  }
+
   /** Everything that follows the node's subnet: device address, subnet file, traffic rules. */
   private async applyLease(lease: Lease, previousSubnet: Lease['subnet'] | null): Promise<void> {
     const o = this.options;
@@ -185,7 +226,7 @@ export class Weftd {
     } else {
       // At start the rules are installed by the keeper's first check, which runs at once beside the
       // first reconcile instead of before it (two spawned iptables tools); readiness waits for both.
-      this.traffic = new TrafficRules(spec, { intervalMs: o.iptablesResync * 1000, log: this.log });
+      this.traffic = this.createTrafficRules(spec, config.enableNFTables);
     }
     if (o.bridge) {
       const bridgeSpec = { name: o.bridge, subnet: lease.subnet, network: config.network!, mtu: this.network!.mtu };
@@ -196,6 +237,20 @@ export class Weftd {
     }
   }
 
+  /**
+   * The keeper of the masquerade and forward rules: nftables when the network
+   * config says `EnableNFTables`, else iptables. Its first check removes the
+   * other kind's rules (a node switched modes), as flanneld does at start; a
+   * missing tool means there is nothing of that kind to remove.
+   */
+  private createTrafficRules(spec: TrafficRulesSpec, nftables: boolean): TrafficRules {
+    const ignoreMissingTool = (remove: () => Promise<boolean>) => () => remove().catch((err: unknown) => (isToolMissing(err) ? false : Promise.reject(err)));
+    const intervalMs = this.options.iptablesResync * 1000;
+    if (!nftables) return new TrafficRules(spec, { intervalMs, log: this.log, removeOther: ignoreMissingTool(() => removeNftTables()) });
+    this.log.info('nftables mode (EnableNFTables): masquerade and forward rules in table ip flannel-ipv4');
+    return new TrafficRules(spec, { intervalMs, log: this.log, engine: new NftablesEngine({ log: this.log }), removeOther: ignoreMissingTool(() => removeTrafficRules(iptablesRunner())) });
+  }
+
   private async steadyState(signal: AbortSignal, listing: ValidatedListing): Promise<void> {
     const o = this.options;
     this.watcher = new LeaseWatcher({
@@ -203,6 +258,7 @@ export class Weftd {
       config: this.config!,
       ownSubnet: () => this.manager?.lease?.subnet ?? null,
       ownPublicIP: this.underlay!.publicIP,
+      ownLease: () => this.manager?.lease ?? null,
       log: this.log,
     });
     // Following starts the kernel listener unless the backend's subscription did: after the first pass,
@@ -265,12 +321,20 @@ export class Weftd {
       etcd: this.registry?.state ?? 'unknown',
       etcdUnreachable: this.etcdUnreachable(),
       iptables: this.traffic && {
+        mode: this.traffic.kind,
         inPlace: this.traffic.inPlace,
         backing: this.traffic.backing,
         checkPeriodSeconds: this.traffic.periodMs() / 1000,
         repairs: this.traffic.repairs,
       },
-      probes: this.prober && { round: this.prober.lastRound, peers: this.prober.healthForStatus() },
+      probes: this.prober && {
+        method: this.prober.method?.method ?? null,
+        fallbackReason: this.prober.method?.fallbackReason ?? null,
+        round: this.prober.lastRound,
+        peers: this.prober.healthForStatus(),
+      },
+      refused: this.refusedLeases(),
+      ownLeaseConflict: this.watcher?.ownLoss() ?? null,
     };
   }
 
@@ -280,12 +344,21 @@ export class Weftd {
     return since === null ? null : { since: new Date(since).toISOString(), seconds: Math.round((Date.now() - since) / 100) / 10 };
   }
 
+  /** Valid leases not programmed here: refused against the other leases (every node alike), or colliding with this node's networks. */
+  private refusedLeases(): RefusedLease[] {
+    const refused: RefusedLease[] = [...(this.watcher?.refusals() ?? [])];
+    for (const c of this.network?.localCollisions() ?? []) {
+      refused.push({ key: c.key, subnet: c.peer, reason: 'collides-with-node', detail: `its subnet collides with this node's ${c.entry}`, winner: null });
+    }
+    return refused;
+  }
+
   /** Why /readyz says no: the start-up phase, then the lease state, then the first reconcile. */
   private notReadyReason(): string {
     if (!this.manager || this.manager.state === 'acquiring') return this.phase;
     if (!this.leaseValid()) return `lease ${this.manager.state}${this.manager.state === 'renewing' ? ' (expired)' : ''}`;
     if (!this.backendReady) return 'programming peers (first full reconcile)';
-    return this.traffic?.inPlace ? '' : 'installing iptables rules';
+    return this.traffic?.inPlace ? '' : `installing ${this.traffic?.kind ?? 'iptables'} rules`;
   }
 
   /** Logs readiness when it changes; called on the events that can change it (no polling). */

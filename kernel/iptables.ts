@@ -154,6 +154,33 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/**
+ * One kind of rules TrafficRules keeps in place: iptables (flannel's chains,
+ * below) or nftables (flannel's tables, kernel/nftables.ts).
+ */
+export interface RuleEngine {
+  readonly kind: 'iptables' | 'nftables';
+  /** What the last check found the rules to be backed by, or null when not known yet. */
+  readonly backing: 'nf_tables' | 'legacy' | null;
+  /** Reads the kernel's rules and, only when they differ from `spec`, repairs them; true when a repair was applied. */
+  ensure(spec: TrafficRulesSpec): Promise<boolean>;
+}
+
+/** flannel's iptables chains, read with one iptables-save and repaired with one iptables-restore. */
+export class IptablesEngine implements RuleEngine {
+  readonly kind = 'iptables';
+  backing: 'nf_tables' | 'legacy' | null = null;
+  constructor(private readonly runner: IptablesRunner = iptablesRunner()) {}
+
+  async ensure(spec: TrafficRulesSpec): Promise<boolean> {
+    const saved = await this.runner.save();
+    this.backing = iptablesBacking(saved) ?? this.backing;
+    const payload = planRepair(parseIptablesSave(saved), desiredRuleSets(spec));
+    if (payload) await this.runner.restore(payload);
+    return payload !== null;
+  }
+}
+
 /** How weft runs iptables: injectable so the planning logic is testable without a kernel. */
 export interface IptablesRunner {
   save(): Promise<string>;
@@ -194,7 +221,8 @@ export function iptablesRunner(netns?: string): IptablesRunner {
 /**
  * Keeps flannel's masquerade and forward rules in place: ensure() once, then
  * every `intervalMs` a read of the tables and, only when something differs,
- * one repair transaction.
+ * one repair transaction. The rule engine says which kind: iptables (here) or
+ * nftables (kernel/nftables.ts); when the checks run is the same for both.
  */
 export class TrafficRules {
   private spec: TrafficRulesSpec;
@@ -210,15 +238,43 @@ export class TrafficRules {
   /** Why the kernel's listener cannot report ruleset changes, once it said so (then the short period stays). */
   private unwatched: string | null = null;
   private readonly wakeup = new Wakeup();
-  private readonly runner: IptablesRunner;
+  private readonly engine: RuleEngine;
   /** `--iptables-resync`: the check period while ruleset changes are not reported. */
   private readonly intervalMs: number;
+  /** Removes the other kind's rules (left by a run in the other mode), at the first check. */
+  private removeOther: (() => Promise<boolean>) | null;
 
-  constructor(spec: TrafficRulesSpec, options: { intervalMs: number; runner?: IptablesRunner; log?: Logger }) {
+  /**
+   * `engine` says which kind of rules (iptables by default, through `runner`);
+   * `removeOther`, which only weftd passes, removes the other kind's.
+   */
+  constructor(spec: TrafficRulesSpec, options: { intervalMs: number; runner?: IptablesRunner; engine?: RuleEngine; removeOther?: () => Promise<boolean>; log?: Logger }) {
     this.spec = spec;
     this.intervalMs = options.intervalMs;
-    this.runner = options.runner ?? iptablesRunner();
+    this.engine = options.engine ?? new IptablesEngine(options.runner ?? iptablesRunner());
+    this.removeOther = options.removeOther ?? null;
     this.log = options.log ?? silentLogger();
+  }
+
+  /** Which kind of rules this keeper keeps. */
+  get kind(): RuleEngine['kind'] {
+    return this.engine.kind;
+  }
+
+  /**
+   * The other kind's rules go beside the first check (they are other tables, so the two do not
+   * wait for each other). Tried once: rules left behind do not hold the node's own rules up.
+   */
+  private async removeOtherOnce(): Promise<void> {
+    const remove = this.removeOther;
+    if (!remove) return;
+    this.removeOther = null;
+    const other = this.kind === 'iptables' ? 'nftables' : 'iptables';
+    try {
+      if (await remove()) this.log.info(`removed the ${other} rules of an earlier run in ${other} mode`);
+    } catch (err) {
+      this.log.warn(`could not remove the ${other} rules of an earlier run: ${(err as Error).message}`);
+    }
   }
 
   /** Changes the wanted rules (a new lease); the next ensure() moves the tables over. */
@@ -230,15 +286,13 @@ export class TrafficRules {
   /** Checks the tables and repairs them; true when a repair was applied. */
   async ensure(): Promise<boolean> {
     const spec = this.spec;
-    const saved = await this.runner.save();
-    this.backing = iptablesBacking(saved) ?? this.backing;
-    const payload = planRepair(parseIptablesSave(saved), desiredRuleSets(spec));
-    if (payload) {
-      await this.runner.restore(payload);
-      this.repairs++;
-    }
+    const removing = this.removeOtherOnce();
+    const repaired = await this.engine.ensure(spec);
+    await removing;
+    this.backing = this.engine.backing ?? this.backing;
+    if (repaired) this.repairs++;
     if (spec === this.spec) this.inPlace = true;
-    return payload !== null;
+    return repaired;
   }
 
   /**
@@ -268,14 +322,19 @@ export class TrafficRules {
 
   /** The wait before the next check: long only while every change that matters is reported. */
   periodMs(): number {
-    return this.following && this.unwatched === null && this.backing === 'nf_tables' ? Math.max(this.intervalMs, SAFETY_NET_MS) : this.intervalMs;
+    return this.changesReported() ? Math.max(this.intervalMs, SAFETY_NET_MS) : this.intervalMs;
+  }
+
+  /** Every change that matters is reported: the rules live in nf_tables and the listener watches it. */
+  private changesReported(): boolean {
+    return this.following && this.unwatched === null && this.backing === 'nf_tables';
   }
 
   /** The listener cannot subscribe to nf_tables: back to checking every `--iptables-resync`, said once. */
   private notWatched(why: string): void {
     if (this.unwatched !== null) return;
     this.unwatched = why;
-    this.log.warn(`nf_tables ruleset changes are not reported (${why}); iptables rules are checked every ${this.intervalMs / 1000} s`);
+    this.log.warn(`nf_tables ruleset changes are not reported (${why}); ${this.kind} rules are checked every ${this.intervalMs / 1000} s`);
     this.changed();
   }
 
@@ -286,30 +345,30 @@ export class TrafficRules {
   /** Checks at once, then as `periodMs` and `follow` say; `onInPlace` runs when the rules first match the spec. */
   run(signal: AbortSignal, onInPlace?: () => void): Promise<void> {
     let first = true;
-    let toldPeriod = 0;
+    let told = '';
     return runPeriodically(
       () => this.periodMs(),
       signal,
       async () => {
         const wasInPlace = this.inPlace;
         const repaired = await this.ensure();
-        if (repaired && !first) this.log.warn('iptables rules were missing or stale; restored them');
-        else if (repaired) this.log.info('iptables rules installed');
+        if (repaired && !first) this.log.warn(`${this.kind} rules were missing or stale; restored them`);
+        else if (repaired) this.log.info(`${this.kind} rules installed`);
         first = false;
         if (!wasInPlace && this.inPlace) onInPlace?.();
         const period = this.periodMs();
-        if (this.following && this.backing && period !== toldPeriod) {
-          toldPeriod = period;
-          this.log.info(
-            period > this.intervalMs
-              ? `iptables (nf_tables): rules checked at every ruleset change the kernel reports, and every ${period / 1000} s`
-              : `iptables (${this.backing}): rules checked every ${period / 1000} s`,
-          );
+        const what = this.kind === 'iptables' ? `iptables (${this.backing})` : 'nftables';
+        const tell = this.changesReported()
+          ? `${what}: rules checked at every ruleset change the kernel reports, and every ${period / 1000} s`
+          : `${what}: rules checked every ${period / 1000} s`;
+        if (this.following && this.backing && tell !== told) {
+          told = tell;
+          this.log.info(tell);
         }
       },
       (err) => {
         this.errors++;
-        this.log.error(`iptables check failed: ${err.message}`);
+        this.log.error(`${this.kind} check failed: ${err.message}`);
       },
       this.wakeup,
     );

@@ -139,6 +139,8 @@ export type ChangeOp = 'new' | 'del';
 export type KernelChange =
   | { readonly kind: 'link'; readonly op: ChangeOp; readonly link: Link }
   | { readonly kind: 'route'; readonly op: ChangeOp; readonly route: Route }
+  /** An IPv4 address added to or removed from any link. */
+  | { readonly kind: 'addr'; readonly op: ChangeOp; readonly addr: AddrInfo }
   /** A deleted neighbour may come without its lladdr (the kernel marks it FAILED first): `mac` is '' then. */
   | { readonly kind: 'neigh'; readonly op: ChangeOp; readonly neigh: Neigh }
   | { readonly kind: 'fdb'; readonly op: ChangeOp; readonly fdb: Fdb }
@@ -218,8 +220,8 @@ export interface Kernel {
    */
   apply(ops: readonly KernelOp[]): Promise<OpResult[]>;
   /**
-   * `ip monitor link neigh route`: calls `listener` with every link, IPv4
-   * neighbour, FDB and main-table IPv4 unicast route change from now on, or
+   * `ip monitor link neigh address route`: calls `listener` with every link,
+   * IPv4 neighbour, FDB, IPv4 address and main-table IPv4 unicast route change from now on, or
    * with an `overrun` where some were lost. Returns the unsubscribe.
    */
   monitor(listener: (change: KernelChange) => void): () => void;

@@ -3,7 +3,7 @@ import { Backoff, delay } from '../common/backoff.js';
 import { Wakeup } from '../common/periodic.js';
 import { WeftError, isWeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
-import { chooseSubnet } from './allocate.js';
+import { chooseSubnet, type AllocationInput } from './allocate.js';
 import { parseSubnetKey, subnetKey } from './keyspace.js';
 import { judgeLease, serializeLeaseAttrs, validateLease, type LeaseVerdict, type RawKeyValue, type ValidatedListing } from './lease-value.js';
 import type { Listing, Registry, StoreState, StoreUpdate } from './registry.js';
@@ -26,6 +26,8 @@ export interface LeaseManagerOptions {
   readonly renewMarginSeconds?: number;
   readonly log?: Logger;
   readonly randomInt?: (n: number) => number;
+  /** What of this node's own networks a subnet collides with (see AllocationInput.collides); read before each choice. */
+  readonly nodeCollisions?: () => Promise<(s: Subnet) => string | null>;
 }
 
 /** `held`: key present and kept alive; `renewing`: a keepalive is failing, retrying; `lost`: key gone, recovering. */
@@ -178,13 +180,18 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   private async tryAcquire(verdicts: readonly LeaseVerdict[], exclude?: Subnet): Promise<Lease | null> {
     const { config, attrs } = this.options;
     const leases = verdicts.flatMap((verdict) => this.occupying(verdict));
-    const { choice, incompatible } = chooseSubnet({
+    const input: AllocationInput = {
       config,
       leases,
       publicIP: attrs.PublicIP,
       previousSubnet: exclude && this.options.previousSubnet?.equals(exclude) ? null : this.options.previousSubnet ?? null,
       ...(this.options.randomInt ? { randomInt: this.options.randomInt } : {}),
-    });
+    };
+    let { choice, incompatible } = chooseSubnet(input);
+    // Only a new subnet is checked against the node's own networks, which takes a read of its routes.
+    if (choice.kind === 'new' && this.options.nodeCollisions) {
+      ({ choice, incompatible } = chooseSubnet({ ...input, collides: await this.options.nodeCollisions() }));
+    }
     for (const stale of incompatible) {
       this.log.warn(`deleting this node's lease ${stale.subnet}: it does not fit the network config`);
       await this.registry.deleteSubnet(stale.key, stale.modRevision);
@@ -228,7 +235,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       return null; // the key itself is not a subnet: it occupies nothing
     }
     if (!parsed) return null;
-    return { ...parsed, attrs: { PublicIP: '', PublicIPv6: null, BackendType: '' }, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision };
+    return { ...parsed, attrs: { PublicIP: '', PublicIPv6: null, BackendType: '' }, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision, createRevision: kv.createRevision ?? kv.modRevision };
   }
 
   private async reread(key: string): Promise<Lease | null> {

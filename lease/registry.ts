@@ -512,7 +512,7 @@ async function confirmed(watcher: Watcher, timeoutMs: number, signal: AbortSigna
 }
 
 function toRawKeyValue(kv: IKeyValue): RawKeyValue {
-  return { key: kv.key.toString(), value: kv.value.toString(), lease: kv.lease, modRevision: kv.mod_revision };
+  return { key: kv.key.toString(), value: kv.value.toString(), lease: kv.lease, modRevision: kv.mod_revision, createRevision: kv.create_revision };
 }
 
 function toStoreEvent(ev: { type: 'Put' | 'Delete'; kv: IKeyValue }): StoreEvent {

@@ -26,6 +26,10 @@
  *
  * What a bundle cannot carry is handled here:
  * - `netlink` loads a native addon, so it stays in node_modules (external).
+ *   So does `raw-socket` (daemon/icmp.ts, ICMP peer probes): its addon is
+ *   built by `npm ci` (node-gyp) into node_modules/raw-socket/build/, where
+ *   its own index.js finds it; daemon/icmp.ts loads it on first use with a
+ *   require relative to the bundle, and probes with UDP when that fails.
  * - etcd3 reads its .proto files at `${__dirname}/../proto/` at run time, so
  *   they are copied to dist/proto/, next to dist/bin/.
  * - `import.meta.url` (weft's own code locates package.json and the netlink
@@ -224,7 +228,7 @@ for (const [name, { entry, nodeFlags, env, standalone = false, cacheRun = versio
     // Escaped non-ASCII (esbuild's default, stated because the launcher relies on it).
     charset: 'ascii',
     // A standalone program takes nothing from node_modules along.
-    external: standalone ? [] : ['netlink'],
+    external: standalone ? [] : ['netlink', 'raw-socket'],
     plugins: [lazyHelpModules, lazyModules(lazy)],
     define: { 'import.meta.url': '__weftBundleUrl', ...PRODUCTION },
     banner: { js: "var __weftBundleUrl = require('node:url').pathToFileURL(__filename).href;" },

@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(etcd-server etcd-client iproute2 iptables iputils-ping procps openssl iperf3 "$@")
+# g++, make and python3: node-gyp builds raw-socket's addon (ICMP peer probes) during npm ci.
+packages=(etcd-server etcd-client iproute2 iptables iputils-ping procps openssl iperf3 g++ make python3 "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -99,6 +99,23 @@ describe('iptables rule planning (unit)', () => {
     expect(saved).to.not.include('FLANNEL-FWD');
   });
 
+  it("removes the other mode's rules once, at the first check; a failure is warned and does not hold the rules up", async () => {
+    const fake = new FakeIptables();
+    const warnings: string[] = [];
+    const log = { info: () => undefined, warn: (m: string) => warnings.push(m), error: () => undefined, debug: () => undefined } as unknown as Logger;
+    let calls = 0;
+    const removeOther = async (): Promise<boolean> => {
+      calls++;
+      throw new Error('nft: Operation not permitted');
+    };
+    const rules = new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true }, { intervalMs: 50, runner: fake, removeOther, log });
+    expect(await rules.ensure()).to.equal(true);
+    expect(rules.inPlace).to.equal(true);
+    await rules.ensure();
+    expect(calls).to.equal(1);
+    expect(warnings).to.deep.equal(['could not remove the nftables rules of an earlier run: nft: Operation not permitted']);
+  });
+
   it('deletes older rule variants that carry flannel\'s comment', () => {
     const saved = parseIptablesSave('*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 10.244.0.0/16 -m comment --comment "flanneld masq" -j MASQUERADE\nCOMMIT\n*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n');
     const payload = planRepair(saved, desiredRuleSets({ network: N, subnet: S, ipMasq: true, forwardRules: false }))!;

@@ -11,7 +11,7 @@ const ME = '198.18.0.1';
 
 function lease(cidr: string, publicIP: string, etcdLeaseId = '5'): Lease {
   const subnet = Subnet.parse(cidr);
-  return { subnet, ipv6Subnet: null, attrs: { PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan' }, key: subnetKey(P, subnet), etcdLeaseId, modRevision: '1' };
+  return { subnet, ipv6Subnet: null, attrs: { PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan' }, key: subnetKey(P, subnet), etcdLeaseId, modRevision: '1', createRevision: '1' };
 }
 
 describe('subnet allocation (pure)', () => {

@@ -5,8 +5,12 @@
  * running weftd.
  */
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { Cluster, WEFTD } from './harness/cluster.js';
+import { eventually } from './harness/netns.js';
+import type { NodeStatus } from '../daemon/status.js';
 
 describe('packaging: the shipped weftd @real', function () {
   this.timeout(120_000);
@@ -45,5 +49,17 @@ describe('packaging: the shipped weftd @real', function () {
     const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
     expect(cmdline).to.include('--max-semi-space-size=1');
     expect(environ).to.include.members(['MALLOC_MMAP_THRESHOLD_=131072', 'MALLOC_TRIM_THRESHOLD_=1048576', 'MALLOC_ARENA_MAX=2']);
+  });
+
+  it('raw-socket\'s addon, built by npm into node_modules and left out of the bundle, is what the shipped weftd probes with', async () => {
+    const bundle = new URL('../bin/weftd-bundle.cjs', import.meta.url);
+    // raw-socket's index.js (which requires ./build/Release/raw.node) bundled in would name its SocketWrap.
+    expect(readFileSync(bundle, 'latin1')).not.to.contain('SocketWrap');
+    const pkg = createRequire(bundle).resolve('raw-socket/package.json');
+    expect(existsSync(join(dirname(pkg), 'build', 'Release', 'raw.node')), 'the addon npm ci built').to.equal(true);
+    const h1 = cluster.node(1);
+    const probes = async () => (JSON.parse((await h1.http('/status')).body) as NodeStatus).probes;
+    await eventually(async () => (await probes())?.method != null, 15_000, 'probing started');
+    expect(await probes()).to.include({ method: 'icmp', fallbackReason: null });
   });
 });

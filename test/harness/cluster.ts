@@ -66,9 +66,12 @@ export class WeftNode {
   /**
    * Starts weftd inside this host's namespace, configured like an operator
    * would: a config file (this node's etcd, interface, files, health port)
-   * plus any extra flags, which override the file.
+   * plus any extra flags, which override the file. `launcher`: a command
+   * weftd is started through, e.g. `['setpriv', '--bounding-set', '-net_raw']`
+   * for a weftd without CAP_NET_RAW (it must exec weftd, so that the PID
+   * stays weftd's).
    */
-  start(extraArgs: readonly string[] = []): void {
+  start(extraArgs: readonly string[] = [], launcher: readonly string[] = []): void {
     if (this.running) throw new Error(`weftd on h${this.index} is already running`);
     writeFileSync(
       this.configFile,
@@ -85,7 +88,8 @@ export class WeftNode {
       ].join('\n'),
     );
     const out = openSync(this.logFile, 'a');
-    this.proc = this.ns.spawn(WEFTD, ['--config', this.configFile, ...extraArgs]);
+    const [cmd, ...args] = [...launcher, WEFTD, '--config', this.configFile, ...extraArgs];
+    this.proc = this.ns.spawn(cmd!, args);
     this.proc.stdout?.on('data', (d: Buffer) => appendSync(out, d));
     this.proc.stderr?.on('data', (d: Buffer) => appendSync(out, d));
     this.proc.once('exit', () => closeSync(out));
