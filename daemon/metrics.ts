@@ -10,6 +10,8 @@ export interface MetricSources {
   watchResyncs(): number;
   leasesSkipped(): number;
   etcdConnected(): boolean;
+  /** Seconds etcd has been out of reach; 0 while connected. */
+  etcdUnreachableSeconds?(): number;
   entriesProgrammed(): number;
   iptablesRepairs(): number;
   /** Kernel notifications that contradicted what weft wants (the backend's `driftEvents`). */
@@ -89,7 +91,8 @@ export class WeftMetrics {
     gauge('weft_peers', 'Peer leases known (valid, excluding this node)', () => sources.peers());
     total('weft_watch_resyncs_total', 'Times the lease watch re-listed etcd (compaction, cancelled watch)', () => sources.watchResyncs());
     total('weft_leases_skipped_total', 'Malformed lease values skipped', () => sources.leasesSkipped());
-    gauge('weft_etcd_connected', '1 when the last etcd call succeeded', () => (sources.etcdConnected() ? 1 : 0));
+    gauge('weft_etcd_connected', '1 when the last etcd call succeeded and the watch is alive', () => (sources.etcdConnected() ? 1 : 0));
+    gauge('weft_etcd_unreachable_seconds', 'How long etcd has been out of reach (0 while connected)', () => sources.etcdUnreachableSeconds?.() ?? 0);
     gauge('weft_kernel_entries_programmed', 'Kernel entries (neighbours, FDB entries, routes) weft holds for its peers', () => sources.entriesProgrammed());
     total('weft_iptables_repairs_total', 'Times the iptables rules had to be restored', () => sources.iptablesRepairs());
     total('weft_kernel_drift_events_total', 'Kernel notifications that showed weft\'s entries or device changed outside weft (each burst starts one repair pass)', () => sources.kernelDriftEvents());

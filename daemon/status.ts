@@ -19,6 +19,8 @@ export interface NodeStatus {
   readonly entriesProgrammed: number;
   readonly lastReconcile: { readonly at: string; readonly full: boolean; readonly seconds: number; readonly failed: number } | null;
   readonly etcd: string;
+  /** While etcd is out of reach: since when (ISO time) and for how long; null while connected. */
+  readonly etcdUnreachable: { readonly since: string; readonly seconds: number } | null;
   /** The traffic rules keeper: `mode` iptables or nftables (EnableNFTables); `backing` as iptables-save names it (null before any table exists); the current wait between checks. */
   readonly iptables: { readonly mode: 'iptables' | 'nftables'; readonly inPlace: boolean; readonly backing: 'nf_tables' | 'legacy' | null; readonly checkPeriodSeconds: number; readonly repairs: number } | null;
   readonly probes: {

@@ -76,6 +76,7 @@ export class Weftd {
       leasesSkipped: () => this.watcher?.skipped ?? 0,
       kernelDriftEvents: () => this.network?.stats().driftEvents ?? 0,
       etcdConnected: () => this.registry?.state === 'connected',
+      etcdUnreachableSeconds: () => this.etcdUnreachable()?.seconds ?? 0,
       iptablesRepairs: () => this.traffic?.repairs ?? 0,
       entriesProgrammed: () => this.network?.stats().entries ?? 0,
       ready: () => this.ready(),
@@ -87,7 +88,19 @@ export class Weftd {
 
   /** Lease held AND the first full reconcile done. */
   ready(): boolean {
-    return this.manager?.state === 'held' && this.backendReady && this.traffic?.inPlace === true;
+    return this.leaseValid() && this.backendReady && this.traffic?.inPlace === true;
+  }
+
+  /**
+   * The lease is held, or being renewed with time left: a keepalive that fails
+   * during an etcd outage does not end a lease that etcd still keeps, so it
+   * does not make the node unready.
+   */
+  private leaseValid(): boolean {
+    const m = this.manager;
+    if (m?.state === 'held') return true;
+    const left = m?.ttlRemaining;
+    return m?.state === 'renewing' && (left === null || (left !== undefined && left > 0));
   }
 
   /** Runs until `signal` aborts. Throws only for errors an operator must fix (bad options, bind failure). */
@@ -320,6 +333,7 @@ export class Weftd {
       entriesProgrammed: this.network?.stats().entries ?? 0,
       lastReconcile: this.lastPass,
       etcd: this.registry?.state ?? 'unknown',
+      etcdUnreachable: this.etcdUnreachable(),
       iptables: this.traffic && {
         mode: this.traffic.kind,
         inPlace: this.traffic.inPlace,
@@ -338,6 +352,12 @@ export class Weftd {
     };
   }
 
+  /** Since when and how long etcd has been out of reach; null while connected. */
+  private etcdUnreachable(): NodeStatus['etcdUnreachable'] {
+    const since = this.registry?.unreachableSince ?? null;
+    return since === null ? null : { since: new Date(since).toISOString(), seconds: Math.round((Date.now() - since) / 100) / 10 };
+  }
+
   /** Valid leases not programmed here: refused against the other leases (every node alike), or colliding with this node's networks. */
   private refusedLeases(): RefusedLease[] {
     const refused: RefusedLease[] = [...(this.watcher?.refusals() ?? [])];
@@ -350,7 +370,7 @@ export class Weftd {
   /** Why /readyz says no: the start-up phase, then the lease state, then the first reconcile. */
   private notReadyReason(): string {
     if (!this.manager || this.manager.state === 'acquiring') return this.phase;
-    if (this.manager.state !== 'held') return `lease ${this.manager.state}`;
+    if (!this.leaseValid()) return `lease ${this.manager.state}${this.manager.state === 'renewing' ? ' (expired)' : ''}`;
     if (!this.backendReady) return 'programming peers (first full reconcile)';
     return this.traffic?.inPlace ? '' : `installing ${this.traffic?.kind ?? 'iptables'} rules`;
   }

@@ -27,6 +27,7 @@ function node(probes: NodeStatus['probes']): NodeStatus {
     entriesProgrammed: 3,
     lastReconcile: null,
     etcd: 'connected',
+    etcdUnreachable: null,
     iptables: null,
     probes,
     refused: [],
@@ -57,5 +58,14 @@ describe('weftctl status', () => {
     const unsaid = statusReport('u', node({ method: null, fallbackReason: null, round: null, peers: [] }), kernel, NOW).text;
     expect(unsaid).to.contain('\npeer health: no peer probed yet');
     expect(statusReport('u', node(null), kernel, NOW).text).to.contain('peer health: probing off (--probe-interval 0)');
+  });
+
+  it('says how long etcd has been out of reach, and that the kernel keeps the peers meanwhile', () => {
+    const etcdRow = (s: NodeStatus) => statusReport('u', s, kernel, NOW).text.split('\n').find((l) => l.startsWith('etcd'));
+    expect(etcdRow(node(null))).to.equal('etcd       connected');
+    const cut = { ...node(null), etcd: 'unreachable', etcdUnreachable: { since: '2026-01-01T00:00:00.000Z', seconds: 75.3 } };
+    expect(etcdRow(cut)).to.equal('etcd       UNREACHABLE for 1m15s (since 2026-01-01T00:00:00.000Z); the kernel keeps every peer entry');
+    // A node still ready: an outage alone does not fail the report while the lease is valid.
+    expect(statusReport('u', cut, kernel, NOW).exitCode).to.equal(0);
   });
 });

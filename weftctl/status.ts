@@ -46,7 +46,7 @@ export function statusReport(url: string, s: NodeStatus, k: KernelView, now = Da
     ['underlay', s.underlay ? `${s.underlay.name} mtu ${s.underlay.mtu}` : '-'],
     ['peers', `${s.peers} known, ${s.entriesProgrammed} kernel entries programmed`],
     ['reconcile', s.lastReconcile ? `last ${s.lastReconcile.full ? 'full' : 'delta'} pass ${ago(s.lastReconcile.at, now)}, ${(s.lastReconcile.seconds * 1000).toFixed(1)} ms, ${s.lastReconcile.failed} failed` : 'none yet'],
-    ['etcd', s.etcd],
+    ['etcd', s.etcdUnreachable ? `UNREACHABLE for ${formatSeconds(s.etcdUnreachable.seconds)} (since ${s.etcdUnreachable.since}); the kernel keeps every peer entry` : s.etcd],
     ['ip_forward', k.ipForward ?? '?'],
   ];
   const parts = [rows.map(([a, b]) => `${a.padEnd(11)}${b}`).join('\n')];
