@@ -10,7 +10,7 @@
 import yargs from 'yargs';
 import { isWeftError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
-import { WEFT_VERSION, codeCacheState } from '../common/version.js';
+import { WEFT_VERSION, codeCacheState, launchNote } from '../common/version.js';
 import { NetlinkKernel } from '../kernel/kernel-netlink.js';
 import { createBackends } from '../backend/registry.js';
 import { dockerOptsCommand } from '../lease/docker-opts.js';
@@ -23,7 +23,7 @@ import { systemdNotifier } from './sd-notify.js';
 async function runDaemon(argv: string[]): Promise<number> {
   const options = await parseWeftdOptions(argv);
   const log = createLogger({ level: options.logLevel, format: options.logFormat });
-  log.info(`weftd ${WEFT_VERSION} starting (Node ${process.version}; options read ${Math.round(performance.now())} ms after process start, code cache ${codeCacheState()})`);
+  log.info(`weftd ${WEFT_VERSION} starting (Node ${process.version}; options read ${Math.round(performance.now())} ms after process start, code cache ${codeCacheState()}${launchNote()})`);
   for (const note of options.ignoredFlags ?? []) log.warn(`flanneld flag accepted without effect: ${note}`);
   // Under a Type=notify unit: READY=1, STATUS=, STOPPING=1 and the watchdog (daemon/sd-notify.ts).
   const notify = systemdNotifier(process.env, log);
