@@ -50,7 +50,7 @@ function readCache(file) {
 const RELAUNCH_MARK = 'WEFT_RELAUNCHED';
 
 /**
- * Replaces this process with `file` (argv, env), keeping its PID. Node 23.11+
+ * Replaces this process with `file` (argv, env), keeping its PID. Node 22.15+
  * has process.execve; on older Node the libc call goes through koffi (a
  * dependency of weft's, loaded only here and for sd_notify). Throws if the
  * exec fails; the process then carries on as it is.

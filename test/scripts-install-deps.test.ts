@@ -153,7 +153,7 @@ describe('install-deps.sh: one line per step, the machine left as found', () => 
     ['SIGTERM to the script alone (apt-get is left to finish first)', 'SIGTERM', 143],
   ] as const) {
     it(`interrupted by ${how}: policy file removed once apt has stopped, log named and kept`, async () => {
-      const b = make({ installed: '', apt: 'hang', hang: sig === 'SIGTERM' ? 1 : 30 });
+      const b = make({ installed: '', apt: 'hang', hang: sig === 'SIGTERM' ? 1 : 5 });
       const child = spawn('bash', [SCRIPT], { env: b.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
