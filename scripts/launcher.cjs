@@ -109,4 +109,4 @@ function launch(name, { nodeFlags = [], env = {} } = {}) {
   runBundle(script, bundle);
 }
 
-module.exports = { compileBundle, runBundle, launch, RELAUNCH_MARK };
+module.exports = { compileBundle, runBundle, launch };
