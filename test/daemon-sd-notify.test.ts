@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../common/log.js';
 import { parseNotifySocket, sockaddrUn, systemdNotifier, watchdogIntervalMs } from '../daemon/sd-notify.js';
-import { Cluster } from './harness/cluster.js';
+import { Cluster, WEFTD } from './harness/cluster.js';
 import { NotifySocket } from './harness/notify-socket.js';
 
 describe('sd-notify: NOTIFY_SOCKET and the watchdog variables', () => {
@@ -146,6 +146,8 @@ describe('sd-notify: a real weftd under a Type=notify unit with a watchdog @real
     expect(statuses, 'what weftd waited for').to.include.members(['STATUS=not ready: waiting for a valid network config in etcd', 'STATUS=not ready: acquiring a subnet lease']);
     expect(socket.messages[readyAt]).to.match(/^READY=1\nSTATUS=ready: lease 10\.244\.\d+\.0\/24 held and peers programmed$/);
     expect(socket.messages.filter((m) => m.includes('READY=1')), 'READY=1 once').to.have.length(1);
+    // What NotifyAccess=main (the default) requires: every message from the unit's main process itself.
+    expect([...new Set(socket.senders)], 'sender PIDs').to.deep.equal([h1.pid]);
 
     // 1 s watchdog: fed every 0.5 s.
     const fed = socket.messages.filter((m) => m === 'WATCHDOG=1').length;
@@ -157,6 +159,16 @@ describe('sd-notify: a real weftd under a Type=notify unit with a watchdog @real
     expect(code).to.equal(0);
     socket.drain();
     expect(socket.messages).to.include('STOPPING=1\nSTATUS=stopping (kernel state and lease are kept)');
+  });
+
+  it('started as `node dist/bin/weftd.cjs` (relaunched in place), weftd still notifies from the PID systemd started', async () => {
+    const h1 = cluster.node(1);
+    socket.messages.length = 0;
+    socket.senders.length = 0;
+    h1.start([], { env: { NOTIFY_SOCKET: socket.env }, launch: [process.execPath, WEFTD] });
+    await socket.waitFor((m) => m.split('\n').includes('READY=1'), 30_000, 'READY=1');
+    expect([...new Set(socket.senders)]).to.deep.equal([h1.pid]);
+    await h1.stop('SIGTERM');
   });
 
   it('a watchdog meant for another process (WATCHDOG_PID) is not fed', async () => {
