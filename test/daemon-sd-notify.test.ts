@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../common/log.js';
 import { parseNotifySocket, sockaddrUn, systemdNotifier, watchdogIntervalMs } from '../daemon/sd-notify.js';
-import { Cluster, WEFTD } from './harness/cluster.js';
+import { Cluster } from './harness/cluster.js';
 import { NotifySocket } from './harness/notify-socket.js';
 
 describe('sd-notify: NOTIFY_SOCKET and the watchdog variables', () => {
@@ -138,7 +138,7 @@ describe('sd-notify: a real weftd under a Type=notify unit with a watchdog @real
 
   it('STATUS= says what weftd waits for, READY=1 comes when /readyz turns ready, WATCHDOG=1 at half the period, STOPPING=1 on SIGTERM', async () => {
     const h1 = cluster.node(1);
-    h1.start([], { env: { NOTIFY_SOCKET: socket.env, WATCHDOG_USEC: '1000000' } });
+    h1.start([], [], { NOTIFY_SOCKET: socket.env, WATCHDOG_USEC: '1000000' });
     const readyAt = await socket.waitFor((m) => m.split('\n').includes('READY=1'), 30_000, 'READY=1');
     expect((await h1.http('/readyz')).status, '/readyz once READY=1 is sent').to.equal(200);
     const before = socket.messages.slice(0, readyAt);
@@ -165,7 +165,7 @@ describe('sd-notify: a real weftd under a Type=notify unit with a watchdog @real
     const h1 = cluster.node(1);
     socket.messages.length = 0;
     socket.senders.length = 0;
-    h1.start([], { env: { NOTIFY_SOCKET: socket.env }, launch: [process.execPath, WEFTD] });
+    h1.start([], [process.execPath], { NOTIFY_SOCKET: socket.env });
     await socket.waitFor((m) => m.split('\n').includes('READY=1'), 30_000, 'READY=1');
     expect([...new Set(socket.senders)]).to.deep.equal([h1.pid]);
     await h1.stop('SIGTERM');
@@ -174,7 +174,7 @@ describe('sd-notify: a real weftd under a Type=notify unit with a watchdog @real
   it('a watchdog meant for another process (WATCHDOG_PID) is not fed', async () => {
     const h1 = cluster.node(1);
     socket.messages.length = 0;
-    h1.start([], { env: { NOTIFY_SOCKET: socket.env, WATCHDOG_USEC: '200000', WATCHDOG_PID: '1' } });
+    h1.start([], [], { NOTIFY_SOCKET: socket.env, WATCHDOG_USEC: '200000', WATCHDOG_PID: '1' });
     await socket.waitFor((m) => m.split('\n').includes('READY=1'), 30_000, 'READY=1');
     await sleep(500);
     socket.drain();
