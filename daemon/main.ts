@@ -10,7 +10,7 @@
 import yargs from 'yargs';
 import { isWeftError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
-import { WEFT_VERSION, codeCacheState } from '../common/version.js';
+import { WEFT_VERSION, codeCacheState, launchNote } from '../common/version.js';
 import { NetlinkKernel } from '../kernel/kernel-netlink.js';
 import { createBackends } from '../backend/registry.js';
 import { dockerOptsCommand } from '../lease/docker-opts.js';
@@ -18,12 +18,15 @@ import { iptablesRunner, removeTrafficRules } from '../kernel/iptables.js';
 import { isToolMissing, removeNftTables } from '../kernel/nftables.js';
 import { parseWeftdOptions } from '../common/options.js';
 import { Weftd } from './weftd.js';
+import { systemdNotifier } from './sd-notify.js';
 
 async function runDaemon(argv: string[]): Promise<number> {
   const options = await parseWeftdOptions(argv);
   const log = createLogger({ level: options.logLevel, format: options.logFormat });
-  log.info(`weftd ${WEFT_VERSION} starting (Node ${process.version}; options read ${Math.round(performance.now())} ms after process start, code cache ${codeCacheState()})`);
+  log.info(`weftd ${WEFT_VERSION} starting (Node ${process.version}; options read ${Math.round(performance.now())} ms after process start, code cache ${codeCacheState()}${launchNote()})`);
   for (const note of options.ignoredFlags ?? []) log.warn(`flanneld flag accepted without effect: ${note}`);
+  // Under a Type=notify unit: READY=1, STATUS=, STOPPING=1 and the watchdog (daemon/sd-notify.ts).
+  const notify = systemdNotifier(process.env, log);
   const controller = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -33,13 +36,14 @@ async function runDaemon(argv: string[]): Promise<number> {
       process.exit(1);
     }
     log.info(`${sig}: stopping (kernel state and lease are kept)`);
+    notify?.send('STOPPING=1\nSTATUS=stopping (kernel state and lease are kept)');
     controller.abort();
     // Stopping must not hang on a slow etcd or kernel call.
     setTimeout(() => process.exit(0), 2000).unref();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  const weftd = new Weftd({ options, log, backends: createBackends(), kernel: new NetlinkKernel() });
+  const weftd = new Weftd({ options, log, backends: createBackends(), kernel: new NetlinkKernel(), notify });
   try {
     await weftd.run(controller.signal);
     log.info('stopped');
@@ -48,6 +52,8 @@ async function runDaemon(argv: string[]): Promise<number> {
     if (controller.signal.aborted && isWeftError(err, 'WEFT_ERR_ABORTED')) return 0;
     log.error(`weftd failed: ${(err as Error).message}`, isWeftError(err) ? { code: err.code } : {});
     return isWeftError(err, 'WEFT_ERR_OPTION_INVALID') ? 2 : 1;
+  } finally {
+    notify?.close();
   }
 }
 

@@ -27,6 +27,7 @@ import type { WeftdOptions } from '../common/options.js';
 import { readPreviousSubnet, writeSubnetFile } from '../lease/subnet-file.js';
 import { ensureSysctl } from './sysctl.js';
 import { discoverUnderlay, type Underlay } from '../kernel/underlay.js';
+import type { Notifier } from './sd-notify.js';
 
 export interface WeftdDeps {
   readonly options: WeftdOptions;
@@ -35,6 +36,8 @@ export interface WeftdDeps {
   readonly backends: ReadonlyMap<string, Backend>;
   /** The kernel port (rtnetlink in production), with its nf_tables subscription for the iptables keeper. */
   readonly kernel: Kernel & NftMonitor;
+  /** systemd's notify socket (daemon/sd-notify.ts): READY=1 and STATUS= lines follow /readyz. */
+  readonly notify?: Notifier | null;
 }
 
 /**
@@ -61,6 +64,9 @@ export class Weftd {
   /** Start-up phase, for /readyz until the lease manager takes over. */
   private phase = 'starting';
   private wasReady = false;
+  /** The last STATUS= sent to systemd, and whether READY=1 was. */
+  private notifiedStatus = '';
+  private notifiedReady = false;
   private backendReady = false;
   readonly metrics: WeftMetrics;
 
@@ -124,7 +130,7 @@ export class Weftd {
     const o = this.options;
     this.registry = new EtcdRegistry(createEtcdClient(etcdConnection(o)), o.etcdPrefix, this.log);
 
-    this.phase = 'waiting for a valid network config in etcd';
+    this.setPhase('waiting for a valid network config in etcd');
     const config = (this.config = await this.waitForConfig(signal));
     const backend = backendFor(this.deps.backends, config.backend.type);
     // Asked for now, the listing of every lease (the slowest read at scale) comes while the
@@ -135,7 +141,7 @@ export class Weftd {
     this.underlay = await discoverUnderlay(this.deps.kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp });
     this.log.info(`underlay ${this.underlay.name} (${this.underlay.address}, mtu ${this.underlay.mtu}), public IP ${this.underlay.publicIP}`);
 
-    this.phase = 'setting up the backend device';
+    this.setPhase('setting up the backend device');
     this.network = await backend.register({
       publicIP: this.underlay.publicIP,
       iface: { name: this.underlay.name, mtu: this.underlay.mtu },
@@ -169,7 +175,7 @@ export class Weftd {
       log: this.log,
     });
     this.manager.on('state', () => this.noteReadiness());
-    this.phase = 'acquiring a subnet lease';
+    this.setPhase('acquiring a subnet lease');
     const acquired = await this.manager.acquireWithListing(signal, { prefetched: listing });
     const lease = acquired.lease;
     this.log.info(`holding lease ${lease.subnet} (${lease.etcdLeaseId === '0' ? 'reservation' : `etcd lease ${lease.etcdLeaseId}`})`);
@@ -378,9 +384,28 @@ export class Weftd {
   /** Logs readiness when it changes; called on the events that can change it (no polling). */
   private noteReadiness(): void {
     const ready = this.ready();
+    this.notifyStatus(ready);
     if (ready === this.wasReady) return;
     this.wasReady = ready;
     this.log.info(ready ? 'ready: lease held and peers programmed' : `not ready: ${this.notReadyReason()}`);
+  }
+
+  private setPhase(phase: string): void {
+    this.phase = phase;
+    this.notifyStatus(this.ready());
+  }
+
+  /** Tells systemd what weftd waits for (STATUS=), and READY=1 the first time /readyz turns ready. */
+  private notifyStatus(ready: boolean): void {
+    const notify = this.deps.notify;
+    if (!notify) return;
+    const lease = this.manager?.lease;
+    const status = ready ? `ready: lease ${lease?.subnet.toString() ?? ''} held and peers programmed` : `not ready: ${this.notReadyReason()}`;
+    if (status === this.notifiedStatus) return;
+    this.notifiedStatus = status;
+    const first = ready && !this.notifiedReady;
+    if (first) this.notifiedReady = true;
+    notify.send(first ? `READY=1\nSTATUS=${status}` : `STATUS=${status}`);
   }
 
   private async waitForConfig(signal: AbortSignal): Promise<NetworkConfig> {

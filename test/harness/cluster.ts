@@ -68,10 +68,11 @@ export class WeftNode {
    * would: a config file (this node's etcd, interface, files, health port)
    * plus any extra flags, which override the file. `launcher`: a command
    * weftd is started through, e.g. `['setpriv', '--bounding-set', '-net_raw']`
-   * for a weftd without CAP_NET_RAW (it must exec weftd, so that the PID
-   * stays weftd's).
+   * for a weftd without CAP_NET_RAW, or `[process.execPath]` for `node
+   * dist/bin/weftd.cjs` (it must exec weftd, so that the PID stays weftd's).
+   * `env` adds to the environment.
    */
-  start(extraArgs: readonly string[] = [], launcher: readonly string[] = []): void {
+  start(extraArgs: readonly string[] = [], launcher: readonly string[] = [], env: NodeJS.ProcessEnv = {}): void {
     if (this.running) throw new Error(`weftd on h${this.index} is already running`);
     writeFileSync(
       this.configFile,
@@ -87,7 +88,7 @@ export class WeftNode {
         '',
       ].join('\n'),
     );
-    this.spawnWeftd(['--config', this.configFile, ...extraArgs], undefined, launcher);
+    this.spawnWeftd(['--config', this.configFile, ...extraArgs], { ...process.env, ...env }, launcher);
   }
 
   /**
