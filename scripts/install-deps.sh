@@ -74,5 +74,11 @@ if ! command -v node >/dev/null || ! node -e 'const [a,b]=process.versions.node.
   echo "weft needs Node.js >= 20.19 (found: $(node --version 2>/dev/null || echo none))" >&2
   exit 1
 fi
-step "npm ci" npm ci --no-audit --no-fund --loglevel=error
+# node-gyp builds raw-socket against the running Node's headers; Debian's nodejs ships them under /usr, so
+# nothing is downloaded (npm would otherwise fetch them from the Node.js site, which CI cannot reach).
+nodedir=()
+if [ -z "${npm_config_nodedir:-}" ] && [ -f "$(dirname "$(dirname "$(command -v node)")")/include/node/node.h" ]; then
+  nodedir=(--nodedir="$(dirname "$(dirname "$(command -v node)")")")
+fi
+step "npm ci" npm ci --no-audit --no-fund --loglevel=error "${nodedir[@]}"
 state=done
