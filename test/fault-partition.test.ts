@@ -61,11 +61,7 @@ describe('fault injection: a silent partition between a node and etcd @real', fu
     h1().start(H1_ARGS);
     h2().start(WEFTD_ARGS);
     await Promise.all([h1().waitReady(), h2().waitReady()]);
-    pod1 = await Pod.attach(h1(), 1);
-    pod2 = await Pod.attach(h2(), 1);
-    const warmup = pod1.ping(pod2.ip);
-    await warmup.waitReplies(3);
-    await warmup.stop();
+    [pod1, pod2] = await Pod.pair(h1(), h2());
   });
   after(async () => {
     if (partitioned) await partition(h1(), false).catch(() => undefined);

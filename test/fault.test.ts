@@ -40,11 +40,7 @@ describe('fault injection: traffic survives, state converges @real', function ()
     nftables = (await cluster.node(1).ns.exec('iptables', '--version')).includes('nf_tables');
     for (const n of cluster.nodes) n.start(WEFTD_ARGS);
     await Promise.all(cluster.nodes.map((n) => n.waitReady()));
-    pod1 = await Pod.attach(h1(), 1);
-    pod2 = await Pod.attach(h2(), 1);
-    const warmup = pod1.ping(pod2.ip);
-    await warmup.waitReplies(3);
-    await warmup.stop();
+    [pod1, pod2] = await Pod.pair(h1(), h2());
   });
   after(async () => {
     await pod1?.delete();

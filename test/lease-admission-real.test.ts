@@ -62,11 +62,7 @@ describe('nothing from etcd can hurt a node: refused leases, under a continuous 
     cluster = await Cluster.create({ hosts: 3, networkConfig: '{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}' });
     for (const n of [h1(), h2()]) n.start(['--bridge', 'weft0']);
     await Promise.all([h1().waitReady(), h2().waitReady()]);
-    pod1 = await Pod.attach(h1(), 1);
-    pod2 = await Pod.attach(h2(), 1);
-    const warm = pod1.ping(pod2.ip);
-    await warm.waitReplies(3);
-    await warm.stop();
+    [pod1, pod2] = await Pod.pair(h1(), h2());
   });
   after(async () => {
     await pod1?.delete();

@@ -30,6 +30,15 @@ export class Pod {
     return new Pod(ns, ip);
   }
 
+  /** A pod on each of two nodes, returned once traffic flows between them (three replies). */
+  static async pair(a: WeftNode, b: WeftNode): Promise<[Pod, Pod]> {
+    const pods: [Pod, Pod] = [await Pod.attach(a, 1), await Pod.attach(b, 1)];
+    const warmup = pods[0].ping(pods[1].ip);
+    await warmup.waitReplies(3);
+    await warmup.stop();
+    return pods;
+  }
+
   /** Starts a continuous ping (every `intervalMs`) to `target` from inside the pod. */
   ping(target: string, intervalMs = 50): PingStream {
     return new PingStream(this.ns.spawn('ping', ['-n', '-i', String(intervalMs / 1000), '-W', '1', target]), intervalMs);
