@@ -135,8 +135,9 @@ export interface WatchProgress {
 interface WatchManagerInternals {
   state: number;
   stream?: { write(request: unknown): boolean };
-  watchers: EventEmitter[];
+  watchers: Array<EventEmitter & { id: string | null }>;
   handleResponse(res: { watch_id: string | number }): void;
+  handleCreatedResponse(res: { canceled?: boolean }): void;
 }
 
 /** etcd3's WatchManager state `Connected`. */
@@ -155,6 +156,11 @@ const PROGRESS_PENDING_MS = 1000;
  * writes the request on its stream (once for all its watchers while one is
  * pending). Null when the watcher is not etcd3's or
  * etcd3's internals changed: the watch then runs without a liveness check.
+ *
+ * The same lesson makes the manager drop a response for a watch it no longer
+ * holds (a cancel or an event that crossed weft's own cancel and re-list,
+ * after etcd cancelled a compacted watch): etcd3 throws on one from inside
+ * its stream handler, where nothing can catch it, and the process would end.
  */
 export function watchProgress(watcher: Watcher | EventEmitter): WatchProgress | null {
   const manager = (watcher as unknown as { manager?: Partial<WatchManagerInternals> }).manager;
@@ -163,10 +169,22 @@ export function watchProgress(watcher: Watcher | EventEmitter): WatchProgress | 
     progressAsked.set(manager, 0);
     const original = manager.handleResponse;
     manager.handleResponse = function (this: WatchManagerInternals, res) {
-      if (String(res.watch_id) !== '-1') return original.call(this, res);
-      progressAsked.set(this, 0);
-      for (const w of [...this.watchers]) w.emit('progress', res);
+      if (String(res.watch_id) === '-1') {
+        progressAsked.set(this, 0);
+        for (const w of [...this.watchers]) w.emit('progress', res);
+        return;
+      }
+      if (!this.watchers.some((w) => w.id === res.watch_id)) return; // a watch let go of already
+      original.call(this, res);
     };
+    const originalCreated = manager.handleCreatedResponse;
+    if (typeof originalCreated === 'function') {
+      manager.handleCreatedResponse = function (this: WatchManagerInternals, res) {
+        // A refused creation with no creation pending answers a watch let go of already.
+        if (res.canceled && !this.watchers.some((w) => w.id === null)) return;
+        originalCreated.call(this, res);
+      };
+    }
   }
   return {
     request: () => {

@@ -55,6 +55,26 @@ describe('watchProgress on etcd3\'s own watch manager', () => {
     expect(seen.filter((s) => s === 'a progress')).to.have.length(2);
   });
 
+  it('drops a response for a watch the manager no longer holds, which etcd3 would throw on from inside its stream handler', async () => {
+    const stream = new StandInStream();
+    const manager = new WatchManager({ watch: async () => stream } as never, new ExponentialBackoff() as never);
+    const watcher = new Watcher(manager, new NSApplicator(Buffer.alloc(0)), { key: Buffer.from('/a') });
+    expect(watchProgress(watcher)).to.not.equal(null);
+    await sleep(5);
+    stream.emit('data', { created: true, watch_id: '0', header: { revision: '5' }, events: [] });
+    const seen: string[] = [];
+    watcher.on('data', () => seen.push('data'));
+    // An event and a cancel for watch 7, which this manager does not hold, then a refused creation nobody waits for.
+    expect(() => stream.emit('data', { created: false, canceled: false, watch_id: '7', header: { revision: '6' }, events: [] })).to.not.throw();
+    expect(() => stream.emit('data', { created: false, canceled: true, watch_id: '7', header: { revision: '6' }, events: [] })).to.not.throw();
+    expect(() => stream.emit('data', { created: true, canceled: true, watch_id: '8', header: { revision: '6' }, events: [] })).to.not.throw();
+    stream.emit('data', { created: false, canceled: false, watch_id: '0', header: { revision: '7' }, events: [] });
+    expect(seen).to.deep.equal(['data']);
+    // Unpatched, etcd3 throws on the same response: the lesson is needed.
+    const bare = new WatchManager({ watch: async () => new StandInStream() } as never, new ExponentialBackoff() as never);
+    expect(() => (bare as unknown as { handleResponse(r: unknown): void }).handleResponse({ watch_id: '7', canceled: false, events: [] })).to.throw(/Failed to find watcher/);
+  });
+
   it('is null for a watcher that is not etcd3\'s: such a watch runs without a liveness check', () => {
     expect(watchProgress(new EventEmitter())).to.equal(null);
   });
