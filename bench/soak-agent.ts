@@ -50,7 +50,10 @@ serve(
     },
     compact: async () => {
       const res = await client.getAll().prefix('/').limit(1).exec();
-      await client.kv.compact({ revision: res.header.revision, physical: true });
+      // Two compactions in one round: the second finds the revision compacted already, which is what it wanted.
+      await client.kv.compact({ revision: res.header.revision, physical: true }).catch((err: Error) => {
+        if (!/has been compacted/.test(err.message)) throw err;
+      });
       return String(res.header.revision);
     },
   },

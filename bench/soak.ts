@@ -35,7 +35,7 @@ const WEFTCTL = fileURLToPath(new URL('../bin/weftctl.cjs', import.meta.url));
 /** Every kernel must equal its desired state this soon after a round goes quiet. */
 export const QUIET_LIMIT_MS = 2000;
 /** How long a late convergence is still waited for, to say whether it came at all. */
-const LATE_LIMIT_MS = 20_000;
+const LATE_LIMIT_MS = 10_000;
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -89,7 +89,7 @@ async function run(soak: SoakCluster): Promise<number> {
   while (Date.now() - start < seconds * 1000) {
     const plan = planRound(rng, kinds, soak.live());
     rounds++;
-    log(`round ${rounds}: ${plan.map((f) => `${f.kind}${f.host !== null ? ` h${f.host}` : ''}${f.peer !== null ? `->h${f.peer}` : ''} @${f.atMs}ms`).join(', ')}`);
+    log(`round ${rounds}: ${plan.map((f) => `${f.kind}${f.host !== null ? ` h${f.host}` : ''}${f.peer !== null ? `->h${f.peer}` : ''} at +${f.atMs} ms${f.durationMs ? ` for ${f.durationMs} ms` : ''}`).join(', ')}`);
     await Promise.all(
       plan.map(async (f) => {
         await sleep(f.atMs);
@@ -153,7 +153,10 @@ async function monitorLoop(soak: SoakCluster, done: () => boolean): Promise<void
     for (const h of soak.hosts.values()) {
       if (!h.expectDown && !h.node.running && !h.exitReported) {
         h.exitReported = true;
-        violation('weftd-exit', `weftd on h${h.index} exited: ${h.node.logTail(3).replace(/\n/g, ' | ')}`);
+        const tail = h.node.logTail(60);
+        const cause = tail.split('\n').find((l) => /Error|error|WEFT_ERR|throw/.test(l)) ?? tail.split('\n').pop() ?? '';
+        violation('weftd-exit', `weftd on h${h.index} exited: ${cause.trim().slice(0, 400)}`);
+        console.log(tail.replace(/^/gm, `  h${h.index} | `));
       }
     }
     if (tick++ % 4 === 0) {
