@@ -122,6 +122,7 @@ async function quietCheck(soak: SoakCluster): Promise<void> {
     const ms = Date.now() - quiet;
     if (last.length === 0) {
       converge.push(ms);
+      log(`quiet: every kernel equals the leases ${ms} ms after the round ended`);
       if (ms > QUIET_LIMIT_MS) violation('converge', `kernels equal the leases ${ms} ms after the round went quiet (limit ${QUIET_LIMIT_MS} ms)`);
       return;
     }
