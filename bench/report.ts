@@ -342,12 +342,12 @@ export function soakSection(s: SoakResults): string {
     'Invariants, checked all along: no two valid leases overlap; no weftd exits but those the soak killed; no host loses',
     'a connected route of its own; every hand-made breakage is repaired within its limit; within 2 s of a round going',
     'quiet, every host\'s route, neighbour and FDB entries on `flannel.1` equal those its peers\' leases call for',
-    '(`bench/soak-check.ts`: every valid lease but the node\'s own, one over the node\'s own networks, one with a',
+    '(`bench/soak-check.ts`: every valid lease except the node\'s own, one over the node\'s own networks, one with a',
     'PublicIP inside the overlay or link-local, and the newer of two live leases with the same VtepMAC or PublicIP),',
     'and weft\'s iptables chains are in place; at the end `weftctl diff` agrees on every host. A lease the soak writes',
     'that no node may take is looked for in every kernel while it is held. A ping may be lost only inside the window of',
-    'a fault whose bound allows it (the table\'s *may lose*), up to 0.5 s after the repair was seen; any other loss is',
-    'a violation.',
+    'a fault whose bound allows it (the table\'s *pings may be lost on*), up to 0.5 s after the repair was seen (for a',
+    'link flap: the link up again and 1 s for ARP); any other loss is a violation.',
     '',
     `Results: \`${SOAK_RESULTS_FILE}\`. ${machineLine(s.machine)} Seed ${s.seed}, ${s.seconds} s of schedule (${s.ranSeconds} s with set-up and checks), ` +
       `${plural(s.hosts, 'host')}, ${plural(s.rounds, 'round')}.` +

@@ -23,6 +23,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { WeftError } from '../common/errors.js';
 import { teardownAll } from '../test/harness/netns.js';
 import { fmt, machine, median, table } from './cluster-stats.js';
 import { causeOf, lostSendTimes, overlappingLeases, type LossWindow } from './soak-check.js';
@@ -43,13 +44,33 @@ function arg(name: string): string | undefined {
 }
 const list = (s: string | undefined): string[] | null => (s === undefined ? null : s.split(',').map((x) => x.trim()).filter(Boolean));
 
-const seconds = Number(arg('--seconds') ?? 60);
-const seed = Number(arg('--seed') ?? Math.floor(Math.random() * 1e9));
-const hostCount = Number(arg('--hosts') ?? 5);
-const out = resolve(arg('--out') ?? fileURLToPath(new URL('../../bench/results/soak.json', import.meta.url)));
-const faultsArg = list(arg('--faults'));
-const excludeArg = list(arg('--exclude')) ?? [];
-const kinds = selectKinds(faultsArg, excludeArg);
+/** A whole number from `--name`, at least `min`. */
+function count(name: string, fallback: number, min: number): number {
+  const text = arg(name);
+  const n = text === undefined ? fallback : Number(text);
+  if (!Number.isSafeInteger(n) || n < min) throw new WeftError('WEFT_ERR_OPTION_INVALID', `${name}: must be a whole number of at least ${min}, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+function options() {
+  try {
+    const faultsArg = list(arg('--faults'));
+    const excludeArg = list(arg('--exclude')) ?? [];
+    return {
+      seconds: count('--seconds', 60, 1),
+      seed: count('--seed', Math.floor(Math.random() * 1e9), 0),
+      hostCount: count('--hosts', 5, 2),
+      out: resolve(arg('--out') ?? fileURLToPath(new URL('../../bench/results/soak.json', import.meta.url))),
+      faultsArg,
+      excludeArg,
+      kinds: selectKinds(faultsArg, excludeArg),
+    };
+  } catch (err) {
+    console.error(`soak: ${(err as Error).message}`);
+    process.exit(2);
+  }
+}
+const { seconds, seed, hostCount, out, faultsArg, excludeArg, kinds } = options();
 const replay = `npm run soak -- --seconds ${seconds} --seed ${seed}${faultsArg ? ` --faults ${faultsArg.join(',')}` : ''}${excludeArg.length ? ` --exclude ${excludeArg.join(',')}` : ''}`;
 
 const t0 = Date.now();
