@@ -9,6 +9,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { WeftError } from '../common/errors.js';
 import { parseNetworkConfig } from '../lease/config.js';
 import type { NetworkConfig } from '../lease/types.js';
 import { Cluster, WeftNode } from '../test/harness/cluster.js';
@@ -188,7 +189,7 @@ export class SoakCluster {
 
   host(i: number): SoakHost {
     const h = this.hosts.get(i);
-    if (!h) throw new Error(`no host h${i}`);
+    if (!h) throw new WeftError('WEFT_ERR_HARNESS', `no host h${i}`);
     return h;
   }
 
@@ -222,12 +223,17 @@ export class SoakCluster {
     return validPeers(PREFIX, kvs, this.config);
   }
 
-  /** How `host`'s kernel differs from its desired state under `kvs` (empty: in sync). */
-  async diff(host: SoakHost, kvs: readonly ListedKey[]): Promise<string[]> {
+  /** How `host`'s entries on flannel.1 differ from its desired state under `kvs` (empty: in sync). */
+  async entriesDiff(host: SoakHost, kvs: readonly ListedKey[]): Promise<string[]> {
     const peers = this.peers(kvs);
     const desired = desiredPeers(peers, { publicIP: host.node.ip, ownSubnet: host.subnet(), ownNetworks: [UNDERLAY, LAN] }, this.config.network);
     const k = await host.kernel();
-    const lines = k.device ? kernelDiff(desired, k) : ['device flannel.1 missing'];
+    return k.device ? kernelDiff(desired, k) : ['device flannel.1 missing'];
+  }
+
+  /** How `host`'s kernel differs from its desired state under `kvs`: entries, own routes, weft's chains (empty: in sync). */
+  async diff(host: SoakHost, kvs: readonly ListedKey[]): Promise<string[]> {
+    const lines = await this.entriesDiff(host, kvs);
     for (const r of await host.missingOwnRoutes(true)) lines.push(`own route ${r} missing`);
     for (const c of await host.missingChains()) lines.push(`iptables chain ${c} missing`);
     return lines;

@@ -5,6 +5,7 @@
  * violation; the quiet check after the round judges the whole state.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { WeftError } from '../common/errors.js';
 import { pidAlive } from '../test/harness/netns.js';
 import type { PlannedFault } from './soak-schedule.js';
 import { pairKey, type LossWindow } from './soak-check.js';
@@ -84,7 +85,7 @@ export class Faults {
       case 'lease-conflict-ip':
         return this.written([{ key: await this.freeSubnet(), value: leaseValue(h!.node.ip, freshMac()), ttl: 120 }], f.durationMs);
       default:
-        throw new Error(`fault kind ${f.kind} has no injector`);
+        throw new WeftError('WEFT_ERR_HARNESS', `fault kind ${f.kind} has no injector`);
     }
   }
 
@@ -173,7 +174,7 @@ export class Faults {
     await h.ns.ip('link', 'del', 'flannel.1').catch(() => undefined);
     const ms = await SoakCluster.until(async () => {
       const kvs = await this.soak.list();
-      return (await this.soak.diff(h, kvs)).length === 0;
+      return (await this.soak.entriesDiff(h, kvs)).length === 0;
     }, REPAIR_LIMIT_MS.device);
     w.end = Date.now();
     if (ms === null) this.sink.violation('repair', `device-del on h${h.index}: device and entries not restored within ${REPAIR_LIMIT_MS.device} ms`);
@@ -238,7 +239,7 @@ export class Faults {
         return key;
       }
     }
-    throw new Error('no free subnet for a soak lease');
+    throw new WeftError('WEFT_ERR_HARNESS', 'no free subnet for a soak lease');
   }
 
   private async malformed(variant: number, ms: number): Promise<void> {

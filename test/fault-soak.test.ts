@@ -19,7 +19,7 @@ const SEED = 19;
  *   partition           item 4: after a silent partition the node's watch is stale until TCP retransmits
  *   compact             weftd exits when etcd, after a member restart, cancels a watch whose start revision was
  *                       compacted: etcd3 throws "Failed to find watcher for IWatchResponse" from its stream handler
- *                       for the cancelled watch (seed 19 with compact in: weftd on h2 exits at about 70 s)
+ *                       for the cancelled watch (seed 19 with compact in shows it)
  */
 export const SOAK_EXCLUDED = ['lease-overlap', 'lease-bad-publicip', 'lease-conflict-mac', 'lease-conflict-ip', 'partition', 'compact'];
 
