@@ -7,6 +7,7 @@
  * Backends are values, put into a map by the caller (daemon/); importing a
  * backend module registers nothing.
  */
+import type { LocalCollision } from './reconciler.js';
 import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Lease, LeaseAttrs, NetworkConfig, PeerBatch } from '../lease/types.js';
@@ -35,6 +36,12 @@ export interface BackendRegistration {
   readonly onPass?: (pass: ReconcilePass) => void;
   /** vxlan: device name, default `flannel.<VNI>`. */
   readonly deviceName?: string;
+  /**
+   * vxlan: who else advertises `mac`: the key of an older lease of another
+   * PublicIP with that VtepMAC, or null. The device then takes a new MAC
+   * instead of joining as the loser of that conflict.
+   */
+  readonly macTakenBy?: (mac: string) => Promise<string | null>;
 }
 
 /** One reconcile pass as reported to the daemon. */
@@ -68,6 +75,8 @@ export interface BackendNetwork {
   readonly ready: Promise<void>;
   /** Counters for metrics and logs. */
   stats(): BackendStats;
+  /** Peer leases skipped on this node because their subnet collides with its own addresses or routes. */
+  localCollisions(): LocalCollision[];
   /** Resolves when every batch received so far is applied (or its failures are waiting for a retry that then succeeded). */
   settled(): Promise<void>;
   /** Stops programming; leaves kernel state in place for the next start. */

@@ -12,10 +12,13 @@ import type { BackendBuild, BackendLeaseAttrs, BackendNetwork, BackendRegistrati
 import { NetlinkKernel } from '../kernel/kernel-netlink.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { ReconcileLoop } from './reconcile-loop.js';
-import { Reconciler } from './reconciler.js';
+import { NodeNetworks } from './node-networks.js';
+import { Reconciler, type LocalCollision } from './reconciler.js';
 
 export interface PeerNetworkOptions extends BackendBuild {
   readonly kernel: Kernel;
+  /** The overlay's Network: a peer subnet that collides with the node's own networks inside it is skipped. */
+  readonly network?: Subnet;
   readonly log: Logger;
   readonly resyncIntervalMs?: number;
   readonly onPass?: (pass: ReconcilePass) => void;
@@ -38,7 +41,12 @@ export class PeerNetwork implements BackendNetwork {
     this.device = options.device;
     this.programmer = options.programmer;
     this.onClose = options.onClose;
-    this.reconciler = new Reconciler({ kernel: options.kernel, programmer: options.programmer, log: options.log });
+    this.reconciler = new Reconciler({
+      kernel: options.kernel,
+      programmer: options.programmer,
+      log: options.log,
+      ...(options.network ? { nodeNetworks: new NodeNetworks(options.network) } : {}),
+    });
     this.loop = new ReconcileLoop({
       reconciler: this.reconciler,
       log: options.log,
@@ -54,6 +62,10 @@ export class PeerNetwork implements BackendNetwork {
 
   stats(): BackendStats {
     return { ...this.reconciler.stats(), ...this.loop.stats() };
+  }
+
+  localCollisions(): LocalCollision[] {
+    return this.reconciler.localCollisions();
   }
 
   configure(ownLease: Lease): Promise<void> {
@@ -126,6 +138,7 @@ export async function registerPeerNetwork(
     const built = await build(kernel, network);
     return new PeerNetwork({
       kernel,
+      network,
       ...built,
       log: reg.log,
       ...(reg.resyncIntervalMs !== undefined ? { resyncIntervalMs: reg.resyncIntervalMs } : {}),

@@ -24,6 +24,8 @@
  */
 import type { Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
+import type { NodeNetworks } from './node-networks.js';
+import type { Subnet } from '../common/subnet.js';
 import { describeOp, type ChangeOp, type Fdb, type Kernel, type KernelChange, type KernelOp, type Link, type Neigh, type Route } from '../kernel/kernel.js';
 
 /** One kernel entry weft programs for a peer. */
@@ -213,7 +215,7 @@ export function desiredEntries(
  * Visits what the kernel holds of weft's, as the dumps read it: permanent
  * neighbours and FDB entries on its devices, and the routes it owns.
  */
-export async function eachOwned(kernel: Kernel, ownership: Ownership, visit: (held: Entry) => void): Promise<void> {
+export async function eachOwned(kernel: Kernel, ownership: Ownership, visit: (held: Entry) => void, foreign?: (route: Route) => void): Promise<void> {
   const { neighIfindex, fdbIfindex } = ownership;
   await Promise.all([
     neighIfindex === null
@@ -225,6 +227,7 @@ export async function eachOwned(kernel: Kernel, ownership: Ownership, visit: (he
     fdbIfindex === null ? null : kernel.fdbEach(fdbIfindex, (f) => visit({ kind: 'fdb', ifindex: f.ifindex, mac: f.mac, dst: f.dst })),
     kernel.routeEach((r) => {
       if (ownership.ownsRoute(r)) visit({ kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink });
+      else foreign?.(r);
     }),
   ]);
 }
@@ -263,12 +266,32 @@ export interface ReconcilerOptions {
   readonly kernel: Kernel;
   readonly programmer: Programmer;
   readonly log: Logger;
+  /** The node's own networks: a peer whose subnet collides with them is skipped here (see NodeNetworks). */
+  readonly nodeNetworks?: NodeNetworks;
+}
+
+/** A peer lease skipped on this node because its subnet collides with the node's own networks. */
+export interface LocalCollision {
+  readonly peer: string;
+  /** The lease's etcd key. */
+  readonly key: string;
+  /** The node's entry it collides with (`route 198.18.0.0/24 dev #2 proto 2`). */
+  readonly entry: string;
 }
 
 export class Reconciler {
   private readonly kernel: Kernel;
   private readonly programmer: Programmer;
   private readonly log: Logger;
+  private readonly nodeNetworks: NodeNetworks | null;
+  /** Peers skipped for colliding with the node's own networks, as of the last judgement of each. */
+  private readonly collisions = new Map<string, LocalCollision>();
+  /** What was last warned about each colliding peer (key and entry), so that every pass does not warn again. */
+  private readonly warnedCollisions = new Map<string, string>();
+  /** Bumped whenever the node's own networks change in a way that may matter. */
+  private networksVersion = 0;
+  /** `entriesFor` behind the collision check: what every pass asks for a peer's entries. */
+  private readonly guarded: Pick<Programmer, 'entriesFor'>;
   private peers: ReadonlyMap<string, Lease> = new Map();
   private readonly dirty = new Set<string>();
   /** Leases of peers removed since the last pass: fallback when nothing was programmed for them. */
@@ -302,6 +325,34 @@ export class Reconciler {
     this.kernel = options.kernel;
     this.programmer = options.programmer;
     this.log = options.log;
+    this.nodeNetworks = options.nodeNetworks ?? null;
+    this.guarded = { entriesFor: (lease) => this.entriesIfClear(lease) };
+  }
+
+  /** Peers skipped here because their subnet collides with the node's own networks. */
+  localCollisions(): LocalCollision[] {
+    return [...this.collisions.values()];
+  }
+
+  /** The programmer's entries for `lease`, or null when its subnet collides with the node's own networks (warned once). */
+  private entriesIfClear(lease: Lease): readonly Entry[] | null {
+    const networks = this.nodeNetworks;
+    if (networks) {
+      const peer = lease.subnet.toString();
+      const hit = networks.collisionWith(lease.subnet, [lease.attrs.PublicIP, lease.subnet.ip]);
+      if (hit) {
+        const said = `${lease.key} ${hit.entry}`;
+        if (this.warnedCollisions.get(peer) !== said) {
+          this.warnedCollisions.set(peer, said);
+          this.log.warn(`skipping lease ${lease.key}: its subnet ${peer} collides with this node's ${hit.entry}`, { key: lease.key, entry: hit.entry });
+        }
+        this.collisions.set(peer, { peer, key: lease.key, entry: hit.entry });
+        return null;
+      }
+      this.collisions.delete(peer);
+      this.warnedCollisions.delete(peer);
+    }
+    return this.programmer.entriesFor(lease);
   }
 
   /** Replaces the whole peer set (a resync); the next pass is full. */
@@ -343,8 +394,12 @@ export class Reconciler {
    */
   driftOf(change: KernelChange): string | null {
     const ownership = this.ownership;
+    const networks = this.networksChange(change, ownership);
     if (!ownership || this.fullPending) return null;
+    if (networks) return networks;
     switch (change.kind) {
+      case 'addr':
+        return null;
       case 'overrun':
         return change.why ?? 'kernel notifications were lost';
       case 'link':
@@ -356,6 +411,48 @@ export class Reconciler {
       case 'route':
         return this.routeDrift(ownership, change.op, change.route);
     }
+  }
+
+  /**
+   * Keeps the node's own networks current from notifications: a change that
+   * may decide whether a peer collides (see NodeNetworks) asks for a full pass.
+   */
+  private networksChange(change: KernelChange, ownership: Ownership | null): string | null {
+    const networks = this.nodeNetworks;
+    if (!networks) return null;
+    let what: string;
+    let changed: Subnet[];
+    if (change.kind === 'overrun') {
+      networks.invalidate();
+      return null;
+    } else if (change.kind === 'link' && change.op === 'del') {
+      what = `link ${change.link.name} deleted`;
+      changed = networks.forgetLink(change.link.index);
+    } else if (change.kind === 'addr') {
+      what = `address ${change.addr.cidr} ${change.op === 'del' ? 'removed' : 'added'}`;
+      changed = networks.noteAddr(change.op, change.addr);
+    } else if (change.kind === 'route' && ownership && this.isNodeRoute(ownership, change.route)) {
+      what = `route ${change.route.dst} ${change.op === 'del' ? 'removed' : 'added'}`;
+      changed = networks.noteRoute(change.op, change.route);
+    } else return null;
+    if (changed.length === 0) return null;
+    this.networksVersion++;
+    // Only a change near a peer's subnet can change a verdict (the node's own subnet is no peer).
+    let near = false;
+    this.peers.forEach((lease) => {
+      if (!near && changed.some((net) => net.overlaps(lease.subnet))) near = true;
+    });
+    return near ? `${what} inside a peer's subnet; checking peers against the node's own networks` : null;
+  }
+
+  /**
+   * A route that is the node's own rather than weft's: not weft's, and not to
+   * a prefix weft routes now. Another hand replacing weft's route to a peer
+   * is drift, repaired like any other; a route that was there first is the
+   * node's, and the peer it collides with is skipped.
+   */
+  private isNodeRoute(ownership: Ownership, r: Route): boolean {
+    return !ownership.ownsRoute(r) && this.wanted.get(`route ${r.dst}`) === undefined;
   }
 
   private neighDrift(op: ChangeOp, n: Neigh): string | null {
@@ -411,15 +508,32 @@ export class Reconciler {
       throw err;
     }
 
+    const networks = this.nodeNetworks;
+    if (networks && !networks.isKnown) {
+      // Nothing is programmed before the node's own networks are known: a peer route could replace one of them.
+      networks.beginRead();
+      await Promise.all([this.kernel.routeEach((r) => this.isNodeRoute(ownership, r) && networks.readRoute(r)), this.readAddrs(networks)]);
+      networks.endRead();
+      this.networksVersion++;
+    }
     const basis = this.programmer.entriesBasis?.();
-    const from = basis === undefined ? null : { peersVersion: this.peersVersion, deltaPasses: this.counters.deltaPasses, programmer: basis };
+    const from = basis === undefined ? null : { peersVersion: this.peersVersion, deltaPasses: this.counters.deltaPasses, programmer: `${basis} ${this.networksVersion}` };
     const reuse = from !== null && !rebuilt && this.desiredFrom !== null && sameBasis(from, this.desiredFrom);
     const desired = reuse ? this.wanted : this.buildDesired();
     this.wanted = desired;
     this.desiredFrom = from;
 
     const diff = new FullDiff(desired);
-    await eachOwned(this.kernel, ownership, (held) => diff.held(held));
+    networks?.beginRead();
+    await Promise.all([
+      eachOwned(this.kernel, ownership, (held) => diff.held(held), networks ? (r) => this.isNodeRoute(ownership, r) && networks.readRoute(r) : undefined),
+      networks ? this.readAddrs(networks) : null,
+    ]);
+    // What changed unnoticed (lost notifications) is judged in the pass that follows at once.
+    if (networks?.endRead()) {
+      this.networksVersion++;
+      this.fullPending = true;
+    }
     const plan = diff.plan();
     const { failedPeers, failedDeletes, ops } = await this.execute(plan);
     // The periodic repair pass usually finds nothing to do: then the bookkeeping already says
@@ -438,9 +552,16 @@ export class Reconciler {
     return { full: true, ops, failed };
   }
 
+  private async readAddrs(networks: NodeNetworks): Promise<void> {
+    for (const a of await this.kernel.addrListAll()) networks.readAddr(a);
+  }
+
   private buildDesired(): Map<string, Owned> {
     this.contested.clear();
-    return desiredEntries(this.peers, this.programmer, (key, peer, other) => this.lostClaim(key, peer, other));
+    // Judged again below; peers that left take their collision with them.
+    this.collisions.clear();
+    for (const peer of this.warnedCollisions.keys()) if (!this.peers.has(peer)) this.warnedCollisions.delete(peer);
+    return desiredEntries(this.peers, this.guarded, (key, peer, other) => this.lostClaim(key, peer, other));
   }
 
   private lostClaim(key: string, peer: string, holder: string): void {
@@ -478,7 +599,11 @@ export class Reconciler {
     const claims = new Map<string, readonly Entry[]>();
     for (const peer of touched) {
       const lease = this.peers.get(peer);
-      claims.set(peer, lease ? (this.programmer.entriesFor(lease) ?? []) : []);
+      if (!lease) {
+        this.collisions.delete(peer);
+        this.warnedCollisions.delete(peer);
+      }
+      claims.set(peer, lease ? (this.guarded.entriesFor(lease) ?? []) : []);
     }
     // Who gets each entry claimed in this delta: a holder outside the delta
     // keeps it, so does a touched holder that still claims it; else the first claimant.

@@ -15,6 +15,7 @@ export function peer(i: number): Lease {
     key: subnet.toString(),
     etcdLeaseId: '1',
     modRevision: '1',
+    createRevision: '1',
   };
 }
 

@@ -37,3 +37,28 @@ export const WEFTD_DEFAULTS = {
   'probe-interval': 10,
   'probe-sample': 32,
 } as const;
+
+/**
+ * gRPC keepalive on every etcd connection: an HTTP/2 ping after this much
+ * quiet, and the connection closed when the ping goes unanswered for
+ * ETCD_KEEPALIVE_TIMEOUT_MS. etcd refuses pings closer than its
+ * --grpc-keepalive-min-time (5 s by default) with GOAWAY too_many_pings,
+ * hence twice that.
+ */
+export const ETCD_KEEPALIVE_TIME_MS = 10_000;
+export const ETCD_KEEPALIVE_TIMEOUT_MS = 5_000;
+/** gRPC's reconnect backoff to etcd (its own default cap is 120 s, which would delay recovery after a partition). */
+export const ETCD_RECONNECT_BACKOFF_MS = { initial: 500, max: 2_000 } as const;
+
+/**
+ * Watch liveness: an etcd watch on an idle cluster sends nothing, so after
+ * this much silence weftd asks etcd for a progress notification (one small
+ * message on the watch stream)...
+ */
+export const ETCD_WATCH_PROGRESS_AFTER_MS = 3_000;
+/** ...and a watch that has shown no sign of life for this long is stale: cancelled, reported, and replaced by a re-list. */
+export const ETCD_WATCH_STALE_AFTER_MS = 6_000;
+/** Longest wait between attempts to list again after a watch failed (the re-list is what converges after a partition). */
+export const ETCD_RELIST_BACKOFF_MAX_MS = 2_000;
+/** While etcd stays out of reach, the log says so again at this interval, with how long it has lasted. */
+export const ETCD_UNREACHABLE_LOG_INTERVAL_MS = 60_000;

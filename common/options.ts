@@ -3,7 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import yargs, { type Argv } from 'yargs';
 import { WeftError } from './errors.js';
 import { WEFTD_DEFAULTS as D } from './defaults.js';
-import { canonicalIPv4, ipValue } from './subnet.js';
+import { canonicalIPv4, canonicalIPv6, ipValue } from './subnet.js';
 
 /** weftd's options: flanneld's flag names and defaults where they overlap, plus weft's own. */
 export interface WeftdOptions {
@@ -16,6 +16,8 @@ export interface WeftdOptions {
   readonly etcdPassword?: string;
   readonly iface: string[];
   readonly ifaceRegex: string[];
+  /** The interface the kernel would route this IP through (flanneld's `ip route get` rule). */
+  readonly ifaceCanReach?: string;
   readonly publicIp?: string;
   readonly subnetFile: string;
   /** Minutes before expiry by which the lease is renewed (flanneld: 1..1439). */
@@ -43,6 +45,10 @@ export interface WeftdOptions {
   readonly probeInterval: number;
   /** Most peers probed per round in rotation, so the cost stays flat in large clusters. */
   readonly probeSample: number;
+  /** Keep a blackhole route for the node's own subnet (flanneld's --ip-blackhole-route). */
+  readonly ipBlackholeRoute?: boolean;
+  /** flanneld flags given that weft accepts without effect, each with why: logged at start. */
+  readonly ignoredFlags?: readonly string[];
 }
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug', 'silly'];
@@ -76,7 +82,85 @@ export function declareWeftdOptions<T>(y: Argv<T>) {
     .option('bridge', { type: 'string', describe: 'create this bridge with <subnet>.1/len and the overlay MTU (for dockerd --bridge)' })
     .option('probe-port', { type: 'number', default: D['probe-port'], describe: 'UDP port of the peer-health echo' })
     .option('probe-interval', { type: 'number', default: D['probe-interval'], describe: 'seconds between peer-health rounds (0: off)' })
-    .option('probe-sample', { type: 'number', default: D['probe-sample'], describe: 'peers probed per round, in rotation' });
+    .option('probe-sample', { type: 'number', default: D['probe-sample'], describe: 'peers probed per round, in rotation' })
+    // flanneld's remaining flags (README, Options): taken with flanneld's meaning, ignored with a logged reason, or
+    // (the Kubernetes subnet manager's) refused with one.
+    .option('iface-can-reach', { type: 'string', describe: 'use the interface the kernel routes this IP through (as `ip route get IP`)' })
+    .option('public-ipv6', { type: 'string', describe: 'flanneld compatibility: accepted and ignored (weft programs IPv4 overlays)' })
+    .option('ip-blackhole-route', { type: 'boolean', default: false, describe: 'keep a blackhole route for the node\'s own subnet' })
+    // Hidden: a one-letter flag would shift every other flag of the help's layout. README, Options, documents it.
+    .option('v', { type: 'number', hidden: true, describe: 'flanneld\'s klog verbosity: 1-2 verbose, 3-5 debug, 6+ silly (unless --log-level is set)' })
+    .option('vmodule', { type: 'string', hidden: true })
+    .option('log-backtrace-at', { type: 'string', hidden: true })
+    .option('kube-subnet-mgr', { type: 'boolean', hidden: true })
+    .option('kube-api-url', { type: 'string', hidden: true })
+    .option('kubeconfig-file', { type: 'string', hidden: true })
+    .option('kube-annotation-prefix', { type: 'string', hidden: true })
+    .option('net-config-path', { type: 'string', hidden: true })
+    .option('set-node-network-unavailable', { type: 'boolean', hidden: true });
+}
+
+/** weftd's boolean flags (the rest take a value): Go's flag syntax reads the two kinds differently. */
+export const BOOLEAN_FLAGS: ReadonlySet<string> = new Set([
+  'ip-masq', 'ip-masq-fully-random-disable', 'iptables-forward-rules', 'ip-blackhole-route', 'kube-subnet-mgr',
+  'set-node-network-unavailable',
+]);
+
+/** weftd's flags that take a value (declareWeftdOptions, plus --config). */
+export const VALUE_FLAGS: ReadonlySet<string> = new Set([
+  'etcd-endpoints', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password',
+  'iface', 'iface-regex', 'iface-can-reach', 'public-ip', 'public-ipv6', 'subnet-file', 'subnet-lease-renew-margin',
+  'subnet-lease-ttl', 'iptables-resync', 'healthz-ip', 'healthz-port', 'state-dir', 'log-level', 'log-format',
+  'resync-interval', 'bridge', 'probe-port', 'probe-interval', 'probe-sample', 'v', 'vmodule', 'log-backtrace-at',
+  'kube-api-url', 'kubeconfig-file', 'kube-annotation-prefix', 'net-config-path', 'config',
+]);
+
+/** The Kubernetes subnet manager's flags: weft keeps leases in etcd only. */
+const KUBE_FLAGS = ['kube-subnet-mgr', 'kube-api-url', 'kubeconfig-file', 'kube-annotation-prefix', 'net-config-path', 'set-node-network-unavailable'];
+
+/** Go's strconv.ParseBool, which flanneld's boolean flags and FLANNELD_* variables go through. */
+function goBool(text: string): boolean | null {
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(text)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(text)) return false;
+  return null;
+}
+
+/**
+ * Rewrites a command line in Go's flag syntax, which flanneld's units use
+ * (`-subnet-file /x`, `-etcd-prefix=/x`, `-ip-masq`, `--ip-masq=false`,
+ * `-v=2`), into `--name=value` tokens: one or two dashes alike; a value flag
+ * takes `=value` or the next argument, whatever it looks like; a boolean flag
+ * takes only `=value`, as Go's strconv.ParseBool reads it. klog's
+ * `-log_backtrace_at` is spelled with dashes; yargs' `--no-<boolean>` is kept.
+ * An unknown flag is refused by the name given, and so is a bare argument (Go
+ * would stop parsing there and silently ignore the rest, `-ip-masq false` included).
+ */
+export function goStyleArgs(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i]!;
+    const m = /^--?([^-=][^=]*)(?:=([\s\S]*))?$/.exec(token);
+    if (!m) {
+      const hint = goBool(token) !== null ? ' (a boolean flag takes its value as -flag=value)' : '';
+      throw new WeftError('WEFT_ERR_OPTION_INVALID', `invalid arguments: unexpected argument "${token}"${hint}`);
+    }
+    const name = m[1] === 'log_backtrace_at' ? 'log-backtrace-at' : m[1]!;
+    const value = m[2];
+    if (BOOLEAN_FLAGS.has(name)) {
+      if (value === undefined) out.push(`--${name}`);
+      else {
+        const b = goBool(value);
+        if (b === null) throw optionError(name, `"${value}" is not a boolean (true, false, 1, 0, t, f)`);
+        out.push(`--${name}=${b}`);
+      }
+    } else if (VALUE_FLAGS.has(name)) {
+      if (value !== undefined) out.push(`--${name}=${value}`);
+      else if (i + 1 < argv.length) out.push(`--${name}=${argv[++i]!}`);
+      else throw optionError(name, 'needs a value');
+    } else if (name.startsWith('no-') && BOOLEAN_FLAGS.has(name.slice(3)) && value === undefined) out.push(`--${name}`);
+    else throw new WeftError('WEFT_ERR_OPTION_INVALID', `invalid arguments: Unknown argument: ${token} (weftd --help lists the flags)`);
+  }
+  return out;
 }
 
 /** Option names a config file may use: the long flag names (or their camelCase form). */
@@ -85,6 +169,7 @@ const FILE_KEYS = new Set([
   'iface', 'iface-regex', 'public-ip', 'subnet-file', 'subnet-lease-renew-margin', 'subnet-lease-ttl', 'ip-masq',
   'ip-masq-fully-random-disable', 'iptables-forward-rules', 'iptables-resync', 'healthz-ip', 'healthz-port', 'state-dir',
   'log-level', 'log-format', 'resync-interval', 'bridge', 'probe-port', 'probe-interval', 'probe-sample',
+  'iface-can-reach', 'ip-blackhole-route',
 ]);
 
 /** Reads a YAML or JSON config file whose keys are the long flag names. */
@@ -117,10 +202,20 @@ export function readConfigFile(path: string): Record<string, unknown> {
 export function weftdEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(env)) {
-    if (k.startsWith('FLANNELD_') && env[`WEFTD_${k.slice(9)}`] === undefined) out[`WEFTD_${k.slice(9)}`] = v;
-    if (k.startsWith('WEFTD_')) out[k] = v;
+    // flanneld skips an empty variable (flagutil.SetFlagsFromEnv): the flag keeps its default.
+    if (k.startsWith('FLANNELD_') && v !== '' && env[`WEFTD_${k.slice(9)}`] === undefined) out[`WEFTD_${k.slice(9)}`] = envValue(k, v);
+    if (k.startsWith('WEFTD_')) out[k] = envValue(k, v);
   }
   return out;
+}
+
+/** A boolean flag's variable read as Go reads it: FLANNELD_IP_MASQ=1 means true, as in flanneld (yargs would read false). */
+function envValue(variable: string, value: string | undefined): string | undefined {
+  const name = variable.slice(variable.indexOf('_') + 1).toLowerCase().replace(/_/g, '-');
+  if (!BOOLEAN_FLAGS.has(name)) return value;
+  const b = goBool(value ?? '');
+  if (b === null) throw optionError(name, `${variable}="${value}" is not a boolean (true, false, 1, 0, t, f)`);
+  return String(b);
 }
 
 /** Turns yargs' parsed arguments into validated WeftdOptions; throws WEFT_ERR_OPTION_INVALID naming the option. */
@@ -148,6 +243,9 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
   }
   const publicIp = str('public-ip');
   if (publicIp !== undefined && canonicalIPv4(publicIp) === null) throw optionError('public-ip', `"${publicIp}" is not an IPv4 address`);
+  const ifaceCanReach = str('iface-can-reach');
+  if (ifaceCanReach !== undefined && canonicalIPv4(ifaceCanReach) === null) throw optionError('iface-can-reach', `"${ifaceCanReach}" is not an IPv4 address`);
+  const ignoredFlags = flanneldOnlyFlags(a);
   const healthzIp = str('healthz-ip') ?? D['healthz-ip'];
   if (!ipValue(healthzIp)) throw optionError('healthz-ip', `"${healthzIp}" is not an IP address`);
   const subnetLeaseTtl = num('subnet-lease-ttl', 10, 7 * 86400);
@@ -167,6 +265,7 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
     etcdPassword: str('etcd-password'),
     iface: list('iface'),
     ifaceRegex,
+    ifaceCanReach,
     publicIp,
     subnetFile: str('subnet-file') ?? D['subnet-file'],
     subnetLeaseRenewMargin,
@@ -178,23 +277,64 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
     healthzIp,
     healthzPort: num('healthz-port', 0, 65535),
     stateDir: str('state-dir') ?? D['state-dir'],
-    logLevel: str('log-level') ?? D['log-level'],
+    logLevel: klogLevel(a) ?? str('log-level') ?? D['log-level'],
     logFormat: a['log-format'] === 'json' ? 'json' : 'text',
     resyncInterval: num('resync-interval', 0.1, 3600),
     bridge,
     probePort: num('probe-port', 1, 65535),
     probeInterval: num('probe-interval', 0, 3600),
     probeSample: num('probe-sample', 1, 1000),
+    ipBlackholeRoute: a['ip-blackhole-route'] === true,
+    ignoredFlags,
   };
 }
 
 /**
- * Parses weftd's command line with precedence flag > env (WEFTD_*, then
+ * flanneld's flags that have no effect in weft, each with why; throws for the
+ * Kubernetes subnet manager's, which would change what the daemon is.
+ */
+function flanneldOnlyFlags(a: Record<string, unknown>): string[] {
+  const given = (k: string) => a[k] !== undefined && a[k] !== '';
+  for (const k of KUBE_FLAGS) {
+    // --kube-subnet-mgr=false is flanneld's etcd mode, which is weft's only mode.
+    if (!given(k) || (k === 'kube-subnet-mgr' && a[k] === false)) continue;
+    throw optionError(
+      k,
+      'weft keeps its subnet leases in etcd only; this flag belongs to flanneld\'s Kubernetes subnet manager (--kube-subnet-mgr), ' +
+        'which weft does not implement: keep flanneld (kube-flannel) there, or put the network config in etcd (<etcd-prefix>/config) and drop the flag',
+    );
+  }
+  const ignored: string[] = [];
+  const publicIpv6 = a['public-ipv6'] === undefined || a['public-ipv6'] === '' ? undefined : String(a['public-ipv6']);
+  if (publicIpv6 !== undefined) {
+    if (canonicalIPv6(publicIpv6) === null) throw optionError('public-ipv6', `"${publicIpv6}" is not an IPv6 address`);
+    ignored.push('--public-ipv6: weft programs IPv4 overlays only; its leases carry "PublicIPv6": null');
+  }
+  if (given('vmodule')) ignored.push('--vmodule: klog\'s per-file verbosity; weft logs by level (--log-level, or -v)');
+  if (given('log-backtrace-at')) ignored.push('--log_backtrace_at: klog\'s stack traces; weft logs errors with their stable WEFT_ERR_* code');
+  return ignored;
+}
+
+/**
+ * flanneld's `-v=N` as a log level, unless --log-level says otherwise: flannel
+ * logs each lease event at 0, per-subnet detail at 2, netlink calls at 4 and
+ * iptables payloads at 6.
+ */
+function klogLevel(a: Record<string, unknown>): string | undefined {
+  if (a['v'] === undefined || (a['log-level'] !== undefined && a['log-level'] !== D['log-level'])) return undefined;
+  const v = Number(a['v']);
+  if (!Number.isInteger(v) || v < 0) throw optionError('v', `"${String(a['v'])}" is not a verbosity (0, 1, 2, ...)`);
+  return v === 0 ? 'info' : v <= 2 ? 'verbose' : v <= 5 ? 'debug' : 'silly';
+}
+
+/**
+ * Parses weftd's command line, in Go's flag syntax as flanneld's or in
+ * yargs' (goStyleArgs), with precedence flag > env (WEFTD_*, then
  * FLANNELD_*) > config file (--config) > default.
  */
 export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<WeftdOptions> {
   const args = await withEnvironment(weftdEnvironment(env), () =>
-    declareWeftdOptions(yargs(argv))
+    declareWeftdOptions(yargs(goStyleArgs(argv)))
       .env('WEFTD')
       .config('config', 'YAML or JSON file whose keys are the long option names', readConfigFile)
       .strict()

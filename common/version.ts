@@ -14,3 +14,9 @@ export const WEFT_VERSION: string = (createRequire(import.meta.url)('../../packa
 export function codeCacheState(): string {
   return (globalThis as { __weftCodeCache?: string }).__weftCodeCache ?? 'none';
 }
+
+/** What the launcher has to add to the first log line: why it could not relaunch with its Node flags, or ''. */
+export function launchNote(): string {
+  const note = (globalThis as { __weftLaunchNote?: string }).__weftLaunchNote;
+  return note ? `; ${note}` : '';
+}

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { PeerHealth } from './status.js';
+import { REFUSAL_REASONS, type PeerHealth, type RefusalReason } from './status.js';
 
 /** What the metrics read at scrape time; each source is owned by its module. */
 export interface MetricSources {
@@ -10,11 +10,17 @@ export interface MetricSources {
   watchResyncs(): number;
   leasesSkipped(): number;
   etcdConnected(): boolean;
+  /** Seconds etcd has been out of reach; 0 while connected. */
+  etcdUnreachableSeconds?(): number;
   entriesProgrammed(): number;
   iptablesRepairs(): number;
   /** Kernel notifications that contradicted what weft wants (the backend's `driftEvents`). */
   kernelDriftEvents(): number;
   ready(): boolean;
+  /** Valid leases not programmed here, by reason. */
+  refusedLeases(): readonly { readonly reason: RefusalReason }[];
+  /** True when an older lease advertises this node's PublicIP or VtepMAC. */
+  ownLeaseConflict(): boolean;
   /** Peer-health results: the last round's targets (bounded, labelled by peer) and every known result; null when probing is off. */
   peerHealth?(): { readonly lastRound: readonly PeerHealth[]; readonly all: readonly PeerHealth[] } | null;
 }
@@ -85,11 +91,24 @@ export class WeftMetrics {
     gauge('weft_peers', 'Peer leases known (valid, excluding this node)', () => sources.peers());
     total('weft_watch_resyncs_total', 'Times the lease watch re-listed etcd (compaction, cancelled watch)', () => sources.watchResyncs());
     total('weft_leases_skipped_total', 'Malformed lease values skipped', () => sources.leasesSkipped());
-    gauge('weft_etcd_connected', '1 when the last etcd call succeeded', () => (sources.etcdConnected() ? 1 : 0));
+    gauge('weft_etcd_connected', '1 when the last etcd call succeeded and the watch is alive', () => (sources.etcdConnected() ? 1 : 0));
+    gauge('weft_etcd_unreachable_seconds', 'How long etcd has been out of reach (0 while connected)', () => sources.etcdUnreachableSeconds?.() ?? 0);
     gauge('weft_kernel_entries_programmed', 'Kernel entries (neighbours, FDB entries, routes) weft holds for its peers', () => sources.entriesProgrammed());
     total('weft_iptables_repairs_total', 'Times the iptables rules had to be restored', () => sources.iptablesRepairs());
     total('weft_kernel_drift_events_total', 'Kernel notifications that showed weft\'s entries or device changed outside weft (each burst starts one repair pass)', () => sources.kernelDriftEvents());
     gauge('weft_ready', '1 when the lease is held and the first full reconcile is done', () => (sources.ready() ? 1 : 0));
+    new Gauge({
+      name: 'weft_leases_refused',
+      help: 'Valid leases this node does not program, by reason (public-ip, covers-public-ip, duplicate-mac, duplicate-public-ip, collides-with-node)',
+      labelNames: ['reason'],
+      registers: [r],
+      collect() {
+        const counts = new Map<string, number>(REFUSAL_REASONS.map((reason) => [reason, 0]));
+        for (const x of sources.refusedLeases()) counts.set(x.reason, (counts.get(x.reason) ?? 0) + 1);
+        for (const [reason, n] of counts) this.set({ reason }, n);
+      },
+    });
+    gauge('weft_own_lease_conflict', "1 when an older lease advertises this node's PublicIP or VtepMAC, so other nodes program that lease instead of this one", () => (sources.ownLeaseConflict() ? 1 : 0));
     // Per-peer series only for the last round's targets (at most twice --probe-sample peers), reset at every scrape.
     new Gauge({
       name: 'weft_peer_reachable',

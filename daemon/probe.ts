@@ -1,15 +1,19 @@
 /**
- * Peer health: every round, weftd sends one UDP echo request to each sampled
+ * Peer health: every round, weftd sends one echo request to each sampled
  * peer twice, once over the underlay (to the peer's PublicIP) and once over
- * the overlay (to `<subnet>.0`, which the kernel routes through the VXLAN
- * device). Each weftd answers on its probe port with the request and its own
- * overlay MTU.
+ * the overlay (to `<subnet>.0`, the peer's VXLAN device address, which the
+ * kernel routes through this node's VXLAN device).
  *
- * Why UDP and not ICMP: Node has no raw ICMP socket without native code, and
- * spawning `ping` per peer per round costs a process each. A UDP echo on the
- * same socket API costs one datagram each way. A peer that is not weft (a
- * flanneld node) never answers and is reported as unanswered on both paths,
- * never as "overlay blocked".
+ * The echo is ICMP (daemon/icmp.ts) where weftd may open a raw socket
+ * (CAP_NET_RAW): every node's kernel answers it, flanneld's included. Beside
+ * it goes one UDP echo over the underlay to weft's own responder on the probe
+ * port, which answers with its overlay MTU (for `weftctl doctor`); its answer
+ * also counts for the underlay when ICMP is filtered there.
+ *
+ * Without raw sockets, the UDP echo is the probe on both paths, as weft's
+ * responders answer it on the probe port. A peer that is not weft (a flanneld
+ * node) then never answers and is reported as unanswered on both paths, never
+ * as "overlay blocked". `/status` says which method is in use, and why.
  *
  * Cost stays flat with cluster size: a round probes at most `sample` peers in
  * rotation (the whole cluster is covered every peers/sample rounds) plus up
@@ -24,20 +28,25 @@ import { WeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
 import { VXLAN_DEFAULT_PORT } from '../common/defaults.js';
-import type { PathResult, PeerHealth, PeerVerdict, ProbeRound } from './status.js';
+import { openIcmpClient } from './icmp.js';
+import type { PathResult, PeerHealth, PeerVerdict, ProbeMethod, ProbeRound } from './status.js';
 
 const MAGIC = 'weft-probe/1 ';
 /** Requests are short; anything larger is not ours and gets no answer (no amplification). */
 const MAX_REQUEST_BYTES = 64;
 
-/** Turns the two path results into a verdict and a sentence for `weftctl status`. */
-export function diagnose(underlayOk: boolean, overlayOk: boolean, vxlanPort = VXLAN_DEFAULT_PORT): { verdict: PeerVerdict; diagnosis: string } {
+/** Turns the two path results into a verdict and a sentence for `weftctl status`; `method` is the echo the results came from. */
+export function diagnose(underlayOk: boolean, overlayOk: boolean, vxlanPort = VXLAN_DEFAULT_PORT, method: ProbeMethod = 'udp'): { verdict: PeerVerdict; diagnosis: string } {
   if (underlayOk && overlayOk) return { verdict: 'ok', diagnosis: 'reachable over underlay and overlay' };
   if (underlayOk) {
     return {
       verdict: 'overlay-blocked',
       diagnosis: `underlay OK but overlay blocked: VXLAN (UDP ${vxlanPort}) between the nodes is dropped, or the kernel entries for the peer are wrong`,
     };
+  }
+  if (method === 'icmp') {
+    if (overlayOk) return { verdict: 'underlay-filtered', diagnosis: 'overlay OK but the underlay echo went unanswered: ICMP is filtered on the underlay' };
+    return { verdict: 'unreachable', diagnosis: 'no answer over underlay or overlay: node down, or ICMP filtered' };
   }
   if (overlayOk) return { verdict: 'underlay-filtered', diagnosis: 'overlay OK but the underlay probe went unanswered: the probe port is filtered on the underlay' };
   return { verdict: 'unreachable', diagnosis: 'no answer over underlay or overlay: node down, not running weftd, or the probe port filtered' };
@@ -94,8 +103,16 @@ export class ProbeResponder {
   }
 }
 
+/** An echo over one path: weft's UDP echo (ProbeClient) or ICMP (daemon/icmp.ts). */
+export interface EchoClient {
+  /** Resolves with the RTT, or `ok: false` after `timeoutMs`; `mtu` is what a weft responder told. */
+  echo(ip: string, timeoutMs: number): Promise<PathResult & { mtu: number | null }>;
+  /** Graceful: echoes in flight finish first. */
+  close(): Promise<void>;
+}
+
 /** Sends echo requests from one socket and matches answers by token. */
-export class ProbeClient {
+export class ProbeClient implements EchoClient {
   private readonly socket = createSocket('udp4');
   private readonly pending = new Map<string, (answer: { mtu: number | null }) => void>();
   private readonly session = randomBytes(4).toString('hex');
@@ -164,6 +181,8 @@ export interface PeerProberOptions {
    * responder answers other nodes from the start.
    */
   readonly peersProgrammed?: Promise<unknown>;
+  /** Opens the ICMP echo (tests stand in for it); the default opens a raw socket through raw-socket. */
+  readonly openIcmp?: () => { client: EchoClient } | { reason: string };
   readonly log?: Logger;
 }
 
@@ -173,13 +192,18 @@ export class PeerProber {
   private cursor = 0;
   private lastTargets: string[] = [];
   private round: ProbeRound | null = null;
+  private probeMethod: { method: ProbeMethod; fallbackReason: string | null } | null = null;
   private readonly log: Logger;
 
   constructor(private readonly options: PeerProberOptions) {
     this.log = options.log ?? silentLogger();
   }
 
-  /** Runs until `signal` aborts. The responder failing to bind (port taken) disables probing with an error, not weftd. */
+  /**
+   * Runs until `signal` aborts. The responder failing to bind (port taken)
+   * disables probing with an error, not weftd. ICMP where a raw socket can
+   * be opened, else the UDP echo (see the top of this file).
+   */
   async run(signal: AbortSignal): Promise<void> {
     const responder = new ProbeResponder(this.options.port, this.options.mtu, this.log);
     try {
@@ -189,18 +213,28 @@ export class PeerProber {
       return;
     }
     const client = new ProbeClient(this.options.port);
+    const opened = (this.options.openIcmp ?? openIcmpClient)();
+    const icmp = 'client' in opened ? opened.client : null;
+    this.probeMethod = 'client' in opened ? { method: 'icmp', fallbackReason: null } : { method: 'udp', fallbackReason: opened.reason };
+    if (icmp) this.log.info('peer probes: ICMP echo over underlay and overlay');
+    else this.log.warn(`peer probes: UDP echo to weft's responder (${this.probeMethod.fallbackReason}); peers without weft show as unanswered`);
     try {
       // However it settles, rounds may start then.
       const programmed = this.options.peersProgrammed;
       if (programmed) await unlessAborted(programmed, signal).catch(() => undefined);
       while (!signal.aborted) {
-        await this.probeRound(client).catch((err: Error) => this.log.warn(`probe round failed: ${err.message}`));
+        await this.probeRound(client, icmp).catch((err: Error) => this.log.warn(`probe round failed: ${err.message}`));
         await delay(this.options.intervalMs, signal).catch(() => undefined);
       }
     } finally {
-      await client.close();
+      await Promise.all([client.close(), icmp?.close()]);
       responder.close();
     }
+  }
+
+  /** The echo in use and, for the UDP echo, why not ICMP; null until run() starts. */
+  get method(): { readonly method: ProbeMethod; readonly fallbackReason: string | null } | null {
+    return this.probeMethod;
   }
 
   /** Last result of every current peer that has been probed. */
@@ -223,27 +257,43 @@ export class PeerProber {
     return this.round;
   }
 
-  async probeRound(client: ProbeClient): Promise<void> {
+  /**
+   * One round over this round's targets. With `icmp`, ICMP echoes on both
+   * paths and a UDP echo over the underlay (the peer's MTU when it runs weft;
+   * an answer also proves the underlay); without, the UDP echo on both.
+   */
+  async probeRound(client: EchoClient, icmp: EchoClient | null = null): Promise<void> {
     const peers = this.options.peers();
     for (const key of this.results.keys()) if (!peers.has(key)) this.results.delete(key);
     const failing = new Set([...this.results].filter(([, h]) => h.verdict !== 'ok').map(([k]) => k));
     const { targets, nextCursor } = pickTargets([...peers.keys()].sort(), this.cursor, this.options.sample, failing);
     this.cursor = nextCursor;
     const timeoutMs = Math.min(1000, Math.max(100, this.options.intervalMs / 2));
+    const method: ProbeMethod = icmp ? 'icmp' : 'udp';
     await Promise.all(
       targets.map(async (key) => {
         const lease = peers.get(key);
         if (!lease?.subnet.ip) return;
-        const [underlay, overlay] = await Promise.all([client.echo(lease.attrs.PublicIP, timeoutMs), client.echo(lease.subnet.ip, timeoutMs)]);
-        const { verdict, diagnosis } = diagnose(underlay.ok, overlay.ok, this.options.vxlanPort);
+        const publicIP = lease.attrs.PublicIP;
+        let underlay: PathResult, overlay: PathResult, mtu: number | null;
+        if (icmp) {
+          const [icmpUnder, icmpOver, udpUnder] = await Promise.all([icmp.echo(publicIP, timeoutMs), icmp.echo(lease.subnet.ip, timeoutMs), client.echo(publicIP, timeoutMs)]);
+          underlay = icmpUnder.ok ? icmpUnder : udpUnder;
+          overlay = icmpOver;
+          mtu = udpUnder.mtu;
+        } else {
+          const [udpUnder, udpOver] = await Promise.all([client.echo(publicIP, timeoutMs), client.echo(lease.subnet.ip, timeoutMs)]);
+          [underlay, overlay, mtu] = [udpUnder, udpOver, udpOver.mtu ?? udpUnder.mtu];
+        }
+        const { verdict, diagnosis } = diagnose(underlay.ok, overlay.ok, this.options.vxlanPort, method);
         const previous = this.results.get(key)?.verdict;
-        if (previous !== verdict && (verdict !== 'ok' || previous !== undefined)) this.log.warn(`peer ${key} (${lease.attrs.PublicIP}): ${diagnosis}`);
+        if (previous !== verdict && (verdict !== 'ok' || previous !== undefined)) this.log.warn(`peer ${key} (${publicIP}): ${diagnosis}`);
         this.results.set(key, {
           subnet: key,
-          publicIP: lease.attrs.PublicIP,
+          publicIP,
           underlay: { ok: underlay.ok, rttMs: underlay.rttMs },
           overlay: { ok: overlay.ok, rttMs: overlay.rttMs },
-          mtu: overlay.mtu ?? underlay.mtu,
+          mtu,
           verdict,
           diagnosis,
           checkedAt: new Date().toISOString(),

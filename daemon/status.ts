@@ -19,10 +19,49 @@ export interface NodeStatus {
   readonly entriesProgrammed: number;
   readonly lastReconcile: { readonly at: string; readonly full: boolean; readonly seconds: number; readonly failed: number } | null;
   readonly etcd: string;
-  /** The traffic rules keeper: `backing` as iptables-save names it (null before any table exists); the current wait between checks. */
-  readonly iptables: { readonly inPlace: boolean; readonly backing: 'nf_tables' | 'legacy' | null; readonly checkPeriodSeconds: number; readonly repairs: number } | null;
-  readonly probes: { readonly round: ProbeRound | null; readonly peers: readonly PeerHealth[] } | null;
+  /** While etcd is out of reach: since when (ISO time) and for how long; null while connected. */
+  readonly etcdUnreachable: { readonly since: string; readonly seconds: number } | null;
+  /** The traffic rules keeper: `mode` iptables or nftables (EnableNFTables); `backing` as iptables-save names it (null before any table exists); the current wait between checks. */
+  readonly iptables: { readonly mode: 'iptables' | 'nftables'; readonly inPlace: boolean; readonly backing: 'nf_tables' | 'legacy' | null; readonly checkPeriodSeconds: number; readonly repairs: number } | null;
+  readonly probes: {
+    /** The echo peers are probed with (null until probing starts); `fallbackReason` says why not ICMP. */
+    readonly method: ProbeMethod | null;
+    readonly fallbackReason: string | null;
+    readonly round: ProbeRound | null;
+    readonly peers: readonly PeerHealth[];
+  } | null;
+  /** Valid leases this node does not program, and why. */
+  readonly refused: readonly RefusedLease[];
+  /** An older lease that advertises this node's PublicIP or VtepMAC: other nodes program it instead of this one. */
+  readonly ownLeaseConflict: RefusedLease | null;
 }
+
+/**
+ * Why a valid lease is not programmed: its PublicIP cannot be a tunnel
+ * endpoint, its subnet holds another node's PublicIP, an older lease advertises its VtepMAC or PublicIP (refused on
+ * every node alike), or its subnet collides with this node's own addresses or
+ * routes (this node only).
+ */
+export type RefusalReason = 'public-ip' | 'covers-public-ip' | 'duplicate-mac' | 'duplicate-public-ip' | 'collides-with-node';
+
+export const REFUSAL_REASONS: readonly RefusalReason[] = ['public-ip', 'covers-public-ip', 'duplicate-mac', 'duplicate-public-ip', 'collides-with-node'];
+
+export interface RefusedLease {
+  /** The lease's etcd key. */
+  readonly key: string;
+  readonly subnet: string;
+  readonly reason: RefusalReason;
+  readonly detail: string;
+  /** etcd key of the older lease that won (duplicates only). */
+  readonly winner: string | null;
+}
+
+/**
+ * `icmp`: ICMP echo through a raw socket, which every node answers, flanneld's
+ * included. `udp`: weft's own UDP echo, answered by weftd only; the fallback
+ * where raw sockets are not allowed (no CAP_NET_RAW).
+ */
+export type ProbeMethod = 'icmp' | 'udp';
 
 /** One path's outcome in the last probe of a peer. */
 export interface PathResult {

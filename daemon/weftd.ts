@@ -3,24 +3,31 @@ import { Backoff } from '../common/backoff.js';
 import { WeftError, isWeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { backendFor, type Backend, type BackendNetwork } from '../backend/backend.js';
-import type { Kernel, NftMonitor } from '../kernel/kernel.js';
+import { RTPROT_WEFT, type Kernel, type NftMonitor } from '../kernel/kernel.js';
+import { NodeNetworks } from '../backend/node-networks.js';
+import type { Subnet } from '../common/subnet.js';
 import { createEtcdClient, etcdConnection } from '../lease/etcd-client.js';
 import { vxlanPort } from '../lease/config.js';
 import { LeaseManager } from '../lease/manager.js';
-import type { ValidatedListing } from '../lease/lease-value.js';
+import { judgeLease, type RawKeyValue, type ValidatedListing } from '../lease/lease-value.js';
+import { olderHolderOfMac } from '../lease/admission.js';
+import type { Listing } from '../lease/registry.js';
 import { EtcdRegistry } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 import { BridgeKeeper } from './bridge.js';
+import { BlackholeKeeper } from './blackhole.js';
 import { createHealthServer, listen } from './http.js';
-import type { NodeStatus } from './status.js';
-import { TrafficRules, type TrafficRulesSpec } from '../kernel/iptables.js';
+import type { NodeStatus, RefusedLease } from './status.js';
+import { TrafficRules, iptablesRunner, removeTrafficRules, trafficChains, type TrafficRulesSpec } from '../kernel/iptables.js';
+import { NftablesEngine, isToolMissing, removeNftTables } from '../kernel/nftables.js';
 import { WeftMetrics } from './metrics.js';
 import { PeerProber } from './probe.js';
 import type { WeftdOptions } from '../common/options.js';
 import { readPreviousSubnet, writeSubnetFile } from '../lease/subnet-file.js';
 import { ensureSysctl } from './sysctl.js';
 import { discoverUnderlay, type Underlay } from '../kernel/underlay.js';
+import type { Notifier } from './sd-notify.js';
 
 export interface WeftdDeps {
   readonly options: WeftdOptions;
@@ -29,6 +36,8 @@ export interface WeftdDeps {
   readonly backends: ReadonlyMap<string, Backend>;
   /** The kernel port (rtnetlink in production), with its nf_tables subscription for the iptables keeper. */
   readonly kernel: Kernel & NftMonitor;
+  /** systemd's notify socket (daemon/sd-notify.ts): READY=1 and STATUS= lines follow /readyz. */
+  readonly notify?: Notifier | null;
 }
 
 /**
@@ -46,6 +55,7 @@ export class Weftd {
   private network: BackendNetwork | null = null;
   private traffic: TrafficRules | null = null;
   private bridge: BridgeKeeper | null = null;
+  private blackhole: BlackholeKeeper | null = null;
   private prober: PeerProber | null = null;
   private lastPass: NodeStatus['lastReconcile'] = null;
   private server: Server | null = null;
@@ -54,6 +64,9 @@ export class Weftd {
   /** Start-up phase, for /readyz until the lease manager takes over. */
   private phase = 'starting';
   private wasReady = false;
+  /** The last STATUS= sent to systemd, and whether READY=1 was. */
+  private notifiedStatus = '';
+  private notifiedReady = false;
   private backendReady = false;
   readonly metrics: WeftMetrics;
 
@@ -69,16 +82,31 @@ export class Weftd {
       leasesSkipped: () => this.watcher?.skipped ?? 0,
       kernelDriftEvents: () => this.network?.stats().driftEvents ?? 0,
       etcdConnected: () => this.registry?.state === 'connected',
+      etcdUnreachableSeconds: () => this.etcdUnreachable()?.seconds ?? 0,
       iptablesRepairs: () => this.traffic?.repairs ?? 0,
       entriesProgrammed: () => this.network?.stats().entries ?? 0,
       ready: () => this.ready(),
+      refusedLeases: () => this.refusedLeases(),
+      ownLeaseConflict: () => (this.watcher?.ownLoss() ?? null) !== null,
       peerHealth: () => (this.prober ? { lastRound: this.prober.lastRoundHealth(), all: this.prober.health() } : null),
     });
   }
 
   /** Lease held AND the first full reconcile done. */
   ready(): boolean {
-    return this.manager?.state === 'held' && this.backendReady && this.traffic?.inPlace === true;
+    return this.leaseValid() && this.backendReady && this.traffic?.inPlace === true;
+  }
+
+  /**
+   * The lease is held, or being renewed with time left: a keepalive that fails
+   * during an etcd outage does not end a lease that etcd still keeps, so it
+   * does not make the node unready.
+   */
+  private leaseValid(): boolean {
+    const m = this.manager;
+    if (m?.state === 'held') return true;
+    const left = m?.ttlRemaining;
+    return m?.state === 'renewing' && (left === null || (left !== undefined && left > 0));
   }
 
   /** Runs until `signal` aborts. Throws only for errors an operator must fix (bad options, bind failure). */
@@ -102,7 +130,7 @@ export class Weftd {
     const o = this.options;
     this.registry = new EtcdRegistry(createEtcdClient(etcdConnection(o)), o.etcdPrefix, this.log);
 
-    this.phase = 'waiting for a valid network config in etcd';
+    this.setPhase('waiting for a valid network config in etcd');
     const config = (this.config = await this.waitForConfig(signal));
     const backend = backendFor(this.deps.backends, config.backend.type);
     // Asked for now, the listing of every lease (the slowest read at scale) comes while the
@@ -110,10 +138,10 @@ export class Weftd {
     const listing = this.registry.listSubnets();
     listing.catch(() => undefined); // acquisition sees the error and retries
 
-    this.underlay = await discoverUnderlay(this.deps.kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, publicIp: o.publicIp });
+    this.underlay = await discoverUnderlay(this.deps.kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp });
     this.log.info(`underlay ${this.underlay.name} (${this.underlay.address}, mtu ${this.underlay.mtu}), public IP ${this.underlay.publicIP}`);
 
-    this.phase = 'setting up the backend device';
+    this.setPhase('setting up the backend device');
     this.network = await backend.register({
       publicIP: this.underlay.publicIP,
       iface: { name: this.underlay.name, mtu: this.underlay.mtu },
@@ -121,6 +149,7 @@ export class Weftd {
       stateDir: o.stateDir,
       log: this.log,
       kernel: this.deps.kernel,
+      macTakenBy: (mac) => this.macTakenBy(listing, config, mac),
       resyncIntervalMs: o.resyncInterval * 1000,
       onPass: (pass) => {
         this.lastPass = { at: new Date().toISOString(), full: pass.full, seconds: pass.seconds, failed: pass.failed };
@@ -142,10 +171,11 @@ export class Weftd {
       ttlSeconds: o.subnetLeaseTtl,
       // The margin never exceeds a third of the TTL: short TTLs renew at TTL/3.
       renewMarginSeconds: Math.min(o.subnetLeaseRenewMargin * 60, Math.floor(o.subnetLeaseTtl / 3)),
+      nodeCollisions: () => this.nodeCollisions(config.network!),
       log: this.log,
     });
     this.manager.on('state', () => this.noteReadiness());
-    this.phase = 'acquiring a subnet lease';
+    this.setPhase('acquiring a subnet lease');
     const acquired = await this.manager.acquireWithListing(signal, { prefetched: listing });
     const lease = acquired.lease;
     this.log.info(`holding lease ${lease.subnet} (${lease.etcdLeaseId === '0' ? 'reservation' : `etcd lease ${lease.etcdLeaseId}`})`);
@@ -158,6 +188,38 @@ export class Weftd {
     return acquired.listing;
   }
 
+  /**
+   * What of this node's own networks a new subnet would collide with: its
+   * addresses and the routes that are not weft's (NodeNetworks' rules).
+   */
+  private async nodeCollisions(network: Subnet): Promise<(s: Subnet) => string | null> {
+    const kernel = this.deps.kernel;
+    const device = this.network?.device ? await kernel.linkByName(this.network.device) : null;
+    const own = new NodeNetworks(network);
+    own.beginRead();
+    const [routes, addrs] = await Promise.all([kernel.routeList(), kernel.addrListAll()]);
+    for (const r of routes) if (r.proto !== RTPROT_WEFT && r.oif !== device?.index) own.readRoute(r);
+    for (const a of addrs) if (a.ifindex !== device?.index) own.readAddr(a);
+    own.endRead();
+    return (s) => own.collisionWith(s)?.entry ?? null;
+  }
+
+  /** The key of an older lease of another PublicIP advertising `mac`, from the start-up listing; null when etcd could not say. */
+  private async macTakenBy(listing: Promise<Listing>, config: NetworkConfig, mac: string): Promise<string | null> {
+    let kvs: readonly RawKeyValue[];
+    try {
+      kvs = (await listing).kvs;
+    } catch {
+      return null; // acquisition retries the listing; a conflict found later shows in /status and weftctl doctor
+    }
+    const leases: Lease[] = [];
+    for (const kv of kvs) {
+      const verdict = judgeLease(this.options.etcdPrefix, kv, config);
+      if (verdict.lease) leases.push(verdict.lease);
+    }
+    return olderHolderOfMac(leases, mac, this.underlay!.publicIP)?.key ?? null;
+  }
+
   /** Everything that follows the node's subnet: device address, subnet file, traffic rules. */
   private async applyLease(lease: Lease, previousSubnet: Lease['subnet'] | null): Promise<void> {
     const o = this.options;
@@ -165,14 +227,25 @@ export class Weftd {
     await this.network!.configure(lease);
     await writeSubnetFile(o.subnetFile, { network: config.network, subnet: lease.subnet, mtu: this.network!.mtu, ipMasq: o.ipMasq });
     if (previousSubnet && !previousSubnet.equals(lease.subnet)) this.log.warn(`subnet changed from ${previousSubnet} to ${lease.subnet}`);
-    const spec: TrafficRulesSpec = { network: config.network!, subnet: lease.subnet, ipMasq: o.ipMasq, forwardRules: o.iptablesForwardRules, randomFully: !o.ipMasqFullyRandomDisable };
+    const spec: TrafficRulesSpec = {
+      network: config.network!,
+      subnet: lease.subnet,
+      ipMasq: o.ipMasq,
+      forwardRules: o.iptablesForwardRules,
+      randomFully: !o.ipMasqFullyRandomDisable,
+      chains: trafficChains(o.etcdPrefix),
+    };
     if (this.traffic) {
       this.traffic.update(spec);
       await this.traffic.ensure();
     } else {
       // At start the rules are installed by the keeper's first check, which runs at once beside the
       // first reconcile instead of before it (two spawned iptables tools); readiness waits for both.
-      this.traffic = new TrafficRules(spec, { intervalMs: o.iptablesResync * 1000, log: this.log });
+      this.traffic = this.createTrafficRules(spec, config.enableNFTables);
+    }
+    if (o.ipBlackholeRoute) {
+      this.blackhole ??= new BlackholeKeeper(this.deps.kernel, this.log);
+      await this.blackhole.set(lease.subnet);
     }
     if (o.bridge) {
       const bridgeSpec = { name: o.bridge, subnet: lease.subnet, network: config.network!, mtu: this.network!.mtu };
@@ -183,6 +256,20 @@ export class Weftd {
     }
   }
 
+  /**
+   * The keeper of the masquerade and forward rules: nftables when the network
+   * config says `EnableNFTables`, else iptables. Its first check removes the
+   * other kind's rules (a node switched modes), as flanneld does at start; a
+   * missing tool means there is nothing of that kind to remove.
+   */
+  private createTrafficRules(spec: TrafficRulesSpec, nftables: boolean): TrafficRules {
+    const ignoreMissingTool = (remove: () => Promise<boolean>) => () => remove().catch((err: unknown) => (isToolMissing(err) ? false : Promise.reject(err)));
+    const intervalMs = this.options.iptablesResync * 1000;
+    if (!nftables) return new TrafficRules(spec, { intervalMs, log: this.log, removeOther: ignoreMissingTool(() => removeNftTables()) });
+    this.log.info('nftables mode (EnableNFTables): masquerade and forward rules in table ip flannel-ipv4');
+    return new TrafficRules(spec, { intervalMs, log: this.log, engine: new NftablesEngine({ log: this.log }), removeOther: ignoreMissingTool(() => removeTrafficRules(iptablesRunner(), trafficChains(this.options.etcdPrefix))) });
+  }
+
   private async steadyState(signal: AbortSignal, listing: ValidatedListing): Promise<void> {
     const o = this.options;
     this.watcher = new LeaseWatcher({
@@ -190,6 +277,7 @@ export class Weftd {
       config: this.config!,
       ownSubnet: () => this.manager?.lease?.subnet ?? null,
       ownPublicIP: this.underlay!.publicIP,
+      ownLease: () => this.manager?.lease ?? null,
       log: this.log,
     });
     // Following starts the kernel listener unless the backend's subscription did: after the first pass,
@@ -200,6 +288,7 @@ export class Weftd {
       this.network!.run(this.timed(this.watcher.batches(signal, listing)), signal),
       this.traffic!.run(signal, () => this.noteReadiness()),
       this.bridge?.run(o.resyncInterval * 1000, signal),
+      this.blackhole?.run(o.iptablesResync * 1000, signal),
       this.startProber(signal),
     ]);
   }
@@ -250,30 +339,73 @@ export class Weftd {
       entriesProgrammed: this.network?.stats().entries ?? 0,
       lastReconcile: this.lastPass,
       etcd: this.registry?.state ?? 'unknown',
+      etcdUnreachable: this.etcdUnreachable(),
       iptables: this.traffic && {
+        mode: this.traffic.kind,
         inPlace: this.traffic.inPlace,
         backing: this.traffic.backing,
         checkPeriodSeconds: this.traffic.periodMs() / 1000,
         repairs: this.traffic.repairs,
       },
-      probes: this.prober && { round: this.prober.lastRound, peers: this.prober.healthForStatus() },
+      probes: this.prober && {
+        method: this.prober.method?.method ?? null,
+        fallbackReason: this.prober.method?.fallbackReason ?? null,
+        round: this.prober.lastRound,
+        peers: this.prober.healthForStatus(),
+      },
+      refused: this.refusedLeases(),
+      ownLeaseConflict: this.watcher?.ownLoss() ?? null,
     };
+  }
+
+  /** Since when and how long etcd has been out of reach; null while connected. */
+  private etcdUnreachable(): NodeStatus['etcdUnreachable'] {
+    const since = this.registry?.unreachableSince ?? null;
+    return since === null ? null : { since: new Date(since).toISOString(), seconds: Math.round((Date.now() - since) / 100) / 10 };
+  }
+
+  /** Valid leases not programmed here: refused against the other leases (every node alike), or colliding with this node's networks. */
+  private refusedLeases(): RefusedLease[] {
+    const refused: RefusedLease[] = [...(this.watcher?.refusals() ?? [])];
+    for (const c of this.network?.localCollisions() ?? []) {
+      refused.push({ key: c.key, subnet: c.peer, reason: 'collides-with-node', detail: `its subnet collides with this node's ${c.entry}`, winner: null });
+    }
+    return refused;
   }
 
   /** Why /readyz says no: the start-up phase, then the lease state, then the first reconcile. */
   private notReadyReason(): string {
     if (!this.manager || this.manager.state === 'acquiring') return this.phase;
-    if (this.manager.state !== 'held') return `lease ${this.manager.state}`;
+    if (!this.leaseValid()) return `lease ${this.manager.state}${this.manager.state === 'renewing' ? ' (expired)' : ''}`;
     if (!this.backendReady) return 'programming peers (first full reconcile)';
-    return this.traffic?.inPlace ? '' : 'installing iptables rules';
+    return this.traffic?.inPlace ? '' : `installing ${this.traffic?.kind ?? 'iptables'} rules`;
   }
 
   /** Logs readiness when it changes; called on the events that can change it (no polling). */
   private noteReadiness(): void {
     const ready = this.ready();
+    this.notifyStatus(ready);
     if (ready === this.wasReady) return;
     this.wasReady = ready;
     this.log.info(ready ? 'ready: lease held and peers programmed' : `not ready: ${this.notReadyReason()}`);
+  }
+
+  private setPhase(phase: string): void {
+    this.phase = phase;
+    this.notifyStatus(this.ready());
+  }
+
+  /** Tells systemd what weftd waits for (STATUS=), and READY=1 the first time /readyz turns ready. */
+  private notifyStatus(ready: boolean): void {
+    const notify = this.deps.notify;
+    if (!notify) return;
+    const lease = this.manager?.lease;
+    const status = ready ? `ready: lease ${lease?.subnet.toString() ?? ''} held and peers programmed` : `not ready: ${this.notReadyReason()}`;
+    if (status === this.notifiedStatus) return;
+    this.notifiedStatus = status;
+    const first = ready && !this.notifiedReady;
+    if (first) this.notifiedReady = true;
+    notify.send(first ? `READY=1\nSTATUS=${status}` : `STATUS=${status}`);
   }
 
   private async waitForConfig(signal: AbortSignal): Promise<NetworkConfig> {

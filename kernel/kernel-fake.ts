@@ -38,6 +38,8 @@ export class FakeKernel implements Kernel, NftMonitor {
   private readonly neighs = new Map<string, Neigh>();
   private readonly fdbs = new Map<string, Fdb>();
   private readonly routes = new Map<string, Route>();
+  /** Destinations of the blackhole routes (`ip route show type blackhole`). */
+  readonly blackholes = new Set<string>();
   private nextIndex = 1;
   private readonly faults: Array<{ match: (op: KernelOp) => boolean; errno: string; times: number }> = [];
   private readonly listeners = new Set<(change: KernelChange) => void>();
@@ -135,7 +137,12 @@ export class FakeKernel implements Kernel, NftMonitor {
     for (const [k, n] of this.neighs) if (n.ifindex === index) this.deleteNeigh(k);
     // IPv4 drops the routes of a deleted link without a notification.
     for (const [k, r] of this.routes) if (r.oif === index) this.routes.delete(k);
-    for (const [k, a] of this.addrs) if (a.ifindex === index) this.addrs.delete(k);
+    // Addresses go with a notification each.
+    for (const [k, a] of this.addrs) {
+      if (a.ifindex !== index) continue;
+      this.addrs.delete(k);
+      this.notify({ kind: 'addr', op: 'del', addr: a });
+    }
     this.notify({ kind: 'link', op: 'del', link });
   }
 
@@ -158,11 +165,16 @@ export class FakeKernel implements Kernel, NftMonitor {
     if (this.addrs.has(key)) throw new KernelError(`addr add ${addr.cidr}`, 'EEXIST');
     const prefix = Subnet.parse(addr.cidr).toString();
     const secondary = [...this.addrs.values()].some((a) => a.ifindex === addr.ifindex && Subnet.parse(a.cidr).toString() === prefix);
-    this.addrs.set(key, { ifindex: addr.ifindex, cidr: addr.cidr, scope: 'global', permanent: true, deprecated: false, secondary });
+    const info: AddrInfo = { ifindex: addr.ifindex, cidr: addr.cidr, scope: 'global', permanent: true, deprecated: false, secondary };
+    this.addrs.set(key, info);
+    this.notify({ kind: 'addr', op: 'new', addr: info });
   }
 
   async addrDel(addr: Addr): Promise<void> {
-    if (!this.addrs.delete(addrKey(addr))) throw new KernelError(`addr del ${addr.cidr}`, 'EADDRNOTAVAIL');
+    const info = this.addrs.get(addrKey(addr));
+    if (!info) throw new KernelError(`addr del ${addr.cidr}`, 'EADDRNOTAVAIL');
+    this.addrs.delete(addrKey(addr));
+    this.notify({ kind: 'addr', op: 'del', addr: info });
   }
 
   neighSet(neigh: Omit<Neigh, 'permanent'>): Promise<void> {
@@ -195,6 +207,12 @@ export class FakeKernel implements Kernel, NftMonitor {
   routeDel(route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>>): Promise<void> {
     return applyOne(this, { op: 'routeDel', route });
   }
+  async blackholeReplace(dst: string): Promise<void> {
+    this.blackholes.add(dst);
+  }
+  async blackholeDel(dst: string): Promise<void> {
+    if (!this.blackholes.delete(dst)) throw new KernelError(`route del blackhole ${dst}`, 'ESRCH');
+  }
   async routeList(): Promise<Route[]> {
     return [...this.routes.values()];
   }
@@ -206,7 +224,10 @@ export class FakeKernel implements Kernel, NftMonitor {
   inject(entry: { neigh: Neigh } | { fdb: Fdb } | { route: Route } | { addr: AddrInfo }): void {
     if ('neigh' in entry) this.setNeigh(entry.neigh);
     else if ('fdb' in entry) this.setFdb(entry.fdb);
-    else if ('addr' in entry) this.addrs.set(addrKey(entry.addr), entry.addr);
+    else if ('addr' in entry) {
+      this.addrs.set(addrKey(entry.addr), entry.addr);
+      this.notify({ kind: 'addr', op: 'new', addr: entry.addr });
+    }
     else this.setRoute(entry.route);
   }
 

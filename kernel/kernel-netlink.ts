@@ -22,7 +22,7 @@
 import { WeftError } from '../common/errors.js';
 import { addrAddMessage, addrDelMessage, addrDumpMessage, parseAddrInfo } from './netlink/addr.js';
 import { neighDumpMessage, parseNeigh, toFdb, toNeigh, writeFdbDel, writeFdbReplace, writeNeighDel, writeNeighSet } from './netlink/neigh.js';
-import { parseRoute, routeDumpMessage, writeRouteDel, writeRouteReplace } from './netlink/route.js';
+import { blackholeMessage, parseRoute, routeDumpMessage, writeRouteDel, writeRouteReplace } from './netlink/route.js';
 import { AF_BRIDGE, AF_INET, errnoName, Writer, type OutMessage } from './netlink/wire.js';
 import { NetlinkChannel, type DumpDecoder } from './netlink/channel.js';
 import { NetlinkMonitor, spawnListenerChild } from './netlink/monitor.js';
@@ -164,6 +164,14 @@ export class NetlinkKernel implements Kernel, NftMonitor {
 
   routeDel(route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>>): Promise<void> {
     return applyOne(this, { op: 'routeDel', route });
+  }
+
+  blackholeReplace(dst: string): Promise<void> {
+    return this.call(() => this.single(`route replace blackhole ${dst}`, blackholeMessage('replace', dst)));
+  }
+
+  blackholeDel(dst: string): Promise<void> {
+    return this.call(() => this.single(`route del blackhole ${dst}`, blackholeMessage('del', dst)));
   }
 
   routeList(): Promise<Route[]> {

@@ -139,6 +139,8 @@ export type ChangeOp = 'new' | 'del';
 export type KernelChange =
   | { readonly kind: 'link'; readonly op: ChangeOp; readonly link: Link }
   | { readonly kind: 'route'; readonly op: ChangeOp; readonly route: Route }
+  /** An IPv4 address added to or removed from any link. */
+  | { readonly kind: 'addr'; readonly op: ChangeOp; readonly addr: AddrInfo }
   /** A deleted neighbour may come without its lladdr (the kernel marks it FAILED first): `mac` is '' then. */
   | { readonly kind: 'neigh'; readonly op: ChangeOp; readonly neigh: Neigh }
   | { readonly kind: 'fdb'; readonly op: ChangeOp; readonly fdb: Fdb }
@@ -201,6 +203,14 @@ export interface Kernel {
   routeReplace(route: Omit<Route, 'proto'> & { proto?: number }): Promise<void>;
   /** `ip route del DST [via GW] [dev NAME]` */
   routeDel(route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>>): Promise<void>;
+  /**
+   * `ip route replace blackhole DST metric 4294967295 proto 0x57`: drops what
+   * no other route to DST takes (flanneld's --ip-blackhole-route, below any
+   * route to the prefix, so it never shadows a bridge's connected route).
+   */
+  blackholeReplace(dst: string): Promise<void>;
+  /** `ip route del blackhole DST metric 4294967295`; ESRCH when absent. */
+  blackholeDel(dst: string): Promise<void>;
   /** `ip -4 route show table main`: every unicast route, whoever added it, in the kernel's dump order (lowest metric first per prefix). */
   routeList(): Promise<Route[]>;
   /**
@@ -218,8 +228,8 @@ export interface Kernel {
    */
   apply(ops: readonly KernelOp[]): Promise<OpResult[]>;
   /**
-   * `ip monitor link neigh route`: calls `listener` with every link, IPv4
-   * neighbour, FDB and main-table IPv4 unicast route change from now on, or
+   * `ip monitor link neigh address route`: calls `listener` with every link,
+   * IPv4 neighbour, FDB, IPv4 address and main-table IPv4 unicast route change from now on, or
    * with an `overrun` where some were lost. Returns the unsubscribe.
    */
   monitor(listener: (change: KernelChange) => void): () => void;

@@ -6,7 +6,7 @@
  * recreated or re-addressed while weftd runs.
  */
 import { WeftError } from '../common/errors.js';
-import { canonicalIPv4, Subnet } from '../common/subnet.js';
+import { canonicalIPv4, maskIPv4, parseIPv4, Subnet } from '../common/subnet.js';
 import { addrsOn } from './addresses.js';
 import type { AddrInfo, Kernel, Link, Route } from './kernel.js';
 
@@ -36,19 +36,22 @@ export interface InterfaceInfo {
 export interface UnderlaySelection {
   readonly iface: readonly string[];
   readonly ifaceRegex: readonly string[];
+  /** Tried after `iface` and `ifaceRegex`: the interface the kernel routes this IPv4 address through. */
+  readonly ifaceCanReach?: string;
   readonly publicIp?: string;
 }
 
 /**
  * flanneld's interface selection (flannel's main.go and pkg/ipmatch), as a pure
  * function: `--iface` entries (an IP or a name) in order, then each
- * `--iface-regex` against addresses first and names second; with neither,
- * the interface holding `--public-ip`, else the default route's interface.
+ * `--iface-regex` against addresses first and names second, then the
+ * interface `--iface-can-reach` is routed through (`reachDev`); with none of
+ * them, the interface holding `--public-ip`, else the default route's interface.
  */
-export function selectUnderlay(interfaces: readonly InterfaceInfo[], defaultRouteDev: string | null, sel: UnderlaySelection): Underlay {
+export function selectUnderlay(interfaces: readonly InterfaceInfo[], defaultRouteDev: string | null, sel: UnderlaySelection, reachDev: string | null = null): Underlay {
   let chosen: InterfaceInfo | undefined;
   const byAddress = (ip: string) => interfaces.find((i) => i.addr_info.some((a) => a.family === 'inet' && a.local === ip));
-  if (sel.iface.length === 0 && sel.ifaceRegex.length === 0) {
+  if (sel.iface.length === 0 && sel.ifaceRegex.length === 0 && !sel.ifaceCanReach) {
     if (sel.publicIp) chosen = byAddress(sel.publicIp);
     if (!chosen) {
       if (!defaultRouteDev) throw new WeftError('WEFT_ERR_OPTION_INVALID', 'no default route to pick the underlay interface from; use --iface');
@@ -66,8 +69,10 @@ export function selectUnderlay(interfaces: readonly InterfaceInfo[], defaultRout
         interfaces.find((i) => re.test(i.ifname));
       if (chosen) break;
     }
+    if (!chosen && sel.ifaceCanReach && reachDev) chosen = interfaces.find((i) => i.ifname === reachDev);
     if (!chosen) {
-      throw new WeftError('WEFT_ERR_OPTION_INVALID', `no interface matches --iface ${JSON.stringify(sel.iface)} / --iface-regex ${JSON.stringify(sel.ifaceRegex)}`);
+      const reach = sel.ifaceCanReach ? ` / --iface-can-reach ${sel.ifaceCanReach} (routed through ${reachDev ?? 'no interface'})` : '';
+      throw new WeftError('WEFT_ERR_OPTION_INVALID', `no interface matches --iface ${JSON.stringify(sel.iface)} / --iface-regex ${JSON.stringify(sel.ifaceRegex)}${reach}`);
     }
   }
   if (!chosen) throw new WeftError('WEFT_ERR_OPTION_INVALID', `interface ${defaultRouteDev} of the default route not found`);
@@ -96,7 +101,29 @@ export type UnderlayKernel = Pick<Kernel, 'linkList' | 'addrListAll' | 'routeLis
  */
 export async function discoverUnderlay(kernel: UnderlayKernel, sel: UnderlaySelection): Promise<Underlay> {
   const [links, addrs, routes] = await Promise.all([kernel.linkList(), kernel.addrListAll(), kernel.routeList()]);
-  return selectUnderlay(interfacesWithIPv4(links, addrs), defaultRouteDev(links, routes), sel);
+  const reach = sel.ifaceCanReach ? routeDevTowards(links, routes, sel.ifaceCanReach) : null;
+  return selectUnderlay(interfacesWithIPv4(links, addrs), defaultRouteDev(links, routes), sel, reach);
+}
+
+/**
+ * The device of the main table's most specific route covering `ip` (the first
+ * listed, lowest metric, among equals): what `ip route get IP` answers on a
+ * host without policy routing rules. null when no route with a device covers it.
+ */
+export function routeDevTowards(links: readonly Link[], routes: readonly Route[], ip: string): string | null {
+  const target = parseIPv4(ip);
+  if (target === null) return null;
+  let best: Route | undefined;
+  let bestLen = -1;
+  for (const r of routes) {
+    const [base = '', len = '0'] = r.dst.split('/');
+    const prefix = Number(len);
+    const value = parseIPv4(base);
+    if (r.oif === 0 || value === null || prefix <= bestLen || maskIPv4(target, prefix) !== maskIPv4(value, prefix)) continue;
+    best = r;
+    bestLen = prefix;
+  }
+  return best ? (links.find((l) => l.index === best.oif)?.name ?? `#${best.oif}`) : null;
 }
 
 /**

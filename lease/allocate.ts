@@ -21,6 +21,12 @@ export interface AllocationInput {
   readonly previousSubnet?: Subnet | null;
   /** Uniform random integer in [0, n); injectable for tests. */
   readonly randomInt?: (n: number) => number;
+  /**
+   * What of this node's own networks a subnet would collide with, or null.
+   * A new subnet is never chosen among colliding ones. This node's own lease
+   * and its previous subnet are exempt: its own bridge lies in them.
+   */
+  readonly collides?: (s: Subnet) => string | null;
 }
 
 export interface AllocationResult {
@@ -66,13 +72,29 @@ export function chooseSubnet(input: AllocationInput): AllocationResult {
   }
 
   const free: Subnet[] = [];
+  let colliding = 0;
+  let firstCollision: string | null = null;
+  let scanned = 0;
   for (let s = config.subnetMin; s.value <= config.subnetMax.value && free.length < CANDIDATE_WINDOW; s = s.next()) {
-    if (!isTaken(s)) free.push(s);
+    scanned++;
+    if (isTaken(s)) continue;
+    const collision = input.collides?.(s) ?? null;
+    if (collision === null) free.push(s);
+    else {
+      colliding++;
+      firstCollision ??= `${s} collides with this node's ${collision}`;
+    }
+  }
+  if (free.length === 0 && colliding === scanned) {
+    throw new WeftError(
+      'WEFT_ERR_CONFIG_INVALID',
+      `invalid network config: every /${config.subnetLen} subnet from ${config.subnetMin.ip} to ${config.subnetMax.ip} of ${network} collides with this node's own networks (${firstCollision}); the Network must not cover the hosts' networks`,
+    );
   }
   if (free.length === 0) {
     throw new WeftError(
       'WEFT_ERR_RANGE_EXHAUSTED',
-      `no free subnet: all /${config.subnetLen} subnets from ${config.subnetMin.ip} to ${config.subnetMax.ip} of ${network} are leased or reserved`,
+      `no free subnet: all /${config.subnetLen} subnets from ${config.subnetMin.ip} to ${config.subnetMax.ip} of ${network} are leased or reserved${colliding > 0 ? ` or collide with this node's own networks (${firstCollision}, and ${colliding - 1} more)` : ''}`,
     );
   }
   const pick = (input.randomInt ?? defaultRandomInt)(free.length);

@@ -103,6 +103,8 @@ export interface RawKeyValue {
   readonly value: string;
   readonly lease: string;
   readonly modRevision: string;
+  /** etcd create_revision: which of two keys is older. Absent in a delete event. */
+  readonly createRevision?: string;
 }
 
 
@@ -166,7 +168,7 @@ export function validateLease(prefix: string, kv: RawKeyValue, config: NetworkCo
   } catch (err) {
     throw malformed(kv.key, (err as Error).message, err);
   }
-  return { subnet, ipv6Subnet, attrs, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision };
+  return { subnet, ipv6Subnet, attrs, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision, createRevision: kv.createRevision ?? kv.modRevision };
 }
 
 function malformed(key: string, reason: string, cause?: unknown): WeftError {

@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { Backoff, delay } from '../common/backoff.js';
+import { Wakeup } from '../common/periodic.js';
 import { WeftError, isWeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
-import { chooseSubnet } from './allocate.js';
+import { chooseSubnet, type AllocationInput } from './allocate.js';
 import { parseSubnetKey, subnetKey } from './keyspace.js';
 import { judgeLease, serializeLeaseAttrs, validateLease, type LeaseVerdict, type RawKeyValue, type ValidatedListing } from './lease-value.js';
-import type { Listing, Registry, StoreUpdate } from './registry.js';
+import type { Listing, Registry, StoreState, StoreUpdate } from './registry.js';
 import { WEFTD_DEFAULTS } from '../common/defaults.js';
 import type { Subnet } from '../common/subnet.js';
 import { isReservation, type Lease, type LeaseAttrs, type NetworkConfig } from './types.js';
@@ -25,6 +26,8 @@ export interface LeaseManagerOptions {
   readonly renewMarginSeconds?: number;
   readonly log?: Logger;
   readonly randomInt?: (n: number) => number;
+  /** What of this node's own networks a subnet collides with (see AllocationInput.collides); read before each choice. */
+  readonly nodeCollisions?: () => Promise<(s: Subnet) => string | null>;
 }
 
 /** `held`: key present and kept alive; `renewing`: a keepalive is failing, retrying; `lost`: key gone, recovering. */
@@ -58,6 +61,8 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   private currentState: LeaseState = 'acquiring';
   private recovery: Promise<void> = Promise.resolve();
   private expiresAt: number | null = null;
+  /** Ends the wait for the next keepalive early: etcd is back after an outage. */
+  private readonly renewNow = new Wakeup();
   /** Times the lease was found lost while running. */
   losses = 0;
 
@@ -142,7 +147,28 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
    */
   async run(signal: AbortSignal): Promise<void> {
     if (!this.held) throw new WeftError('WEFT_ERR_INVALID_STATE', 'run() needs a lease: call acquire() first');
-    await Promise.all([this.keepAliveLoop(signal), this.watchOwnKey(signal)]);
+    const onStore = (state: StoreState) => this.storeChanged(state);
+    this.registry.on('state', onStore);
+    try {
+      await Promise.all([this.keepAliveLoop(signal), this.watchOwnKey(signal)]);
+    } finally {
+      this.registry.off('state', onStore);
+    }
+  }
+
+  /**
+   * etcd out of reach: the lease stays valid until its TTL runs out, which
+   * the log says. etcd back: renew at once instead of at the next scheduled
+   * keepalive, so a lease that expired during a long outage is found (and
+   * recovered) now.
+   */
+  private storeChanged(state: StoreState): void {
+    if (state === 'connected') {
+      this.renewNow.poke();
+      return;
+    }
+    const left = this.ttlRemaining;
+    if (this.held && left !== null) this.log.warn(`lease ${this.held.subnet} stays valid for ${Math.floor(left)} s without etcd`);
   }
 
   /** Gives the subnet up: revokes the etcd lease (etcd deletes the key). Reservations stay. */
@@ -154,13 +180,18 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   private async tryAcquire(verdicts: readonly LeaseVerdict[], exclude?: Subnet): Promise<Lease | null> {
     const { config, attrs } = this.options;
     const leases = verdicts.flatMap((verdict) => this.occupying(verdict));
-    const { choice, incompatible } = chooseSubnet({
+    const input: AllocationInput = {
       config,
       leases,
       publicIP: attrs.PublicIP,
       previousSubnet: exclude && this.options.previousSubnet?.equals(exclude) ? null : this.options.previousSubnet ?? null,
       ...(this.options.randomInt ? { randomInt: this.options.randomInt } : {}),
-    });
+    };
+    let { choice, incompatible } = chooseSubnet(input);
+    // Only a new subnet is checked against the node's own networks, which takes a read of its routes.
+    if (choice.kind === 'new' && this.options.nodeCollisions) {
+      ({ choice, incompatible } = chooseSubnet({ ...input, collides: await this.options.nodeCollisions() }));
+    }
     for (const stale of incompatible) {
       this.log.warn(`deleting this node's lease ${stale.subnet}: it does not fit the network config`);
       await this.registry.deleteSubnet(stale.key, stale.modRevision);
@@ -204,7 +235,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       return null; // the key itself is not a subnet: it occupies nothing
     }
     if (!parsed) return null;
-    return { ...parsed, attrs: { PublicIP: '', PublicIPv6: null, BackendType: '' }, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision };
+    return { ...parsed, attrs: { PublicIP: '', PublicIPv6: null, BackendType: '' }, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision, createRevision: kv.createRevision ?? kv.modRevision };
   }
 
   private async reread(key: string): Promise<Lease | null> {
@@ -239,11 +270,8 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     const backoff = new Backoff({ initialMs: 500, maxMs: Math.min(60_000, interval) });
     let wait = interval;
     while (!signal.aborted) {
-      try {
-        await delay(wait, signal);
-      } catch {
-        return;
-      }
+      await this.renewNow.wait(wait, signal);
+      if (signal.aborted) return;
       const id = this.etcdLeaseId;
       if (!id) {
         wait = interval;

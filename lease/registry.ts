@@ -1,10 +1,13 @@
 import { EventEmitter, once } from 'node:events';
 import { EtcdLeaseInvalidError, type Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { Backoff } from '../common/backoff.js';
+import { ETCD_RELIST_BACKOFF_MAX_MS, ETCD_UNREACHABLE_LOG_INTERVAL_MS } from '../common/defaults.js';
 import { WeftError, isWeftError, storeError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { parseNetworkConfig } from './config.js';
+import { watchProgress, type WatchProgress } from './etcd-client.js';
 import { configKey, subnetsPrefix } from './keyspace.js';
+import { DEFAULT_LIVENESS, WatchLiveness, type LivenessBounds } from './watch-liveness.js';
 import type { RawKeyValue } from './lease-value.js';
 import type { NetworkConfig } from './types.js';
 
@@ -54,8 +57,14 @@ export const WATCH_CONFIRM_TIMEOUT_MS = 5000;
 /** After a disconnect etcd3 reconnects on its own (backoff up to 2 s); past this, weft re-lists instead. */
 export const WATCH_RECONNECT_TIMEOUT_MS = 10_000;
 
-/** Store connectivity, as seen by the last call that reached (or failed to reach) etcd. */
+/** Store connectivity, as seen by the last call that reached (or failed to reach) etcd, and by the watch's liveness. */
 export type StoreState = 'connected' | 'unreachable';
+
+/** The bounds a registry's watches keep (see WATCH_CONFIRM_TIMEOUT_MS, WATCH_RECONNECT_TIMEOUT_MS, WatchLiveness). */
+export interface WatchBounds extends Partial<LivenessBounds> {
+  readonly confirmMs: number;
+  readonly reconnectMs: number;
+}
 
 /** A registry's events and their arguments. */
 export type RegistryEvents = {
@@ -70,6 +79,8 @@ export type RegistryEvents = {
 export interface Registry extends EventEmitter<RegistryEvents> {
   readonly prefix: string;
   readonly state: StoreState;
+  /** Since when (ms since the epoch) etcd has been out of reach; null while connected. */
+  readonly unreachableSince: number | null;
   /** Reads and validates `<prefix>/config`. Throws WEFT_ERR_CONFIG_MISSING / _INVALID / STORE_UNAVAILABLE. */
   readNetworkConfig(): Promise<NetworkConfig>;
   /** The raw text of `<prefix>/config`, or null when absent (for tools that show it as written). */
@@ -95,7 +106,9 @@ export interface Registry extends EventEmitter<RegistryEvents> {
    * Lists then watches the subnets prefix (or one exact key) from the
    * listing's revision + 1. After a compaction or a cancelled watch it
    * re-lists and yields a new snapshot; disconnects resume from the last
-   * seen revision. Ends when `signal` aborts.
+   * seen revision. A watch that shows no sign of life (see WatchLiveness)
+   * is stale: etcd is reported unreachable and the watch is replaced by a
+   * re-list. Ends when `signal` aborts.
    */
   watchSubnets(signal: AbortSignal, options?: WatchOptions): AsyncIterable<StoreUpdate>;
   /**
@@ -110,20 +123,32 @@ export interface Registry extends EventEmitter<RegistryEvents> {
 
 export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Registry {
   private currentState: StoreState = 'connected';
+  private since: number | null = null;
+  private stillUnreachable: NodeJS.Timeout | null = null;
   private readonly inFlight = new Set<Promise<unknown>>();
   private closed = false;
+  private readonly liveness: LivenessBounds;
+  private warnedNoProgress = false;
 
   constructor(
     private readonly client: Etcd3,
     readonly prefix: string,
     private readonly log: Logger = silentLogger(),
-    private readonly watchTimeouts = { confirmMs: WATCH_CONFIRM_TIMEOUT_MS, reconnectMs: WATCH_RECONNECT_TIMEOUT_MS },
+    private readonly watchTimeouts: WatchBounds = { confirmMs: WATCH_CONFIRM_TIMEOUT_MS, reconnectMs: WATCH_RECONNECT_TIMEOUT_MS },
   ) {
     super();
+    this.liveness = {
+      progressAfterMs: watchTimeouts.progressAfterMs ?? DEFAULT_LIVENESS.progressAfterMs,
+      staleAfterMs: watchTimeouts.staleAfterMs ?? DEFAULT_LIVENESS.staleAfterMs,
+    };
   }
 
   get state(): StoreState {
     return this.currentState;
+  }
+
+  get unreachableSince(): number | null {
+    return this.since;
   }
 
   async readNetworkConfigText(): Promise<string | null> {
@@ -217,16 +242,19 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Regist
 
   async *watchSubnets(signal: AbortSignal, { exactKey, initial }: WatchOptions = {}): AsyncGenerator<StoreUpdate> {
     const range = exactKey ?? subnetsPrefix(this.prefix);
-    const backoff = new Backoff({ initialMs: 100, maxMs: 5000 });
+    const backoff = new Backoff({ initialMs: 100, maxMs: ETCD_RELIST_BACKOFF_MAX_MS });
     let reason: 'initial' | 'resync' = 'initial';
     let given = initial;
+    let failedLists = 0;
     while (!signal.aborted) {
       let listing: Listing;
       try {
         listing = given ?? (await this.list(range, exactKey === undefined));
         given = undefined;
+        failedLists = 0;
       } catch (err) {
-        this.log.warn('etcd list failed; retrying', { key: range, error: (err as Error).message });
+        // The first failure in a row is worth a warning; the outage itself is logged by setState, with its length.
+        this.log.log(failedLists++ === 0 ? 'warn' : 'debug', 'etcd list failed; retrying', { key: range, error: (err as Error).message });
         if (!(await sleepOrAbort(backoff, signal))) return;
         continue;
       }
@@ -243,11 +271,18 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Regist
         // Taking responses starts before the confirmation is awaited: etcd sends the events since the start
         // revision right behind it, often in the same read, and etcd3 emits them in the same tick; an event
         // emitted before a listener is attached is lost.
-        const drained = drainWatch(watcher, this.watchTimeouts.reconnectMs, signal);
+        const progress = watchProgress(watcher);
+        if (!progress && !this.warnedNoProgress) {
+          this.warnedNoProgress = true;
+          this.log.warn('etcd watch runs without a liveness check (the etcd3 client offers no progress requests); a silent partition is found by gRPC keepalive only');
+        }
+        const liveness = { bounds: this.liveness, progress, onStale: (why: string) => this.setState('unreachable', why) };
+        const drained = drainWatch(watcher, this.watchTimeouts.reconnectMs, signal, liveness);
         await confirmed(watcher, this.watchTimeouts.confirmMs, signal);
         // An idle daemon makes no calls for hours: the watch stream is what notices etcd going away.
-        watcher.on('disconnected', () => this.setState('unreachable'));
+        watcher.on('disconnected', (err?: Error) => this.setState('unreachable', `watch stream lost${err?.message ? ` (${err.message})` : ''}`));
         watcher.on('connected', () => this.setState('connected'));
+        this.setState('connected'); // etcd confirmed the watch
         backoff.reset();
         for await (const responses of drained) {
           const events = responses.flatMap((res) => res.events.map(toStoreEvent));
@@ -257,7 +292,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Regist
         this.log.warn('etcd watch ended; re-listing', { key: range });
       } catch (err) {
         if (signal.aborted) return;
-        this.log.warn('etcd watch failed (compacted, cancelled, or not confirmed in time); re-listing', { key: range, error: (err as Error).message });
+        this.log.warn('etcd watch failed (compacted, cancelled, stale, or not confirmed in time); re-listing', { key: range, error: (err as Error).message });
         if (!(await sleepOrAbort(backoff, signal))) return;
       } finally {
         watcher?.removeAllListeners().on('error', () => undefined);
@@ -269,11 +304,13 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Regist
   async close(): Promise<void> {
     this.closed = true;
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    this.stopReminder();
     this.client.close();
   }
 
   destroy(): void {
     this.closed = true;
+    this.stopReminder();
     this.client.close();
   }
 
@@ -306,16 +343,37 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> implements Regist
         this.setState('connected'); // etcd answered
         throw new WeftError('WEFT_ERR_ETCD_LEASE_NOT_FOUND', `etcd ${operation}: lease not found`, { cause: err });
       }
-      this.setState('unreachable');
-      throw storeError(operation, err);
+      const failure = storeError(operation, err);
+      this.setState('unreachable', failure.message);
+      throw failure;
     }
   }
 
-  private setState(next: StoreState): void {
+  /** The one place connectivity changes: logged with the reason, and with how long it lasted once over. */
+  private setState(next: StoreState, reason = ''): void {
     if (next === this.currentState) return;
     this.currentState = next;
-    this.log.info(`etcd ${next}`);
+    if (next === 'unreachable') {
+      this.since = Date.now();
+      this.log.warn(`etcd unreachable${reason ? `: ${reason}` : ''}; the kernel keeps every peer entry, retrying`);
+      if (!this.closed) {
+        this.stillUnreachable = setInterval(() => {
+          this.log.warn(`etcd still unreachable after ${Math.round((Date.now() - this.since!) / 1000)} s`);
+        }, ETCD_UNREACHABLE_LOG_INTERVAL_MS);
+        this.stillUnreachable.unref();
+      }
+    } else {
+      const lasted = this.since === null ? null : (Date.now() - this.since) / 1000;
+      this.since = null;
+      this.stopReminder();
+      this.log.info(lasted === null ? 'etcd connected' : `etcd connected again after ${lasted.toFixed(1)} s unreachable`);
+    }
     this.emit('state', next);
+  }
+
+  private stopReminder(): void {
+    if (this.stillUnreachable) clearInterval(this.stillUnreachable);
+    this.stillUnreachable = null;
   }
 }
 
@@ -333,7 +391,7 @@ interface WatchData {
  * The listeners go on at the call, not at the first next() as a generator's
  * body would, so nothing the watcher emits from then on is missed.
  */
-function drainWatch(watcher: Watcher, reconnectTimeoutMs: number, signal: AbortSignal): AsyncGenerator<WatchData[]> {
+function drainWatch(watcher: Watcher, reconnectTimeoutMs: number, signal: AbortSignal, liveness: WatchLivenessCheck): AsyncGenerator<WatchData[]> {
   const pending: WatchData[] = [];
   let failure: Error | null = null;
   let ended = false;
@@ -347,11 +405,17 @@ function drainWatch(watcher: Watcher, reconnectTimeoutMs: number, signal: AbortS
     if (reconnectDeadline) clearTimeout(reconnectDeadline);
     reconnectDeadline = null;
   };
-  watcher.on('data', (res: WatchData) => (pending.push(res), poke()));
+  const alive = followLiveness(liveness, (err) => {
+    failure ??= err;
+    poke();
+  });
+  watcher.on('data', (res: WatchData) => (alive.heard(), pending.push(res), poke()));
+  (watcher as EventEmitter).on('progress', () => alive.heard()); // see watchProgress
   watcher.on('error', (err: Error) => ((failure = err), poke()));
   watcher.on('end', () => ((ended = true), poke()));
-  watcher.on('connected', reconnected);
+  watcher.on('connected', () => (reconnected(), alive.resume()));
   watcher.on('disconnected', () => {
+    alive.pause(); // while etcd3 reconnects, the reconnect deadline is the bound
     reconnectDeadline ??= setTimeout(() => {
       failure = new WeftError('WEFT_ERR_STORE_UNAVAILABLE', `etcd watch not re-established within ${reconnectTimeoutMs} ms of a disconnect`);
       poke();
@@ -371,9 +435,69 @@ function drainWatch(watcher: Watcher, reconnectTimeoutMs: number, signal: AbortS
       }
     } finally {
       reconnected();
+      alive.pause();
       signal.removeEventListener('abort', poke);
     }
   })();
+}
+
+/** What a watch needs to prove it is alive: the bounds, a way to ask etcd for progress (null: no check), and whom to tell when it is stale. */
+interface WatchLivenessCheck {
+  readonly bounds: LivenessBounds;
+  readonly progress: WatchProgress | null;
+  readonly onStale: (reason: string) => void;
+}
+
+/**
+ * Runs a WatchLiveness on a timer while the watch is up (from its
+ * confirmation, between disconnects): asks etcd for progress when the watch
+ * has been silent, and fails it through `fail` when it stays silent.
+ */
+function followLiveness(check: WatchLivenessCheck, fail: (err: WeftError) => void): { heard(): void; pause(): void; resume(): void } {
+  let live: WatchLiveness | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  const pause = () => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    live = null;
+  };
+  const schedule = () => {
+    if (!live) return;
+    timer = setTimeout(() => tick(), live.nextCheckInMs(Date.now()) + 1);
+    timer.unref();
+  };
+  const tick = (confirming = false) => {
+    if (confirming && timer) return; // resumed meanwhile, on a timer of its own
+    timer = null;
+    if (!live) return;
+    const now = Date.now();
+    const verdict = live.check(now);
+    if (verdict === 'stale' && !confirming) {
+      // Timers run before the loop polls for I/O: after the event loop was busy, an answer may be waiting
+      // unread. setImmediate comes after that poll.
+      setImmediate(() => tick(true));
+      return;
+    }
+    if (verdict === 'stale') {
+      const reason = `the watch showed no sign of life for ${live.silentMs(now)} ms (a progress request went unanswered)`;
+      pause();
+      check.onStale(reason);
+      fail(new WeftError('WEFT_ERR_STORE_UNAVAILABLE', `etcd watch stale: ${reason}`));
+      return;
+    }
+    if (verdict === 'ask') check.progress!.request();
+    schedule();
+  };
+  return {
+    heard: () => live?.heard(Date.now()),
+    pause,
+    resume: () => {
+      if (!check.progress) return;
+      if (timer) clearTimeout(timer);
+      live = new WatchLiveness(check.bounds, Date.now());
+      schedule();
+    },
+  };
 }
 
 /** Resolves once etcd confirms `watcher`; rejects on its error, after `timeoutMs`, or on abort. */
@@ -388,7 +512,7 @@ async function confirmed(watcher: Watcher, timeoutMs: number, signal: AbortSigna
 }
 
 function toRawKeyValue(kv: IKeyValue): RawKeyValue {
-  return { key: kv.key.toString(), value: kv.value.toString(), lease: kv.lease, modRevision: kv.mod_revision };
+  return { key: kv.key.toString(), value: kv.value.toString(), lease: kv.lease, modRevision: kv.mod_revision, createRevision: kv.create_revision };
 }
 
 function toStoreEvent(ev: { type: 'Put' | 'Delete'; kv: IKeyValue }): StoreEvent {

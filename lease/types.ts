@@ -38,6 +38,8 @@ export interface Lease {
   readonly etcdLeaseId: string;
   /** etcd mod_revision of the key when it was read. */
   readonly modRevision: string;
+  /** etcd create_revision of the key: of two conflicting leases the older (lower) one wins. */
+  readonly createRevision: string;
 }
 
 export function isReservation(lease: Pick<Lease, 'etcdLeaseId'>): boolean {

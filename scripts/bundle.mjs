@@ -16,6 +16,8 @@
  * - `dist/bin/<name>.cjs`: the executable. Its first line starts Node with the
  *   program's flags; the rest compiles the bundle with the cache
  *   (scripts/launcher.cjs). A missing or rejected cache only costs the compile.
+ *   Run as `node dist/bin/<name>.cjs`, the launcher re-executes itself with
+ *   the flags first, so every way of starting it gets the same process.
  *
  * weft-cni is standalone: `dist/bin/weft-cni.cjs` is the whole program, the
  * launcher (scripts/launcher-standalone.js) with the bundle and its cache as
@@ -26,6 +28,12 @@
  *
  * What a bundle cannot carry is handled here:
  * - `netlink` loads a native addon, so it stays in node_modules (external).
+ *   So does `raw-socket` (daemon/icmp.ts, ICMP peer probes): its addon is
+ *   built by `npm ci` (node-gyp) into node_modules/raw-socket/build/, where
+ *   its own index.js finds it; daemon/icmp.ts loads it on first use with a
+ *   require relative to the bundle, and probes with UDP when that fails.
+ *   So does `koffi` (sd_notify, and the launcher's execve on Node 20), which
+ *   is required through createRequire, which esbuild leaves alone.
  * - etcd3 reads its .proto files at `${__dirname}/../proto/` at run time, so
  *   they are copied to dist/proto/, next to dist/bin/.
  * - `import.meta.url` (weft's own code locates package.json and the netlink
@@ -224,7 +232,7 @@ for (const [name, { entry, nodeFlags, env, standalone = false, cacheRun = versio
     // Escaped non-ASCII (esbuild's default, stated because the launcher relies on it).
     charset: 'ascii',
     // A standalone program takes nothing from node_modules along.
-    external: standalone ? [] : ['netlink'],
+    external: standalone ? [] : ['netlink', 'raw-socket'],
     plugins: [lazyHelpModules, lazyModules(lazy)],
     define: { 'import.meta.url': '__weftBundleUrl', ...PRODUCTION },
     banner: { js: "var __weftBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
@@ -255,7 +263,7 @@ for (const [name, { entry, nodeFlags, env, standalone = false, cacheRun = versio
   const launcher = join(dist, 'bin', `${name}.cjs`);
   const body = standalone
     ? `${standaloneSource}\nlaunchStandalone(${JSON.stringify(code)}, ${JSON.stringify(readFileSync(cache).toString('base64'))});\n`
-    : `${launcherSource}\nmodule.exports.launch(${JSON.stringify(`${name}-bundle`)});\n`;
+    : `${launcherSource}\nmodule.exports.launch(${JSON.stringify(`${name}-bundle`)}, ${JSON.stringify({ nodeFlags, env })});\n`;
   writeFileSync(launcher, `${hashbang}\n${body}`);
   chmodSync(launcher, 0o755);
 }

@@ -2,36 +2,60 @@
 # Installs what weft's tests and demo need on Debian 12, as root. Safe to re-run.
 # Package scripts are prevented from starting services (etcd, dockerd,
 # containerd) in the root network namespace: weft's tests start their own,
-# inside namespaces. The machine is left as it was otherwise: the policy file
-# that holds services back is removed again if this script put it there.
+# inside namespaces. The machine's package configuration is left as it was
+# found: the policy file that holds services back is removed again if this
+# script put it there, whether it ends well, fails or is interrupted (Ctrl-C,
+# SIGTERM); a policy file that was there before is the machine's own and is
+# left alone.
+# One line per step; apt's and npm's own output goes to a log file, which is
+# named (and kept) when a step fails and removed when all went well.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(etcd-server etcd-client iproute2 iptables iputils-ping procps openssl iperf3 "$@")
+# g++, make and python3: node-gyp builds raw-socket's addon (ICMP peer probes) during npm ci.
+packages=(etcd-server etcd-client iproute2 iptables iputils-ping procps openssl iperf3 g++ make python3 "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 
-log=$(mktemp /tmp/weft-install.XXXXXX)
-policy=/usr/sbin/policy-rc.d
+log=$(mktemp -t weft-install.XXXXXX.log)
+# Overridable for scripts/install-deps.sh's own test only.
+policy=${WEFT_POLICY_RC_D:-/usr/sbin/policy-rc.d}
 placed_policy=0
+# done: all went well; failed: a step's failure was reported (naming the log); in_step: a step's line is open.
+state=running
+in_step=0
 finish() {
-  [ "$placed_policy" = 1 ] && rm -f "$policy"
-  rm -f "$log"
+  if [ "$placed_policy" = 1 ]; then rm -f "$policy"; fi
+  if [ "$in_step" = 1 ]; then echo interrupted; fi
+  case $state in
+    done) rm -f "$log" ;;
+    failed) ;;
+    *) echo "install-deps: stopped before the end; the output of its steps is in $log" >&2 ;;
+  esac
 }
 trap finish EXIT
-# One line per step; apt's and npm's own output goes to the log, printed only when a step fails.
+# A signal ends the script through its EXIT trap (bash would otherwise die of SIGTERM without running it).
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
 step() {
   local what=$1
   shift
   printf '%s ... ' "$what"
-  if "$@" >"$log" 2>&1; then
+  printf '\n==> %s: %s\n' "$what" "$*" >>"$log"
+  in_step=1
+  local rc=0
+  "$@" >>"$log" 2>&1 || rc=$?
+  in_step=0
+  if [ "$rc" = 0 ]; then
     echo ok
   else
-    local rc=$?
-    echo "failed (exit $rc):"
-    tail -n 40 "$log" >&2
+    echo "failed (exit $rc); its output is in $log, which ends:"
+    tail -n 20 "$log" | sed 's/^/  /' >&2
+    state=failed
     exit "$rc"
   fi
 }
@@ -50,4 +74,11 @@ if ! command -v node >/dev/null || ! node -e 'const [a,b]=process.versions.node.
   echo "weft needs Node.js >= 20.19 (found: $(node --version 2>/dev/null || echo none))" >&2
   exit 1
 fi
-step "npm ci" npm ci --no-audit --no-fund --loglevel=error
+# node-gyp builds raw-socket against the running Node's headers; Debian's nodejs ships them under /usr, so
+# nothing is downloaded (npm would otherwise fetch them from the Node.js site, which CI cannot reach).
+nodedir=()
+if [ -z "${npm_config_nodedir:-}" ] && [ -f "$(dirname "$(dirname "$(command -v node)")")/include/node/node.h" ]; then
+  nodedir=(--nodedir="$(dirname "$(dirname "$(command -v node)")")")
+fi
+step "npm ci" npm ci --no-audit --no-fund --loglevel=error "${nodedir[@]}"
+state=done

@@ -3,5 +3,5 @@
 # (unit tests, real etcd, real kernel devices in network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh docker.io busybox-static containerd runc containernetworking-plugins
+bash scripts/install-deps.sh docker.io busybox-static containerd runc containernetworking-plugins prometheus nftables
 npm test

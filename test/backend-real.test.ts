@@ -38,7 +38,7 @@ type Command =
   | { cmd: 'stop' };
 
 function toLease(w: WireLease): Lease {
-  return { subnet: Subnet.parse(w.subnet), ipv6Subnet: null, attrs: w.attrs, key: w.subnet, etcdLeaseId: '1', modRevision: '1' };
+  return { subnet: Subnet.parse(w.subnet), ipv6Subnet: null, attrs: w.attrs, key: w.subnet, etcdLeaseId: '1', modRevision: '1', createRevision: '1' };
 }
 
 function networkConfig(over: Partial<BackendConfig>): NetworkConfig {

@@ -1,5 +1,7 @@
 import { expect } from 'chai';
-import { PeerProber, ProbeClient, ProbeResponder, diagnose, pickTargets } from '../daemon/probe.js';
+import { PeerProber, ProbeClient, ProbeResponder, diagnose, pickTargets, type EchoClient } from '../daemon/probe.js';
+import { Subnet } from '../common/subnet.js';
+import type { Lease } from '../lease/types.js';
 import { freePort } from './harness/etcd.js';
 
 describe('peer probing', () => {
@@ -95,5 +97,114 @@ describe('peer probing', () => {
     ac.abort();
     await running;
     expect(prober.lastRound).to.equal(null);
+  });
+
+  describe('by ICMP, with the UDP echo beside it or as the fallback', () => {
+    /** A lease of `subnet` at `publicIP`. */
+    const lease = (subnet: string, publicIP: string): Lease => ({
+      subnet: Subnet.parse(subnet),
+      ipv6Subnet: null,
+      attrs: { PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan' },
+      key: `/coreos.com/network/subnets/${subnet.replace('/', '-')}`,
+      etcdLeaseId: '1',
+      modRevision: '1',
+      createRevision: '1',
+    });
+    /** An echo client that answers for the addresses in `answering` (with `mtu`, as weft's responder would) and records what it was sent. */
+    const stub = (answering: readonly string[], mtu: number | null = null): EchoClient & { sent: string[] } => {
+      const sent: string[] = [];
+      return {
+        sent,
+        echo: async (ip: string) => (sent.push(ip), answering.includes(ip) ? { ok: true, rttMs: 0.5, mtu } : { ok: false, rttMs: null, mtu: null }),
+        close: async () => undefined,
+      };
+    };
+    const prober = (peers: Map<string, Lease>) => new PeerProber({ port: 1, intervalMs: 1000, sample: 32, peers: () => peers, mtu: () => 1450 });
+
+    it('a flanneld peer (no weft responder) answers ICMP on both paths: reachable, no MTU', async () => {
+      const p = prober(new Map([['10.244.3.0/24', lease('10.244.3.0/24', '198.18.0.3')]]));
+      const icmp = stub(['198.18.0.3', '10.244.3.0']);
+      const udp = stub([]);
+      await p.probeRound(udp, icmp);
+      expect(icmp.sent.sort()).to.deep.equal(['10.244.3.0', '198.18.0.3']);
+      expect(udp.sent, 'the UDP echo goes over the underlay only').to.deep.equal(['198.18.0.3']);
+      expect(p.health()).to.have.length(1);
+      expect(p.health()[0]).to.deep.include({ verdict: 'ok', diagnosis: 'reachable over underlay and overlay', mtu: null });
+    });
+
+    it('a weft peer tells its MTU through the UDP echo beside ICMP', async () => {
+      const p = prober(new Map([['10.244.4.0/24', lease('10.244.4.0/24', '198.18.0.4')]]));
+      await p.probeRound(stub(['198.18.0.4'], 1400), stub(['198.18.0.4', '10.244.4.0']));
+      expect(p.health()[0]).to.deep.include({ verdict: 'ok', mtu: 1400 });
+    });
+
+    it('underlay OK but overlay blocked is diagnosed by ICMP', async () => {
+      const p = prober(new Map([['10.244.3.0/24', lease('10.244.3.0/24', '198.18.0.3')]]));
+      await p.probeRound(stub([]), stub(['198.18.0.3']));
+      const [h] = p.health();
+      expect(h!.verdict).to.equal('overlay-blocked');
+      expect(h!.diagnosis).to.match(/^underlay OK but overlay blocked: VXLAN \(UDP 8472\)/);
+      expect(h!.underlay.ok).to.equal(true);
+      expect(h!.overlay).to.deep.equal({ ok: false, rttMs: null });
+    });
+
+    it('ICMP filtered on the underlay but weft\'s UDP echo answered there: the underlay is fine', async () => {
+      const p = prober(new Map([['10.244.4.0/24', lease('10.244.4.0/24', '198.18.0.4')]]));
+      await p.probeRound(stub(['198.18.0.4'], 1450), stub(['10.244.4.0']));
+      expect(p.health()[0]).to.deep.include({ verdict: 'ok', mtu: 1450 });
+      expect(p.health()[0]!.underlay.ok).to.equal(true);
+    });
+
+    it('says ICMP in the diagnosis of a peer that answers nothing', async () => {
+      const p = prober(new Map([['10.244.3.0/24', lease('10.244.3.0/24', '198.18.0.3')]]));
+      await p.probeRound(stub([]), stub([]));
+      expect(p.health()[0]).to.deep.include({ verdict: 'unreachable', diagnosis: 'no answer over underlay or overlay: node down, or ICMP filtered' });
+      expect(diagnose(false, true, 8472, 'icmp').diagnosis).to.contain('ICMP is filtered on the underlay');
+    });
+
+    it('without ICMP, the UDP echo probes both paths as before: a flanneld peer is unanswered, never blocked', async () => {
+      const p = prober(new Map([['10.244.3.0/24', lease('10.244.3.0/24', '198.18.0.3')]]));
+      const udp = stub([]);
+      await p.probeRound(udp);
+      expect(udp.sent.sort()).to.deep.equal(['10.244.3.0', '198.18.0.3']);
+      expect(p.health()[0]).to.deep.include({ verdict: 'unreachable', diagnosis: 'no answer over underlay or overlay: node down, not running weftd, or the probe port filtered' });
+    });
+
+    it('keeps the bounded rotation: one round echoes at most the sample\'s peers, each on both paths', async () => {
+      const peers = new Map(Array.from({ length: 50 }, (_, i) => [`10.244.${i}.0/24`, lease(`10.244.${i}.0/24`, `198.18.1.${i}`)] as const));
+      const p = new PeerProber({ port: 1, intervalMs: 1000, sample: 8, peers: () => peers, mtu: () => 1450 });
+      const icmp = stub([...peers.values()].flatMap((l) => [l.attrs.PublicIP, l.subnet.ip]));
+      await p.probeRound(stub([]), icmp);
+      expect(icmp.sent).to.have.length(16);
+      expect(p.lastRound).to.include({ probed: 8, peers: 50, sampled: true });
+    });
+
+    it('run() says which method is in use: UDP with the reason when no raw socket opens, ICMP when one does', async () => {
+      const udpOnly = new PeerProber({
+        port: await freePort(), intervalMs: 60_000, sample: 32, peers: () => new Map(), mtu: () => 1450,
+        openIcmp: () => ({ reason: 'raw sockets not allowed (no CAP_NET_RAW)' }),
+      });
+      expect(udpOnly.method).to.equal(null);
+      let ac = new AbortController();
+      let running = udpOnly.run(ac.signal);
+      const deadline = Date.now() + 2000;
+      while (udpOnly.lastRound === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(udpOnly.method).to.deep.equal({ method: 'udp', fallbackReason: 'raw sockets not allowed (no CAP_NET_RAW)' });
+      ac.abort();
+      await running;
+
+      let closed = false;
+      const withIcmp = new PeerProber({
+        port: await freePort(), intervalMs: 60_000, sample: 32, peers: () => new Map(), mtu: () => 1450,
+        openIcmp: () => ({ client: { ...stub([]), close: async () => void (closed = true) } }),
+      });
+      ac = new AbortController();
+      running = withIcmp.run(ac.signal);
+      while (withIcmp.lastRound === null && Date.now() < deadline + 2000) await new Promise((r) => setTimeout(r, 10));
+      expect(withIcmp.method).to.deep.equal({ method: 'icmp', fallbackReason: null });
+      ac.abort();
+      await running;
+      expect(closed, 'the ICMP client is closed when probing stops').to.equal(true);
+    });
   });
 });

@@ -3,7 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NftChange } from '../kernel/kernel.js';
 import type { Logger } from '../common/log.js';
 import { FakeKernel } from '../kernel/kernel-fake.js';
-import { SAFETY_NET_MS, TrafficRules, iptablesBacking, parseIptablesSave, planRepair, desiredRuleSets, type IptablesRunner } from '../kernel/iptables.js';
+import { FLANNEL_CHAINS, SAFETY_NET_MS, TrafficRules, iptablesBacking, parseIptablesSave, planRepair, desiredRuleSets, removeTrafficRules, trafficChains, type IptablesRunner } from '../kernel/iptables.js';
+import { WeftError } from '../common/errors.js';
 import { Subnet } from '../common/subnet.js';
 import { eventually } from './harness/netns.js';
 
@@ -99,10 +100,103 @@ describe('iptables rule planning (unit)', () => {
     expect(saved).to.not.include('FLANNEL-FWD');
   });
 
+  it("removes the other mode's rules once, at the first check; a failure is warned and does not hold the rules up", async () => {
+    const fake = new FakeIptables();
+    const warnings: string[] = [];
+    const log = { info: () => undefined, warn: (m: string) => warnings.push(m), error: () => undefined, debug: () => undefined } as unknown as Logger;
+    let calls = 0;
+    const removeOther = async (): Promise<boolean> => {
+      calls++;
+      throw new Error('nft: Operation not permitted');
+    };
+    const rules = new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true }, { intervalMs: 50, runner: fake, removeOther, log });
+    expect(await rules.ensure()).to.equal(true);
+    expect(rules.inPlace).to.equal(true);
+    await rules.ensure();
+    expect(calls).to.equal(1);
+    expect(warnings).to.deep.equal(['could not remove the nftables rules of an earlier run: nft: Operation not permitted']);
+  });
+
   it('deletes older rule variants that carry flannel\'s comment', () => {
     const saved = parseIptablesSave('*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 10.244.0.0/16 -m comment --comment "flanneld masq" -j MASQUERADE\nCOMMIT\n*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n');
     const payload = planRepair(saved, desiredRuleSets({ network: N, subnet: S, ipMasq: true, forwardRules: false }))!;
     expect(payload).to.include('-D POSTROUTING -s 10.244.0.0/16 -m comment --comment "flanneld masq" -j MASQUERADE');
+  });
+
+  it("names the chains after the etcd prefix: flannel's for the default one, a short stable suffix for any other", () => {
+    expect(trafficChains('/coreos.com/network')).to.deep.equal({ masq: 'FLANNEL-POSTRTG', forward: 'FLANNEL-FWD' });
+    expect(trafficChains('/coreos.com//network/')).to.equal(FLANNEL_CHAINS);
+    const vxlan = trafficChains('/vxlan/network');
+    expect(vxlan.masq).to.match(/^FLANNEL-POSTRTG-[0-9A-F]{8}$/);
+    expect(vxlan.forward).to.equal(`FLANNEL-FWD-${vxlan.masq.slice(-8)}`);
+    expect(vxlan.masq.length).to.be.at.most(28);
+    expect(trafficChains('/vxlan/network/')).to.deep.equal(vxlan);
+    expect(trafficChains('/hostgw/network').masq).to.not.equal(vxlan.masq);
+  });
+
+  it("two daemons on one host (one etcd prefix and network each) keep their rules apart: neither repairs the other's away", async () => {
+    const fake = new FakeIptables();
+    const M = Subnet.parse('10.50.0.0/16');
+    const a = new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true, chains: trafficChains('/coreos.com/network') }, { intervalMs: 50, runner: fake });
+    const b = new TrafficRules({ network: M, subnet: Subnet.parse('10.50.7.0/24'), ipMasq: true, forwardRules: true, chains: trafficChains('/vxlan/network') }, { intervalMs: 50, runner: fake });
+    expect(await a.ensure()).to.equal(true);
+    expect(await b.ensure()).to.equal(true);
+    expect(await a.ensure(), 'a finds its rules in place beside b\'s').to.equal(false);
+    expect(await b.ensure(), 'b finds its rules in place beside a\'s').to.equal(false);
+    const { masq, forward } = trafficChains('/vxlan/network');
+    const saved = await fake.save();
+    expect(saved).to.include('-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG\n');
+    expect(saved).to.include(`-A POSTROUTING -m comment --comment "flanneld masq" -j ${masq}\n`);
+    expect(saved).to.include(`-A ${masq} -s 10.50.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`);
+    expect(saved).to.include('-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully');
+    expect(saved).to.include(`-A FORWARD -m comment --comment "flanneld forward" -j ${forward}\n`);
+    expect(saved).to.include('-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD\n');
+    // Switching b's sets off removes b's rules only.
+    b.update({ network: M, subnet: Subnet.parse('10.50.7.0/24'), ipMasq: false, forwardRules: false, chains: trafficChains('/vxlan/network') });
+    await b.ensure();
+    expect(await fake.save()).to.not.include(masq).and.not.include(forward);
+    expect(await a.ensure()).to.equal(false);
+    // cleanup-iptables removes every daemon's chains.
+    b.update({ network: M, subnet: Subnet.parse('10.50.7.0/24'), ipMasq: true, forwardRules: true, chains: trafficChains('/vxlan/network') });
+    await b.ensure();
+    expect(await removeTrafficRules(fake)).to.equal(true);
+    expect(await fake.save()).to.not.include('FLANNEL');
+  });
+
+  it("takes over a chain left for its own Network under another name (flanneld with a custom prefix), and nothing else", async () => {
+    const fake = new FakeIptables();
+    const M = Subnet.parse('10.50.0.0/16');
+    // flanneld ran with -etcd-prefix=/kube-centos/network for M, and another daemon serves N.
+    const flanneld = new TrafficRules({ network: M, subnet: Subnet.parse('10.50.7.0/24'), ipMasq: true, forwardRules: true }, { intervalMs: 50, runner: fake });
+    await flanneld.ensure();
+    const other = new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true, chains: trafficChains('/other/network') }, { intervalMs: 50, runner: fake });
+    await other.ensure();
+    const weft = new TrafficRules({ network: M, subnet: Subnet.parse('10.50.7.0/24'), ipMasq: true, forwardRules: true, chains: trafficChains('/kube-centos/network') }, { intervalMs: 50, runner: fake });
+    expect(await weft.ensure()).to.equal(true);
+    const saved = await fake.save();
+    expect(saved).to.not.include(':FLANNEL-POSTRTG ').and.not.include('-j FLANNEL-POSTRTG\n').and.not.include(':FLANNEL-FWD ');
+    expect(saved).to.include(`-j ${trafficChains('/kube-centos/network').masq}\n`);
+    expect(await other.ensure(), "the other network's rules untouched").to.equal(false);
+    expect(await weft.ensure()).to.equal(false);
+  });
+
+  it('without the iptables tools: in place when no rules are asked for, an error when some are', async () => {
+    const missing: IptablesRunner = {
+      save: () => Promise.reject(new WeftError('WEFT_ERR_KERNEL', 'iptables-save not found in PATH', { cause: Object.assign(new Error('spawn iptables-save ENOENT'), { code: 'ENOENT' }) })),
+      restore: () => Promise.reject(new Error('not reached')),
+    };
+    const said: string[] = [];
+    const log = { info: (m: string) => said.push(m) } as unknown as Logger;
+    const off = new TrafficRules({ network: N, subnet: S, ipMasq: false, forwardRules: false }, { intervalMs: 50, runner: missing, log });
+    expect(await off.ensure()).to.equal(false);
+    expect(off.inPlace).to.equal(true);
+    await off.ensure();
+    expect(said).to.deep.equal(['iptables tools not found: no rules asked for (--ip-masq and --iptables-forward-rules off), none kept']);
+    const on = new TrafficRules({ network: N, subnet: S, ipMasq: false, forwardRules: true }, { intervalMs: 50, runner: missing, log });
+    let thrown: unknown;
+    await on.ensure().catch((err) => (thrown = err));
+    expect((thrown as Error).message).to.equal('iptables-save not found in PATH');
+    expect(on.inPlace).to.equal(false);
   });
 });
 

@@ -15,14 +15,14 @@ import { isWeftError } from '../common/errors.js';
 import { Subnet } from '../common/subnet.js';
 import { TrafficRules } from '../kernel/iptables.js';
 import { NetlinkKernel } from '../kernel/kernel-netlink.js';
-import type { KernelChange, NftChange } from '../kernel/kernel.js';
+import { KernelError, type KernelChange, type NftChange } from '../kernel/kernel.js';
 import { Netns, cleanupLeftovers, eventually, teardownAll } from './harness/netns.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const WORKER_FLAG = '--netlink-worker';
 const execFileAsync = promisify(execFile);
 
-type Command = { cmd: 'nft' } | { cmd: 'route' } | { cmd: 'keeper' } | { cmd: 'lifetimes' } | { cmd: 'stop' };
+type Command = { cmd: 'nft' } | { cmd: 'route' } | { cmd: 'keeper' } | { cmd: 'lifetimes' } | { cmd: 'blackhole'; op: 'replace' | 'del'; dst: string } | { cmd: 'stop' };
 type Report =
   | { nft: NftChange }
   | { change: KernelChange }
@@ -81,6 +81,15 @@ function worker(): void {
             (err: unknown) => (isWeftError(err) ? err.code : String(err)),
           );
           send({ done: 'lifetimes', result });
+          return;
+        }
+        case 'blackhole': {
+          const call = command.op === 'replace' ? kernel.blackholeReplace(command.dst) : kernel.blackholeDel(command.dst);
+          const result = await call.then(
+            () => 'ok',
+            (err: unknown) => (err instanceof KernelError ? err.errno : String(err)),
+          );
+          send({ done: 'blackhole', result });
           return;
         }
         case 'stop':
@@ -186,6 +195,20 @@ if (process.argv[2] === WORKER_FLAG) {
       expect(await masquerade()).to.equal(false);
       // The keeper's period is an hour: only the reported change can bring the repair this soon.
       await eventually(masquerade, 5000, 'masquerade rules restored');
+    });
+
+    it('a blackhole route at the highest metric: replaced idempotently, deleted only by its own kind', async () => {
+      const blackholes = async () => (await ns.exec('ip', 'route', 'show', 'type', 'blackhole')).trim();
+      expect(await worker.run({ cmd: 'blackhole', op: 'replace', dst: '10.244.3.0/24' })).to.equal('ok');
+      expect(await worker.run({ cmd: 'blackhole', op: 'replace', dst: '10.244.3.0/24' })).to.equal('ok');
+      expect(await blackholes()).to.equal('blackhole 10.244.3.0/24 proto 87 metric 4294967295');
+      // Another route to the same prefix (at another metric) stays when the blackhole goes.
+      await ns.exec('ip', 'route', 'add', 'unreachable', '10.244.3.0/24', 'metric', '7');
+      expect(await worker.run({ cmd: 'blackhole', op: 'del', dst: '10.244.3.0/24' })).to.equal('ok');
+      expect(await blackholes()).to.equal('');
+      expect(await ns.exec('ip', 'route', 'show', 'type', 'unreachable')).to.include('unreachable 10.244.3.0/24 metric 7');
+      expect(await worker.run({ cmd: 'blackhole', op: 'del', dst: '10.244.3.0/24' })).to.equal('ESRCH');
+      await ns.exec('ip', 'route', 'del', 'unreachable', '10.244.3.0/24', 'metric', '7');
     });
 
     it('close() lets what is in flight finish and refuses what comes after; destroy() cuts what is in flight', async () => {

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { Link } from '../kernel/kernel.js';
 import { FakeKernel } from '../kernel/kernel-fake.js';
 import { WeftError } from '../common/errors.js';
-import { defaultRouteDev, discoverUnderlay, interfacesWithIPv4, selectUnderlay, type InterfaceInfo } from '../kernel/underlay.js';
+import { defaultRouteDev, discoverUnderlay, interfacesWithIPv4, routeDevTowards, selectUnderlay, type InterfaceInfo } from '../kernel/underlay.js';
 
 const ifaces: InterfaceInfo[] = [
   { ifindex: 1, ifname: 'lo', mtu: 65536, addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }] },
@@ -84,6 +84,32 @@ describe('underlay discovery through the kernel port (fake kernel)', () => {
     await expectRejection(discoverUnderlay(kernel, { iface: [], ifaceRegex: [] }), /interface eth2 of the default route not found/);
     await kernel.linkSetMtu(eth0.index, 0);
     await expectRejection(discoverUnderlay(kernel, { iface: ['eth0'], ifaceRegex: [] }), /eth0 reports MTU 0/);
+  });
+
+  it('--iface-can-reach: the interface of the most specific route to the address, after --iface and --iface-regex', async () => {
+    const { kernel, eth1 } = fakeHost();
+    await kernel.addrAdd({ ifindex: eth1.index, cidr: '198.18.0.1/24' });
+    kernel.inject({ route: { dst: '198.18.0.0/16', gw: null, oif: eth1.index, onlink: false, proto: 2 } });
+    expect((await discoverUnderlay(kernel, { iface: [], ifaceRegex: [], ifaceCanReach: '198.18.7.7' })).name).to.equal('eth1');
+    // Only the default route covers it.
+    expect((await discoverUnderlay(kernel, { iface: [], ifaceRegex: [], ifaceCanReach: '203.0.113.1' })).name).to.equal('eth0');
+    // --iface that matches comes first; one that does not falls through to the route.
+    expect((await discoverUnderlay(kernel, { iface: ['eth0'], ifaceRegex: [], ifaceCanReach: '198.18.7.7' })).name).to.equal('eth0');
+    expect((await discoverUnderlay(kernel, { iface: ['eth9'], ifaceRegex: [], ifaceCanReach: '198.18.7.7' })).name).to.equal('eth1');
+    kernel.remove({ route: '0.0.0.0/0' });
+    await expectRejection(discoverUnderlay(kernel, { iface: [], ifaceRegex: [], ifaceCanReach: '203.0.113.1' }), /--iface-can-reach 203\.0\.113\.1 \(routed through no interface\)/);
+  });
+
+  it('routeDevTowards is a longest-prefix match over routes with a device, the first listed among equals', () => {
+    const links = [{ index: 2, name: 'eth0' }, { index: 3, name: 'eth1' }] as Link[];
+    const r = (dst: string, oif: number) => ({ dst, gw: null, oif, onlink: false, proto: 3 });
+    const routes = [r('0.0.0.0/0', 2), r('10.0.0.0/8', 3), r('10.1.0.0/16', 2), r('10.1.2.0/24', 0), r('10.2.0.0/16', 3), r('10.2.0.0/16', 2)];
+    expect(routeDevTowards(links, routes, '10.1.2.3')).to.equal('eth0');
+    expect(routeDevTowards(links, routes, '10.9.9.9')).to.equal('eth1');
+    expect(routeDevTowards(links, routes, '10.2.0.1')).to.equal('eth1');
+    expect(routeDevTowards(links, routes, '192.0.2.1')).to.equal('eth0');
+    expect(routeDevTowards(links, routes.slice(1), '192.0.2.1')).to.equal(null);
+    expect(routeDevTowards(links, routes, 'nope')).to.equal(null);
   });
 
   it('treats a default route without a single device (multipath) as none', () => {

@@ -11,7 +11,7 @@ const ME = '198.18.0.1';
 
 function lease(cidr: string, publicIP: string, etcdLeaseId = '5'): Lease {
   const subnet = Subnet.parse(cidr);
-  return { subnet, ipv6Subnet: null, attrs: { PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan' }, key: subnetKey(P, subnet), etcdLeaseId, modRevision: '1' };
+  return { subnet, ipv6Subnet: null, attrs: { PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan' }, key: subnetKey(P, subnet), etcdLeaseId, modRevision: '1', createRevision: '1' };
 }
 
 describe('subnet allocation (pure)', () => {
@@ -66,5 +66,23 @@ describe('subnet allocation (pure)', () => {
     const tiny = parseNetworkConfig('{"Network":"10.9.0.0/28","SubnetLen":30}');
     const leases = ['10.9.0.4/30', '10.9.0.8/30', '10.9.0.12/30'].map((c, i) => lease(c, `198.18.0.${20 + i}`));
     expect(() => chooseSubnet({ config: tiny, leases, publicIP: ME })).to.throw(/no free subnet: all \/30 subnets from 10.9.0.4 to 10.9.0.12/).with.property('code', 'WEFT_ERR_RANGE_EXHAUSTED');
+  });
+
+  it("never picks a new subnet that collides with the node's own networks; a range that all collides is an invalid config", () => {
+    const collides = (s: Subnet) => (s.value < Subnet.parse('10.244.5.0/24').value ? 'route 10.244.0.0/21 dev #2 proto 2' : null);
+    const r = chooseSubnet({ config, leases: [], publicIP: ME, randomInt: () => 0, collides });
+    expect(r.choice).to.deep.equal({ kind: 'new', subnet: Subnet.parse('10.244.5.0/24') });
+    // The previous subnet and the node's own lease are exempt: its own bridge lies in them.
+    const prev = chooseSubnet({ config, leases: [], publicIP: ME, previousSubnet: Subnet.parse('10.244.3.0/24'), collides });
+    expect(prev.choice).to.deep.equal({ kind: 'previous', subnet: Subnet.parse('10.244.3.0/24') });
+    const everything = () => 'route 10.244.0.0/16 dev #2 proto 2';
+    expect(() => chooseSubnet({ config, leases: [], publicIP: ME, collides: everything }))
+      .to.throw(/every \/24 subnet from 10.244.1.0 to 10.244.255.0 of 10.244.0.0\/16 collides with this node's own networks \(10.244.1.0\/24 collides with this node's route 10.244.0.0\/16/)
+      .with.property('code', 'WEFT_ERR_CONFIG_INVALID');
+    // Some taken, the rest colliding: exhausted, and the message says why.
+    const half = (s: Subnet) => (s.value % 512n === 0n ? 'address 10.244.0.9/32 on link #1' : null);
+    const taken: Lease[] = [];
+    for (let s = Subnet.parse('10.244.1.0/24'); s.value <= Subnet.parse('10.244.255.0/24').value; s = s.next()) if (half(s) === null) taken.push(lease(s.toString(), '198.18.0.9'));
+    expect(() => chooseSubnet({ config, leases: taken, publicIP: ME, collides: half })).to.throw(/no free subnet: .* or collide with this node's own networks/).with.property('code', 'WEFT_ERR_RANGE_EXHAUSTED');
   });
 });

@@ -424,6 +424,21 @@ describe('leases against a real etcd @real', function () {
     expect(m.losses).to.equal(0);
   });
 
+  it('an idle watch lives on etcd\'s answers to its progress requests (and its hasleader metadata): never stale, never re-listed', async () => {
+    const quick = new EtcdRegistry(client, P, recordingLogger(), { confirmMs: 5000, reconnectMs: 10_000, progressAfterMs: 100, staleAfterMs: 400 });
+    const signal = newSignal();
+    const it = quick.watchSubnets(signal)[Symbol.asyncIterator]();
+    expect((await it.next()).value).to.include({ type: 'snapshot', reason: 'initial' });
+    const pending = it.next();
+    // Ten times the stale bound of silence: only etcd's progress answers keep the watch.
+    const outcome = await Promise.race([pending.then(() => 'an update'), sleep(4000).then(() => 'quiet')]);
+    expect(outcome, registryLog.join('\n')).to.equal('quiet');
+    expect(quick.state).to.equal('connected');
+    await client.put(subnetKey(P, Subnet.parse('10.244.2.0/24'))).value(serializeLeaseAttrs(attrs(2)));
+    expect((await pending).value, 'the watch still delivers').to.include({ type: 'events' });
+    await it.return?.(undefined);
+  });
+
   it('malformed leases in etcd are skipped and disturb nothing else', async () => {
     const config = await registry.readNetworkConfig();
     const sub = (s: string) => `${P}/subnets/${s}`;

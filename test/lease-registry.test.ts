@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
-import { EtcdRegistry, type StoreUpdate } from '../lease/registry.js';
+import type { Logger } from '../common/log.js';
+import { EtcdRegistry, type StoreState, type StoreUpdate } from '../lease/registry.js';
 
 const P = '/coreos.com/network';
 
@@ -150,5 +151,123 @@ describe('etcd registry watch (unit, stand-in client)', () => {
       expect(client.lists).to.equal(2);
       expect(watch.cancelled).to.equal(true);
     });
+  });
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A client whose watchers sit on a stand-in of etcd3's watch manager: etcd
+ * answers progress requests, or (a silent partition) answers nothing.
+ */
+class PartitionableClient {
+  revision = 10;
+  lists = 0;
+  /** While true, etcd answers nothing: lists hang up to the caller's deadline, progress requests go unanswered. */
+  partitioned = false;
+  readonly progressRequests: number[] = [];
+  readonly watchers: EventEmitter[] = [];
+  private readonly manager = {
+    state: 2,
+    watchers: this.watchers,
+    stream: { write: (req: unknown) => this.onWrite(req) },
+    handleResponse: (_res: unknown) => undefined,
+  };
+
+  private onWrite(req: unknown): boolean {
+    if ((req as { progress_request?: unknown }).progress_request) {
+      this.progressRequests.push(Date.now());
+      if (!this.partitioned) setImmediate(() => this.manager.handleResponse({ watch_id: '-1', header: { revision: String(this.revision) } }));
+    }
+    return true;
+  }
+
+  getAll() {
+    return {
+      prefix: () => ({
+        exec: async () => {
+          if (this.partitioned) throw Object.assign(new Error('14 UNAVAILABLE: deadline'), {});
+          this.lists++;
+          return { kvs: [], header: { revision: String(this.revision) } };
+        },
+      }),
+    };
+  }
+
+  watch() {
+    const builder = {
+      startRevision: () => builder,
+      prefix: () => builder,
+      watcher: () => {
+        const w = Object.assign(new EventEmitter(), { manager: this.manager, cancel: async () => undefined });
+        this.watchers.push(w);
+        if (!this.partitioned) setImmediate(() => w.emit('connected', {}));
+        return w;
+      },
+    };
+    return builder;
+  }
+}
+
+function recordingLog(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const keep = (level: string) => (m: string) => void lines.push(`${level} ${m}`);
+  const log = { debug: () => undefined, info: keep('info'), warn: keep('warn'), error: keep('error'), log: (level: string, m: string) => keep(level)(m) };
+  return { log: log as unknown as Logger, lines };
+}
+
+
+describe('etcd registry watch liveness (unit, stand-in client)', () => {
+  const bounds = { confirmMs: 1000, reconnectMs: 60_000, progressAfterMs: 40, staleAfterMs: 120 };
+
+  it('an idle watch whose progress requests are answered stays, however long it is quiet', async () => {
+    const client = new PartitionableClient();
+    const registry = new EtcdRegistry(client as unknown as Etcd3, P, undefined, bounds);
+    const ac = new AbortController();
+    const it = registry.watchSubnets(ac.signal)[Symbol.asyncIterator]();
+    await next(it);
+    const pending = it.next();
+    await sleep(500);
+    expect(client.lists, 'never re-listed').to.equal(1);
+    expect(client.progressRequests.length, 'etcd was asked').to.be.at.least(3);
+    expect(registry.state).to.equal('connected');
+    ac.abort();
+    expect((await pending).done).to.equal(true);
+  });
+
+  it('a silent partition: the watch is stale within the bound, etcd is reported unreachable with since when, and after the heal a re-list brings what changed', async () => {
+    const client = new PartitionableClient();
+    const { log, lines } = recordingLog();
+    const registry = new EtcdRegistry(client as unknown as Etcd3, P, log, bounds);
+    const states: StoreState[] = [];
+    registry.on('state', (s) => states.push(s));
+    const ac = new AbortController();
+    const it = registry.watchSubnets(ac.signal)[Symbol.asyncIterator]();
+    try {
+      await next(it);
+      const update = next(it);
+      await sleep(20);
+      const cut = Date.now();
+      client.partitioned = true;
+      while (registry.state === 'connected' && Date.now() - cut < 2000) await sleep(5);
+      const detected = Date.now() - cut;
+      expect(registry.state).to.equal('unreachable');
+      expect(detected, 'within the stale bound (and a timer tick)').to.be.below(bounds.staleAfterMs + 100);
+      expect(registry.unreachableSince).to.be.a('number');
+      expect(lines.some((l) => /^warn etcd unreachable: the watch showed no sign of life for \d+ ms/.test(l)), lines.join('\n')).to.equal(true);
+      await sleep(200);
+      client.revision = 30; // a newcomer's lease, written meanwhile
+      client.partitioned = false;
+      expect(await update).to.include({ type: 'snapshot', reason: 'resync', revision: '30' });
+      await sleep(20);
+      expect(registry.state).to.equal('connected');
+      expect(registry.unreachableSince).to.equal(null);
+      expect(states).to.deep.equal(['unreachable', 'connected']);
+      expect(lines.some((l) => /^info etcd connected again after \d+\.\d s unreachable$/.test(l)), lines.join('\n')).to.equal(true);
+      expect(lines.filter((l) => l.startsWith('warn etcd list failed')), 'one warning for the failed re-lists, not one per attempt').to.have.length(1);
+    } finally {
+      ac.abort();
+      await it.return?.(undefined);
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { configKey } from '../lease/keyspace.js';
-import { createEtcdClient, type EtcdConnectionOptions } from '../lease/etcd-client.js';
+import { readFileSync } from 'node:fs';
+import { createEtcdClient, systemRootCertificates, type EtcdConnectionOptions } from '../lease/etcd-client.js';
 import { EtcdRegistry } from '../lease/registry.js';
 import { makeTestPki, type TestPki } from './harness/certs.js';
 import { EtcdServer } from './harness/etcd.js';
@@ -72,6 +73,23 @@ describe('etcd security: TLS, mutual TLS and auth @real', function () {
     });
     it('fails without a client certificate', async () => {
       await expectStoreError({ endpoints: [etcd.endpoint], caFile: pki.caCert }, /etcd get config failed: .*bad certificate/);
+    });
+    it("with a client certificate and no CA, trusts the system's roots ($SSL_CERT_FILE) as flanneld does, never plain text", async () => {
+      const saved = process.env.SSL_CERT_FILE;
+      try {
+        process.env.SSL_CERT_FILE = pki.caCert;
+        expect(systemRootCertificates().toString()).to.equal(readFileSync(pki.caCert, 'utf8'));
+        expect(await readConfig({ endpoints: [etcd.endpoint], certFile: pki.clientCert, keyFile: pki.clientKey })).to.equal('10.244.0.0/16');
+        // Roots that do not hold etcd's CA: a certificate error, not a plain-text retry.
+        process.env.SSL_CERT_FILE = pki.rogueCaCert;
+        await expectStoreError({ endpoints: [etcd.endpoint], certFile: pki.clientCert, keyFile: pki.clientKey }, /etcd get config failed: .*unable to verify the first certificate/);
+        expect(() => createEtcdClient({ endpoints: [etcd.endpoint.replace('https:', 'http:')], certFile: pki.clientCert, keyFile: pki.clientKey })).to.throw(/plain http but TLS files were given/);
+        delete process.env.SSL_CERT_FILE;
+        expect(systemRootCertificates().length, "the distribution's bundle, or Node's").to.be.above(1000);
+      } finally {
+        if (saved === undefined) delete process.env.SSL_CERT_FILE;
+        else process.env.SSL_CERT_FILE = saved;
+      }
     });
     it('fails with a client certificate from another CA', async () => {
       await expectStoreError({ endpoints: [etcd.endpoint], caFile: pki.caCert, certFile: pki.rogueClientCert, keyFile: pki.rogueClientKey }, /etcd get config failed: .*bad certificate/);

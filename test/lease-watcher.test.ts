@@ -73,13 +73,17 @@ describe('lease watcher cache and diff (unit)', () => {
     const turned = w.apply({ type: 'events', revision: '7', events: [{ type: 'put', kv: kv('10.244.2.0-24', '{"PublicIP":1}', '7') }] });
     expect(types(turned)).to.deep.equal([]);
     expect(w.current.get('10.244.2.0/24')!.attrs.PublicIP).to.equal('198.18.0.2');
-    expect(w.skipped).to.equal(bad.length + 1);
+    // Malformed values only (5, and the peer that turned malformed): the refused lease is counted in refusals().
+    expect(w.skipped).to.equal(bad.length);
     // What was warned about is forgotten when its key goes: by a delete, or by a re-list without it.
     const remembered = () => (w as unknown as { warned: Map<string, string> }).warned.size;
-    expect(remembered()).to.equal(bad.length + 1);
-    w.apply({ type: 'events', revision: '8', events: [{ type: 'delete', kv: { ...bad[0]!, value: '' } }] });
+    // The key claiming our public IP is valid, so it is a refusal (see refusals()), not a malformed key.
     expect(remembered()).to.equal(bad.length);
+    expect(w.refusals().map((r) => `${r.subnet} ${r.reason}`)).to.deep.equal(['10.244.11.0/24 duplicate-public-ip']);
+    w.apply({ type: 'events', revision: '8', events: [{ type: 'delete', kv: { ...bad[0]!, value: '' } }] });
+    expect(remembered()).to.equal(bad.length - 1);
     w.apply({ type: 'snapshot', reason: 'resync', revision: '9', kvs: [kv('10.244.2.0-24', value('198.18.0.2', '0e:00:00:00:00:02'))] });
     expect(remembered()).to.equal(1); // 10.244.2.0-24, the one key still there
+    expect(w.refusals()).to.deep.equal([]);
   });
 });

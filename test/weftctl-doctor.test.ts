@@ -76,6 +76,15 @@ describe('weftctl doctor checks', () => {
     expect(checkVxlanPort(null, 8472, 'weftd not reachable').detail).to.equal('cannot check: weftd not reachable');
   });
 
+  it('VXLAN port: the fix for a silent peer follows the probe method (ICMP is answered by flanneld nodes too)', () => {
+    const silent: PeerHealth = {
+      subnet: '10.244.3.0/24', publicIP: '198.18.0.2', underlay: { ok: false, rttMs: null }, overlay: { ok: false, rttMs: null }, mtu: null, ...diagnose(false, false), checkedAt: '',
+    };
+    expect(checkVxlanPort([silent], 8472, '', 'icmp').fix).to.equal('check that the node is up and that ICMP echo is allowed between the nodes (public IPs and VXLAN devices)');
+    expect(checkVxlanPort([silent], 8472, '', 'udp').fix).to.contain('flanneld has no probe responder; weftd with CAP_NET_RAW probes with ICMP');
+    expect(checkVxlanPort([silent], 8472, '', null).fix, 'a weftd that does not say: as before').to.contain('flanneld has no probe responder');
+  });
+
   it('duplicate public IPs across leases', () => {
     const row = (subnet: string, publicIP: string) => ({ subnet, publicIP }) as LeaseRow;
     expect(checkDuplicatePublicIPs([row('10.244.1.0/24', '198.18.0.1'), row('10.244.2.0/24', '198.18.0.2')], '').verdict).to.equal('ok');

@@ -9,7 +9,10 @@ import { silentLogger } from '../common/log.js';
 import { WeftError } from '../common/errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { backendFor, type BackendBuild } from '../backend/backend.js';
-import { desiredEntries, dumpOwned, entryKey, planFull, type Entry, type Owned } from '../backend/reconciler.js';
+import { desiredEntries, dumpOwned, entryKey, planFull, type Entry, type Owned, type Ownership } from '../backend/reconciler.js';
+import { NodeNetworks } from '../backend/node-networks.js';
+import { PeerAdmission } from '../lease/admission.js';
+import type { Subnet } from '../common/subnet.js';
 import { createBackends } from '../backend/registry.js';
 import { validateLease } from '../lease/lease-value.js';
 import type { Registry } from '../lease/registry.js';
@@ -98,8 +101,16 @@ export async function diffNode(registry: Registry, kernel: Kernel, underlay: Und
   await programmer.configure(own);
   const { ownership } = await programmer.refresh();
 
-  // The watcher's rule: keys advertising this node's public IP are not peers.
-  const peerLeases = new Map(leases.filter((l) => l.attrs.PublicIP !== underlay.publicIP).map((l) => [l.subnet.toString(), l]));
+  // weftd's rules: admission against the other leases (lease/admission.ts), then the node's own networks.
+  const admission = new PeerAdmission({ config, ownLease: () => own, ownPublicIP: underlay.publicIP });
+  const candidates = new Set<string>();
+  for (const l of leases) if (!l.subnet.equals(own.subnet)) admission.put(l.subnet.toString(), l, candidates);
+  const networks = await nodeNetworks(kernel, ownership, config.network!);
+  const peerLeases = new Map<string, Lease>();
+  for (const key of candidates) {
+    const lease = admission.get(key) as Lease;
+    if (admission.judge(key) === null && networks.collisionWith(lease.subnet, [lease.attrs.PublicIP, lease.subnet.ip]) === null) peerLeases.set(key, lease);
+  }
   const desired = desiredEntries(peerLeases, programmer);
   const peers = [...peerLeases.values()].filter((l) => programmer.entriesFor(l) !== null).length;
   const names = new Map<number, string>();
@@ -113,6 +124,21 @@ export async function diffNode(registry: Registry, kernel: Kernel, underlay: Und
   }
   const lines = diffEntries(desired, actual, (i) => names.get(i) ?? `#${i}`);
   return { ownSubnet: own.subnet.toString(), peers, desiredEntries: desired.size, lines, device: dry.wouldRun };
+}
+
+/**
+ * The node's own addresses and routes as the reconciler sees them in steady
+ * state. A running weftd repairs another hand's route to a peer's subnet at
+ * once, so a foreign route that stays there is the node's, and the peer is
+ * skipped.
+ */
+async function nodeNetworks(kernel: Kernel, ownership: Ownership, network: Subnet): Promise<NodeNetworks> {
+  const own = new NodeNetworks(network);
+  own.beginRead();
+  for (const r of await kernel.routeList()) if (!ownership.ownsRoute(r)) own.readRoute(r);
+  for (const a of await kernel.addrListAll()) if (a.ifindex !== ownership.neighIfindex && a.ifindex !== ownership.fdbIfindex) own.readAddr(a);
+  own.endRead();
+  return own;
 }
 
 export function diffReport(d: DiffResult): Report {

@@ -16,9 +16,9 @@ import { VXLAN_OVERHEAD_V4 } from '../backend/vxlan/vxlan.js';
 import { WeftError } from '../common/errors.js';
 import { Subnet } from '../common/subnet.js';
 import type { NodeStatus } from '../daemon/status.js';
-import { forwardRuleSet } from '../kernel/iptables.js';
+import { FLANNEL_CHAINS, forwardRuleSet, trafficChains } from '../kernel/iptables.js';
 import type { WeftdOptions } from '../common/options.js';
-import type { PeerHealth } from '../daemon/status.js';
+import type { PeerHealth, ProbeMethod } from '../daemon/status.js';
 import type { LeaseRow } from './leases.js';
 import type { Report } from './format.js';
 import { VXLAN_DEFAULT_PORT } from '../common/defaults.js';
@@ -48,24 +48,24 @@ export function forwardPolicy(save: string): string | null {
   return filter ? (/^:FORWARD (\S+)/m.exec(filter)?.[1] ?? null) : null;
 }
 
-/** Whether weft's (flannel's) FLANNEL-FWD accept rules for `network` are in place and jumped to. */
-export function hasForwardAccept(save: string, network: Subnet): boolean {
-  const set = forwardRuleSet(network);
+/** Whether weft's (flannel's) FLANNEL-FWD accept rules for `network` are in place and jumped to, in `chain` (trafficChains). */
+export function hasForwardAccept(save: string, network: Subnet, chain = FLANNEL_CHAINS.forward): boolean {
+  const set = forwardRuleSet(network, chain);
   const lines = new Set(save.split('\n').map((l) => l.trim()));
   return lines.has(`-A FORWARD -m comment --comment "${set.comment}" -j ${set.chain}`) && set.rules.every((r) => lines.has(`-A ${set.chain} ${r}`));
 }
 
-export function checkForward(save: string | null, network: Subnet | null, error = 'iptables-save failed'): Check {
+export function checkForward(save: string | null, network: Subnet | null, error = 'iptables-save failed', chain = FLANNEL_CHAINS.forward): Check {
   const name = 'FORWARD policy';
   if (save === null) return skip(name, error);
   const policy = forwardPolicy(save) ?? 'ACCEPT';
-  const rules = network !== null && hasForwardAccept(save, network);
-  if (policy === 'ACCEPT') return ok(name, `policy ACCEPT${rules ? ', FLANNEL-FWD accept rules in place' : ''}`);
-  if (rules) return ok(name, `policy ${policy}, FLANNEL-FWD accepts ${network} in both directions`);
+  const rules = network !== null && hasForwardAccept(save, network, chain);
+  if (policy === 'ACCEPT') return ok(name, `policy ACCEPT${rules ? `, ${chain} accept rules in place` : ''}`);
+  if (rules) return ok(name, `policy ${policy}, ${chain} accepts ${network} in both directions`);
   return {
     name,
     verdict: 'fail',
-    detail: `policy ${policy} and no FLANNEL-FWD accept rules for ${network ?? 'the Network'}: overlay traffic forwarded through this node is dropped`,
+    detail: `policy ${policy} and no ${chain} accept rules for ${network ?? 'the Network'}: overlay traffic forwarded through this node is dropped`,
     fix: 'run weftd with --iptables-forward-rules=true (the default), or iptables -P FORWARD ACCEPT',
   };
 }
@@ -124,7 +124,8 @@ export function checkGcThresh(gcThresh3: number | null, peers: number, kernelRel
   };
 }
 
-export function checkVxlanPort(probes: readonly PeerHealth[] | null, port: number, why: string): Check {
+/** `method`: the echo weftd probes with (ICMP is answered by every node, weft's UDP echo only by weftd). */
+export function checkVxlanPort(probes: readonly PeerHealth[] | null, port: number, why: string, method: ProbeMethod | null = 'udp'): Check {
   const name = `VXLAN port (UDP ${port})`;
   if (probes === null) return skip(name, why);
   if (probes.length === 0) return skip(name, 'no peer probed yet');
@@ -135,7 +136,11 @@ export function checkVxlanPort(probes: readonly PeerHealth[] | null, port: numbe
     return { name, verdict: 'fail', detail: `underlay OK but overlay blocked to ${list(blocked)}`, fix: `allow UDP ${port} between the nodes' public IPs in both directions (iptables INPUT/OUTPUT on both ends, firewalls, security groups)` };
   }
   if (silent.length > 0) {
-    return { name, verdict: 'warn', detail: `no answer at all from ${list(silent)}`, fix: 'check that the node is up and runs weftd (flanneld has no probe responder) and that the probe port is open' };
+    const fix =
+      method === 'icmp'
+        ? 'check that the node is up and that ICMP echo is allowed between the nodes (public IPs and VXLAN devices)'
+        : 'check that the node is up and runs weftd (flanneld has no probe responder; weftd with CAP_NET_RAW probes with ICMP, which it answers) and that the probe port is open';
+    return { name, verdict: 'warn', detail: `no answer at all from ${list(silent)}`, fix };
   }
   return ok(name, `${probes.length} probed peers answer over the overlay`);
 }
@@ -153,6 +158,46 @@ export function checkDuplicatePublicIPs(rows: readonly LeaseRow[] | null, why: s
     detail: dups.map(([ip, subnets]) => `${ip} holds ${subnets.join(', ')}`).join('; ') + ': peers program only one of them',
     fix: 'release the stale subnet (weftctl release SUBNET --force) or give each node its own --public-ip',
   };
+}
+
+const REFUSAL_FIX: Record<string, string> = {
+  'duplicate-mac':
+    "the newer lease's node shares a VTEP MAC with an older one (a cloned VM or state directory): restart weftd on that node, which then takes a new MAC, or weftctl release its subnet if it is stale",
+  'duplicate-public-ip': 'two leases name one PublicIP: give each node its own --public-ip, or weftctl release SUBNET --force the stale one',
+  'public-ip': "a lease's PublicIP is inside the pod network or link-local: set the node's --public-ip (or --iface) to its underlay address, or release the key",
+  'covers-public-ip': "a lease's subnet holds a node's underlay address (the Network covers the hosts' LAN): delete that key (etcdctl del KEY) and keep SubnetMin past the hosts' addresses",
+};
+
+/** Leases every node refuses (lease/admission.ts), with the fix. */
+export function checkRefusedLeases(rows: readonly LeaseRow[] | null, why: string): Check {
+  const name = 'lease conflicts';
+  if (rows === null) return skip(name, why);
+  const refused = rows.filter((r) => r.refused);
+  if (refused.length === 0) return ok(name, 'no lease shares a VtepMAC or PublicIP with an older one, every PublicIP is usable');
+  const reasons = [...new Set(refused.map((r) => r.refused!.reason))];
+  return {
+    name,
+    verdict: 'fail',
+    detail: refused.map((r) => `${r.subnet} refused on every node: ${r.refused!.detail}`).join('; '),
+    fix: reasons.map((r) => REFUSAL_FIX[r]).join('; '),
+  };
+}
+
+/** Leases this node skips because they collide with its own addresses or routes, and a conflict its own lease loses. */
+export function checkNodeCollisions(status: NodeStatus | null, why: string): Check {
+  const name = 'leases vs this node';
+  if (!status) return skip(name, why);
+  const collisions = (status.refused ?? []).filter((r) => r.reason === 'collides-with-node');
+  const own = status.ownLeaseConflict ?? null;
+  if (collisions.length === 0 && !own) return ok(name, "no lease collides with this node's addresses or routes");
+  const details = collisions.map((c) => `${c.subnet} skipped: ${c.detail}`);
+  if (own) details.push(`this node loses to an older lease: ${own.detail}`);
+  const fixes: string[] = [];
+  if (collisions.length > 0) {
+    fixes.push("the pod Network overlaps this node's own networks: shrink Network or raise SubnetMin past the hosts' LAN, or weftctl reserve the colliding subnets so no node leases them");
+  }
+  if (own) fixes.push(REFUSAL_FIX[own.reason] ?? 'see the log');
+  return { name, verdict: 'fail', detail: details.join('; '), fix: fixes.join('; ') };
 }
 
 /**
@@ -240,7 +285,7 @@ export async function runChecks(inputs: DoctorInputs): Promise<Check[]> {
   }
   const checks: Check[] = [
     checkIpForward(ipForward),
-    checkForward(save, network, saveError),
+    checkForward(save, network, saveError, trafficChains(options.etcdPrefix).forward),
     checkBrNetfilter(callIptables),
   ];
   if (status?.backend?.type === 'vxlan' || !status) {
@@ -258,8 +303,10 @@ export async function runChecks(inputs: DoctorInputs): Promise<Check[]> {
   }
   checks.push(
     checkGcThresh(gc3 === null ? null : Number(gc3), status?.peers ?? leases?.rows.length ?? 0, release()),
-    checkVxlanPort(status ? probes : null, status?.backend?.vxlanPort ?? VXLAN_DEFAULT_PORT, status ? 'probing is off (--probe-interval 0)' : statusWhy),
+    checkVxlanPort(status ? probes : null, status?.backend?.vxlanPort ?? VXLAN_DEFAULT_PORT, status ? 'probing is off (--probe-interval 0)' : statusWhy, status?.probes?.method ?? null),
     checkDuplicatePublicIPs(leases?.rows ?? null, 'error' in inputs.leases ? inputs.leases.error : ''),
+    checkRefusedLeases(leases?.rows ?? null, 'error' in inputs.leases ? inputs.leases.error : ''),
+    checkNodeCollisions(status, statusWhy),
     checkClock(skew, skewWhy),
   );
   return checks;

@@ -48,6 +48,14 @@ export class DryRunKernel implements Kernel {
     this.record(`ip link set dev ${this.dev(index)} mtu ${mtu}`);
   }
 
+  async blackholeReplace(dst: string): Promise<void> {
+    this.record(`ip route replace blackhole ${dst} metric 4294967295`);
+  }
+
+  async blackholeDel(dst: string): Promise<void> {
+    this.record(`ip route del blackhole ${dst} metric 4294967295`);
+  }
+
   addrListAll(): Promise<AddrInfo[]> {
     return this.real.addrListAll();
   }

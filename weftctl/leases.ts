@@ -6,6 +6,7 @@
  */
 import { WeftError, isWeftError } from '../common/errors.js';
 import { parseSubnetKey, subnetKey } from '../lease/keyspace.js';
+import { PeerAdmission, type RefusalReason } from '../lease/admission.js';
 import { parseLeaseAttrs, serializeLeaseAttrs, validateLease, type RawKeyValue } from '../lease/lease-value.js';
 import type { Registry } from '../lease/registry.js';
 import { Subnet, canonicalIPv4 } from '../common/subnet.js';
@@ -26,6 +27,8 @@ export interface LeaseRow {
   readonly reservation: boolean;
   /** Why weftd skips this key, or null. */
   readonly malformed: string | null;
+  /** Why every node refuses this valid lease (an older lease with its VtepMAC or PublicIP, an unusable PublicIP), or null. */
+  readonly refused: { readonly reason: RefusalReason; readonly detail: string; readonly winner: string | null } | null;
 }
 
 /** One key as a row; never throws (a bad key or value becomes `malformed`). */
@@ -49,11 +52,31 @@ export function describeLease(prefix: string, kv: RawKeyValue, config: NetworkCo
       attrs = parseLeaseAttrs(kv.value);
     }
     const mac = attrs.BackendData?.VtepMAC;
-    return { ...base, subnet, publicIP: attrs.PublicIP, vtepMac: typeof mac === 'string' ? mac : null, backend: attrs.BackendType || null, malformed: null };
+    return { ...base, subnet, publicIP: attrs.PublicIP, vtepMac: typeof mac === 'string' ? mac : null, backend: attrs.BackendType || null, malformed: null, refused: null };
   } catch (err) {
     const reason = (err as Error).message.replace(/^malformed lease "[^"]*": /, '');
-    return { ...base, subnet: name.replace(/-(\d+)$/, '/$1'), publicIP: null, vtepMac: null, backend: null, malformed: reason };
+    return { ...base, subnet: name.replace(/-(\d+)$/, '/$1'), publicIP: null, vtepMac: null, backend: null, malformed: reason, refused: null };
   }
+}
+
+/**
+ * The rows with the verdicts weftd reaches on every node (lease/admission.ts):
+ * a valid lease an older one beats on VtepMAC or PublicIP, or whose PublicIP
+ * cannot be a tunnel endpoint, is marked refused.
+ */
+export function judgeRows(prefix: string, kvs: readonly RawKeyValue[], rows: readonly LeaseRow[], config: NetworkConfig | null): LeaseRow[] {
+  if (!config) return [...rows];
+  const admission = new PeerAdmission({ config, ownLease: () => null, ownPublicIP: '' });
+  const affected = new Set<string>();
+  kvs.forEach((kv, i) => {
+    if (rows[i]?.malformed !== null) return;
+    const lease = validateLease(prefix, kv, config);
+    if (lease) admission.put(lease.subnet.toString(), lease, affected);
+  });
+  return rows.map((row) => {
+    const verdict = row.malformed === null ? admission.judge(row.subnet) : null;
+    return verdict ? { ...row, refused: { reason: verdict.reason, detail: verdict.detail, winner: verdict.winner } } : row;
+  });
 }
 
 /** Seconds left per etcd lease id (one TimeToLive call per distinct lease, a few at a time). */
@@ -82,16 +105,24 @@ export async function readLeaseRows(registry: Registry): Promise<{ rows: LeaseRo
   }
   const { kvs } = await registry.listSubnets();
   const ttls = await leaseTtls(registry, kvs.map((kv) => kv.lease || '0'));
-  return { rows: kvs.map((kv) => describeLease(registry.prefix, kv, config, ttls)), config, configError };
+  return { rows: judgeRows(registry.prefix, kvs, kvs.map((kv) => describeLease(registry.prefix, kv, config, ttls)), config), config, configError };
 }
 
 export function leasesReport(rows: readonly LeaseRow[], configError: string | null): Report {
+  const refused = rows.some((r) => r.refused);
   const text = table(
-    ['SUBNET', 'PUBLIC IP', 'VTEP MAC', 'BACKEND', 'TTL'],
+    ['SUBNET', 'PUBLIC IP', 'VTEP MAC', 'BACKEND', 'TTL', ...(refused ? ['REFUSED'] : [])],
     rows.map((r) =>
       r.malformed
-        ? [r.subnet, '-', '-', '-', `malformed: ${r.malformed}`]
-        : [r.subnet, r.publicIP ?? '-', r.vtepMac ?? '-', r.backend ?? '-', r.reservation ? 'reservation' : r.ttlSeconds === null ? 'expired' : formatSeconds(r.ttlSeconds)],
+        ? [r.subnet, '-', '-', '-', `malformed: ${r.malformed}`, ...(refused ? ['-'] : [])]
+        : [
+            r.subnet,
+            r.publicIP ?? '-',
+            r.vtepMac ?? '-',
+            r.backend ?? '-',
+            r.reservation ? 'reservation' : r.ttlSeconds === null ? 'expired' : formatSeconds(r.ttlSeconds),
+            ...(refused ? [r.refused ? `${r.refused.reason}: ${r.refused.detail}` : '-'] : []),
+          ],
     ),
   );
   const note = configError ? `\n(network config unreadable, keys checked without it: ${configError})` : '';

@@ -117,7 +117,7 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
     if (command === 'diff') {
       const etcd = openEtcd(o);
       try {
-        const underlay = await discoverUnderlay(kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, publicIp: o.publicIp });
+        const underlay = await discoverUnderlay(kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp });
         return diffReport(await diffNode(etcd.registry, kernel, underlay));
       } finally {
         await etcd.close();

@@ -3,7 +3,7 @@
  * the kernel holds, and the peer-health diagnosis per probed peer.
  */
 import type { Kernel } from '../kernel/kernel.js';
-import type { NodeStatus } from '../daemon/status.js';
+import type { NodeStatus, ProbeMethod } from '../daemon/status.js';
 import { formatSeconds, table, type Report } from './format.js';
 
 /** The kernel's side of the status: the overlay device as it is now. */
@@ -23,6 +23,13 @@ function ago(iso: string, now: number): string {
   return `${formatSeconds((now - Date.parse(iso)) / 1000)} ago`;
 }
 
+/** How weftd probes its peers, in a few words (null from a weftd that does not say). */
+export function probeMethodText(p: { readonly method?: ProbeMethod | null; readonly fallbackReason?: string | null }): string | null {
+  if (p.method === 'icmp') return 'ICMP echo';
+  if (p.method === 'udp') return `UDP echo, answered by weft only${p.fallbackReason ? `: ${p.fallbackReason}` : ''}`;
+  return null;
+}
+
 export function statusReport(url: string, s: NodeStatus, k: KernelView, now = Date.now()): Report {
   const lease = s.lease
     ? `${s.lease.subnet}, public IP ${s.lease.publicIP}, ${s.lease.etcdLeaseId === '0' ? 'reservation' : `TTL ${s.lease.ttlRemainingSeconds === null ? '?' : formatSeconds(s.lease.ttlRemainingSeconds)}`} (${s.leaseState})`
@@ -39,18 +46,20 @@ export function statusReport(url: string, s: NodeStatus, k: KernelView, now = Da
     ['underlay', s.underlay ? `${s.underlay.name} mtu ${s.underlay.mtu}` : '-'],
     ['peers', `${s.peers} known, ${s.entriesProgrammed} kernel entries programmed`],
     ['reconcile', s.lastReconcile ? `last ${s.lastReconcile.full ? 'full' : 'delta'} pass ${ago(s.lastReconcile.at, now)}, ${(s.lastReconcile.seconds * 1000).toFixed(1)} ms, ${s.lastReconcile.failed} failed` : 'none yet'],
-    ['etcd', s.etcd],
+    ['etcd', s.etcdUnreachable ? `UNREACHABLE for ${formatSeconds(s.etcdUnreachable.seconds)} (since ${s.etcdUnreachable.since}); the kernel keeps every peer entry` : s.etcd],
     ['ip_forward', k.ipForward ?? '?'],
   ];
   const parts = [rows.map(([a, b]) => `${a.padEnd(11)}${b}`).join('\n')];
+  const method = s.probes ? probeMethodText(s.probes) : null;
   if (!s.probes) parts.push('', 'peer health: probing off (--probe-interval 0)');
-  else if (s.probes.peers.length === 0) parts.push('', 'peer health: no peer probed yet');
+  else if (s.probes.peers.length === 0) parts.push('', `peer health${method ? ` (${method})` : ''}: no peer probed yet`);
   else {
     const r = s.probes.round;
     const rtt = (ms: number | null) => (ms === null ? 'no answer' : `ok ${ms.toFixed(2)} ms`);
+    const about = [method, r && `last round ${ago(r.at, now)}: ${r.probed} of ${r.peers} peers${r.sampled ? ', sampled' : ''}`].filter(Boolean).join('; ');
     parts.push(
       '',
-      `peer health${r ? ` (last round ${ago(r.at, now)}: ${r.probed} of ${r.peers} peers${r.sampled ? ', sampled' : ''})` : ''}`,
+      `peer health${about ? ` (${about})` : ''}`,
       table(
         ['PEER', 'PUBLIC IP', 'UNDERLAY', 'OVERLAY', 'MTU', 'DIAGNOSIS'],
         s.probes.peers.map((p) => [p.subnet, p.publicIP, rtt(p.underlay.rttMs), rtt(p.overlay.rttMs), p.mtu === null ? '-' : String(p.mtu), p.diagnosis]),

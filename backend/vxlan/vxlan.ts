@@ -37,6 +37,7 @@ import { registerPeerNetwork } from '../peer-network.js';
 import type { Entry, Ownership, Programmer } from '../reconciler.js';
 import { onSegment, readSegments } from '../../kernel/underlay.js';
 import { configureDevice, ensureVxlanDevice } from './device.js';
+import { randomUUID } from 'node:crypto';
 import { isUnicastMac } from '../../common/mac.js';
 import { deriveVtepMac, loadVtepMac, saveVtepMac } from './mac.js';
 
@@ -103,7 +104,15 @@ export class VxlanProgrammer implements Programmer {
       learning: cfg.learning,
       gbp: cfg.gbp,
     };
-    const { link } = await ensureVxlanDevice(kernel, spec, reg.log);
+    let { link } = await ensureVxlanDevice(kernel, spec, reg.log);
+    const holder = await reg.macTakenBy?.(link.mac);
+    if (holder) {
+      // A cloned VM or state directory: the older lease keeps the MAC, this node takes another.
+      const fresh = deriveVtepMac(`${reg.publicIP}/${cfg.vni}/${randomUUID()}`);
+      reg.log.warn(`VTEP MAC ${link.mac} is already advertised by the older lease ${holder}; taking the new MAC ${fresh}`, { holder });
+      await kernel.linkDel(link.index);
+      ({ link } = await ensureVxlanDevice(kernel, { ...spec, mac: fresh }, reg.log));
+    }
     // An adopted device keeps its MAC: that is what peers already have.
     const programmer = new VxlanProgrammer(kernel, { ...spec, mac: link.mac }, reg.iface.name, network, cfg.directRouting, reg.log, link);
     programmer.segments = underlay.segments;

@@ -1,12 +1,13 @@
 /**
  * What the listener child forwards, decoded. rtnetlink notifications, the
- * messages `ip monitor link neigh route` prints, become KernelChanges through
+ * messages `ip monitor link neigh address route` prints, become KernelChanges through
  * the same parsers as dumps, so a notification and a dump of one entry
  * compare equal. nf_tables notifications (`nft monitor`) are not decoded: the
  * child reports each burst of them as one marker, because all weft needs to
  * know is that the ruleset changed; its markers become NftChanges.
  */
 import type { KernelChange, NftChange } from '../kernel.js';
+import { RTM_DELADDR, RTM_NEWADDR, parseAddrInfo } from './addr.js';
 import { IFINFOMSG_LEN, RTM_DELLINK, RTM_NEWLINK, parseLink } from './link.js';
 import { NDMSG_LEN, RTM_DELNEIGH, RTM_NEWNEIGH, parseNeigh, toDeletedNeigh, toFdb, toNeigh } from './neigh.js';
 import { RTMSG_LEN, RTM_DELROUTE, RTM_NEWROUTE, parseRoute } from './route.js';
@@ -15,8 +16,9 @@ import { AF_BRIDGE, AF_INET, AF_UNSPEC, type InMessage } from './wire.js';
 /** The multicast groups weft listens to (<linux/rtnetlink.h> enum rtnetlink_groups). */
 export const RTNLGRP_LINK = 1;
 export const RTNLGRP_NEIGH = 3;
+export const RTNLGRP_IPV4_IFADDR = 5;
 export const RTNLGRP_IPV4_ROUTE = 7;
-export const MONITOR_GROUPS: readonly number[] = [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_ROUTE];
+export const MONITOR_GROUPS: readonly number[] = [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE];
 
 /**
  * nf_tables, where iptables-nft keeps its rules, reports every ruleset change
@@ -66,6 +68,9 @@ export function decodeChange(msg: InMessage): KernelChange | null {
     case RTM_NEWROUTE:
     case RTM_DELROUTE:
       return routeChange(msg);
+    case RTM_NEWADDR:
+    case RTM_DELADDR:
+      return addrChange(msg);
     case NLMSG_OVERRUN:
       return { kind: 'overrun' };
     default:
@@ -104,6 +109,11 @@ function neighChange(msg: InMessage): KernelChange | null {
   if (raw.family !== AF_INET) return null;
   const neigh = op === 'new' ? toNeigh(raw) : toDeletedNeigh(raw);
   return neigh ? { kind: 'neigh', op, neigh } : null;
+}
+
+function addrChange(msg: InMessage): KernelChange | null {
+  const addr = parseAddrInfo(msg.payload);
+  return addr ? { kind: 'addr', op: msg.type === RTM_NEWADDR ? 'new' : 'del', addr } : null;
 }
 
 function routeChange(msg: InMessage): KernelChange | null {

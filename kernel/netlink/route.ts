@@ -15,6 +15,7 @@ import {
   RTN_UNICAST,
   RT_SCOPE_NOWHERE,
   RT_SCOPE_UNIVERSE,
+  NLMSG_HDRLEN,
   Writer,
   align4,
   attrLength,
@@ -33,7 +34,11 @@ export const RTM_GETROUTE = 26;
 const RTA_DST = 1;
 const RTA_OIF = 4;
 const RTA_GATEWAY = 5;
+const RTA_PRIORITY = 6;
 const RTA_TABLE = 15;
+const RTN_BLACKHOLE = 6;
+/** The metric of weft's blackhole route: the highest, so it never shadows another route to the same prefix. */
+export const BLACKHOLE_METRIC = 0xffffffff;
 
 export const RTMSG_LEN = 12;
 
@@ -59,6 +64,23 @@ export function writeRouteDel(w: Writer, r: { dst: string; gw?: string | null; o
   w.attrU32BE(RTA_DST, networkNumber(r.dst, len));
   if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
   if (r.oif) w.attrU32(RTA_OIF, r.oif);
+}
+
+/**
+ * `ip route replace blackhole DST metric 4294967295 proto 0x57` (RTM_NEWROUTE
+ * CREATE|REPLACE), or its `ip route del` (RTM_DELROUTE, matching only that
+ * blackhole). The kernel keys IPv4 routes by prefix and metric, so the
+ * replace touches no other route, and at the highest metric the blackhole
+ * catches only what no other route to the prefix takes.
+ */
+export function blackholeMessage(op: 'replace' | 'del', dst: string): OutMessage {
+  const len = cidrPrefixLength(dst);
+  const w = new Writer(NLMSG_HDRLEN + RTMSG_LEN + attrSpace(4, 4));
+  const flags = op === 'replace' ? NLM_F_CREATE | NLM_F_REPLACE : 0;
+  rtmsg(w.begin(op === 'replace' ? RTM_NEWROUTE : RTM_DELROUTE, flags, RTMSG_LEN + attrSpace(4, 4)), len, op === 'replace' ? RTPROT_WEFT : 0, RT_SCOPE_UNIVERSE, RTN_BLACKHOLE, 0);
+  w.attrU32BE(RTA_DST, networkNumber(dst, len));
+  w.attrU32(RTA_PRIORITY, BLACKHOLE_METRIC);
+  return w.message();
 }
 
 /** RTM_GETROUTE dump of every IPv4 route, of which parseRoute keeps the main table's unicast ones (`ip -4 route show table main`). */

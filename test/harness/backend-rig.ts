@@ -39,6 +39,7 @@ export function lease(subnet: string, publicIP: string, opts: { mac?: string; ty
     key: `/coreos.com/network/subnets/${subnet.replace('/', '-')}`,
     etcdLeaseId: '7',
     modRevision: '1',
+    createRevision: '1',
   };
 }
 

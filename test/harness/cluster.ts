@@ -66,9 +66,13 @@ export class WeftNode {
   /**
    * Starts weftd inside this host's namespace, configured like an operator
    * would: a config file (this node's etcd, interface, files, health port)
-   * plus any extra flags, which override the file.
+   * plus any extra flags, which override the file. `launcher`: a command
+   * weftd is started through, e.g. `['setpriv', '--bounding-set', '-net_raw']`
+   * for a weftd without CAP_NET_RAW, or `[process.execPath]` for `node
+   * dist/bin/weftd.cjs` (it must exec weftd, so that the PID stays weftd's).
+   * `env` adds to the environment.
    */
-  start(extraArgs: readonly string[] = []): void {
+  start(extraArgs: readonly string[] = [], launcher: readonly string[] = [], env: NodeJS.ProcessEnv = {}): void {
     if (this.running) throw new Error(`weftd on h${this.index} is already running`);
     writeFileSync(
       this.configFile,
@@ -84,8 +88,24 @@ export class WeftNode {
         '',
       ].join('\n'),
     );
+    this.spawnWeftd(['--config', this.configFile, ...extraArgs], { ...process.env, ...env }, launcher);
+  }
+
+  /**
+   * Starts weftd with exactly `args` and no config file, as a unit's
+   * ExecStart runs it (flanneld's command lines), with `env` added to the
+   * environment (the unit's Environment= lines). The health endpoint is
+   * where waitReady looks only if `args` or `env` put it there.
+   */
+  startWith(args: readonly string[], env: NodeJS.ProcessEnv = {}): void {
+    if (this.running) throw new Error(`weftd on h${this.index} is already running`);
+    this.spawnWeftd(args, { ...process.env, ...env });
+  }
+
+  private spawnWeftd(args: readonly string[], env?: NodeJS.ProcessEnv, launcher: readonly string[] = []): void {
     const out = openSync(this.logFile, 'a');
-    this.proc = this.ns.spawn(WEFTD, ['--config', this.configFile, ...extraArgs]);
+    const [cmd, ...rest] = [...launcher, WEFTD, ...args];
+    this.proc = this.ns.spawn(cmd!, rest, env ? { env } : {});
     this.proc.stdout?.on('data', (d: Buffer) => appendSync(out, d));
     this.proc.stderr?.on('data', (d: Buffer) => appendSync(out, d));
     this.proc.once('exit', () => closeSync(out));
