@@ -3,7 +3,8 @@
  * README.md, from the last whole cluster run, bench/results/cluster.json, and
  * the last full CNI run, bench/results/cni.json (written by `npm run bench:cni`
  * and by a full `npm run bench`; its section is left out when the file is
- * absent). The method is stable text and lives here; every figure comes from the JSON, so
+ * absent), and the last chaos soak, bench/results/soak.json (`npm run soak`;
+ * likewise left out when absent). The method is stable text and lives here; every figure comes from the JSON, so
  * the documents cannot drift from the results (test/bench-report.test.ts
  * renders the committed JSON and compares it with the committed documents
  * byte for byte).
@@ -21,6 +22,8 @@ import type { ConvergenceRow } from './cluster-convergence.js';
 import type { PathResult } from './cluster-dataplane.js';
 import type { SizeStep } from './cluster-startup.js';
 import { fmt, machineLine, table, type Machine } from './cluster-stats.js';
+import { FAULT_KINDS } from './soak-schedule.js';
+import type { SoakResults } from './soak-results.js';
 
 /** What bench/cluster.ts writes (its `date` field is not read). */
 export interface ClusterResults {
@@ -35,6 +38,7 @@ export interface ClusterResults {
 /** Where the results are and where the documents go, relative to the repository root. */
 export const RESULTS_FILE = 'bench/results/cluster.json';
 export const CNI_RESULTS_FILE = 'bench/results/cni.json';
+export const SOAK_RESULTS_FILE = 'bench/results/soak.json';
 export const DOC_FILE = 'docs/benchmarks.md';
 export const README_FILE = 'README.md';
 
@@ -312,8 +316,62 @@ function cniSection(c: CniResults): string {
   ].join('\n');
 }
 
+const BOUND_TEXT: Record<string, string> = {
+  none: 'nothing',
+  'pair-until-repaired': 'that pair, until repaired',
+  'host-until-repaired': "the host's pairs, until repaired",
+};
+
+/** The chaos soak's section of docs/benchmarks.md: method, then the run's faults, pings and violations. */
+export function soakSection(s: SoakResults): string {
+  const ran = s.faults.filter((f) => s.kinds.includes(f.kind));
+  const what = new Map(FAULT_KINDS.map((k) => [k.name, k.what]));
+  const q = s.quiet;
+  return [
+    '## Chaos soak (`npm run soak`)',
+    '',
+    'The fault tests prove one fault at a time; the soak gives them in sequence and overlapping. Five hosts run weftd',
+    '(as shipped, with the production periods: a full resync every 60 s, iptables checked on nf_tables changes and every',
+    '5 s) against a 3-member etcd, each with a pod on `--bridge weft0`; the pods of every pair of hosts ping each other',
+    'every 100 ms. Each host also has a second LAN, 10.244.0.0/24, inside the pod Network and below SubnetMin (the',
+    'classic mistake of a pod network that covers the hosts\' LAN). A seeded schedule (`bench/soak-schedule.ts`) runs',
+    'rounds of one to three faults, each on a host of its own, at most one etcd member down at a time; once every fault',
+    'of a round has ended (daemon restarted, member back, link up, lease removed), the round is quiet and is checked.',
+    'The same seed replays the same faults on the same hosts; `--faults` and `--exclude` choose the kinds.',
+    '',
+    'Invariants, checked all along: no two valid leases overlap; no weftd exits but those the soak killed; no host loses',
+    'a connected route of its own; every hand-made breakage is repaired within its limit; within 2 s of a round going',
+    'quiet, every host\'s route, neighbour and FDB entries on `flannel.1` equal those its peers\' leases call for',
+    '(`bench/soak-check.ts`: every valid lease except the node\'s own, one over the node\'s own networks, one with a',
+    'PublicIP inside the overlay or link-local, and the newer of two live leases with the same VtepMAC or PublicIP),',
+    'and weft\'s iptables chains are in place; at the end `weftctl diff` agrees on every host. A lease the soak writes',
+    'that no node may take is looked for in every kernel while it is held. A ping may be lost only inside the window of',
+    'a fault whose bound allows it (the table\'s *pings may be lost on*), up to 0.5 s after the repair was seen (for a',
+    'link flap: the link up again and 1 s for ARP); any other loss is a violation.',
+    '',
+    `Results: \`${SOAK_RESULTS_FILE}\`. ${machineLine(s.machine)} Seed ${s.seed}, ${s.seconds} s of schedule (${s.ranSeconds} s with set-up and checks), ` +
+      `${plural(s.hosts, 'host')}, ${plural(s.rounds, 'round')}.` +
+      (s.excluded.length ? ` Left out: ${s.excluded.map((k) => `\`${k}\``).join(', ')}.` : ' Every fault kind.'),
+    '',
+    textTable(
+      ['fault', 'what', 'injected', 'pings may be lost on', 'pings lost'],
+      ran.map((f) => [`\`${f.kind}\``, what.get(f.kind) ?? '-', String(f.injected), BOUND_TEXT[f.bound] ?? f.bound, String(f.lost)]),
+    ),
+    '',
+    `Pings: ${s.pings.sent} sent, ${s.pings.lost} lost, ${s.pings.unexplained} of them outside every fault's window. ` +
+      `Quiet checks: ${q.checks}` +
+      (q.p50Ms !== null && q.maxMs !== null ? `; every kernel equalled the leases ${fmt(q.p50Ms, 0)} ms (median) and at most ${fmt(q.maxMs, 0)} ms after the round went quiet (limit ${fmt(q.limitMs, 0)} ms).` : '.'),
+    '',
+    s.violations.length === 0
+      ? 'Invariant violations: none.'
+      : [`Invariant violations: ${s.violations.length}.`, '', textTable(['s', 'invariant', 'detail'], s.violations.map((v) => [fmt(v.atS, 1), v.invariant, v.detail.replace(/\|/g, '/')]))].join('\n'),
+    '',
+    `Replay: \`${s.replay}\`.`,
+  ].join('\n');
+}
+
 /** docs/benchmarks.md for a cluster run (and a CNI run, when there is one): the method, then the runs' goals and tables. */
-export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = null): string {
+export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = null, soak: SoakResults | null = null): string {
   const parts: string[] = [];
   const add = (...lines: string[]): void => {
     parts.push(lines.join('\n'));
@@ -326,7 +384,7 @@ export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = nul
   add(
     '# weft benchmarks',
     '',
-    `<!-- Generated by bench/report.ts from ${RESULTS_FILE}${cni ? ` and ${CNI_RESULTS_FILE}` : ''}: run \`npm run docs:bench\` after a benchmark run; do not edit by hand. -->`,
+    `<!-- Generated by bench/report.ts from ${RESULTS_FILE}${cni ? ` and ${CNI_RESULTS_FILE}` : ''}${soak ? ` and ${SOAK_RESULTS_FILE}` : ''}: run \`npm run docs:bench\` after a benchmark run; do not edit by hand. -->`,
     '',
     'How weft is measured and what the last whole run of the cluster benchmark found. Every figure sits next to a',
     'baseline measured in the same run on the same machine: absolute figures on a small shared VM move by a fifth and',
@@ -345,6 +403,7 @@ export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = nul
         ['`npm run bench:kernel` (`-- --quick`: N = 100, 1000)', "weft's kernel programming and removal against `ip -batch` + `bridge -batch`", 'printed only'],
         ['`npm run bench:lease` (`-- --quick`: up to 1000 leases)', "weft's lease snapshot and subnet acquisition against etcd's own listing", 'printed only'],
         ['`node dist/bench/kernel-fullpass.js N PASSES [--idle-s S]`', 'one full repair pass at N peers (idle, after a resync, or after S s of idleness)', 'printed only'],
+        ['`npm run soak -- --seconds S --seed N`', 'the chaos soak: seeded faults on five hosts and a 3-member etcd under pod-to-pod pings, with invariants', `\`${SOAK_RESULTS_FILE}\` (\`--out FILE\` elsewhere), this document`],
         ['`npm run docs:bench`', 'regenerates this document from the JSON', '`docs/benchmarks.md`'],
       ],
     ),
@@ -428,6 +487,7 @@ export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = nul
   }
 
   if (cni) add(cniSection(cni));
+  if (soak) add(soakSection(soak));
   add(
     '## Kernel programming (`npm run bench:kernel`)',
     '',
@@ -519,11 +579,17 @@ export function readCniResults(root: string = ROOT): CniResults | null {
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as CniResults) : null;
 }
 
+/** The last soak's results, as committed; null when there is none. */
+export function readSoakResults(root: string = ROOT): SoakResults | null {
+  const file = resolve(root, SOAK_RESULTS_FILE);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as SoakResults) : null;
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const results = readResults();
   const cni = readCniResults();
   mkdirSync(dirname(resolve(ROOT, DOC_FILE)), { recursive: true });
-  writeFileSync(resolve(ROOT, DOC_FILE), renderBenchmarks(results, cni));
+  writeFileSync(resolve(ROOT, DOC_FILE), renderBenchmarks(results, cni, readSoakResults()));
   const readme = withHeadline(readFileSync(resolve(ROOT, README_FILE), 'utf8'), results, cni);
   if (readme === null) {
     console.error(`written ${DOC_FILE}; ${README_FILE} has no "${HEADLINE_START}" ... "${HEADLINE_END}" block for the headline figures`);

@@ -3,18 +3,21 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CniResults } from '../bench/cni.js';
 import {
-  cniVerdict, DOC_FILE, GOALS, README_FILE, readCniResults, readResults, renderBenchmarks, renderHeadline, verdicts, withHeadline, type ClusterResults,
+  cniVerdict, DOC_FILE, GOALS, README_FILE, readCniResults, readResults, readSoakResults, renderBenchmarks, renderHeadline, soakSection, verdicts, withHeadline,
+  type ClusterResults,
 } from '../bench/report.js';
+import type { SoakResults } from '../bench/soak-results.js';
 
 /** The repository root: this file runs compiled as dist/test/bench-report.test.js. */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 const committedResults = (): ClusterResults => readResults(ROOT);
 const committedCni = (): CniResults | null => readCniResults(ROOT);
+const committedSoak = (): SoakResults | null => readSoakResults(ROOT);
 
 describe('docs/benchmarks.md and README.md\'s figures: generated from the committed results', () => {
-  it('equals what bench/report.ts renders from bench/results/cluster.json and cni.json (run `npm run docs:bench` after a benchmark run)', () => {
-    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderBenchmarks(committedResults(), committedCni()));
+  it('equals what bench/report.ts renders from bench/results/cluster.json, cni.json and soak.json (run `npm run docs:bench` after a benchmark run)', () => {
+    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderBenchmarks(committedResults(), committedCni(), committedSoak()));
   });
 
   it('README.md quotes the headline figures of the same run', () => {
@@ -28,7 +31,9 @@ describe('docs/benchmarks.md and README.md\'s figures: generated from the commit
     const cni = committedCni();
     expect(cni, 'bench/results/cni.json is committed').to.not.equal(null);
     const date = '2030-01-02T03:04:05.000Z';
-    const doc = renderBenchmarks({ ...results, date } as ClusterResults, { ...cni!, date });
+    const soak = committedSoak();
+    expect(soak, 'bench/results/soak.json is committed').to.not.equal(null);
+    const doc = renderBenchmarks({ ...results, date } as ClusterResults, { ...cni!, date }, { ...soak!, date } as SoakResults);
     expect(doc).to.not.match(/20\d\d-\d\d-\d\d|\b\d{1,2}:\d\d\b/);
     expect(renderHeadline(results, { ...cni!, date })).to.not.match(/20\d\d-\d\d-\d\d|\b\d{1,2}:\d\d\b/);
   });
@@ -65,5 +70,16 @@ describe('docs/benchmarks.md and README.md\'s figures: generated from the commit
   it('leaves the CNI section and headline line out when there is no CNI run', () => {
     expect(renderBenchmarks(committedResults(), null)).to.not.match(/## CNI plugin/);
     expect(renderHeadline(committedResults(), null)).to.not.match(/CNI plugin/);
+  });
+
+  it('renders the soak\'s faults, pings, violations and replay command, and leaves the section out when there is no soak run', () => {
+    const soak = committedSoak()!;
+    const section = soakSection(soak);
+    expect(section).to.include(`Seed ${soak.seed}`);
+    expect(section).to.include(`Replay: \`${soak.replay}\``);
+    for (const k of soak.kinds) expect(section).to.include(`| \`${k}\` |`);
+    const failed = soakSection({ ...soak, violations: [{ atS: 12.5, invariant: 'weftd-exit', detail: 'weftd on h2 exited: a | b' }] });
+    expect(failed).to.match(/Invariant violations: 1\.\n\n\| s \| invariant \| detail \|\n\|---\|---\|---\|\n\| 12\.5 \| weftd-exit \| weftd on h2 exited: a \/ b \|/);
+    expect(renderBenchmarks(committedResults(), committedCni(), null)).to.not.match(/## Chaos soak/);
   });
 });
