@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { fileURLToPath } from 'node:url';
 import { Cluster, type WeftNode } from './harness/cluster.js';
 import { eventually } from './harness/netns.js';
 import { Pod } from './harness/pod.js';
@@ -14,6 +15,7 @@ import { Pod } from './harness/pod.js';
 const BASE_ARGS = ['--bridge', 'weft0'];
 const PING_MS = 20;
 const WEFT_PROTO = ['87', '0x57'];
+const WEFTCTL = fileURLToPath(new URL('../bin/weftctl.cjs', import.meta.url));
 
 interface IpRoute {
   dst: string;
@@ -52,6 +54,15 @@ describe('backend: peer routes through nexthop objects in a namespace cluster @r
     await node.stop('SIGTERM');
     node.start([...BASE_ARGS, ...args]);
     await node.waitReady();
+  }
+  /** `weftctl diff` on `node` with its weftd's config (and `args`): exit code and output. */
+  async function diff(node: WeftNode, ...args: string[]): Promise<{ code: number; stdout: string }> {
+    try {
+      return { code: 0, stdout: await node.ns.exec('node', WEFTCTL, '--config', node.configFile, ...args, 'diff') };
+    } catch (err) {
+      const e = err as { code?: number; stdout?: string };
+      return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '' };
+    }
   }
   /** `ip monitor route` on h1 while `during` runs: the lines about h2's subnet. */
   async function routeChanges(during: () => Promise<void>): Promise<string[]> {
@@ -123,6 +134,10 @@ describe('backend: peer routes through nexthop objects in a namespace cluster @r
     const text = await h1().ns.ip('route', 'show', s);
     expect(text).to.match(new RegExp(`^${s.replace(/\./g, '\\.')} nhid ${route.nhid} `));
     console.log(`      ${r.sent} pings every ${PING_MS} ms, ${r.lost} lost; h1: ${text.trim()}`);
+    // weftctl diff wants what weftd programmed: neighbour, FDB entry, nexthop and route by nhid.
+    const clean = await diff(h1());
+    expect(clean.code, clean.stdout).to.equal(0);
+    expect(clean.stdout).to.contain('1 peers, 4 desired entries: kernel in sync');
   });
 
   it('a nexthop deleted by hand (which takes its route along) is restored, and so is the route', async () => {
@@ -149,5 +164,13 @@ describe('backend: peer routes through nexthop objects in a namespace cluster @r
     expect(r.lost, `lost seqs ${r.lostSeqs.join(',')}`).to.equal(0);
     expect(changes.filter((l) => l.startsWith('Deleted')), changes.join('\n')).to.deep.equal([]);
     expect((await peerRoute())?.flags).to.include('onlink');
+    const clean = await diff(h1(), '--route-nexthops', 'off');
+    expect(clean.code, clean.stdout).to.equal(0);
+    expect(clean.stdout).to.contain('1 peers, 3 desired entries: kernel in sync');
+    // Asked for the other form, diff names the moves weftd would make.
+    const moves = await diff(h1(), '--route-nexthops', 'on');
+    expect(moves.code).to.equal(1);
+    expect(moves.stdout).to.match(/missing\s+\S+\s+nexthop\s+id \d+ via \S+ dev flannel\.1 onlink/);
+    expect(moves.stdout).to.match(/wrong\s+\S+\s+route\s+\S+ nhid \d+\s+\S+ via \S+ dev flannel\.1 onlink/);
   });
 });

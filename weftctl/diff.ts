@@ -123,12 +123,13 @@ export async function diffNode(registry: Registry, kernel: Kernel, underlay: Und
   const peers = [...peerLeases.values()].filter((l) => programmer.entriesFor(l) !== null).length;
   const names = new Map<number, string>();
   for (const index of new Set([ownership.neighIfindex, ownership.fdbIfindex, ...[...desired.values()].map((o) => (o.entry.kind === 'route' || o.entry.kind === 'nexthop' ? o.entry.oif : o.entry.ifindex))])) {
-    if (index !== null) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
+    // A route by nhid names no device (0): its nexthop does.
+    if (index !== null && index !== 0) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
   }
   const actual = await dumpOwned(kernel, ownership);
   for (const e of actual.values()) {
     const index = e.kind === 'route' || e.kind === 'nexthop' ? e.oif : e.ifindex;
-    if (!names.has(index)) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
+    if (index !== 0 && !names.has(index)) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
   }
   const lines = diffEntries(desired, actual, (i) => names.get(i) ?? `#${i}`);
   return { ownSubnet: own.subnet.toString(), peers, desiredEntries: desired.size, lines, device: dry.wouldRun };
