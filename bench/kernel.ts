@@ -8,13 +8,15 @@
  * Then the route forms at 5,000 and 20,000 peers (1,000 and 5,000 quick):
  * `ip -batch` with flannel's onlink routes, `ip -batch` with a nexthop per
  * peer and routes by nhid (backend/nexthops.ts), and weft programming each
- * form (--route-nexthops off / on), all in one run.
+ * form (--route-nexthops off / on), all in one run. A full run writes them to
+ * bench/results/kernel-forms.json, which `npm run docs:bench` renders.
  */
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Netns, cleanupLeftovers, standaloneHost, teardownAll } from '../test/harness/netns.js';
+import { KERNEL_FORMS_FILE } from './report.js';
 
 const quick = process.argv.includes('--quick');
 const formsOnly = process.argv.includes('--forms-only');
@@ -22,6 +24,26 @@ const SIZES = formsOnly ? [] : quick ? [100, 1000] : [100, 1000, 5000];
 const FORM_SIZES = quick ? [1000, 5000] : [5000, 20000];
 const REPEATS = 3;
 const WORKER = fileURLToPath(new URL('./kernel-worker.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Median program and remove times of one way of programming N peers. */
+export interface FormTiming {
+  readonly programMs: number;
+  readonly removeMs: number;
+}
+
+/** What a full run writes to KERNEL_FORMS_FILE, bench/report.ts's (its `date` field is not read). */
+export interface KernelFormsResults {
+  readonly machine: { readonly cores: number; readonly kernel: string; readonly node: string; readonly iproute2: string };
+  readonly repeats: number;
+  readonly rows: ReadonlyArray<{
+    readonly n: number;
+    readonly ipOnlink: FormTiming;
+    readonly ipNexthops: FormTiming;
+    readonly weftOnlink: FormTiming;
+    readonly weftNexthops: FormTiming;
+  }>;
+}
 
 interface WeftResult {
   n: number;
@@ -134,7 +156,18 @@ async function main(): Promise<void> {
   const cpus = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
   console.log(`kernel ${release()}, ${cpus} cores, node ${process.version}; median of ${REPEATS} runs, each in a fresh namespace\n`);
   if (SIZES.length > 0) await formsTable(SIZES);
-  await routeFormsTable();
+  const rows = await routeFormsTable();
+  if (!quick) {
+    const iproute2 = execFileSync('ip', ['-V'], { encoding: 'utf8' }).trim().replace(/^.*iproute2-([^,\s]+).*$/s, '$1');
+    const results: KernelFormsResults & { date: string } = {
+      date: new Date().toISOString(),
+      machine: { cores: cpus, kernel: release(), node: process.version, iproute2 },
+      repeats: REPEATS,
+      rows,
+    };
+    writeFileSync(`${ROOT}${KERNEL_FORMS_FILE}`, JSON.stringify(results, null, 2) + '\n');
+    console.log(`\nwritten ${KERNEL_FORMS_FILE}; npm run docs:bench renders it`);
+  }
 }
 
 async function formsTable(sizes: readonly number[]): Promise<void> {
@@ -163,9 +196,10 @@ async function formsTable(sizes: readonly number[]): Promise<void> {
  * route or route alone) in both forms, by `ip -batch` + `bridge -batch` and
  * by weft, interleaved so that all four see the same machine load.
  */
-async function routeFormsTable(): Promise<void> {
+async function routeFormsTable(): Promise<KernelFormsResults['rows'][number][]> {
+  const rows: KernelFormsResults['rows'][number][] = [];
   console.log('\nRoute forms: program (remove) ms, median of 3; ratios against ip -batch of the same form');
-  console.log('|     N | ip -batch onlink | ip -batch nexthops | weft onlink | weft nexthops | weft/ip onlink | weft/ip nexthops | nexthops/onlink (weft) |');
+  console.log('|     N | ip+bridge onlink | ip+bridge nexthops | weft onlink | weft nexthops | weft/ip onlink | weft/ip nexthops | nexthops/onlink (weft) |');
   console.log('|------:|-----------------:|-------------------:|------------:|--------------:|---------------:|-----------------:|-----------------------:|');
   for (const n of FORM_SIZES) {
     const ipOnlink: Array<{ programMs: number; removeMs: number }> = [];
@@ -178,6 +212,8 @@ async function routeFormsTable(): Promise<void> {
       weftOnlink.push(await weftRun(n, rep, 'onlink'));
       weftNexthop.push(await weftRun(n, rep, 'nexthop'));
     }
+    const timing = (rs: FormTiming[]): FormTiming => ({ programMs: median(rs.map((r) => r.programMs)), removeMs: median(rs.map((r) => r.removeMs)) });
+    rows.push({ n, ipOnlink: timing(ipOnlink), ipNexthops: timing(ipNexthop), weftOnlink: timing(weftOnlink), weftNexthops: timing(weftNexthop) });
     const cell = (rs: Array<{ programMs: number; removeMs: number }>): string => `${ms(median(rs.map((r) => r.programMs))).trim()} (${ms(median(rs.map((r) => r.removeMs))).trim()})`;
     const prog = (rs: Array<{ programMs: number }>): number => median(rs.map((r) => r.programMs));
     console.log(
@@ -185,6 +221,7 @@ async function routeFormsTable(): Promise<void> {
         `${(prog(weftOnlink) / prog(ipOnlink)).toFixed(2).padStart(14)} | ${(prog(weftNexthop) / prog(ipNexthop)).toFixed(2).padStart(16)} | ${(prog(weftNexthop) / prog(weftOnlink)).toFixed(2).padStart(22)} |`,
     );
   }
+  return rows;
 }
 
 main()

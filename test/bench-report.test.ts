@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CniResults } from '../bench/cni.js';
 import {
-  cniVerdict, DOC_FILE, GOALS, README_FILE, readCniResults, readResults, renderBenchmarks, renderHeadline, verdicts, withHeadline, type ClusterResults,
+  cniVerdict, DOC_FILE, GOALS, README_FILE, readCniResults, readKernelForms, readResults, renderBenchmarks, renderHeadline, verdicts, withHeadline, type ClusterResults,
 } from '../bench/report.js';
 
 /** The repository root: this file runs compiled as dist/test/bench-report.test.js. */
@@ -11,10 +11,11 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 const committedResults = (): ClusterResults => readResults(ROOT);
 const committedCni = (): CniResults | null => readCniResults(ROOT);
+const committedForms = () => readKernelForms(ROOT);
 
 describe('docs/benchmarks.md and README.md\'s figures: generated from the committed results', () => {
-  it('equals what bench/report.ts renders from bench/results/cluster.json and cni.json (run `npm run docs:bench` after a benchmark run)', () => {
-    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderBenchmarks(committedResults(), committedCni()));
+  it('equals what bench/report.ts renders from bench/results/cluster.json, cni.json and kernel-forms.json (run `npm run docs:bench` after a benchmark run)', () => {
+    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderBenchmarks(committedResults(), committedCni(), committedForms()));
   });
 
   it('README.md quotes the headline figures of the same run', () => {
@@ -60,6 +61,17 @@ describe('docs/benchmarks.md and README.md\'s figures: generated from the commit
     // The section and the headline carry the verdict the figures give, never a fixed word.
     expect(renderBenchmarks(committedResults(), at(threshold + 0.01))).to.match(/\| missed \|\n\nTimings/);
     expect(renderHeadline(committedResults(), at(threshold))).to.match(/\*\*CNI plugin\*\*.*goal ≤ 1: met\)/);
+  });
+
+  it('renders the route forms of the kernel run with their growth, and leaves them out without one', () => {
+    const forms = committedForms();
+    expect(forms, 'bench/results/kernel-forms.json is committed').to.not.equal(null);
+    const doc = renderBenchmarks(committedResults(), committedCni(), forms);
+    expect(doc).to.match(/### Route forms/);
+    const [first, last] = [forms!.rows[0]!, forms!.rows[forms!.rows.length - 1]!];
+    expect(doc).to.contain(`| ${first.n} → ${last.n} |`);
+    expect(doc).to.contain(`×${(last.weftNexthops.programMs / first.weftNexthops.programMs).toFixed(1)}`);
+    expect(renderBenchmarks(committedResults(), committedCni(), null)).to.not.match(/Route forms/);
   });
 
   it('leaves the CNI section and headline line out when there is no CNI run', () => {
