@@ -179,7 +179,7 @@ const DELETE_ORDER = { route: 0, neigh: 1, fdb: 2, nexthop: 3 } as const;
 function deleteOp(e: Entry): KernelOp {
   switch (e.kind) {
     case 'route':
-      return { op: 'routeDel', route: { dst: e.dst, gw: e.gw, oif: e.oif } };
+      return { op: 'routeDel', route: e.nhid ? { dst: e.dst, nhid: e.nhid } : { dst: e.dst, gw: e.gw, oif: e.oif } };
     case 'nexthop':
       return { op: 'nexthopDel', nexthop: { id: e.id } };
     case 'neigh':

@@ -324,6 +324,7 @@ export class FakeKernel implements Kernel, NftMonitor {
         if (!have) return 'ESRCH';
         if (op.route.gw && op.route.gw !== have.gw) return 'ESRCH';
         if (op.route.oif && op.route.oif !== have.oif) return 'ESRCH';
+        if (op.route.nhid && op.route.nhid !== have.nhid) return 'ESRCH';
         this.deleteRoute(key);
         return null;
       }

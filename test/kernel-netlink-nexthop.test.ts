@@ -10,7 +10,7 @@ import { RTM_DELNEXTHOP, RTM_NEWNEXTHOP, nexthopDumpMessage, parseNexthop } from
 import { decodeChange, MONITOR_GROUPS, OPTIONAL_MONITOR_GROUPS, RTNLGRP_NEXTHOP } from '../kernel/netlink/notify.js';
 import { parseRoute } from '../kernel/netlink/route.js';
 import { Writer } from '../kernel/netlink/wire.js';
-import { dirtyPool, nexthopDelMessage, nexthopReplaceMessage, routeReplaceMessage } from './harness/netlink-messages.js';
+import { dirtyPool, nexthopDelMessage, nexthopReplaceMessage, routeDelMessage, routeReplaceMessage } from './harness/netlink-messages.js';
 
 describe('netlink nexthop messages (unit)', () => {
   it('a nexthop replace reads back as sent: gateway, device, onlink, weft proto unless given', () => {
@@ -59,6 +59,10 @@ describe('netlink nexthop messages (unit)', () => {
     const body = Buffer.concat([plain.body, Buffer.from([8, 0, 30, 0, 3, 0, 0, 0])]);
     expect(parseRoute(body)).to.deep.equal({ dst: '10.244.3.0/24', gw: '10.244.3.0', oif: 7, onlink: true, proto: RTPROT_WEFT, nhid: 3 });
     expect(parseRoute(plain.body)).to.not.have.property('nhid');
+    // A delete by nhid names the nexthop, so another route to the prefix is left alone: rtmsg + RTA_DST + RTA_NH_ID.
+    const del = routeDelMessage({ dst: '10.244.3.0/24', gw: '10.244.3.0', oif: 7, nhid: 3 }).body;
+    expect(del.length).to.equal(28);
+    expect([del.readUInt16LE(22), del.readUInt32LE(24)]).to.deep.equal([30, 3]);
   });
 
   it('nexthop notifications decode like dump entries; the listener joins their group where the kernel has it', () => {

@@ -69,11 +69,16 @@ export function writeRouteReplace(w: Writer, r: { dst: string; gw: string | null
   if (r.oif) w.attrU32(RTA_OIF, r.oif);
 }
 
-/** RTM_DELROUTE: `ip route del DST [via GW] [dev IF]`; scope NOWHERE and proto 0 match any. */
-export function writeRouteDel(w: Writer, r: { dst: string; gw?: string | null; oif?: number }): void {
+/** RTM_DELROUTE: `ip route del DST [via GW] [dev IF] [nhid N]`; scope NOWHERE and proto 0 match any. */
+export function writeRouteDel(w: Writer, r: { dst: string; gw?: string | null; oif?: number; nhid?: number }): void {
   const len = cidrPrefixLength(r.dst);
   rtmsg(w.begin(RTM_DELROUTE, 0, ROUTE_BODY), len, 0, RT_SCOPE_NOWHERE, 0, 0);
   w.attrU32BE(RTA_DST, networkNumber(r.dst, len));
+  if (r.nhid) {
+    // Only the route through this nexthop, not another route to the same prefix.
+    w.attrU32(RTA_NH_ID, r.nhid);
+    return;
+  }
   if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
   if (r.oif) w.attrU32(RTA_OIF, r.oif);
 }

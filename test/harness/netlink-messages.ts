@@ -22,7 +22,7 @@ export const fdbReplaceMessage = (f: { ifindex: number; mac: string; dst: string
 export const fdbDelMessage = (f: { ifindex: number; mac: string }): OutMessage => requestMessage(writeFdbDel, f);
 export const routeReplaceMessage = (r: { dst: string; gw: string | null; oif: number; onlink: boolean; proto: number; nhid?: number }): OutMessage =>
   requestMessage(writeRouteReplace, r);
-export const routeDelMessage = (r: { dst: string; gw?: string | null; oif?: number }): OutMessage => requestMessage(writeRouteDel, r);
+export const routeDelMessage = (r: { dst: string; gw?: string | null; oif?: number; nhid?: number }): OutMessage => requestMessage(writeRouteDel, r);
 export const nexthopReplaceMessage = (nh: { id: number; gw: string | null; oif: number; onlink: boolean; proto?: number; blackhole?: boolean }): OutMessage =>
   requestMessage(writeNexthopReplace, nh);
 export const nexthopDelMessage = (nh: { id: number }): OutMessage => requestMessage(writeNexthopDel, nh);
