@@ -10,11 +10,13 @@
 import type { LocalCollision } from './reconciler.js';
 import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import type { RouteNexthopsMode } from '../common/defaults.js';
 import type { Lease, LeaseAttrs, NetworkConfig, PeerBatch } from '../lease/types.js';
 import type { Subnet } from '../common/subnet.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Underlay } from '../kernel/underlay.js';
 import type { Programmer } from './reconciler.js';
+import type { NexthopSupport } from './nexthops.js';
 
 export interface BackendRegistration {
   /** This node's public (underlay) IPv4 address: the VTEP / next hop peers use. */
@@ -34,6 +36,12 @@ export interface BackendRegistration {
   readonly resyncIntervalMs?: number;
   /** Called after every reconcile pass, for metrics. */
   readonly onPass?: (pass: ReconcilePass) => void;
+  /**
+   * Peer routes through nexthop objects (backend/nexthops.ts): `auto` where
+   * the kernel has them, `on` or `off` to force, or a form already decided
+   * (no probe). Absent: `off`.
+   */
+  readonly routeNexthops?: RouteNexthopsMode | NexthopSupport;
   /** vxlan: device name, default `flannel.<VNI>`. */
   readonly deviceName?: string;
   /**

@@ -14,8 +14,17 @@
  *   vanished while weftd was down and repairs drift.
  *
  * Ops go out in flannel's order: deletions route -> neighbour -> FDB, then
- * neighbour and FDB additions, then (second round trip) routes, only for peers
- * whose neighbour and FDB are in place so the kernel never ARPs for `S.0`.
+ * neighbour, FDB and nexthop additions, then (second round trip) routes, only
+ * for peers whose neighbour, FDB and nexthop are in place so the kernel never
+ * ARPs for `S.0`. Nexthop deletions go last (third round trip): deleting a
+ * nexthop takes its routes along, so a route moving off it is rewritten first.
+ *
+ * Route forms: a peer route either carries its own gateway or goes through a
+ * nexthop object (`nhid`, see nexthops.ts). Both are `route <dst>` to the
+ * diff, so a route of the other form is rewritten by one replace, which the
+ * kernel makes atomically: adopting flanneld's routes loses no packet. A
+ * peer whose nexthop id another owner holds gets its route with the gateway
+ * folded back in (`foldNexthops`).
  *
  * Drift: `driftOf` judges a kernel notification against what weft wants
  * (updated as each pass is planned, before its ops go out), so the kernel's
@@ -26,13 +35,15 @@ import type { Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
 import type { NodeNetworks } from './node-networks.js';
 import type { Subnet } from '../common/subnet.js';
-import { describeOp, type ChangeOp, type Fdb, type Kernel, type KernelChange, type KernelOp, type Link, type Neigh, type Route } from '../kernel/kernel.js';
+import { RTPROT_WEFT, describeOp, showNexthopTarget, type ChangeOp, type Fdb, type Kernel, type KernelChange, type KernelOp, type Link, type Neigh, type Nexthop, type Route } from '../kernel/kernel.js';
 
 /** One kernel entry weft programs for a peer. */
 export type Entry =
   | { readonly kind: 'neigh'; readonly ifindex: number; readonly ip: string; readonly mac: string }
   | { readonly kind: 'fdb'; readonly ifindex: number; readonly mac: string; readonly dst: string }
-  | { readonly kind: 'route'; readonly dst: string; readonly gw: string | null; readonly oif: number; readonly onlink: boolean };
+  /** With `nhid` (non-zero) the route goes through that nexthop, and gw, oif and onlink are null, 0 and false. */
+  | { readonly kind: 'route'; readonly dst: string; readonly gw: string | null; readonly oif: number; readonly onlink: boolean; readonly nhid?: number }
+  | { readonly kind: 'nexthop'; readonly id: number; readonly gw: string | null; readonly oif: number; readonly onlink: boolean };
 
 /** A link weft's entries depend on, as a full pass leaves it. */
 export interface WatchedLink {
@@ -51,6 +62,11 @@ export interface Ownership {
   /** Device whose FDB entries are all weft's, or null. */
   readonly fdbIfindex: number | null;
   ownsRoute(route: Route): boolean;
+  /**
+   * The kernel has nexthop objects: a full pass dumps them, weft's (its
+   * protocol) are held entries and the others' ids are taken.
+   */
+  readonly nexthops?: boolean;
   /** Links whose deletion or change (see WatchedLink) a full pass repairs. */
   readonly links?: readonly WatchedLink[];
 }
@@ -90,13 +106,19 @@ export function entryKey(e: Entry): string {
       return `fdb ${e.ifindex} ${e.mac}`;
     case 'route':
       return `route ${e.dst}`;
+    case 'nexthop':
+      return `nexthop ${e.id}`;
   }
 }
 
 export function sameEntry(a: Entry, b: Entry): boolean {
   if (a.kind === 'neigh' && b.kind === 'neigh') return a.ifindex === b.ifindex && a.ip === b.ip && a.mac === b.mac;
   if (a.kind === 'fdb' && b.kind === 'fdb') return a.ifindex === b.ifindex && a.mac === b.mac && a.dst === b.dst;
-  if (a.kind === 'route' && b.kind === 'route') return a.dst === b.dst && a.gw === b.gw && a.oif === b.oif && a.onlink === b.onlink;
+  if (a.kind === 'route' && b.kind === 'route') {
+    if ((a.nhid ?? 0) !== (b.nhid ?? 0)) return false;
+    return a.dst === b.dst && (a.nhid ? true : a.gw === b.gw && a.oif === b.oif && a.onlink === b.onlink);
+  }
+  if (a.kind === 'nexthop' && b.kind === 'nexthop') return a.id === b.id && a.gw === b.gw && a.oif === b.oif && a.onlink === b.onlink;
   return false;
 }
 
@@ -152,12 +174,14 @@ export function planFull(desired: ReadonlyMap<string, Owned>, actual: ReadonlyMa
   return diff.plan();
 }
 
-const DELETE_ORDER = { route: 0, neigh: 1, fdb: 2 } as const;
+const DELETE_ORDER = { route: 0, neigh: 1, fdb: 2, nexthop: 3 } as const;
 
 function deleteOp(e: Entry): KernelOp {
   switch (e.kind) {
     case 'route':
-      return { op: 'routeDel', route: { dst: e.dst, gw: e.gw, oif: e.oif } };
+      return { op: 'routeDel', route: e.nhid ? { dst: e.dst, nhid: e.nhid } : { dst: e.dst, gw: e.gw, oif: e.oif } };
+    case 'nexthop':
+      return { op: 'nexthopDel', nexthop: { id: e.id } };
     case 'neigh':
       return { op: 'neighDel', neigh: { ifindex: e.ifindex, ip: e.ip } };
     case 'fdb':
@@ -168,7 +192,10 @@ function deleteOp(e: Entry): KernelOp {
 function setOp(e: Entry): KernelOp {
   switch (e.kind) {
     case 'route':
+      if (e.nhid) return { op: 'routeReplace', route: { dst: e.dst, gw: null, oif: 0, onlink: false, nhid: e.nhid } };
       return { op: 'routeReplace', route: { dst: e.dst, gw: e.gw, oif: e.oif, onlink: e.onlink } };
+    case 'nexthop':
+      return { op: 'nexthopReplace', nexthop: { id: e.id, gw: e.gw, oif: e.oif, onlink: e.onlink } };
     case 'neigh':
       return { op: 'neighSet', neigh: { ifindex: e.ifindex, ip: e.ip, mac: e.mac } };
     case 'fdb':
@@ -176,9 +203,31 @@ function setOp(e: Entry): KernelOp {
   }
 }
 
-/** Deletion ops in flannel's removal order: routes, then neighbours, then FDB. */
+/** Deletion ops in flannel's removal order: routes, then neighbours, then FDB (then nexthops, which the reconciler sends after the routes are written). */
 export function deleteOps(deletes: readonly Entry[]): KernelOp[] {
   return [...deletes].sort((a, b) => DELETE_ORDER[a.kind] - DELETE_ORDER[b.kind]).map(deleteOp);
+}
+
+/**
+ * A peer's entries with each nexthop whose id `taken` says another owner
+ * holds folded back into the routes through it: the route gets the
+ * nexthop's gateway, device and onlink flag, and the nexthop goes. The same
+ * entries when nothing is taken.
+ */
+export function foldNexthops(entries: readonly Entry[], taken: (id: number) => boolean): readonly Entry[] {
+  let folded: Map<number, Entry & { kind: 'nexthop' }> | null = null;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as Entry;
+    if (e.kind === 'nexthop' && taken(e.id)) (folded ??= new Map()).set(e.id, e);
+  }
+  if (!folded) return entries;
+  const out: Entry[] = [];
+  for (const e of entries) {
+    if (e.kind === 'nexthop' && folded.has(e.id)) continue;
+    const nh = e.kind === 'route' && e.nhid ? folded.get(e.nhid) : undefined;
+    out.push(nh && e.kind === 'route' ? { kind: 'route', dst: e.dst, gw: nh.gw, oif: nh.oif, onlink: nh.onlink } : e);
+  }
+  return out;
 }
 
 /**
@@ -213,9 +262,17 @@ export function desiredEntries(
 
 /**
  * Visits what the kernel holds of weft's, as the dumps read it: permanent
- * neighbours and FDB entries on its devices, and the routes it owns.
+ * neighbours and FDB entries on its devices, the routes it owns, and, where
+ * the kernel has them, the nexthops with its protocol (`foreignNexthop` hears
+ * of the others, whose ids are taken).
  */
-export async function eachOwned(kernel: Kernel, ownership: Ownership, visit: (held: Entry) => void, foreign?: (route: Route) => void): Promise<void> {
+export async function eachOwned(
+  kernel: Kernel,
+  ownership: Ownership,
+  visit: (held: Entry) => void,
+  foreign?: (route: Route) => void,
+  foreignNexthop?: (nh: Nexthop) => void,
+): Promise<void> {
   const { neighIfindex, fdbIfindex } = ownership;
   await Promise.all([
     neighIfindex === null
@@ -226,9 +283,17 @@ export async function eachOwned(kernel: Kernel, ownership: Ownership, visit: (he
         }),
     fdbIfindex === null ? null : kernel.fdbEach(fdbIfindex, (f) => visit({ kind: 'fdb', ifindex: f.ifindex, mac: f.mac, dst: f.dst })),
     kernel.routeEach((r) => {
-      if (ownership.ownsRoute(r)) visit({ kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink });
-      else foreign?.(r);
+      if (!ownership.ownsRoute(r)) foreign?.(r);
+      // The kernel may report the nexthop's gateway beside the nhid (nexthop_compat_mode); the nhid is what counts.
+      else if (r.nhid) visit({ kind: 'route', dst: r.dst, gw: null, oif: 0, onlink: false, nhid: r.nhid });
+      else visit({ kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink });
     }),
+    ownership.nexthops
+      ? kernel.nexthopEach((nh) => {
+          if (nh.proto === RTPROT_WEFT) visit({ kind: 'nexthop', id: nh.id, gw: nh.gw, oif: nh.oif, onlink: nh.onlink });
+          else foreignNexthop?.(nh);
+        })
+      : null,
   ]);
 }
 
@@ -251,11 +316,17 @@ export function linkDrift(watched: readonly WatchedLink[], op: ChangeOp, link: L
 }
 
 function sameRoute(e: Entry & { kind: 'route' }, r: Route): boolean {
+  if (e.nhid || r.nhid) return e.nhid === r.nhid;
   return e.gw === r.gw && e.oif === r.oif && e.onlink === r.onlink;
 }
 
 function showRoute(r: Route): string {
+  if (r.nhid) return `nhid ${r.nhid} proto ${r.proto}`;
   return `${r.gw ? `via ${r.gw} ` : ''}dev #${r.oif}${r.onlink ? ' onlink' : ''} proto ${r.proto}`;
+}
+
+function sameNexthop(e: Entry & { kind: 'nexthop' }, nh: Nexthop): boolean {
+  return !nh.blackhole && e.gw === nh.gw && e.oif === nh.oif && e.onlink === nh.onlink;
 }
 
 function sameBasis(a: { peersVersion: number; deltaPasses: number; programmer: string }, b: typeof a): boolean {
@@ -320,6 +391,11 @@ export class Reconciler {
    * costs an idle weftd.
    */
   private desiredFrom: { peersVersion: number; deltaPasses: number; programmer: string } | null = null;
+  /** Ids of nexthops another owner holds (another protocol), as dumps and notifications report them. */
+  private readonly foreignNexthops = new Set<number>();
+  /** Bumped whenever `foreignNexthops` changes: the desired entries fold differently. */
+  private foreignVersion = 0;
+  private readonly nexthopTaken = (id: number): boolean => this.foreignNexthops.has(id);
 
   constructor(options: ReconcilerOptions) {
     this.kernel = options.kernel;
@@ -352,7 +428,8 @@ export class Reconciler {
       this.collisions.delete(peer);
       this.warnedCollisions.delete(peer);
     }
-    return this.programmer.entriesFor(lease);
+    const entries = this.programmer.entriesFor(lease);
+    return entries && this.foreignNexthops.size > 0 ? foldNexthops(entries, this.nexthopTaken) : entries;
   }
 
   /** Replaces the whole peer set (a resync); the next pass is full. */
@@ -395,7 +472,9 @@ export class Reconciler {
   driftOf(change: KernelChange): string | null {
     const ownership = this.ownership;
     const networks = this.networksChange(change, ownership);
+    const taken = change.kind === 'nexthop' ? this.noteNexthopOwner(change.op, change.nexthop) : null;
     if (!ownership || this.fullPending) return null;
+    if (taken) return taken;
     if (networks) return networks;
     switch (change.kind) {
       case 'addr':
@@ -410,7 +489,39 @@ export class Reconciler {
         return change.fdb.ifindex === ownership.fdbIfindex ? this.fdbDrift(change.op, change.fdb) : null;
       case 'route':
         return this.routeDrift(ownership, change.op, change.route);
+      case 'nexthop':
+        return this.nexthopDrift(change.op, change.nexthop);
     }
+  }
+
+  /**
+   * Keeps the ids other owners hold current from notifications; a foreign
+   * nexthop taking an id weft wants asks for a full pass, which folds that
+   * peer's nexthop into its route.
+   */
+  private noteNexthopOwner(op: ChangeOp, nh: Nexthop): string | null {
+    if (nh.proto === RTPROT_WEFT) {
+      if (op === 'new' && this.foreignNexthops.delete(nh.id)) this.foreignVersion++;
+      return null;
+    }
+    if (op === 'del') {
+      if (this.foreignNexthops.delete(nh.id)) this.foreignVersion++;
+      return null;
+    }
+    if (!this.foreignNexthops.has(nh.id)) {
+      this.foreignNexthops.add(nh.id);
+      this.foreignVersion++;
+    }
+    return this.wanted.has(`nexthop ${nh.id}`) ? `nexthop id ${nh.id} taken by proto ${nh.proto} outside weft` : null;
+  }
+
+  private nexthopDrift(op: ChangeOp, nh: Nexthop): string | null {
+    if (nh.proto !== RTPROT_WEFT) return null;
+    const want = this.wanted.get(`nexthop ${nh.id}`)?.entry;
+    const wanted = want?.kind === 'nexthop' ? want : null;
+    if (op === 'del') return wanted ? `nexthop id ${nh.id} deleted outside weft` : null;
+    if (wanted) return sameNexthop(wanted, nh) ? null : `nexthop id ${nh.id} changed outside weft (${showNexthopTarget(nh, (i) => `#${i}`)})`;
+    return `nexthop id ${nh.id} added outside weft (${showNexthopTarget(nh, (i) => `#${i}`)})`;
   }
 
   /**
@@ -517,18 +628,33 @@ export class Reconciler {
       this.networksVersion++;
     }
     const basis = this.programmer.entriesBasis?.();
-    const from = basis === undefined ? null : { peersVersion: this.peersVersion, deltaPasses: this.counters.deltaPasses, programmer: `${basis} ${this.networksVersion}` };
+    const from =
+      basis === undefined ? null : { peersVersion: this.peersVersion, deltaPasses: this.counters.deltaPasses, programmer: `${basis} ${this.networksVersion} ${this.foreignVersion}` };
     const reuse = from !== null && !rebuilt && this.desiredFrom !== null && sameBasis(from, this.desiredFrom);
     const desired = reuse ? this.wanted : this.buildDesired();
     this.wanted = desired;
     this.desiredFrom = from;
 
     const diff = new FullDiff(desired);
+    const foreign = new Set<number>();
     networks?.beginRead();
     await Promise.all([
-      eachOwned(this.kernel, ownership, (held) => diff.held(held), networks ? (r) => this.isNodeRoute(ownership, r) && networks.readRoute(r) : undefined),
+      eachOwned(
+        this.kernel,
+        ownership,
+        (held) => diff.held(held),
+        networks ? (r) => this.isNodeRoute(ownership, r) && networks.readRoute(r) : undefined,
+        (nh) => foreign.add(nh.id),
+      ),
       networks ? this.readAddrs(networks) : null,
     ]);
+    if (ownership.nexthops && this.takeForeignNexthops(foreign, desired)) {
+      // Nothing is written over another owner's nexthop: the pass starts again, those peers' nexthops folded into their routes.
+      networks?.endRead();
+      this.fullPending = true;
+      for (const k of dirtyBefore) this.dirty.add(k);
+      return this.fullPass();
+    }
     // What changed unnoticed (lost notifications) is judged in the pass that follows at once.
     if (networks?.endRead()) {
       this.networksVersion++;
@@ -550,6 +676,19 @@ export class Reconciler {
       this.log.info('full reconcile', { peers: this.peers.size, removed: plan.deletes.length, written: plan.sets.length, failed });
     }
     return { full: true, ops, failed };
+  }
+
+  /** Replaces the foreign nexthop ids with a dump's; true when one of them is an id `desired` holds. */
+  private takeForeignNexthops(ids: ReadonlySet<number>, desired: ReadonlyMap<string, Owned>): boolean {
+    let changed = ids.size !== this.foreignNexthops.size;
+    for (const id of ids) if (!this.foreignNexthops.has(id)) changed = true;
+    if (!changed) return false;
+    this.foreignNexthops.clear();
+    for (const id of ids) this.foreignNexthops.add(id);
+    this.foreignVersion++;
+    const clash = [...ids].filter((id) => desired.has(`nexthop ${id}`));
+    if (clash.length > 0) this.log.warn('nexthop ids taken by another owner; those peers get routes with their own gateway', { ids: clash.join(',') });
+    return clash.length > 0;
   }
 
   private async readAddrs(networks: NodeNetworks): Promise<void> {
@@ -663,7 +802,8 @@ export class Reconciler {
   }
 
   private fallbackEntries(lease: Lease | undefined): readonly Entry[] {
-    return lease ? (this.programmer.entriesFor(lease) ?? []) : [];
+    const entries = lease ? (this.programmer.entriesFor(lease) ?? []) : [];
+    return this.foreignNexthops.size > 0 ? foldNexthops(entries, this.nexthopTaken) : entries;
   }
 
   private setProgrammed(peer: string, entries: readonly Entry[]): void {
@@ -713,13 +853,19 @@ export class Reconciler {
   private async execute(plan: Plan): Promise<{ failedPeers: Set<string>; failedDeletes: number; ops: number }> {
     const failedPeers = new Set<string>();
     let failedDeletes = 0;
-    const first: KernelOp[] = deleteOps(plan.deletes);
+    // Another owner's nexthop is never deleted or overwritten, whatever the bookkeeping says.
+    const deletes = plan.deletes.filter((e) => e.kind !== 'nexthop' || !this.foreignNexthops.has(e.id));
+    const first: KernelOp[] = deleteOps(deletes.filter((e) => e.kind !== 'nexthop'));
     const firstOwners: Array<string | null> = first.map(() => null);
     const routes: Owned[] = [];
     for (let i = 0; i < plan.sets.length; i++) {
       const s = plan.sets[i] as Owned;
       if (s.entry.kind === 'route') {
         routes.push(s);
+        continue;
+      }
+      if (s.entry.kind === 'nexthop' && this.foreignNexthops.has(s.entry.id)) {
+        failedPeers.add(s.peer);
         continue;
       }
       first.push(setOp(s.entry));
@@ -746,6 +892,15 @@ export class Reconciler {
       failedPeers.add(owned.peer);
     });
     for (const r of routes) if (failedPeers.has(r.peer) && !second.includes(r)) this.log.debug('route held back', { peer: r.peer });
-    return { failedPeers, failedDeletes, ops: first.length + second.length };
+
+    // Last, once no route written above goes through them: a nexthop's deletion takes its routes along.
+    const third = deleteOps(deletes.filter((e) => e.kind === 'nexthop'));
+    const thirdResults = third.length > 0 ? await this.kernel.apply(third) : [];
+    thirdResults.forEach((errno, i) => {
+      if (!errno || errno === 'ENOENT') return;
+      this.log.warn('kernel op failed', { op: describeOp(third[i] as KernelOp), errno });
+      failedDeletes++;
+    });
+    return { failedPeers, failedDeletes, ops: first.length + second.length + third.length };
   }
 }

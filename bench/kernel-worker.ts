@@ -1,7 +1,7 @@
 /**
  * Benchmark worker, run inside a fresh network namespace by bench/kernel.ts:
  * registers the vxlan backend over the real kernel, then times
- *   program: a resync with N peers, from delivery until its pass has put all 3N entries in;
+ *   program: a resync with N peers, from delivery until its pass has put all 3N entries in (4N with nexthops);
  *   event:   single 'added' events (median and p99 of batch -> programmed);
  *   remove:  a resync with no peers, until every entry is gone.
  * Prints one JSON line.
@@ -15,12 +15,14 @@ import { PeerNetwork } from '../backend/peer-network.js';
 import { VxlanBackend } from '../backend/vxlan/vxlan.js';
 
 const N = Number(process.argv[2] ?? 1000);
+/** --route-nexthops: `off` (flannel's onlink routes) or `on` (a nexthop per peer, routes by nhid). */
+const ROUTE_NEXTHOPS = process.argv[3] === 'on' ? 'on' : 'off';
 const EVENTS = 100;
 
 async function main(): Promise<void> {
   const kernel = new NetlinkKernel();
   const net = (await new VxlanBackend().register({
-    publicIP: '198.18.0.1', iface: { name: 'eth0', mtu: 1500 }, network, log: silentLogger(), kernel, resyncIntervalMs: 3_600_000,
+    publicIP: '198.18.0.1', iface: { name: 'eth0', mtu: 1500 }, network, log: silentLogger(), kernel, resyncIntervalMs: 3_600_000, routeNexthops: ROUTE_NEXTHOPS,
   })) as PeerNetwork;
   const own: Lease = { ...peer(0), subnet: Subnet.parse('10.99.0.0/24'), key: '10.99.0.0/24' };
   await net.configure(own);

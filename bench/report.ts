@@ -3,8 +3,10 @@
  * README.md, from the last whole cluster run, bench/results/cluster.json, and
  * the last full CNI run, bench/results/cni.json (written by `npm run bench:cni`
  * and by a full `npm run bench`; its section is left out when the file is
- * absent), and the last chaos soak, bench/results/soak.json (`npm run soak`;
- * likewise left out when absent). The method is stable text and lives here; every figure comes from the JSON, so
+ * absent), the last chaos soak, bench/results/soak.json (`npm run soak`;
+ * likewise left out when absent), and the last full kernel run's route forms,
+ * bench/results/kernel-forms.json (written by `npm run bench:kernel`; likewise
+ * optional). The method is stable text and lives here; every figure comes from the JSON, so
  * the documents cannot drift from the results (test/bench-report.test.ts
  * renders the committed JSON and compares it with the committed documents
  * byte for byte).
@@ -17,6 +19,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CniResults } from './cni.js';
+import type { KernelFormsResults } from './kernel.js';
 import type { ChurnResult } from './cluster-churn.js';
 import type { ConvergenceRow } from './cluster-convergence.js';
 import type { PathResult } from './cluster-dataplane.js';
@@ -39,6 +42,7 @@ export interface ClusterResults {
 export const RESULTS_FILE = 'bench/results/cluster.json';
 export const CNI_RESULTS_FILE = 'bench/results/cni.json';
 export const SOAK_RESULTS_FILE = 'bench/results/soak.json';
+export const KERNEL_FORMS_FILE = 'bench/results/kernel-forms.json';
 export const DOC_FILE = 'docs/benchmarks.md';
 export const README_FILE = 'README.md';
 
@@ -370,8 +374,58 @@ export function soakSection(s: SoakResults): string {
   ].join('\n');
 }
 
-/** docs/benchmarks.md for a cluster run (and a CNI run, when there is one): the method, then the runs' goals and tables. */
-export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = null, soak: SoakResults | null = null): string {
+/**
+ * The route forms of a full kernel run: both ways of programming N vxlan
+ * peers, by iproute2 and by weft, and how each grows from the smallest N to
+ * the largest.
+ */
+function kernelFormsSection(k: KernelFormsResults): string {
+  const m = k.machine;
+  const cell = (t: { programMs: number; removeMs: number }): string => `${fmt(t.programMs, 0)} / ${fmt(t.removeMs, 0)}`;
+  const rows = k.rows.map((r) => [
+    String(r.n),
+    cell(r.ipOnlink),
+    cell(r.ipNexthops),
+    cell(r.weftOnlink),
+    cell(r.weftNexthops),
+    fmt(r.weftOnlink.programMs / r.ipOnlink.programMs, 2),
+    fmt(r.weftNexthops.programMs / r.ipNexthops.programMs, 2),
+    fmt(r.weftNexthops.programMs / r.ipOnlink.programMs, 2),
+  ]);
+  const first = k.rows[0];
+  const last = k.rows[k.rows.length - 1];
+  if (first && last && last !== first) {
+    const grow = (pick: (r: KernelFormsResults['rows'][number]) => { programMs: number }): string => `×${fmt(pick(last).programMs / pick(first).programMs, 1)}`;
+    rows.push([
+      `${first.n} → ${last.n}`,
+      grow((r) => r.ipOnlink),
+      grow((r) => r.ipNexthops),
+      grow((r) => r.weftOnlink),
+      grow((r) => r.weftNexthops),
+      '-',
+      '-',
+      '-',
+    ]);
+  }
+  return [
+    '### Route forms',
+    '',
+    'The same N vxlan peers (neighbour, FDB entry, route) programmed with flannel\'s routes, each with its own gateway',
+    '(`S via S.0 dev flannel.1 onlink`), and through a nexthop object per peer with the route by id (`ip nexthop replace',
+    'id N via S.0 dev flannel.1 onlink`, then `S nhid N`; weft\'s `--route-nexthops on`, see docs/architecture.md): by',
+    '`ip -force -batch` + `bridge -force -batch`, and by weft (the start-up resync as above, `--route-nexthops off` and',
+    '`on`), the four interleaved in one run, each in a fresh namespace; medians of ' + `${k.repeats}. Cells are program / remove ms; the`,
+    'ratios are of programming, against `ip -batch` of the same form, and (last column) weft with nexthops against',
+    '`ip -batch` with flannel\'s routes. The last row is how each grows from the smallest N to the largest.',
+    '',
+    `Results: \`${KERNEL_FORMS_FILE}\`. Machine: ${m.cores} cores, kernel ${m.kernel}, Node ${m.node.replace(/^v/, '')}, iproute2 ${m.iproute2}.`,
+    '',
+    textTable(['N', 'ip -batch, onlink', 'ip -batch, nexthops', 'weft, onlink', 'weft, nexthops', 'weft/ip onlink', 'weft/ip nexthops', 'weft nexthops / ip onlink'], rows),
+  ].join('\n');
+}
+
+/** docs/benchmarks.md for a cluster run (and a CNI run, a chaos soak and a kernel run's route forms, when there are): the method, then the runs' goals and tables. */
+export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = null, soak: SoakResults | null = null, forms: KernelFormsResults | null = null): string {
   const parts: string[] = [];
   const add = (...lines: string[]): void => {
     parts.push(lines.join('\n'));
@@ -384,7 +438,7 @@ export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = nul
   add(
     '# weft benchmarks',
     '',
-    `<!-- Generated by bench/report.ts from ${RESULTS_FILE}${cni ? ` and ${CNI_RESULTS_FILE}` : ''}${soak ? ` and ${SOAK_RESULTS_FILE}` : ''}: run \`npm run docs:bench\` after a benchmark run; do not edit by hand. -->`,
+    `<!-- Generated by bench/report.ts from ${[RESULTS_FILE, ...(cni ? [CNI_RESULTS_FILE] : []), ...(soak ? [SOAK_RESULTS_FILE] : []), ...(forms ? [KERNEL_FORMS_FILE] : [])].join(', ').replace(/, ([^,]*)$/, ' and $1')}: run \`npm run docs:bench\` after a benchmark run; do not edit by hand. -->`,
     '',
     'How weft is measured and what the last whole run of the cluster benchmark found. Every figure sits next to a',
     'baseline measured in the same run on the same machine: absolute figures on a small shared VM move by a fifth and',
@@ -400,7 +454,7 @@ export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = nul
         ['`npm run bench -- --quick`', 'the same, shortened (one pair per N, 5 s windows, 15 CNI rounds): a check that the benchmark works', '`bench/results/cluster-quick.json`, `bench/results/cni-quick.json` (not reported here)'],
         ['`npm run bench -- --only startup,convergence,churn,dataplane,cni`, `-- --sizes 0,5000`', 'some parts or sizes', '`bench/results/cluster[-quick]-partial.json` (ignored by git; never replaces a whole run); the `cni` part writes its own file as below'],
         ['`npm run bench:cni` (`-- --quick`: 15 rounds)', "the CNI plugin alone: weft-cni's ADD and DEL next to the bare `bridge` plugin and a bare Node start", `\`${CNI_RESULTS_FILE}\` (\`bench/results/cni-quick.json\`), this document`],
-        ['`npm run bench:kernel` (`-- --quick`: N = 100, 1000)', "weft's kernel programming and removal against `ip -batch` + `bridge -batch`", 'printed only'],
+        ['`npm run bench:kernel` (`-- --quick`: N = 100, 1000; `-- --forms-only`)', "weft's kernel programming and removal against `ip -batch` + `bridge -batch`; both route forms at 5,000 and 20,000 peers (quick: 1,000 and 5,000)", `the route forms: \`${KERNEL_FORMS_FILE}\` (not on \`--quick\`), this document; the rest printed only`],
         ['`npm run bench:lease` (`-- --quick`: up to 1000 leases)', "weft's lease snapshot and subnet acquisition against etcd's own listing", 'printed only'],
         ['`node dist/bench/kernel-fullpass.js N PASSES [--idle-s S]`', 'one full repair pass at N peers (idle, after a resync, or after S s of idleness)', 'printed only'],
         ['`npm run soak -- --seconds S --seed N`', 'the chaos soak: seeded faults on five hosts and a 3-member etcd under pod-to-pod pings, with invariants', `\`${SOAK_RESULTS_FILE}\` (\`--out FILE\` elsewhere), this document`],
@@ -495,12 +549,15 @@ export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = nul
     'FDB entry and route each) and their removal (a resync with no peers), next to `ip -force -batch` and',
     '`bridge -force -batch` doing the same entries, each in a fresh namespace, interleaved in one run; medians of 3. *Event* is one',
     '`added` lease batch until programmed (median and p99 of 100). A ratio below 1 means weft is faster than iproute2. It',
-    'prints its table and writes no results file, so its figures are not kept here; run it on the machine in question.',
+    'prints this table and keeps no results of it, so its figures are not here; run it on the machine in question. The',
+    'route forms below are kept from its last full run.',
     '',
     'At thousands of peers most of the pass is the kernel\'s own work, and iproute2 pays it too: the kernel keeps one',
     '`fib_info` per distinct gateway and looks a new one up in a hash that leaves the gateway out, so each onlink route',
-    'via its peer\'s `.0` is compared with the earlier ones (`perf` shows `fib_create_info` and its `memcmp`).',
+    'via its peer\'s `.0` is compared with the earlier ones (`perf` shows `fib_create_info` and its `memcmp`). Routes through',
+    'nexthop objects leave that comparison out (below).',
   );
+  if (forms) add(kernelFormsSection(forms));
   add(
     '## Lease layer (`npm run bench:lease`)',
     '',
@@ -573,6 +630,12 @@ export function readResults(root: string = ROOT): ClusterResults {
   return JSON.parse(readFileSync(resolve(root, RESULTS_FILE), 'utf8')) as ClusterResults;
 }
 
+/** The last full kernel run's route forms, as committed; null when there is none. */
+export function readKernelForms(root: string = ROOT): KernelFormsResults | null {
+  const file = resolve(root, KERNEL_FORMS_FILE);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as KernelFormsResults) : null;
+}
+
 /** The last full CNI run's results, as committed; null when there is none. */
 export function readCniResults(root: string = ROOT): CniResults | null {
   const file = resolve(root, CNI_RESULTS_FILE);
@@ -588,14 +651,15 @@ export function readSoakResults(root: string = ROOT): SoakResults | null {
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const results = readResults();
   const cni = readCniResults();
+  const forms = readKernelForms();
   mkdirSync(dirname(resolve(ROOT, DOC_FILE)), { recursive: true });
-  writeFileSync(resolve(ROOT, DOC_FILE), renderBenchmarks(results, cni, readSoakResults()));
+  writeFileSync(resolve(ROOT, DOC_FILE), renderBenchmarks(results, cni, readSoakResults(), forms));
   const readme = withHeadline(readFileSync(resolve(ROOT, README_FILE), 'utf8'), results, cni);
   if (readme === null) {
     console.error(`written ${DOC_FILE}; ${README_FILE} has no "${HEADLINE_START}" ... "${HEADLINE_END}" block for the headline figures`);
     process.exitCode = 1;
   } else {
     writeFileSync(resolve(ROOT, README_FILE), readme);
-    console.log(`written ${DOC_FILE} and the headline figures in ${README_FILE} from ${RESULTS_FILE}${cni ? ` and ${CNI_RESULTS_FILE}` : ''}`);
+    console.log(`written ${DOC_FILE} and the headline figures in ${README_FILE} from ${RESULTS_FILE}${cni ? ` and ${CNI_RESULTS_FILE}` : ''}${forms ? ` and ${KERNEL_FORMS_FILE}` : ''}`);
   }
 }

@@ -36,6 +36,7 @@ export const WEFTD_DEFAULTS = {
   'probe-port': DEFAULT_PROBE_PORT,
   'probe-interval': 10,
   'probe-sample': 32,
+  'route-nexthops': 'auto',
 } as const;
 
 /**
@@ -62,3 +63,7 @@ export const ETCD_WATCH_STALE_AFTER_MS = 6_000;
 export const ETCD_RELIST_BACKOFF_MAX_MS = 2_000;
 /** While etcd stays out of reach, the log says so again at this interval, with how long it has lasted. */
 export const ETCD_UNREACHABLE_LOG_INTERVAL_MS = 60_000;
+
+/** How peer routes are programmed: through nexthop objects (`on`), with a gateway each (`off`), or nexthops where the kernel has them (`auto`). */
+export const ROUTE_NEXTHOPS_MODES = ['auto', 'on', 'off'] as const;
+export type RouteNexthopsMode = (typeof ROUTE_NEXTHOPS_MODES)[number];

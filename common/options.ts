@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import yargs, { type Argv } from 'yargs';
 import { WeftError } from './errors.js';
-import { WEFTD_DEFAULTS as D } from './defaults.js';
+import { ROUTE_NEXTHOPS_MODES, WEFTD_DEFAULTS as D, type RouteNexthopsMode } from './defaults.js';
 import { canonicalIPv4, canonicalIPv6, ipValue } from './subnet.js';
 
 /** weftd's options: flanneld's flag names and defaults where they overlap, plus weft's own. */
@@ -49,6 +49,8 @@ export interface WeftdOptions {
   readonly ipBlackholeRoute?: boolean;
   /** flanneld flags given that weft accepts without effect, each with why: logged at start. */
   readonly ignoredFlags?: readonly string[];
+  /** Peer routes through nexthop objects (kernel >= 5.3): `auto` where the kernel has them, `on` or `off` to force. */
+  readonly routeNexthops: RouteNexthopsMode;
 }
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug', 'silly'];
@@ -83,6 +85,7 @@ export function declareWeftdOptions<T>(y: Argv<T>) {
     .option('probe-port', { type: 'number', default: D['probe-port'], describe: 'UDP port of the peer-health echo' })
     .option('probe-interval', { type: 'number', default: D['probe-interval'], describe: 'seconds between peer-health rounds (0: off)' })
     .option('probe-sample', { type: 'number', default: D['probe-sample'], describe: 'peers probed per round, in rotation' })
+    .option('route-nexthops', { type: 'string', default: D['route-nexthops'], choices: ROUTE_NEXTHOPS_MODES, describe: 'peer routes through nexthop objects (kernel >= 5.3): auto, on or off' })
     // flanneld's remaining flags (README, Options): taken with flanneld's meaning, ignored with a logged reason, or
     // (the Kubernetes subnet manager's) refused with one.
     .option('iface-can-reach', { type: 'string', describe: 'use the interface the kernel routes this IP through (as `ip route get IP`)' })
@@ -111,7 +114,7 @@ export const VALUE_FLAGS: ReadonlySet<string> = new Set([
   'etcd-endpoints', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password',
   'iface', 'iface-regex', 'iface-can-reach', 'public-ip', 'public-ipv6', 'subnet-file', 'subnet-lease-renew-margin',
   'subnet-lease-ttl', 'iptables-resync', 'healthz-ip', 'healthz-port', 'state-dir', 'log-level', 'log-format',
-  'resync-interval', 'bridge', 'probe-port', 'probe-interval', 'probe-sample', 'v', 'vmodule', 'log-backtrace-at',
+  'resync-interval', 'bridge', 'probe-port', 'probe-interval', 'probe-sample', 'route-nexthops', 'v', 'vmodule', 'log-backtrace-at',
   'kube-api-url', 'kubeconfig-file', 'kube-annotation-prefix', 'net-config-path', 'config',
 ]);
 
@@ -169,7 +172,7 @@ const FILE_KEYS = new Set([
   'iface', 'iface-regex', 'public-ip', 'subnet-file', 'subnet-lease-renew-margin', 'subnet-lease-ttl', 'ip-masq',
   'ip-masq-fully-random-disable', 'iptables-forward-rules', 'iptables-resync', 'healthz-ip', 'healthz-port', 'state-dir',
   'log-level', 'log-format', 'resync-interval', 'bridge', 'probe-port', 'probe-interval', 'probe-sample',
-  'iface-can-reach', 'ip-blackhole-route',
+  'iface-can-reach', 'ip-blackhole-route', 'route-nexthops',
 ]);
 
 /** Reads a YAML or JSON config file whose keys are the long flag names. */
@@ -254,6 +257,8 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
   if (bridge !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw optionError('bridge', `"${bridge}" is not a valid interface name`);
   if (Boolean(str('etcd-certfile')) !== Boolean(str('etcd-keyfile'))) throw optionError('etcd-certfile', 'etcd-certfile and etcd-keyfile must be given together');
   if (Boolean(str('etcd-username')) !== Boolean(str('etcd-password'))) throw optionError('etcd-username', 'etcd-username and etcd-password must be given together');
+  const routeNexthops = str('route-nexthops') ?? D['route-nexthops'];
+  if (!(ROUTE_NEXTHOPS_MODES as readonly string[]).includes(routeNexthops)) throw optionError('route-nexthops', `must be one of ${ROUTE_NEXTHOPS_MODES.join(', ')}`);
 
   return {
     etcdEndpoints,
@@ -286,6 +291,7 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
     probeSample: num('probe-sample', 1, 1000),
     ipBlackholeRoute: a['ip-blackhole-route'] === true,
     ignoredFlags,
+    routeNexthops: routeNexthops as RouteNexthopsMode,
   };
 }
 

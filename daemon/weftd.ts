@@ -151,6 +151,7 @@ export class Weftd {
       kernel: this.deps.kernel,
       macTakenBy: (mac) => this.macTakenBy(listing, config, mac),
       resyncIntervalMs: o.resyncInterval * 1000,
+      routeNexthops: o.routeNexthops,
       onPass: (pass) => {
         this.lastPass = { at: new Date().toISOString(), full: pass.full, seconds: pass.seconds, failed: pass.failed };
         this.metrics.reconcileDuration.observe({ kind: pass.full ? 'full' : 'delta' }, pass.seconds);

@@ -2,8 +2,12 @@
  * An in-memory kernel for unit tests, with the semantics weft relies on:
  * `replace` creates or overwrites, deleting an absent entry fails (ENOENT for
  * neighbours and FDB, ESRCH for routes), adding a taken link or address fails
- * with EEXIST, and deleting a link takes its neighbours, FDB entries, routes
- * and addresses with it. Tests can inject failures and count round trips.
+ * with EEXIST, and deleting a link takes its neighbours, FDB entries, routes,
+ * nexthops and addresses with it. Nexthop objects behave as on Linux >= 5.3
+ * (a route by `nhid` needs its nexthop, deleting a nexthop takes its routes
+ * along unannounced, dumps report a route's nexthop gateway beside its nhid as
+ * nexthop_compat_mode does); `refuseNexthops` makes it an older kernel that
+ * refuses them. Tests can inject failures and count round trips.
  *
  * Like the kernel, it notifies `monitor` subscribers of every link,
  * neighbour, FDB and route change, weft's own included (deleting a link
@@ -27,6 +31,7 @@ import {
   type NftMonitor,
   type Link,
   type Neigh,
+  type Nexthop,
   type OpResult,
   type Route,
   type VxlanLinkSpec,
@@ -40,6 +45,9 @@ export class FakeKernel implements Kernel, NftMonitor {
   private readonly routes = new Map<string, Route>();
   /** Destinations of the blackhole routes (`ip route show type blackhole`). */
   readonly blackholes = new Set<string>();
+  private readonly nexthops = new Map<number, Nexthop>();
+  /** An older kernel (< 5.3): every nexthop request and dump fails with EOPNOTSUPP. */
+  refuseNexthops = false;
   private nextIndex = 1;
   private readonly faults: Array<{ match: (op: KernelOp) => boolean; errno: string; times: number }> = [];
   private readonly listeners = new Set<(change: KernelChange) => void>();
@@ -82,11 +90,12 @@ export class FakeKernel implements Kernel, NftMonitor {
   }
 
   /** Snapshot of the tables, for assertions. */
-  state(): { neighs: Neigh[]; fdbs: Fdb[]; routes: Route[]; addrs: Addr[]; links: Link[] } {
+  state(): { neighs: Neigh[]; fdbs: Fdb[]; routes: Route[]; nexthops: Nexthop[]; addrs: Addr[]; links: Link[] } {
     return {
       neighs: [...this.neighs.values()],
       fdbs: [...this.fdbs.values()],
-      routes: [...this.routes.values()],
+      routes: [...this.routes.values()].map((r) => this.reported(r)),
+      nexthops: [...this.nexthops.values()],
       addrs: [...this.addrs.values()],
       links: [...this.links.values()],
     };
@@ -135,7 +144,8 @@ export class FakeKernel implements Kernel, NftMonitor {
     this.links.delete(index);
     for (const [k, f] of this.fdbs) if (f.ifindex === index) this.deleteFdb(k);
     for (const [k, n] of this.neighs) if (n.ifindex === index) this.deleteNeigh(k);
-    // IPv4 drops the routes of a deleted link without a notification.
+    // IPv4 drops the routes and nexthops of a deleted link without a notification.
+    for (const [id, nh] of this.nexthops) if (nh.oif === index) this.flushNexthop(id);
     for (const [k, r] of this.routes) if (r.oif === index) this.routes.delete(k);
     // Addresses go with a notification each.
     for (const [k, a] of this.addrs) {
@@ -214,15 +224,30 @@ export class FakeKernel implements Kernel, NftMonitor {
     if (!this.blackholes.delete(dst)) throw new KernelError(`route del blackhole ${dst}`, 'ESRCH');
   }
   async routeList(): Promise<Route[]> {
-    return [...this.routes.values()];
+    return [...this.routes.values()].map((r) => this.reported(r));
   }
   async routeEach(visit: (r: Route) => void): Promise<void> {
     for (const r of await this.routeList()) visit(r);
   }
 
+  nexthopReplace(nexthop: Omit<Nexthop, 'proto'> & { proto?: number }): Promise<void> {
+    return applyOne(this, { op: 'nexthopReplace', nexthop });
+  }
+  nexthopDel(nexthop: Pick<Nexthop, 'id'>): Promise<void> {
+    return applyOne(this, { op: 'nexthopDel', nexthop });
+  }
+  async nexthopList(): Promise<Nexthop[]> {
+    if (this.refuseNexthops) throw new KernelError('netlink dump refused', 'EOPNOTSUPP');
+    return [...this.nexthops.values()].sort((a, b) => a.id - b.id);
+  }
+  async nexthopEach(visit: (nh: Nexthop) => void): Promise<void> {
+    for (const nh of await this.nexthopList()) visit(nh);
+  }
+
   /** Adds an entry behind weft's back, as an administrator, DHCP client (or flanneld) would. */
-  inject(entry: { neigh: Neigh } | { fdb: Fdb } | { route: Route } | { addr: AddrInfo }): void {
-    if ('neigh' in entry) this.setNeigh(entry.neigh);
+  inject(entry: { neigh: Neigh } | { fdb: Fdb } | { route: Route } | { addr: AddrInfo } | { nexthop: Nexthop }): void {
+    if ('nexthop' in entry) this.setNexthop(entry.nexthop);
+    else if ('neigh' in entry) this.setNeigh(entry.neigh);
     else if ('fdb' in entry) this.setFdb(entry.fdb);
     else if ('addr' in entry) {
       this.addrs.set(addrKey(entry.addr), entry.addr);
@@ -232,8 +257,9 @@ export class FakeKernel implements Kernel, NftMonitor {
   }
 
   /** Removes an entry behind weft's back. */
-  remove(entry: { neigh: string; ifindex: number } | { fdb: string; ifindex: number } | { route: string }): void {
-    if ('neigh' in entry) this.deleteNeigh(`${entry.ifindex}|${entry.neigh}`);
+  remove(entry: { neigh: string; ifindex: number } | { fdb: string; ifindex: number } | { route: string } | { nexthop: number }): void {
+    if ('nexthop' in entry) this.deleteNexthop(entry.nexthop);
+    else if ('neigh' in entry) this.deleteNeigh(`${entry.ifindex}|${entry.neigh}`);
     else if ('fdb' in entry) this.deleteFdb(`${entry.ifindex}|${entry.fdb}`);
     else this.deleteRoute(entry.route);
   }
@@ -281,6 +307,12 @@ export class FakeKernel implements Kernel, NftMonitor {
         return this.deleteFdb(`${op.fdb.ifindex}|${op.fdb.mac}`) ? null : 'ENOENT';
       case 'routeReplace': {
         const r = op.route;
+        if (r.nhid) {
+          if (this.refuseNexthops) return 'EINVAL';
+          if (!this.nexthops.has(r.nhid)) return 'EINVAL';
+          this.setRoute({ dst: Subnet.parse(r.dst).toString(), gw: null, oif: 0, onlink: false, proto: r.proto ?? RTPROT_WEFT, nhid: r.nhid });
+          return null;
+        }
         if (!this.links.has(r.oif)) return 'ENODEV';
         if (r.gw && !r.onlink && !this.gatewayReachable(r.oif, r.gw)) return 'ENETUNREACH';
         this.setRoute({ dst: Subnet.parse(r.dst).toString(), gw: r.gw, oif: r.oif, onlink: r.onlink, proto: r.proto ?? RTPROT_WEFT });
@@ -292,10 +324,56 @@ export class FakeKernel implements Kernel, NftMonitor {
         if (!have) return 'ESRCH';
         if (op.route.gw && op.route.gw !== have.gw) return 'ESRCH';
         if (op.route.oif && op.route.oif !== have.oif) return 'ESRCH';
+        if (op.route.nhid && op.route.nhid !== have.nhid) return 'ESRCH';
         this.deleteRoute(key);
         return null;
       }
+      case 'nexthopReplace': {
+        if (this.refuseNexthops) return 'EOPNOTSUPP';
+        const nh = op.nexthop;
+        if (!nh.id) return 'EINVAL';
+        if (nh.blackhole) {
+          this.setNexthop({ id: nh.id, gw: null, oif: 0, onlink: false, proto: nh.proto ?? RTPROT_WEFT, blackhole: true });
+          return null;
+        }
+        const link = this.links.get(nh.oif);
+        if (!link) return 'ENODEV';
+        if (!link.up) return 'ENETDOWN';
+        if (nh.gw && !nh.onlink && !this.gatewayReachable(nh.oif, nh.gw)) return 'ENETUNREACH';
+        this.setNexthop({ id: nh.id, gw: nh.gw, oif: nh.oif, onlink: nh.onlink, proto: nh.proto ?? RTPROT_WEFT });
+        return null;
+      }
+      case 'nexthopDel':
+        if (this.refuseNexthops) return 'EOPNOTSUPP';
+        return this.deleteNexthop(op.nexthop.id) ? null : 'ENOENT';
     }
+  }
+
+  /** A route as a dump reports it: one by nhid carries its nexthop's gateway and device too (nexthop_compat_mode). */
+  private reported(r: Route): Route {
+    if (!r.nhid) return r;
+    const nh = this.nexthops.get(r.nhid);
+    return nh ? { ...r, gw: nh.gw, oif: nh.oif, onlink: nh.onlink } : r;
+  }
+
+  private setNexthop(nexthop: Nexthop): void {
+    this.nexthops.set(nexthop.id, nexthop);
+    this.notify({ kind: 'nexthop', op: 'new', nexthop });
+  }
+
+  /** `ip nexthop del`: announced; the routes through it go unannounced, as IPv4's flush does. */
+  private deleteNexthop(id: number): boolean {
+    const nexthop = this.nexthops.get(id);
+    if (!nexthop) return false;
+    this.flushNexthop(id);
+    this.notify({ kind: 'nexthop', op: 'del', nexthop });
+    return true;
+  }
+
+  /** Drops a nexthop and the routes through it, without a notification (a link's deletion does this). */
+  private flushNexthop(id: number): void {
+    this.nexthops.delete(id);
+    for (const [k, r] of this.routes) if (r.nhid === id) this.routes.delete(k);
   }
 
   private setNeigh(neigh: Neigh): void {
@@ -319,11 +397,11 @@ export class FakeKernel implements Kernel, NftMonitor {
 
   private setRoute(route: Route): void {
     this.routes.set(route.dst, route);
-    this.notify({ kind: 'route', op: 'new', route });
+    this.notify({ kind: 'route', op: 'new', route: this.reported(route) });
   }
 
   private deleteRoute(key: string): boolean {
-    return this.drop(this.routes, key, (route) => ({ kind: 'route', op: 'del', route }));
+    return this.drop(this.routes, key, (route) => ({ kind: 'route', op: 'del', route: this.reported(route) }));
   }
 
   /** Deletes one entry of a table and reports it as `report` says; false when there was none. */

@@ -23,6 +23,7 @@ import { WeftError } from '../common/errors.js';
 import { addrAddMessage, addrDelMessage, addrDumpMessage, parseAddrInfo } from './netlink/addr.js';
 import { neighDumpMessage, parseNeigh, toFdb, toNeigh, writeFdbDel, writeFdbReplace, writeNeighDel, writeNeighSet } from './netlink/neigh.js';
 import { blackholeMessage, parseRoute, routeDumpMessage, writeRouteDel, writeRouteReplace } from './netlink/route.js';
+import { nexthopDumpMessage, parseNexthop, writeNexthopDel, writeNexthopReplace } from './netlink/nexthop.js';
 import { AF_BRIDGE, AF_INET, errnoName, Writer, type OutMessage } from './netlink/wire.js';
 import { NetlinkChannel, type DumpDecoder } from './netlink/channel.js';
 import { NetlinkMonitor, spawnListenerChild } from './netlink/monitor.js';
@@ -41,6 +42,7 @@ import {
   type NftMonitor,
   type Link,
   type Neigh,
+  type Nexthop,
   type OpResult,
   type Route,
   type VxlanLinkSpec,
@@ -188,6 +190,28 @@ export class NetlinkKernel implements Kernel, NftMonitor {
     });
   }
 
+  nexthopReplace(nexthop: Omit<Nexthop, 'proto'> & { proto?: number }): Promise<void> {
+    return applyOne(this, { op: 'nexthopReplace', nexthop });
+  }
+
+  nexthopDel(nexthop: Pick<Nexthop, 'id'>): Promise<void> {
+    return applyOne(this, { op: 'nexthopDel', nexthop });
+  }
+
+  nexthopList(): Promise<Nexthop[]> {
+    return collect<Nexthop>((visit) => this.nexthopEach(visit));
+  }
+
+  nexthopEach(visit: (nh: Nexthop) => void): Promise<void> {
+    return this.call(async () => {
+      await this.dump(nexthopDumpMessage(), (buf, start, end) => {
+        const nh = parseNexthop(buf, start, end);
+        if (nh) visit(nh);
+        return null;
+      });
+    });
+  }
+
   apply(ops: readonly KernelOp[]): Promise<OpResult[]> {
     return this.call(async () => {
       if (ops.length === 0) return [];
@@ -272,5 +296,9 @@ function writeOp(w: Writer, op: KernelOp): void {
       return writeRouteReplace(w, op.route);
     case 'routeDel':
       return writeRouteDel(w, op.route);
+    case 'nexthopReplace':
+      return writeNexthopReplace(w, op.nexthop);
+    case 'nexthopDel':
+      return writeNexthopDel(w, op.nexthop);
   }
 }

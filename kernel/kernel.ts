@@ -24,6 +24,8 @@ export const NUD_PERMANENT = 0x80;
 export const NTF_SELF = 0x02;
 /** Route next-hop flag: the gateway is on-link even though no prefix covers it. */
 export const RTNH_F_ONLINK = 0x04;
+/** The lowest kernel with nexthop objects (`ip nexthop`, RTM_NEWNEXTHOP). */
+export const NEXTHOP_MIN_KERNEL = '5.3';
 
 /** A network interface as dumped. */
 export interface Link {
@@ -115,6 +117,32 @@ export interface Route {
   readonly oif: number;
   readonly onlink: boolean;
   readonly proto: number;
+  /**
+   * The nexthop object the route goes through (`ip route ... nhid N`), 0 or
+   * absent for a route with its own gateway. The kernel still reports the
+   * nexthop's gateway, device and onlink flag beside it (sysctl
+   * net.ipv4.nexthop_compat_mode, on by default), or leaves them out.
+   */
+  readonly nhid?: number;
+}
+
+/**
+ * A nexthop object (`ip nexthop`, kernel >= 5.3): a gateway and device that
+ * routes share by id. The kernel finds a route's `fib_info` by a hash that
+ * includes the nexthop id but not a gateway, so routes by `nhid` are added in
+ * constant time where routes with a gateway each are compared with each other.
+ */
+export interface Nexthop {
+  /** Non-zero; ids are global to the network namespace, whoever made them. */
+  readonly id: number;
+  readonly gw: string | null;
+  /** Output device, 0 for a blackhole. */
+  readonly oif: number;
+  readonly onlink: boolean;
+  /** Who installed it, as for routes (`ip nexthop ... proto 0x57`). */
+  readonly proto: number;
+  /** `ip nexthop add id N blackhole`: drops what is routed through it. */
+  readonly blackhole?: boolean;
 }
 
 /** One idempotent kernel change; `apply` runs a list of them in order. */
@@ -124,7 +152,9 @@ export type KernelOp =
   | { readonly op: 'fdbReplace'; readonly fdb: Omit<Fdb, 'permanent'> }
   | { readonly op: 'fdbDel'; readonly fdb: Omit<Fdb, 'permanent'> }
   | { readonly op: 'routeReplace'; readonly route: Omit<Route, 'proto'> & { readonly proto?: number } }
-  | { readonly op: 'routeDel'; readonly route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>> };
+  | { readonly op: 'routeDel'; readonly route: Pick<Route, 'dst'> & Partial<Omit<Route, 'dst'>> }
+  | { readonly op: 'nexthopReplace'; readonly nexthop: Omit<Nexthop, 'proto'> & { readonly proto?: number } }
+  | { readonly op: 'nexthopDel'; readonly nexthop: Pick<Nexthop, 'id'> };
 
 /** Whether a notification reports an entry added or changed (`new`), or removed (`del`). */
 export type ChangeOp = 'new' | 'del';
@@ -144,6 +174,8 @@ export type KernelChange =
   /** A deleted neighbour may come without its lladdr (the kernel marks it FAILED first): `mac` is '' then. */
   | { readonly kind: 'neigh'; readonly op: ChangeOp; readonly neigh: Neigh }
   | { readonly kind: 'fdb'; readonly op: ChangeOp; readonly fdb: Fdb }
+  /** A nexthop object added, replaced or removed (`ip monitor nexthop`), whoever owns it. */
+  | { readonly kind: 'nexthop'; readonly op: ChangeOp; readonly nexthop: Nexthop }
   | { readonly kind: 'overrun'; readonly why?: string };
 
 /**
@@ -222,14 +254,22 @@ export interface Kernel {
   neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void>;
   fdbEach(ifindex: number, visit: (f: Fdb) => void): Promise<void>;
   routeEach(visit: (r: Route) => void): Promise<void>;
+  /** `ip nexthop replace id N via GW dev NAME [onlink] proto 0x57` (kernel >= 5.3; EOPNOTSUPP before). */
+  nexthopReplace(nexthop: Omit<Nexthop, 'proto'> & { proto?: number }): Promise<void>;
+  /** `ip nexthop del id N`; deleting a nexthop takes the routes through it along, without a notification. */
+  nexthopDel(nexthop: Pick<Nexthop, 'id'>): Promise<void>;
+  /** `ip nexthop show`: every nexthop object of the namespace, whoever made it; throws EOPNOTSUPP on kernels without them. */
+  nexthopList(): Promise<Nexthop[]>;
+  /** nexthopList without the list, like routeEach. */
+  nexthopEach(visit: (nh: Nexthop) => void): Promise<void>;
   /**
    * Runs the ops in order, as few round trips as the implementation allows,
    * and reports each op's outcome by position. Never throws for a failed op.
    */
   apply(ops: readonly KernelOp[]): Promise<OpResult[]>;
   /**
-   * `ip monitor link neigh address route`: calls `listener` with every link,
-   * IPv4 neighbour, FDB, IPv4 address and main-table IPv4 unicast route change from now on, or
+   * `ip monitor link neigh address route nexthop`: calls `listener` with every link,
+   * IPv4 neighbour, FDB, IPv4 address, main-table IPv4 unicast route and nexthop object change from now on, or
    * with an `overrun` where some were lost. Returns the unsubscribe.
    */
   monitor(listener: (change: KernelChange) => void): () => void;
@@ -274,10 +314,21 @@ export function describeOp(op: KernelOp): string {
     case 'fdbDel':
       return `fdb del ${op.fdb.mac} dev #${op.fdb.ifindex} dst ${op.fdb.dst} self`;
     case 'routeReplace':
+      if (op.route.nhid) return `route replace ${op.route.dst} nhid ${op.route.nhid}`;
       return `route replace ${op.route.dst} via ${op.route.gw ?? '-'} dev #${op.route.oif}${op.route.onlink ? ' onlink' : ''}`;
     case 'routeDel':
       return `route del ${op.route.dst}`;
+    case 'nexthopReplace':
+      return `nexthop replace id ${op.nexthop.id} ${showNexthopTarget(op.nexthop, (i) => `#${i}`)}`;
+    case 'nexthopDel':
+      return `nexthop del id ${op.nexthop.id}`;
   }
+}
+
+/** What a nexthop leads to, iproute2 style: `via GW dev NAME [onlink]` or `blackhole`. */
+export function showNexthopTarget(nh: Pick<Nexthop, 'gw' | 'oif' | 'onlink' | 'blackhole'>, dev: (ifindex: number) => string): string {
+  if (nh.blackhole) return 'blackhole';
+  return `${nh.gw ? `via ${nh.gw} ` : ''}dev ${dev(nh.oif)}${nh.onlink ? ' onlink' : ''}`;
 }
 
 /** The entries a `*Each` dump visits, as a list. */

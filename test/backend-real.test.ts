@@ -31,7 +31,7 @@ interface WireLease {
 }
 type WireEvent = { type: 'added' | 'removed'; lease: WireLease } | { type: 'changed'; lease: WireLease; previous: WireLease };
 type Command =
-  | { cmd: 'register'; backend: 'vxlan' | 'host-gw'; publicIP: string; config: Partial<BackendConfig>; stateDir: string; resyncIntervalMs: number }
+  | { cmd: 'register'; backend: 'vxlan' | 'host-gw'; publicIP: string; config: Partial<BackendConfig>; stateDir: string; resyncIntervalMs: number; routeNexthops: 'on' | 'off' }
   | { cmd: 'configure'; own: WireLease }
   | { cmd: 'batch'; events: WireEvent[]; peers: WireLease[]; resync: boolean }
   | { cmd: 'stats' }
@@ -82,7 +82,7 @@ async function worker(): Promise<void> {
             const backend = msg.backend === 'vxlan' ? new VxlanBackend() : new HostGwBackend();
             net = await backend.register({
               publicIP: msg.publicIP, iface: { name: 'eth0', mtu: 1500 }, network: networkConfig(msg.config),
-              stateDir: msg.stateDir, log: silentLogger(), resyncIntervalMs: msg.resyncIntervalMs,
+              stateDir: msg.stateDir, log: silentLogger(), resyncIntervalMs: msg.resyncIntervalMs, routeNexthops: msg.routeNexthops,
             });
             reply({ leaseAttrs: net.leaseAttrs, mtu: net.mtu });
             return;
@@ -142,7 +142,7 @@ class Host {
   }
   private backend: 'vxlan' | 'host-gw' = 'vxlan';
 
-  async start(backend: 'vxlan' | 'host-gw', stateDir: string, config: Partial<BackendConfig> = {}, resyncIntervalMs = 200): Promise<void> {
+  async start(backend: 'vxlan' | 'host-gw', stateDir: string, config: Partial<BackendConfig> = {}, resyncIntervalMs = 200, routeNexthops: 'on' | 'off' = 'off'): Promise<void> {
     this.backend = backend;
     this.child = this.ns.spawn(process.execPath, [SELF], { ipc: true, env: { ...process.env, WEFT_BACKEND_WORKER: '1' } });
     this.child.on('message', (m) => {
@@ -150,7 +150,7 @@ class Host {
       this.waiting.get(msg.id)?.(msg as unknown as Record<string, unknown>);
       this.waiting.delete(msg.id);
     });
-    const reg = await this.call({ cmd: 'register', backend, publicIP: this.publicIP, config: { type: backend, ...config }, stateDir, resyncIntervalMs });
+    const reg = await this.call({ cmd: 'register', backend, publicIP: this.publicIP, config: { type: backend, ...config }, stateDir, resyncIntervalMs, routeNexthops });
     this.mac = ((reg.leaseAttrs as LeaseAttrs).BackendData?.VtepMAC as string) ?? '';
     await this.call({ cmd: 'configure', own: this.lease });
   }
@@ -262,9 +262,9 @@ if (process.env.WEFT_BACKEND_WORKER === '1') {
       await teardownAll();
     });
 
-    async function startPair(config: Partial<BackendConfig> = {}, backend: 'vxlan' | 'host-gw' = 'vxlan', resyncIntervalMs = 200): Promise<void> {
-      await h1.start(backend, join(stateDir, `h1-${Date.now()}`), config, resyncIntervalMs);
-      await h2.start(backend, join(stateDir, `h2-${Date.now()}`), config, resyncIntervalMs);
+    async function startPair(config: Partial<BackendConfig> = {}, backend: 'vxlan' | 'host-gw' = 'vxlan', resyncIntervalMs = 200, routeNexthops: 'on' | 'off' = 'off'): Promise<void> {
+      await h1.start(backend, join(stateDir, `h1-${Date.now()}`), config, resyncIntervalMs, routeNexthops);
+      await h2.start(backend, join(stateDir, `h2-${Date.now()}`), config, resyncIntervalMs, routeNexthops);
       await h1.resync([h2.lease]);
       await h2.resync([h1.lease]);
     }
@@ -404,6 +404,25 @@ if (process.env.WEFT_BACKEND_WORKER === '1') {
       await eventually(restored(h1.ns, programmed), 2000, 'route restored');
     });
 
+    it('with nexthop objects, 1000 peers programmed and 500 replaced are heard as weft\'s own: no drift', async () => {
+      await h1.start('vxlan', join(stateDir, `h1-many-nh-${Date.now()}`), {}, LONG, 'on');
+      const fake = (i: number): WireLease => ({
+        subnet: `10.244.${16 + (i >> 3)}.${(i & 7) * 32}/27`,
+        attrs: { PublicIP: `198.18.${1 + (i >> 8)}.${i & 255}`, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: `0a:01:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` } } as LeaseAttrs,
+      });
+      const first = Array.from({ length: 1000 }, (_, i) => fake(i));
+      await h1.resync(first);
+      const kept = first.slice(500);
+      const added = Array.from({ length: 500 }, (_, i) => fake(1000 + i));
+      const events: WireEvent[] = [...first.slice(0, 500).map((lease): WireEvent => ({ type: 'removed', lease })), ...added.map((lease): WireEvent => ({ type: 'added', lease }))];
+      await h1.events(events, [...kept, ...added]);
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(await h1.stats()).to.include({ fullPasses: 2, driftEvents: 0, driftRepairs: 0, entries: 4000 });
+      const form = await nexthopForm(h1.ns);
+      expect(form.nexthops).to.have.length(1000);
+      expect(form.routes.filter((r) => r.includes(' nhid '))).to.have.length(1000);
+    });
+
     it('a killed kernel monitor is restarted and what changed in the gap is repaired', async () => {
       await startPair({}, 'vxlan', LONG);
       const programmed = await dumps(h1.ns);
@@ -431,6 +450,35 @@ if (process.env.WEFT_BACKEND_WORKER === '1') {
       const next = await h1.monitorPid();
       console.log(`      monitor ${next === monitor ? 'kept up (no overrun here)' : 'restarted after the overrun'}`);
       expect((await h1.stats()).driftRepairs).to.be.at.least(1);
+    });
+
+    /** `ip -j nexthop show` of weft's (protocol 87) and the main-table routes to 10.244/16, as iproute2 prints them. */
+    async function nexthopForm(ns: Netns): Promise<{ nexthops: string[]; routes: string[] }> {
+      const nexthops = await ns.ipJson<Array<{ id: number; gateway?: string; dev?: string; protocol?: string; flags?: string[] }>>('nexthop', 'show');
+      const routes = await ns.ipJson<Array<{ dst: string; nhid?: number; protocol?: string }>>('route', 'show', 'table', 'main');
+      return {
+        nexthops: nexthops.filter((n) => n.protocol === '87').map((n) => `id ${n.id} via ${n.gateway} dev ${n.dev}${(n.flags ?? []).includes('onlink') ? ' onlink' : ''}`),
+        routes: routes.filter((r) => r.dst.startsWith('10.244.')).map((r) => `${r.dst}${r.nhid ? ` nhid ${r.nhid}` : ''} proto ${r.protocol}`),
+      };
+    }
+
+    it('host-gw and DirectRouting through nexthop objects: a nexthop via the peer on eth0, the route by nhid; repaired when deleted', async () => {
+      await startPair({}, 'host-gw', LONG, 'on');
+      const want = { nexthops: ['id 2 via 198.18.0.2 dev eth0'], routes: ['10.244.2.0/24 nhid 2 proto 87'] };
+      await h2.ns.ip('addr', 'add', '10.244.2.1/32', 'dev', 'lo');
+      expect(await nexthopForm(h1.ns)).to.deep.equal(want);
+      expect(await ping(h1.ns, '10.244.2.1')).to.equal(true);
+      await h1.ns.ip('nexthop', 'del', 'id', '2');
+      await eventually(async () => JSON.stringify(await nexthopForm(h1.ns)) === JSON.stringify(want), 2000, 'nexthop and route restored');
+      await h1.events([{ type: 'removed', lease: h2.lease }], []);
+      expect(await nexthopForm(h1.ns)).to.deep.equal({ nexthops: [], routes: [] });
+      await h1.stop();
+      await h2.stop();
+
+      await startPair({ directRouting: true }, 'vxlan', LONG, 'on');
+      expect(await nexthopForm(h1.ns)).to.deep.equal(want);
+      expect(await dumps(h1.ns)).to.deep.include({ neighs: [], fdbs: [] });
+      expect(await ping(h1.ns, '10.244.2.0')).to.equal(true);
     });
 
     it('host-gw: routes via the peer over eth0; pings reach the peer subnet', async () => {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CniResults } from '../bench/cni.js';
 import {
-  cniVerdict, DOC_FILE, GOALS, README_FILE, readCniResults, readResults, readSoakResults, renderBenchmarks, renderHeadline, soakSection, verdicts, withHeadline,
+  cniVerdict, DOC_FILE, GOALS, README_FILE, readCniResults, readKernelForms, readResults, readSoakResults, renderBenchmarks, renderHeadline, soakSection, verdicts, withHeadline,
   type ClusterResults,
 } from '../bench/report.js';
 import type { SoakResults } from '../bench/soak-results.js';
@@ -14,10 +14,11 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const committedResults = (): ClusterResults => readResults(ROOT);
 const committedCni = (): CniResults | null => readCniResults(ROOT);
 const committedSoak = (): SoakResults | null => readSoakResults(ROOT);
+const committedForms = () => readKernelForms(ROOT);
 
 describe('docs/benchmarks.md and README.md\'s figures: generated from the committed results', () => {
-  it('equals what bench/report.ts renders from bench/results/cluster.json, cni.json and soak.json (run `npm run docs:bench` after a benchmark run)', () => {
-    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderBenchmarks(committedResults(), committedCni(), committedSoak()));
+  it('equals what bench/report.ts renders from bench/results/cluster.json, cni.json, soak.json and kernel-forms.json (run `npm run docs:bench` after a benchmark run)', () => {
+    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderBenchmarks(committedResults(), committedCni(), committedSoak(), committedForms()));
   });
 
   it('README.md quotes the headline figures of the same run', () => {
@@ -65,6 +66,17 @@ describe('docs/benchmarks.md and README.md\'s figures: generated from the commit
     // The section and the headline carry the verdict the figures give, never a fixed word.
     expect(renderBenchmarks(committedResults(), at(threshold + 0.01))).to.match(/\| missed \|\n\nTimings/);
     expect(renderHeadline(committedResults(), at(threshold))).to.match(/\*\*CNI plugin\*\*.*goal ≤ 1: met\)/);
+  });
+
+  it('renders the route forms of the kernel run with their growth, and leaves them out without one', () => {
+    const forms = committedForms();
+    expect(forms, 'bench/results/kernel-forms.json is committed').to.not.equal(null);
+    const doc = renderBenchmarks(committedResults(), committedCni(), committedSoak(), forms);
+    expect(doc).to.match(/### Route forms/);
+    const [first, last] = [forms!.rows[0]!, forms!.rows[forms!.rows.length - 1]!];
+    expect(doc).to.contain(`| ${first.n} → ${last.n} |`);
+    expect(doc).to.contain(`×${(last.weftNexthops.programMs / first.weftNexthops.programMs).toFixed(1)}`);
+    expect(renderBenchmarks(committedResults(), committedCni(), committedSoak(), null)).to.not.match(/Route forms/);
   });
 
   it('leaves the CNI section and headline line out when there is no CNI run', () => {

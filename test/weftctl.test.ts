@@ -30,8 +30,15 @@ interface CtlResult {
 
 /** Runs weftctl inside the node's namespace with its weftd.yaml; never throws on a non-zero exit. */
 function ctl(node: WeftNode, ...args: string[]): Promise<CtlResult> {
-  return ctlRaw(node, '--config', node.configFile, ...args);
+  return ctlRaw(node, '--config', node.configFile, ...FORM, ...args);
 }
+
+/**
+ * Flannel's route form (a gateway per route), for weftd and weftctl alike: the
+ * entry counts and diff lines below are written for it. The nexthop form has
+ * its own real test (backend-nexthops-real.test.ts).
+ */
+const FORM = ['--route-nexthops', 'off'];
 
 async function ctlRaw(node: WeftNode, ...args: string[]): Promise<CtlResult> {
   try {
@@ -82,9 +89,9 @@ describe('weftctl on a three-host cluster @real', function () {
   before(async () => {
     cluster = await Cluster.create({ hosts: 3 });
     [h1, h2, h3] = [cluster.node(1), cluster.node(2), cluster.node(3)];
-    h1.start(['--probe-interval', '1']);
-    h2.start(['--probe-interval', '1', '--iptables-forward-rules=false']);
-    h3.start(['--probe-interval', '1', '--resync-interval', '3600']);
+    h1.start(['--probe-interval', '1', ...FORM]);
+    h2.start(['--probe-interval', '1', '--iptables-forward-rules=false', ...FORM]);
+    h3.start(['--probe-interval', '1', '--resync-interval', '3600', ...FORM]);
     await Promise.all(cluster.nodes.map((n) => n.waitReady(60_000)));
   });
 

@@ -7,10 +7,12 @@
  */
 import { silentLogger } from '../common/log.js';
 import { WeftError } from '../common/errors.js';
-import type { Kernel } from '../kernel/kernel.js';
+import { showNexthopTarget, type Kernel } from '../kernel/kernel.js';
 import { backendFor, type BackendBuild } from '../backend/backend.js';
 import { desiredEntries, dumpOwned, entryKey, planFull, type Entry, type Owned, type Ownership } from '../backend/reconciler.js';
 import { NodeNetworks } from '../backend/node-networks.js';
+import { listsNexthops, type NexthopSupport } from '../backend/nexthops.js';
+import type { RouteNexthopsMode } from '../common/defaults.js';
 import { PeerAdmission } from '../lease/admission.js';
 import type { Subnet } from '../common/subnet.js';
 import { createBackends } from '../backend/registry.js';
@@ -51,7 +53,10 @@ export function showEntry(e: Entry, dev: (ifindex: number) => string): string {
     case 'fdb':
       return `${e.mac} dev ${dev(e.ifindex)} dst ${e.dst} self permanent`;
     case 'route':
+      if (e.nhid) return `${e.dst} nhid ${e.nhid}`;
       return `${e.dst} via ${e.gw ?? '-'} dev ${dev(e.oif)}${e.onlink ? ' onlink' : ''}`;
+    case 'nexthop':
+      return `id ${e.id} ${showNexthopTarget(e, dev)}`;
   }
 }
 
@@ -68,20 +73,22 @@ export function diffEntries(desired: ReadonlyMap<string, Owned>, actual: Readonl
 }
 
 /** The backend's programmer for this node, built as weftd builds it, on `kernel`. */
-async function programmerFor(config: NetworkConfig, kernel: Kernel, underlay: Underlay): Promise<BackendBuild['programmer']> {
+async function programmerFor(config: NetworkConfig, kernel: Kernel, underlay: Underlay, routeNexthops: NexthopSupport): Promise<BackendBuild['programmer']> {
   const network = config.network;
   if (!network) throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'the network config has no IPv4 Network');
   const backend = backendFor(createBackends(), config.backend.type);
   // No state dir: the device's MAC is adopted as it is, and nothing is written.
-  const built = await backend.build({ publicIP: underlay.publicIP, iface: underlay, network: config, log: silentLogger() }, kernel, network);
+  const built = await backend.build({ publicIP: underlay.publicIP, iface: underlay, network: config, log: silentLogger(), routeNexthops }, kernel, network);
   return built.programmer;
 }
 
 /**
  * Computes the diff for this node (the one whose lease carries the underlay's
- * public IP) against the kernel of the current network namespace.
+ * public IP) against the kernel of the current network namespace. The route
+ * form follows weftd's --route-nexthops; `auto` is judged by whether the
+ * kernel lists nexthop objects (weftd's probe would write).
  */
-export async function diffNode(registry: Registry, kernel: Kernel, underlay: Underlay): Promise<DiffResult> {
+export async function diffNode(registry: Registry, kernel: Kernel, underlay: Underlay, routeNexthops: RouteNexthopsMode = 'off'): Promise<DiffResult> {
   const config = await registry.readNetworkConfig();
   const { kvs } = await registry.listSubnets();
   const leases: Lease[] = [];
@@ -97,7 +104,8 @@ export async function diffNode(registry: Registry, kernel: Kernel, underlay: Und
   if (!own) throw new WeftError('WEFT_ERR_CONFIG_MISSING', `no lease in etcd carries this node's public IP ${underlay.publicIP}; is weftd running here?`);
 
   const dry = new DryRunKernel(kernel);
-  const programmer = await programmerFor(config, dry, underlay);
+  const lists = await listsNexthops(kernel);
+  const programmer = await programmerFor(config, dry, underlay, { kernel: lists, use: lists && routeNexthops !== 'off' });
   await programmer.configure(own);
   const { ownership } = await programmer.refresh();
 
@@ -114,13 +122,14 @@ export async function diffNode(registry: Registry, kernel: Kernel, underlay: Und
   const desired = desiredEntries(peerLeases, programmer);
   const peers = [...peerLeases.values()].filter((l) => programmer.entriesFor(l) !== null).length;
   const names = new Map<number, string>();
-  for (const index of new Set([ownership.neighIfindex, ownership.fdbIfindex, ...[...desired.values()].map((o) => (o.entry.kind === 'route' ? o.entry.oif : o.entry.ifindex))])) {
-    if (index !== null) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
+  for (const index of new Set([ownership.neighIfindex, ownership.fdbIfindex, ...[...desired.values()].map((o) => (o.entry.kind === 'route' || o.entry.kind === 'nexthop' ? o.entry.oif : o.entry.ifindex))])) {
+    // A route by nhid names no device (0): its nexthop does.
+    if (index !== null && index !== 0) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
   }
   const actual = await dumpOwned(kernel, ownership);
   for (const e of actual.values()) {
-    const index = e.kind === 'route' ? e.oif : e.ifindex;
-    if (!names.has(index)) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
+    const index = e.kind === 'route' || e.kind === 'nexthop' ? e.oif : e.ifindex;
+    if (index !== 0 && !names.has(index)) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
   }
   const lines = diffEntries(desired, actual, (i) => names.get(i) ?? `#${i}`);
   return { ownSubnet: own.subnet.toString(), peers, desiredEntries: desired.size, lines, device: dry.wouldRun };

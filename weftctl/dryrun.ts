@@ -5,7 +5,7 @@
  * what the next reconcile pass would do and changes nothing.
  */
 import { WeftError } from '../common/errors.js';
-import { describeOp, type Addr, type AddrInfo, type Fdb, type Kernel, type KernelOp, type Link, type Neigh, type OpResult, type Route, type VxlanLinkSpec } from '../kernel/kernel.js';
+import { describeOp, type Addr, type AddrInfo, type Fdb, type Kernel, type KernelOp, type Link, type Neigh, type Nexthop, type OpResult, type Route, type VxlanLinkSpec } from '../kernel/kernel.js';
 
 export class DryRunKernel implements Kernel {
   /** Writes weftd would make, iproute2 style, in order. */
@@ -114,6 +114,22 @@ export class DryRunKernel implements Kernel {
 
   routeEach(visit: (r: Route) => void): Promise<void> {
     return this.real.routeEach(visit);
+  }
+
+  async nexthopReplace(nexthop: Omit<Nexthop, 'proto'> & { proto?: number }): Promise<void> {
+    await this.apply([{ op: 'nexthopReplace', nexthop }]);
+  }
+
+  async nexthopDel(nexthop: Pick<Nexthop, 'id'>): Promise<void> {
+    await this.apply([{ op: 'nexthopDel', nexthop }]);
+  }
+
+  nexthopList(): Promise<Nexthop[]> {
+    return this.real.nexthopList();
+  }
+
+  nexthopEach(visit: (nh: Nexthop) => void): Promise<void> {
+    return this.real.nexthopEach(visit);
   }
 
   async apply(ops: readonly KernelOp[]): Promise<OpResult[]> {

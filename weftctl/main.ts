@@ -118,7 +118,7 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
       const etcd = openEtcd(o);
       try {
         const underlay = await discoverUnderlay(kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp });
-        return diffReport(await diffNode(etcd.registry, kernel, underlay));
+        return diffReport(await diffNode(etcd.registry, kernel, underlay, o.routeNexthops));
       } finally {
         await etcd.close();
       }

@@ -16,6 +16,11 @@
  * peers and re-adds deleted ones (flannel's 10 s routeCheck, plus removal).
  * That pass runs when the kernel reports one of them deleted or changed, or
  * the underlay going down or up (which drops routes without a notification).
+ *
+ * Where the kernel has nexthop objects (--route-nexthops, backend/nexthops.ts)
+ * the gateway is a nexthop of its own: `ip nexthop replace id N via P dev
+ * <underlay> proto 0x57`, then `ip route replace S nhid N proto 0x57`, so the
+ * kernel's cost stays linear in the peers.
  */
 import type { Logger } from '../../common/log.js';
 import type { Subnet } from '../../common/subnet.js';
@@ -23,6 +28,7 @@ import type { Lease } from '../../lease/types.js';
 import type { Backend, BackendBuild, BackendNetwork, BackendRegistration } from '../backend.js';
 import { RTPROT_WEFT, type Kernel, type Route } from '../../kernel/kernel.js';
 import { registerPeerNetwork } from '../peer-network.js';
+import { nexthopId, nexthopSupport, type NexthopSupport } from '../nexthops.js';
 import type { Entry, Ownership, Programmer } from '../reconciler.js';
 import { onSegment, readSegments } from '../../kernel/underlay.js';
 
@@ -31,8 +37,9 @@ export class HostGwBackend implements Backend {
 
   async build(reg: BackendRegistration, kernel: Kernel, network: Subnet): Promise<BackendBuild> {
     const underlay = await readSegments(kernel, reg.iface.name);
+    const nexthops = await nexthopSupport(kernel, reg.routeNexthops, reg.log);
     return {
-      programmer: new HostGwProgrammer(kernel, reg.iface.name, network, reg.log),
+      programmer: new HostGwProgrammer(kernel, reg.iface.name, network, reg.log, nexthops),
       device: null,
       leaseAttrs: { BackendType: 'host-gw' },
       mtu: reg.iface.mtu || underlay.link.mtu,
@@ -55,6 +62,7 @@ export class HostGwProgrammer implements Programmer {
     private readonly underlayName: string,
     private readonly network: Subnet,
     private readonly log: Logger,
+    private readonly nexthops: NexthopSupport = { kernel: false, use: false },
   ) {}
 
   async configure(ownLease: Lease): Promise<void> {
@@ -71,6 +79,7 @@ export class HostGwProgrammer implements Programmer {
       ownership: {
         neighIfindex: null,
         fdbIfindex: null,
+        nexthops: this.nexthops.kernel,
         // The kernel drops the routes of an underlay that goes down, without a notification.
         links: [{ index: underlay.link.index, name: underlay.link.name, up: underlay.link.up, mtu: null }],
         ownsRoute: (r: Route) => r.proto === RTPROT_WEFT && network.contains(r.dst.slice(0, r.dst.indexOf('/'))),
@@ -79,7 +88,7 @@ export class HostGwProgrammer implements Programmer {
   }
 
   entriesBasis(): string {
-    return `${this.underlayIndex} ${this.ownSubnet ?? '-'} ${this.segments.join(',')}`;
+    return `${this.underlayIndex} ${this.ownSubnet ?? '-'} ${this.nexthops.use} ${this.segments.join(',')}`;
   }
 
   entriesFor(lease: Lease): readonly Entry[] | null {
@@ -90,6 +99,13 @@ export class HostGwProgrammer implements Programmer {
     const P = lease.attrs.PublicIP;
     if (!onSegment(this.segments, P)) return this.skip(key, `public IP ${P} is not on ${this.underlayName}'s segment`);
     this.warned.delete(key);
+    const id = this.nexthops.use ? nexthopId(this.network, lease.subnet) : null;
+    if (id !== null) {
+      return [
+        { kind: 'nexthop', id, gw: P, oif: this.underlayIndex, onlink: false },
+        { kind: 'route', dst: key, gw: null, oif: 0, onlink: false, nhid: id },
+      ];
+    }
     return [{ kind: 'route', dst: key, gw: P, oif: this.underlayIndex, onlink: false }];
   }
 

@@ -11,6 +11,13 @@
  * of the underlay's connected subnets gets only `ip route replace S via P dev
  * <underlay>`, and no encapsulation.
  *
+ * Where the kernel has nexthop objects (--route-nexthops, backend/nexthops.ts)
+ * the route's gateway becomes a nexthop of its own, programmed before the
+ * route and removed after it: `ip nexthop replace id N via S.0 dev flannel.N
+ * onlink proto 0x57`, then `ip route replace S nhid N proto 0x57` (DirectRouting:
+ * `id N via P dev <underlay>`). Flannel's per-route gateways make the kernel's
+ * programming quadratic in the peers; routes by nhid keep it linear.
+ *
  * Why static entries: flannel dropped L2/L3-miss upcalls in v0.9 because a
  * userspace round trip on the first packet is slow and lossy; three entries
  * per peer make the data path independent of the daemon.
@@ -34,6 +41,7 @@ import type { Lease } from '../../lease/types.js';
 import type { Backend, BackendBuild, BackendNetwork, BackendRegistration } from '../backend.js';
 import { RTPROT_KERNEL, RTPROT_WEFT, type Kernel, type Link, type Route, type VxlanLinkSpec } from '../../kernel/kernel.js';
 import { registerPeerNetwork } from '../peer-network.js';
+import { nexthopId, nexthopSupport, type NexthopSupport } from '../nexthops.js';
 import type { Entry, Ownership, Programmer } from '../reconciler.js';
 import { onSegment, readSegments } from '../../kernel/underlay.js';
 import { configureDevice, ensureVxlanDevice } from './device.js';
@@ -82,6 +90,7 @@ export class VxlanProgrammer implements Programmer {
     private readonly directRouting: boolean,
     private readonly log: Logger,
     ensured: Link,
+    private readonly nexthops: NexthopSupport,
   ) {
     this.link = ensured;
     this.underlayIndex = spec.underlayIndex;
@@ -114,7 +123,8 @@ export class VxlanProgrammer implements Programmer {
       ({ link } = await ensureVxlanDevice(kernel, { ...spec, mac: fresh }, reg.log));
     }
     // An adopted device keeps its MAC: that is what peers already have.
-    const programmer = new VxlanProgrammer(kernel, { ...spec, mac: link.mac }, reg.iface.name, network, cfg.directRouting, reg.log, link);
+    const nexthops = await nexthopSupport(kernel, reg.routeNexthops, reg.log);
+    const programmer = new VxlanProgrammer(kernel, { ...spec, mac: link.mac }, reg.iface.name, network, cfg.directRouting, reg.log, link, nexthops);
     programmer.segments = underlay.segments;
     if (reg.stateDir && link.mac !== stored && isUnicastMac(link.mac)) await saveVtepMac(reg.stateDir, name, link.mac);
     return programmer;
@@ -168,6 +178,7 @@ export class VxlanProgrammer implements Programmer {
       ownership: {
         neighIfindex: device,
         fdbIfindex: device,
+        nexthops: this.nexthops.kernel,
         links: [
           { index: device, name: this.spec.name, up: this.link.up, mtu: this.spec.mtu },
           { index: underlay.link.index, name: underlay.link.name, up: underlay.link.up, mtu: null },
@@ -185,7 +196,7 @@ export class VxlanProgrammer implements Programmer {
   }
 
   entriesBasis(): string {
-    return `${this.link.index} ${this.underlayIndex} ${this.ownSubnet ?? '-'} ${this.directRouting} ${this.segments.join(',')}`;
+    return `${this.link.index} ${this.underlayIndex} ${this.ownSubnet ?? '-'} ${this.directRouting} ${this.nexthops.use} ${this.segments.join(',')}`;
   }
 
   entriesFor(lease: Lease): readonly Entry[] | null {
@@ -200,10 +211,25 @@ export class VxlanProgrammer implements Programmer {
     const S = lease.subnet.toString();
     const S0 = lease.subnet.ip;
     const P = attrs.PublicIP;
+    const id = this.nexthops.use ? nexthopId(this.network, lease.subnet) : null;
     if (this.directRouting && onSegment(this.segments, P)) {
+      if (id !== null) {
+        return [
+          { kind: 'nexthop', id, gw: P, oif: this.underlayIndex, onlink: false },
+          { kind: 'route', dst: S, gw: null, oif: 0, onlink: false, nhid: id },
+        ];
+      }
       return [{ kind: 'route', dst: S, gw: P, oif: this.underlayIndex, onlink: false }];
     }
     const dev = this.link.index;
+    if (id !== null) {
+      return [
+        { kind: 'neigh', ifindex: dev, ip: S0, mac },
+        { kind: 'fdb', ifindex: dev, mac, dst: P },
+        { kind: 'nexthop', id, gw: S0, oif: dev, onlink: true },
+        { kind: 'route', dst: S, gw: null, oif: 0, onlink: false, nhid: id },
+      ];
+    }
     return [
       { kind: 'neigh', ifindex: dev, ip: S0, mac },
       { kind: 'fdb', ifindex: dev, mac, dst: P },

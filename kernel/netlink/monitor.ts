@@ -3,8 +3,9 @@
  * subscriptions, that holds the notification sockets and forwards what they
  * receive over a pipe; this side decodes it (netlink/notify.ts) and hands
  * each change to the subscriptions of its kind.
- *   - `monitor` (`ip monitor link neigh route`): a NETLINK_ROUTE socket joined
- *     to the link, neighbour and IPv4 route groups.
+ *   - `monitor` (`ip monitor link neigh route nexthop`): a NETLINK_ROUTE socket
+ *     joined to the link, neighbour, IPv4 address and route groups, and to the
+ *     nexthop group where the kernel has it.
  *   - `nftMonitor` (`nft monitor`): a NETLINK_NETFILTER socket joined to
  *     nf_tables; the child forwards one NFT_CHANGED marker per batch of its
  *     notifications, as that the ruleset changed is all weft uses. When it
@@ -42,6 +43,7 @@ import {
   LISTENING_NFT,
   LISTENING_ROUTE,
   MONITOR_GROUPS,
+  OPTIONAL_MONITOR_GROUPS,
   NETLINK_NETFILTER,
   NFNLGRP_NFTABLES,
   NFT_CHANGED,
@@ -73,7 +75,8 @@ const LEAVE_NFT = 'n';
 
 /**
  * The child, run with `node -e`: argv is the `netlink` raw-socket module, the
- * buffer size, the rtnetlink groups, the queue limit and weft's own port ids.
+ * buffer size, the rtnetlink groups, the queue limit, weft's own port ids and
+ * the groups joined only where the kernel knows them.
  * Opens and closes its sockets as its stdin says (JOIN_ROUTE ...). Writes
  * each datagram (one notification) as a u32 length and the bytes; an
  * NLMSG_NOOP datagram naming what it listens to once a socket is subscribed,
@@ -89,6 +92,7 @@ const bufferBytes = Number(process.argv[2]);
 const groups = process.argv[3].split(',').map(Number);
 const queueLimit = Number(process.argv[4]);
 const ownPorts = new Set(process.argv[5].split(',').filter(Boolean).map(Number));
+const optionalGroups = (process.argv[6] || '').split(',').filter(Boolean).map(Number);
 const out = new net.Socket({ fd: 1, readable: false });
 out.on('error', () => process.exit(0));
 let batch = [];
@@ -117,6 +121,13 @@ function joinRoute() {
   route.on('message', forward);
   route.on('error', () => forward(marker(${NLMSG_OVERRUN})));
   for (const group of groups) route.addMembership(group);
+  for (const group of optionalGroups) {
+    try {
+      route.addMembership(group);
+    } catch {
+      // An older kernel without this group: nothing of its kind exists there to report.
+    }
+  }
   forward(marker(${NLMSG_NOOP}, '${LISTENING_ROUTE}'));
 }
 function joinRules() {
@@ -168,7 +179,7 @@ export interface ListenerChild {
 
 /** Starts the real listener child; `ownPorts`: port ids of weft's request sockets, whose echoes it drops. */
 export function spawnListenerChild(ownPorts: readonly number[]): ListenerChild {
-  const settings = [String(BUFFER_BYTES), MONITOR_GROUPS.join(','), String(QUEUE_LIMIT_BYTES), ownPorts.join(',')];
+  const settings = [String(BUFFER_BYTES), MONITOR_GROUPS.join(','), String(QUEUE_LIMIT_BYTES), ownPorts.join(','), OPTIONAL_MONITOR_GROUPS.join(',')];
   const args = ['--max-semi-space-size=1', '--max-old-space-size=64', '-e', CHILD_SOURCE, RAW_SOCKET_MODULE, ...settings];
   return spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
 }
@@ -195,7 +206,7 @@ export class NetlinkMonitor {
   /** `spawnChild` starts the child: spawnListenerChild with weft's own port ids, or a stand-in in tests. */
   constructor(private readonly spawnChild: () => ListenerChild) {}
 
-  /** `ip monitor link neigh route`; the first subscription of either kind starts the child. Returns the unsubscribe. */
+  /** `ip monitor link neigh route nexthop`; the first subscription of either kind starts the child. Returns the unsubscribe. */
   monitor(listener: (change: KernelChange) => void): () => void {
     return this.subscribe('route', this.routeListeners, listener);
   }

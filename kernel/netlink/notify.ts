@@ -1,6 +1,6 @@
 /**
  * What the listener child forwards, decoded. rtnetlink notifications, the
- * messages `ip monitor link neigh address route` prints, become KernelChanges through
+ * messages `ip monitor link neigh address route nexthop` prints, become KernelChanges through
  * the same parsers as dumps, so a notification and a dump of one entry
  * compare equal. nf_tables notifications (`nft monitor`) are not decoded: the
  * child reports each burst of them as one marker, because all weft needs to
@@ -11,6 +11,7 @@ import { RTM_DELADDR, RTM_NEWADDR, parseAddrInfo } from './addr.js';
 import { IFINFOMSG_LEN, RTM_DELLINK, RTM_NEWLINK, parseLink } from './link.js';
 import { NDMSG_LEN, RTM_DELNEIGH, RTM_NEWNEIGH, parseNeigh, toDeletedNeigh, toFdb, toNeigh } from './neigh.js';
 import { RTMSG_LEN, RTM_DELROUTE, RTM_NEWROUTE, parseRoute } from './route.js';
+import { NHMSG_LEN, RTM_DELNEXTHOP, RTM_NEWNEXTHOP, parseNexthop } from './nexthop.js';
 import { AF_BRIDGE, AF_INET, AF_UNSPEC, type InMessage } from './wire.js';
 
 /** The multicast groups weft listens to (<linux/rtnetlink.h> enum rtnetlink_groups). */
@@ -18,7 +19,10 @@ export const RTNLGRP_LINK = 1;
 export const RTNLGRP_NEIGH = 3;
 export const RTNLGRP_IPV4_IFADDR = 5;
 export const RTNLGRP_IPV4_ROUTE = 7;
+export const RTNLGRP_NEXTHOP = 32;
 export const MONITOR_GROUPS: readonly number[] = [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE];
+/** Groups joined where the kernel has them: nexthop objects came with 5.3, and joining an unknown group fails. */
+export const OPTIONAL_MONITOR_GROUPS: readonly number[] = [RTNLGRP_NEXTHOP];
 
 /**
  * nf_tables, where iptables-nft keeps its rules, reports every ruleset change
@@ -71,6 +75,9 @@ export function decodeChange(msg: InMessage): KernelChange | null {
     case RTM_NEWADDR:
     case RTM_DELADDR:
       return addrChange(msg);
+    case RTM_NEWNEXTHOP:
+    case RTM_DELNEXTHOP:
+      return nexthopChange(msg);
     case NLMSG_OVERRUN:
       return { kind: 'overrun' };
     default:
@@ -120,6 +127,12 @@ function routeChange(msg: InMessage): KernelChange | null {
   if (msg.payload.length < RTMSG_LEN) return null;
   const route = parseRoute(msg.payload);
   return route ? { kind: 'route', op: msg.type === RTM_NEWROUTE ? 'new' : 'del', route } : null;
+}
+
+function nexthopChange(msg: InMessage): KernelChange | null {
+  if (msg.payload.length < NHMSG_LEN) return null;
+  const nexthop = parseNexthop(msg.payload);
+  return nexthop ? { kind: 'nexthop', op: msg.type === RTM_NEWNEXTHOP ? 'new' : 'del', nexthop } : null;
 }
 
 /**

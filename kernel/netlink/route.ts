@@ -39,6 +39,8 @@ const RTA_TABLE = 15;
 const RTN_BLACKHOLE = 6;
 /** The metric of weft's blackhole route: the highest, so it never shadows another route to the same prefix. */
 export const BLACKHOLE_METRIC = 0xffffffff;
+/** The nexthop object a route goes through (kernel >= 5.3); excludes RTA_GATEWAY, RTA_OIF and RTNH_F_ONLINK. */
+const RTA_NH_ID = 30;
 
 export const RTMSG_LEN = 12;
 
@@ -48,20 +50,35 @@ function rtmsg(w: Writer, dstLen: number, proto: number, scope: number, type: nu
 
 const ROUTE_BODY = RTMSG_LEN + attrSpace(4, 4, 4);
 
-/** RTM_NEWROUTE CREATE|REPLACE: `ip route replace DST via GW dev IF [onlink] proto P` (weft's own proto unless given). */
-export function writeRouteReplace(w: Writer, r: { dst: string; gw: string | null; oif: number; onlink: boolean; proto?: number }): void {
+/**
+ * RTM_NEWROUTE CREATE|REPLACE: `ip route replace DST via GW dev IF [onlink] proto P`
+ * (weft's own proto unless given), or `ip route replace DST nhid N proto P`.
+ * A replace swaps the route in one step, whichever form it had.
+ */
+export function writeRouteReplace(w: Writer, r: { dst: string; gw: string | null; oif: number; onlink: boolean; proto?: number; nhid?: number }): void {
   const len = cidrPrefixLength(r.dst);
+  if (r.nhid) {
+    rtmsg(w.begin(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, ROUTE_BODY), len, r.proto ?? RTPROT_WEFT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0);
+    w.attrU32BE(RTA_DST, networkNumber(r.dst, len));
+    w.attrU32(RTA_NH_ID, r.nhid);
+    return;
+  }
   rtmsg(w.begin(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, ROUTE_BODY), len, r.proto ?? RTPROT_WEFT, RT_SCOPE_UNIVERSE, RTN_UNICAST, r.onlink ? RTNH_F_ONLINK : 0);
   w.attrU32BE(RTA_DST, networkNumber(r.dst, len));
   if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
   if (r.oif) w.attrU32(RTA_OIF, r.oif);
 }
 
-/** RTM_DELROUTE: `ip route del DST [via GW] [dev IF]`; scope NOWHERE and proto 0 match any. */
-export function writeRouteDel(w: Writer, r: { dst: string; gw?: string | null; oif?: number }): void {
+/** RTM_DELROUTE: `ip route del DST [via GW] [dev IF] [nhid N]`; scope NOWHERE and proto 0 match any. */
+export function writeRouteDel(w: Writer, r: { dst: string; gw?: string | null; oif?: number; nhid?: number }): void {
   const len = cidrPrefixLength(r.dst);
   rtmsg(w.begin(RTM_DELROUTE, 0, ROUTE_BODY), len, 0, RT_SCOPE_NOWHERE, 0, 0);
   w.attrU32BE(RTA_DST, networkNumber(r.dst, len));
+  if (r.nhid) {
+    // Only the route through this nexthop, not another route to the same prefix.
+    w.attrU32(RTA_NH_ID, r.nhid);
+    return;
+  }
   if (r.gw) w.attrIPv4(RTA_GATEWAY, r.gw);
   if (r.oif) w.attrU32(RTA_OIF, r.oif);
 }
@@ -103,15 +120,19 @@ export function parseRoute(buf: Buffer, start = 0, end = buf.length): Route | nu
   let dst = '0.0.0.0';
   let gw: string | null = null;
   let oif = 0;
+  let nhid = 0;
   for (let off = start + RTMSG_LEN, len: number; (len = attrLength(buf, off, end)) > 0; off += align4(len)) {
     const t = attrType(buf, off);
     if (t === RTA_DST && len === 8) dst = ipv4String(buf, off + 4);
     else if (t === RTA_GATEWAY && len === 8) gw = ipv4String(buf, off + 4);
     else if (t === RTA_OIF && len >= 8) oif = buf.readUInt32LE(off + 4);
     else if (t === RTA_TABLE && len >= 8) table = buf.readUInt32LE(off + 4);
+    else if (t === RTA_NH_ID && len >= 8) nhid = buf.readUInt32LE(off + 4);
   }
   if (table !== RT_TABLE_MAIN) return null;
-  return { dst: `${dst}/${dstLen}`, gw, oif, onlink: (flags & RTNH_F_ONLINK) !== 0, proto };
+  const onlink = (flags & RTNH_F_ONLINK) !== 0;
+  if (nhid !== 0) return { dst: `${dst}/${dstLen}`, gw, oif, onlink, proto, nhid };
+  return { dst: `${dst}/${dstLen}`, gw, oif, onlink, proto };
 }
 
 /**

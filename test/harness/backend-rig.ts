@@ -11,6 +11,7 @@ import { silentLogger, type Logger } from '../../common/log.js';
 import { Subnet } from '../../common/subnet.js';
 import type { BackendConfig, Lease, NetworkConfig, PeerBatch } from '../../lease/types.js';
 import type { BackendNetwork, BackendRegistration } from '../../backend/backend.js';
+import type { RouteNexthopsMode } from '../../common/defaults.js';
 import { FakeKernel } from '../../kernel/kernel-fake.js';
 import { HostGwBackend } from '../../backend/hostgw/hostgw.js';
 import { VxlanBackend } from '../../backend/vxlan/vxlan.js';
@@ -101,7 +102,9 @@ export interface Rig {
  * 198.18.0.1/24, configured with its own lease 10.244.1.0/24, and running on
  * a Feed the test pushes batches into.
  */
-export async function rig(options: { kernel?: FakeKernel; backend?: Partial<BackendConfig>; stateDir?: string; hostgw?: boolean; resyncIntervalMs?: number; log?: Logger } = {}): Promise<Rig> {
+export async function rig(
+  options: { kernel?: FakeKernel; backend?: Partial<BackendConfig>; stateDir?: string; hostgw?: boolean; resyncIntervalMs?: number; log?: Logger; routeNexthops?: RouteNexthopsMode } = {},
+): Promise<Rig> {
   const kernel = options.kernel ?? new FakeKernel();
   if (!(await kernel.linkByName('eth0'))) {
     const eth0 = kernel.addLink({ name: 'eth0', mtu: 1500 });
@@ -115,6 +118,7 @@ export async function rig(options: { kernel?: FakeKernel; backend?: Partial<Back
     kernel,
     resyncIntervalMs: options.resyncIntervalMs ?? 60_000,
     ...(options.stateDir ? { stateDir: options.stateDir } : {}),
+    ...(options.routeNexthops ? { routeNexthops: options.routeNexthops } : {}),
   };
   const net = await (options.hostgw ? new HostGwBackend() : new VxlanBackend()).register(reg);
   const own = lease('10.244.1.0/24', '198.18.0.1', { mac: (net.leaseAttrs.BackendData?.VtepMAC as string) ?? undefined, type: options.hostgw ? 'host-gw' : 'vxlan' });
@@ -144,6 +148,16 @@ export function summary(kernel: FakeKernel): { neighs: string[]; fdbs: string[];
     neighs: s.neighs.map((n) => `${n.ip} ${n.mac}`).sort(),
     fdbs: s.fdbs.map((f) => `${f.mac} ${f.dst}`).sort(),
     routes: s.routes.map((r) => `${r.dst} via ${r.gw}${r.onlink ? ' onlink' : ''} #${r.oif} proto ${r.proto}`).sort(),
+  };
+}
+
+/** summary() with nexthops, and routes by nhid as `ip route` prints them. */
+export function nexthopSummary(kernel: FakeKernel): { neighs: string[]; fdbs: string[]; nexthops: string[]; routes: string[] } {
+  const s = kernel.state();
+  return {
+    ...summary(kernel),
+    nexthops: s.nexthops.map((n) => `id ${n.id} via ${n.gw} #${n.oif}${n.onlink ? ' onlink' : ''} proto ${n.proto}`).sort(),
+    routes: s.routes.map((r) => (r.nhid ? `${r.dst} nhid ${r.nhid} proto ${r.proto}` : `${r.dst} via ${r.gw}${r.onlink ? ' onlink' : ''} #${r.oif} proto ${r.proto}`)).sort(),
   };
 }
 
