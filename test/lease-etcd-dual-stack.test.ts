@@ -16,6 +16,7 @@ import { Subnet } from '../common/subnet.js';
 import type { LeaseAttrs, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 import { EtcdServer } from './harness/etcd.js';
+import { readLeaseRows, release, reserve } from '../weftctl/leases.js';
 
 const P = '/coreos.com/network';
 const DUAL = '{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/48","Backend":{"Type":"vxlan"}}';
@@ -236,4 +237,36 @@ describe('dual-stack and IPv6-only leases against a real etcd @real', function (
     await eventually('third node', () => w.current.size === 2);
     expect([...w.current.keys()].sort()).to.deep.equal(['fd00:10:244:2::/64', 'fd00:10:244:3::/64']);
   });
+
+  it("weftctl's reserve, leases and release with dual-stack and IPv6-only keys", async () => {
+    const config = await useConfig(DUAL);
+    await expectRejection(reserve(registry, '10.244.80.0/24', '198.18.0.8', undefined), /--ipv6-subnet: the network is dual-stack/);
+    await expectRejection(reserve(registry, '10.244.80.0/24', '198.18.0.8', '02:00:00:00:00:08', { ipv6Subnet: 'fd00:10:244:80::/64', publicIPv6: '2001:2::8' }), /invalid reservation: vxlan lease with IPv6 subnet .* without BackendV6Data/);
+    const r = await reserve(registry, '10.244.80.0/24', '198.18.0.8', '02:00:00:00:00:08', { ipv6Subnet: 'fd00:10:244:80::/64', publicIPv6: '2001:2::8', vtepMacV6: '02:00:00:00:06:08' });
+    expect(r.text).to.equal(`reserved 10.244.80.0/24 + fd00:10:244:80::/64 for 198.18.0.8 / 2001:2::8 (${P}/subnets/10.244.80.0-24&fd00:10:244:80::-64)`);
+    const lease = await new LeaseManager({ registry, config, attrs: dualAttrs(8), ttlSeconds: 60 }).acquire(newSignal());
+    expect(lease.key).to.equal(`${P}/subnets/10.244.80.0-24&fd00:10:244:80::-64`);
+    expect(lease.etcdLeaseId).to.equal('0');
+    const { rows } = await readLeaseRows(registry);
+    expect(rows).to.have.length(1);
+    expect(rows[0]).to.include({ subnet: '10.244.80.0/24', ipv6Subnet: 'fd00:10:244:80::/64', publicIPv6: '2001:2::8', reservation: true });
+    expect((await release(registry, '10.244.80.0/24', false)).text).to.equal(`released 10.244.80.0/24 (${P}/subnets/10.244.80.0-24&fd00:10:244:80::-64)`);
+    expect(await keys()).to.deep.equal([]);
+
+    await useConfig(V6ONLY);
+    expect((await reserve(registry, 'fd00:10:244:81::/64', undefined, undefined, { publicIPv6: '2001:2::9' })).text).to.equal(`reserved fd00:10:244:81::/64 for 2001:2::9 (${P}/subnets/0.0.0.0-0&fd00:10:244:81::-64)`);
+    expect(JSON.parse((await client.get(`${P}/subnets/0.0.0.0-0&fd00:10:244:81::-64`).string())!)).to.deep.equal({ PublicIP: '0.0.0.0', PublicIPv6: '2001:2::9' });
+    await release(registry, 'fd00:10:244:81::/64', false);
+    expect(await keys()).to.deep.equal([]);
+  });
 });
+
+async function expectRejection(promise: Promise<unknown>, pattern: RegExp): Promise<void> {
+  try {
+    await promise;
+  } catch (err) {
+    expect((err as Error).message).to.match(pattern);
+    return;
+  }
+  expect.fail(`expected a rejection matching ${pattern}`);
+}
