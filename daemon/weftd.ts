@@ -41,12 +41,6 @@ export interface WeftdDeps {
 }
 
 /**
- * One weftd: wires etcd -> lease -> backend -> kernel and the outputs, in
- * flannel's order: config, device, lease, subnet file, traffic rules, backend
- * run (first full reconcile), ready. Stopping (abort) keeps the kernel state
- * and the lease, so a restart is hitless.
- */
-/**
  * The one place where weftd refuses a network config the lease layer takes
  * but the backends cannot program: IPv6 (dual-stack or IPv6-only). It is an
  * invalid config weftd waits on, like any other, so nothing of it is applied.
@@ -59,6 +53,12 @@ export function unprogrammableConfig(config: NetworkConfig): WeftError | null {
   );
 }
 
+/**
+ * One weftd: wires etcd -> lease -> backend -> kernel and the outputs, in
+ * flannel's order: config, device, lease, subnet file, traffic rules, backend
+ * run (first full reconcile), ready. Stopping (abort) keeps the kernel state
+ * and the lease, so a restart is hitless.
+ */
 export class Weftd {
   private readonly options: WeftdOptions;
   private readonly log: Logger;
