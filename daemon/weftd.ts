@@ -41,6 +41,19 @@ export interface WeftdDeps {
 }
 
 /**
+ * The one place where weftd refuses a network config the lease layer takes
+ * but the backends cannot program: IPv6 (dual-stack or IPv6-only). It is an
+ * invalid config weftd waits on, like any other, so nothing of it is applied.
+ */
+export function unprogrammableConfig(config: NetworkConfig): WeftError | null {
+  if (!config.enableIPv6) return null;
+  return new WeftError(
+    'WEFT_ERR_CONFIG_INVALID',
+    `invalid network config: EnableIPv6: weft leases IPv6 subnets, but dual-stack programming is not built yet (the backends program IPv4 only); set EnableIPv6 to false${config.enableIPv4 ? '' : ' and give an IPv4 Network'}`,
+  );
+}
+
+/**
  * One weftd: wires etcd -> lease -> backend -> kernel and the outputs, in
  * flannel's order: config, device, lease, subnet file, traffic rules, backend
  * run (first full reconcile), ready. Stopping (abort) keeps the kernel state
@@ -415,7 +428,10 @@ export class Weftd {
     for (;;) {
       if (signal.aborted) throw new WeftError('WEFT_ERR_ABORTED', 'stopped while waiting for the network config');
       try {
-        return await this.registry!.readNetworkConfig();
+        const config = await this.registry!.readNetworkConfig();
+        const refusal = unprogrammableConfig(config);
+        if (refusal) throw refusal;
+        return config;
       } catch (err) {
         if (!isWeftError(err) || !err.retryable) throw err;
         if (err.message !== lastMessage) this.log.error(`${err.message}; waiting for a valid config`);

@@ -1,9 +1,15 @@
 import { Subnet } from '../common/subnet.js';
+import { hasIPv4, slotOf } from './keyspace.js';
+import { UNSET_PUBLIC_IP } from './lease-value.js';
 import type { Lease, NetworkConfig } from './types.js';
 
 /**
  * Which valid peer leases a node may program, judged against each other:
  * the same on every node, because every node reads the same keys.
+ *
+ * In a network with IPv6, the same rules apply to PublicIPv6 (against
+ * IPv6Network's range) and BackendV6Data.VtepMAC, under the same reasons;
+ * flannel's unset PublicIP 0.0.0.0 of IPv6-only nodes takes part in none.
  *
  * - `public-ip`: the lease's PublicIP cannot be a tunnel endpoint: link-local,
  *   or inside the part of Network that leases are taken from (SubnetMin to
@@ -63,6 +69,21 @@ export function publicIPProblem(ip: string, config: NetworkConfig): string | nul
   return null;
 }
 
+const LINK_LOCAL_V6 = Subnet.parse('fe80::/10');
+
+/** Why `ip` cannot be an IPv6 tunnel endpoint under `config` (the PublicIP rules, for IPv6Network); null when it can. */
+export function publicIPv6Problem(ip: string, config: NetworkConfig): string | null {
+  if (LINK_LOCAL_V6.contains(ip)) return `PublicIPv6 ${ip} is link-local`;
+  const { ipv6Network: network, ipv6SubnetMin: min, ipv6SubnetMax: max, ipv6SubnetLen: len } = config;
+  if (network && min && max && network.contains(ip)) {
+    const holder = Subnet.parse(`${ip}/${len}`);
+    if (holder.value >= min.value && holder.value <= max.value) {
+      return `PublicIPv6 ${ip} lies inside the range leases are taken from (${min.ip} to ${max.ip} of IPv6Network ${network})`;
+    }
+  }
+  return null;
+}
+
 /**
  * The lease a node joining with `mac` would lose to: an older lease of
  * another PublicIP that advertises the same VtepMAC (older than this node's
@@ -83,6 +104,29 @@ export function olderHolderOfMac(leases: readonly Lease[], mac: string, publicIP
 function macOf(lease: Lease): string | null {
   const mac = lease.attrs.BackendData?.VtepMAC;
   return typeof mac === 'string' ? mac : null;
+}
+
+function macV6Of(lease: Lease): string | null {
+  const mac = lease.attrs.BackendV6Data?.VtepMAC;
+  return typeof mac === 'string' ? mac : null;
+}
+
+/** PublicIP as an identity: flannel's unset 0.0.0.0 (every IPv6-only node's) identifies nobody. */
+function publicIPOf(lease: Lease): string | null {
+  return lease.attrs.PublicIP === UNSET_PUBLIC_IP || lease.attrs.PublicIP === '' ? null : lease.attrs.PublicIP;
+}
+
+/**
+ * One thing two live leases must not share, with its index (value -> subnet
+ * keys of the candidates advertising it). `own`: this node's value, which a
+ * peer must not advertise at all (the IP identities).
+ */
+interface Identity {
+  readonly label: string;
+  readonly reason: RefusalReason;
+  readonly of: (lease: Lease) => string | null;
+  readonly own: string | null;
+  readonly index: Map<string, Set<string>>;
 }
 
 function addTo(index: Map<string, Set<string>>, key: string | null, member: string): void {
@@ -106,6 +150,8 @@ export interface PeerAdmissionOptions {
   readonly ownLease: () => Lease | null;
   /** This node's PublicIP: a lease advertising it is never a peer. */
   readonly ownPublicIP: string;
+  /** This node's PublicIPv6 (an IPv6 network): likewise. */
+  readonly ownPublicIPv6?: string | null;
 }
 
 /**
@@ -116,12 +162,22 @@ export interface PeerAdmissionOptions {
  */
 export class PeerAdmission {
   private readonly candidates = new Map<string, Lease>();
-  private readonly byMac = new Map<string, Set<string>>();
-  private readonly byPublicIP = new Map<string, Set<string>>();
+  /** PublicIP, PublicIPv6 (IPv6 networks), VtepMAC, BackendV6Data.VtepMAC (IPv6 networks), judged in this order. */
+  private readonly identities: readonly Identity[];
   /** Subnet (at SubnetLen) containing a candidate's PublicIP -> those candidates; only PublicIPs inside Network. */
   private readonly byPublicIPSubnet = new Map<string, Set<string>>();
 
-  constructor(private readonly options: PeerAdmissionOptions) {}
+  constructor(private readonly options: PeerAdmissionOptions) {
+    const ownIP = options.ownPublicIP && options.ownPublicIP !== UNSET_PUBLIC_IP ? options.ownPublicIP : null;
+    const v6 = options.config.enableIPv6;
+    const identity = (label: string, reason: RefusalReason, of: (lease: Lease) => string | null, own: string | null): Identity => ({ label, reason, of, own, index: new Map() });
+    this.identities = [
+      identity('PublicIP', 'duplicate-public-ip', publicIPOf, ownIP),
+      ...(v6 ? [identity('PublicIPv6', 'duplicate-public-ip', (l) => l.attrs.PublicIPv6, options.ownPublicIPv6 ?? null)] : []),
+      identity('VtepMAC', 'duplicate-mac', macOf, null),
+      ...(v6 ? [identity('BackendV6Data.VtepMAC', 'duplicate-mac', macV6Of, null)] : []),
+    ];
+  }
 
   get size(): number {
     return this.candidates.size;
@@ -154,8 +210,7 @@ export class PeerAdmission {
 
   clear(): void {
     this.candidates.clear();
-    this.byMac.clear();
-    this.byPublicIP.clear();
+    for (const id of this.identities) id.index.clear();
     this.byPublicIPSubnet.clear();
   }
 
@@ -171,45 +226,47 @@ export class PeerAdmission {
     const insane = this.publicIPRefusal(lease);
     if (insane) return insane;
     const own = this.options.ownLease();
-    const ip = lease.attrs.PublicIP;
-    if (ip === this.options.ownPublicIP) {
-      const ownWins = !own || createdBefore(own, lease);
-      return refusal(lease, 'duplicate-public-ip', `advertises this node's PublicIP ${ip}${ownWins ? '' : ' (and is older than this node\'s lease)'}`, own?.key ?? null);
-    }
-    const ipWinner = this.oldest(this.byPublicIP.get(ip), own && own.attrs.PublicIP === ip ? own : null);
-    if (ipWinner !== lease) return refusal(lease, 'duplicate-public-ip', `PublicIP ${ip} is already advertised by the older lease ${ipWinner.key}`, ipWinner.key);
-    const mac = macOf(lease);
-    if (mac !== null) {
-      const macWinner = this.oldest(this.byMac.get(mac), own && macOf(own) === mac ? own : null);
-      if (macWinner !== lease) return refusal(lease, 'duplicate-mac', `VtepMAC ${mac} is already advertised by the older lease ${macWinner.key}`, macWinner.key);
+    for (const id of this.identities) {
+      const value = id.of(lease);
+      if (value === null) continue;
+      if (value === id.own) {
+        const ownWins = !own || createdBefore(own, lease);
+        return refusal(lease, id.reason, `advertises this node's ${id.label} ${value}${ownWins ? '' : ' (and is older than this node\'s lease)'}`, own?.key ?? null);
+      }
+      const winner = this.oldest(id.index.get(value), own && id.of(own) === value ? own : null);
+      if (winner !== lease) return refusal(lease, id.reason, `${id.label} ${value} is already advertised by the older lease ${winner.key}`, winner.key);
     }
     return null;
   }
 
   /**
    * What a candidate's conflicts say about this node's own lease: the older
-   * lease that advertises its PublicIP or VtepMAC, which other nodes program
-   * instead of it. Null when the own lease wins every conflict.
+   * lease that advertises its PublicIP or VtepMAC (or their IPv6
+   * counterparts), which other nodes program instead of it. Null when the own
+   * lease wins every conflict.
    */
   ownLoss(): Refusal | null {
     const own = this.options.ownLease();
     if (!own) return null;
-    const ipWinner = this.oldest(this.byPublicIP.get(own.attrs.PublicIP), own);
-    if (ipWinner !== own) {
-      return refusal(own, 'duplicate-public-ip', `this node's PublicIP ${own.attrs.PublicIP} is already advertised by the older lease ${ipWinner.key}`, ipWinner.key);
+    for (const id of this.identities) {
+      const value = id.of(own);
+      if (value === null) continue;
+      const winner = this.oldest(id.index.get(value), own);
+      if (winner !== own) return refusal(own, id.reason, `this node's ${id.label} ${value} is already advertised by the older lease ${winner.key}`, winner.key);
     }
-    const mac = macOf(own);
-    const macWinner = mac === null ? own : this.oldest(this.byMac.get(mac), own);
-    if (macWinner !== own) return refusal(own, 'duplicate-mac', `this node's VtepMAC ${mac} is already advertised by the older lease ${macWinner.key}`, macWinner.key);
     return null;
   }
 
   private publicIPRefusal(lease: Lease): Refusal | null {
-    const ip = lease.attrs.PublicIP;
-    const problem = publicIPProblem(ip, this.options.config);
+    const { config } = this.options;
+    const ip = publicIPOf(lease);
+    const problem = ip === null ? null : publicIPProblem(ip, config);
     if (problem) return refusal(lease, 'public-ip', problem, null);
+    const ip6 = config.enableIPv6 ? lease.attrs.PublicIPv6 : null;
+    const problem6 = ip6 ? publicIPv6Problem(ip6, config) : null;
+    if (problem6) return refusal(lease, 'public-ip', problem6, null);
     const covered = this.coveredPublicIP(lease);
-    if (covered) return refusal(lease, 'covers-public-ip', `its subnet ${lease.subnet} holds the PublicIP ${covered.ip} of ${covered.of}`, null);
+    if (covered) return refusal(lease, 'covers-public-ip', `its subnet ${covered.subnet} holds the ${covered.label} ${covered.ip} of ${covered.of}`, null);
     return null;
   }
 
@@ -219,13 +276,19 @@ export class PeerAdmission {
    * address with it. Only usable PublicIPs count, so that a bogus lease
    * cannot get a good one refused by pointing its PublicIP into it.
    */
-  private coveredPublicIP(lease: Lease): { ip: string; of: string } | null {
+  private coveredPublicIP(lease: Lease): { ip: string; of: string; label: string; subnet: Subnet } | null {
+    // The IPv6 check covers this node's PublicIPv6 only; other nodes' PublicIPv6 inside a lease's IPv6 subnet is not looked for yet.
+    const own6 = this.options.ownPublicIPv6;
+    if (this.options.config.enableIPv6 && own6 && lease.ipv6Subnet && lease.attrs.PublicIPv6 !== own6 && lease.ipv6Subnet.contains(own6)) {
+      return { ip: own6, of: 'this node', label: 'PublicIPv6', subnet: lease.ipv6Subnet };
+    }
+    if (!hasIPv4(lease.subnet)) return null; // NO_IPV4_SUBNET would contain every address
     const own = this.options.ownPublicIP;
-    if (own && lease.attrs.PublicIP !== own && lease.subnet.contains(own)) return { ip: own, of: 'this node' };
+    if (own && lease.attrs.PublicIP !== own && lease.subnet.contains(own)) return { ip: own, of: 'this node', label: 'PublicIP', subnet: lease.subnet };
     for (const key of this.byPublicIPSubnet.get(lease.subnet.toString()) ?? []) {
       const other = this.candidates.get(key) as Lease;
       if (other === lease || other.attrs.PublicIP === lease.attrs.PublicIP) continue;
-      if (publicIPProblem(other.attrs.PublicIP, this.options.config) === null) return { ip: other.attrs.PublicIP, of: other.key };
+      if (publicIPProblem(other.attrs.PublicIP, this.options.config) === null) return { ip: other.attrs.PublicIP, of: other.key, label: 'PublicIP', subnet: lease.subnet };
     }
     return null;
   }
@@ -252,20 +315,19 @@ export class PeerAdmission {
   }
 
   private index(subnetKey: string, lease: Lease, affected: Set<string>): void {
-    this.touch(this.byPublicIP, lease.attrs.PublicIP, subnetKey, affected, addTo);
-    this.touch(this.byMac, macOf(lease), subnetKey, affected, addTo);
+    for (const id of this.identities) this.touch(id.index, id.of(lease), subnetKey, affected, addTo);
     this.indexHolder(lease, subnetKey, affected, addTo);
   }
 
   private unindex(subnetKey: string, lease: Lease, affected: Set<string>): void {
-    this.touch(this.byPublicIP, lease.attrs.PublicIP, subnetKey, affected, removeFrom);
-    this.touch(this.byMac, macOf(lease), subnetKey, affected, removeFrom);
+    for (const id of this.identities) this.touch(id.index, id.of(lease), subnetKey, affected, removeFrom);
     this.indexHolder(lease, subnetKey, affected, removeFrom);
   }
 
   /** A PublicIP inside Network: the lease whose subnet holds it is judged again. */
   private indexHolder(lease: Lease, subnetKey: string, affected: Set<string>, change: typeof addTo): void {
-    const holder = this.holderSubnetOf(lease.attrs.PublicIP);
+    const ip = publicIPOf(lease);
+    const holder = ip === null ? null : this.holderSubnetOf(ip);
     if (holder === null) return;
     change(this.byPublicIPSubnet, holder, subnetKey);
     affected.add(holder);
@@ -285,5 +347,5 @@ export class PeerAdmission {
 }
 
 function refusal(lease: Lease, reason: RefusalReason, detail: string, winner: string | null): Refusal {
-  return { key: lease.key, subnet: lease.subnet.toString(), reason, detail, winner };
+  return { key: lease.key, subnet: slotOf(lease), reason, detail, winner };
 }

@@ -111,10 +111,11 @@ function boundary(doc: Record<string, unknown>, name: string, network: Subnet, s
   } catch {
     throw invalid(name, `"${raw}" is not an IPv${network.family} address`);
   }
+  const prefix = FAMILY[network.family].prefix;
   if (sn.family !== network.family || !network.contains(raw)) {
-    throw invalid(name, `${raw} is not inside Network ${network}`);
+    throw invalid(name, `${raw} is not inside ${prefix}Network ${network}`);
   }
-  if (sn.ip !== canonical(raw, network.family)) throw invalid(name, `${raw} is not on a SubnetLen (/${subnetLen}) boundary`);
+  if (sn.ip !== canonical(raw, network.family)) throw invalid(name, `${raw} is not on a ${prefix}SubnetLen (/${subnetLen}) boundary`);
   return sn;
 }
 

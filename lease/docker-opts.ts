@@ -33,15 +33,22 @@ export interface DockerOptsArgs {
 
 export const DOCKER_OPTS_DEFAULTS = { subnetFile: DEFAULT_SUBNET_FILE, outFile: '/run/docker_opts.env', key: 'DOCKER_OPTS' } as const;
 
-/** The output file's text for the given subnet file variables. Throws WEFT_ERR_OPTION_INVALID on bad input. */
+/**
+ * The output file's text for the given subnet file variables. Throws WEFT_ERR_OPTION_INVALID on bad input.
+ * flannel's script knows IPv4 only; with FLANNEL_IPV6_SUBNET, weft adds
+ * DOCKER_OPT_IPV6 (`--ipv6 --fixed-cidr-v6=` the node's IPv6 subnet), and an
+ * IPv6-only file gives no `--bip`.
+ */
 export function formatDockerOpts(vars: SubnetFileVars, args: DockerOptsArgs): string {
   const subnet = vars.FLANNEL_SUBNET;
   const mtu = vars.FLANNEL_MTU;
-  if (!subnet) throw new WeftError('WEFT_ERR_OPTION_INVALID', `${args.subnetFile} has no FLANNEL_SUBNET`);
+  const v6 = vars.FLANNEL_IPV6_SUBNET ? ipv6Network(vars.FLANNEL_IPV6_SUBNET, args.subnetFile) : null;
+  if (!subnet && !v6) throw new WeftError('WEFT_ERR_OPTION_INVALID', `${args.subnetFile} has no FLANNEL_SUBNET (or FLANNEL_IPV6_SUBNET)`);
   if (!mtu || !/^\d+$/.test(mtu)) throw new WeftError('WEFT_ERR_OPTION_INVALID', `${args.subnetFile} has no valid FLANNEL_MTU`);
   const opts: [string, string][] = [];
   if (args.bridge) opts.push(['BRIDGE', `--bridge=${args.bridge}`]);
-  else opts.push(['BIP', `--bip=${subnet}`]);
+  else if (subnet) opts.push(['BIP', `--bip=${subnet}`]);
+  if (v6) opts.push(['IPV6', `--ipv6 --fixed-cidr-v6=${v6}`]);
   if (!args.noIpMasq) {
     // Inverted on purpose: when weft masquerades (FLANNEL_IPMASQ=true), Docker must not.
     if (vars.FLANNEL_IPMASQ === 'true') opts.push(['IPMASQ', '--ip-masq=false']);
@@ -56,6 +63,18 @@ export function formatDockerOpts(vars: SubnetFileVars, args: DockerOptsArgs): st
   if (args.individual || both) for (const [name, value] of opts) lines.push(`DOCKER_OPT_${name}="${value}"`);
   if (args.combined || both) lines.push(`${args.key}="${args.existing ?? ''} ${opts.map(([, v]) => v).join(' ')}"`);
   return lines.join('\n') + '\n';
+}
+
+/** FLANNEL_IPV6_SUBNET (`fd00:10:244:3::1/64`) as the network Docker's --fixed-cidr-v6 takes. */
+function ipv6Network(text: string, file: string): Subnet {
+  let sn: Subnet | null = null;
+  try {
+    sn = Subnet.parse(text.trim());
+  } catch {
+    // worded below
+  }
+  if (!sn || sn.family !== 6) throw new WeftError('WEFT_ERR_OPTION_INVALID', `${file}: FLANNEL_IPV6_SUBNET=${text} is not an IPv6 subnet`);
+  return sn;
 }
 
 const execFileP = promisify(execFile);
@@ -80,10 +99,13 @@ export async function runDockerOpts(args: DockerOptsArgs): Promise<{ exitCode: n
     return { exitCode: 1, message: (err as Error).message };
   }
   await writeFileAtomic(args.outFile, out, { mode: 0o644 });
-  const network = Subnet.parse(vars.FLANNEL_SUBNET!).toString();
-  const { stdout } = await execFileP('ip', ['-4', 'route', 'show', network]).catch(() => ({ stdout: '' }));
-  if (stdout.split('\n').some((l) => l.startsWith(`${network} via `))) {
-    return { exitCode: 1, message: `Your routing table already contains the subnet: ${network}` };
+  for (const [family, cidr] of [['-4', vars.FLANNEL_SUBNET], ['-6', vars.FLANNEL_IPV6_SUBNET]] as const) {
+    if (!cidr) continue;
+    const network = Subnet.parse(cidr).toString();
+    const { stdout } = await execFileP('ip', [family, 'route', 'show', network]).catch(() => ({ stdout: '' }));
+    if (stdout.split('\n').some((l) => l.startsWith(`${network} via `))) {
+      return { exitCode: 1, message: `Your routing table already contains the subnet: ${network}` };
+    }
   }
   return { exitCode: 0 };
 }

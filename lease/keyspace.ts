@@ -20,13 +20,44 @@ export function subnetsPrefix(prefix: string): string {
   return joined;
 }
 
-export function subnetKey(prefix: string, subnet: Subnet, ipv6Subnet: Subnet | null = null): string {
+/**
+ * The IPv4 part of an IPv6-only lease: flannel's empty IP4Net, which its key
+ * encoding writes as `0.0.0.0-0` (so the key reads `0.0.0.0-0&fd00:10:244:3::-64`).
+ * A lease's `subnet` holds it when the lease has no IPv4 subnet.
+ */
+export const NO_IPV4_SUBNET = Subnet.parse('0.0.0.0/0');
+
+/** Whether `subnet` (a lease's IPv4 part) is a subnet, not the IPv6-only placeholder NO_IPV4_SUBNET. */
+export function hasIPv4(subnet: Subnet): boolean {
+  return subnet.prefixLength !== 0;
+}
+
+/**
+ * The name a lease goes by in peer maps and logs: its IPv4 subnet, or for an
+ * IPv6-only lease its IPv6 subnet (flannel's sameSubnet compares the family the
+ * lease has).
+ */
+export function slotOf(lease: { readonly subnet: Subnet; readonly ipv6Subnet: Subnet | null }): string {
+  return hasIPv4(lease.subnet) || !lease.ipv6Subnet ? lease.subnet.toString() : lease.ipv6Subnet.toString();
+}
+
+/** A lease's subnets for logs and messages: `10.244.3.0/24`, `10.244.3.0/24 + fd00:10:244:3::/64` or `fd00:10:244:3::/64`. */
+export function describeSubnets(lease: { readonly subnet: Subnet; readonly ipv6Subnet?: Subnet | null }): string {
+  const v6 = lease.ipv6Subnet ?? null;
+  if (!hasIPv4(lease.subnet)) return v6 ? v6.toString() : lease.subnet.toString();
+  return v6 ? `${lease.subnet} + ${v6}` : lease.subnet.toString();
+}
+
+/** `subnet` null (or NO_IPV4_SUBNET) with an IPv6 subnet gives the IPv6-only key. */
+export function subnetKey(prefix: string, subnet: Subnet | null, ipv6Subnet: Subnet | null = null): string {
   return subnetsPrefix(prefix) + subnetKeyName(subnet, ipv6Subnet);
 }
 
-/** `10.244.3.0-24` or `10.244.3.0-24&fc00:0:0:34::-64`. */
-export function subnetKeyName(subnet: Subnet, ipv6Subnet: Subnet | null = null): string {
-  const v4 = `${subnet.ip}-${subnet.prefixLength}`;
+/** `10.244.3.0-24`, `10.244.3.0-24&fc00:0:0:34::-64`, or IPv6-only `0.0.0.0-0&fc00:0:0:34::-64`. */
+export function subnetKeyName(subnet: Subnet | null, ipv6Subnet: Subnet | null = null): string {
+  const v4sn = subnet ?? NO_IPV4_SUBNET;
+  if (!hasIPv4(v4sn) && !ipv6Subnet) throw new WeftError('WEFT_ERR_ADDRESS_INVALID', 'a subnet key needs an IPv4 or an IPv6 subnet');
+  const v4 = `${v4sn.ip}-${v4sn.prefixLength}`;
   return ipv6Subnet ? `${v4}&${ipv6Subnet.ip}-${ipv6Subnet.prefixLength}` : v4;
 }
 
@@ -49,6 +80,8 @@ export function parseSubnetKey(prefix: string, key: string): { subnet: Subnet; i
   if (ipv6Subnet && (ipv6Subnet.family !== 6 || ipv6Subnet.ip !== m[3])) {
     throw malformed(`IPv6 part "${m[3]}-${m[4]}" is not a canonical IPv6 network`);
   }
+  if (!hasIPv4(subnet) && !ipv6Subnet) throw malformed('0.0.0.0-0 (no IPv4 subnet) without an IPv6 part');
+  if (ipv6Subnet && ipv6Subnet.prefixLength === 0) throw malformed(`IPv6 part "${m[3]}-${m[4]}" is not a subnet`);
   return { subnet, ipv6Subnet };
 }
 

@@ -1,8 +1,8 @@
 import { WeftError, isWeftError } from '../common/errors.js';
 import { field, isPlainObject, jsonType } from './json-fields.js';
-import { parseSubnetKey } from './keyspace.js';
+import { hasIPv4, parseSubnetKey } from './keyspace.js';
 import { canonicalMac, isUnicastMac } from '../common/mac.js';
-import { canonicalIPv4, canonicalIPv6 } from '../common/subnet.js';
+import { Subnet, canonicalIPv4, canonicalIPv6 } from '../common/subnet.js';
 import type { Listing } from './registry.js';
 import type { BackendData, Lease, LeaseAttrs, NetworkConfig } from './types.js';
 
@@ -31,17 +31,21 @@ export function parseLeaseAttrs(text: string): LeaseAttrs {
   }
   if (!isPlainObject(doc)) throw bad(`value must be a JSON object, got ${jsonType(doc)}`);
 
-  const publicIPRaw = field(doc, 'PublicIP');
-  if (typeof publicIPRaw !== 'string') throw bad(`PublicIP must be an IPv4 address string, got ${jsonType(publicIPRaw)}`);
-  const PublicIP = canonicalIPv4(publicIPRaw);
-  if (PublicIP === null) throw bad(`PublicIP ${JSON.stringify(publicIPRaw.slice(0, 64))} is not an IPv4 address`);
-  if (!isUsableUnicast(PublicIP)) throw bad(`PublicIP ${PublicIP} is not a usable unicast address`);
-
   const v6Raw = field(doc, 'PublicIPv6');
   let PublicIPv6: string | null = null;
   if (v6Raw !== undefined && v6Raw !== null) {
     PublicIPv6 = typeof v6Raw === 'string' ? canonicalIPv6(v6Raw) : null;
     if (PublicIPv6 === null) throw bad(`PublicIPv6 ${JSON.stringify(String(v6Raw).slice(0, 64))} is not an IPv6 address`);
+    if (!isUsableUnicastV6(PublicIPv6)) throw bad(`PublicIPv6 ${PublicIPv6} is not a usable unicast address`);
+  }
+
+  const publicIPRaw = field(doc, 'PublicIP');
+  if (typeof publicIPRaw !== 'string') throw bad(`PublicIP must be an IPv4 address string, got ${jsonType(publicIPRaw)}`);
+  const PublicIP = canonicalIPv4(publicIPRaw);
+  if (PublicIP === null) throw bad(`PublicIP ${JSON.stringify(publicIPRaw.slice(0, 64))} is not an IPv4 address`);
+  // flannel writes "0.0.0.0" for an unset PublicIP: a node of an IPv6-only network, known by its PublicIPv6.
+  if (!isUsableUnicast(PublicIP) && !(PublicIP === UNSET_PUBLIC_IP && PublicIPv6 !== null)) {
+    throw bad(`PublicIP ${PublicIP} is not a usable unicast address`);
   }
 
   const typeRaw = field(doc, 'BackendType');
@@ -55,14 +59,13 @@ export function parseLeaseAttrs(text: string): LeaseAttrs {
   if (data) attrs.BackendData = data;
   const v6data = parseBackendData(field(doc, 'BackendV6Data'), BackendType, 'BackendV6Data');
   if (v6data) attrs.BackendV6Data = v6data;
+  // flannel's vxlan nodes of an IPv6-only network publish BackendV6Data alone; which family needs which is validateLease's.
+  if (BackendType === 'vxlan' && !data && !v6data) throw bad('vxlan lease without BackendData');
   return attrs;
 }
 
 function parseBackendData(raw: unknown, backendType: string, name: string): BackendData | undefined {
-  if (raw === undefined || raw === null) {
-    if (backendType === 'vxlan' && name === 'BackendData') throw bad('vxlan lease without BackendData');
-    return undefined;
-  }
+  if (raw === undefined || raw === null) return undefined;
   if (!isPlainObject(raw)) throw bad(`${name} must be an object, got ${jsonType(raw)}`);
   if (backendType !== 'vxlan') return raw;
 
@@ -75,6 +78,16 @@ function parseBackendData(raw: unknown, backendType: string, name: string): Back
   if (mac === null) throw bad(`${name}.VtepMAC ${JSON.stringify(macRaw)?.slice(0, 40)} is not a MAC address`);
   if (!isUnicastMac(mac)) throw bad(`${name}.VtepMAC ${mac} is not a unicast MAC address`);
   return { VNI: vni, VtepMAC: mac };
+}
+
+/** flannel's PublicIP when the node has none (an IPv6-only node). */
+export const UNSET_PUBLIC_IP = '0.0.0.0';
+
+// ::/127 (unspecified, loopback), IPv4-mapped, multicast: never a tunnel endpoint. Link-local is refused by admission.
+const UNUSABLE_V6 = ['::/127', '::ffff:0:0/96', 'ff00::/8'].map((cidr) => Subnet.parse(cidr));
+
+function isUsableUnicastV6(ip: string): boolean {
+  return !UNUSABLE_V6.some((sn) => sn.contains(ip));
 }
 
 function isUsableUnicast(ip: string): boolean {
@@ -152,12 +165,17 @@ export function validateLease(prefix: string, kv: RawKeyValue, config: NetworkCo
   if (!parsed) return null;
   const { subnet, ipv6Subnet } = parsed;
   if (config.network) {
-    if (!config.network.contains(subnet)) throw malformed(kv.key, `subnet ${subnet} is outside Network ${config.network}`);
+    if (!config.network.contains(subnet)) {
+      throw malformed(kv.key, hasIPv4(subnet) ? `subnet ${subnet} is outside Network ${config.network}` : `no IPv4 subnet, and Network ${config.network} is IPv4`);
+    }
     if (subnet.prefixLength !== config.subnetLen) {
       throw malformed(kv.key, `subnet ${subnet} has prefix length ${subnet.prefixLength}, SubnetLen is ${config.subnetLen}`);
     }
+  } else if (config.enableIPv6 && !ipv6Subnet) {
+    throw malformed(kv.key, `no IPv6 subnet, and the network is IPv6-only`);
   }
-  if (ipv6Subnet && config.enableIPv6 && config.ipv6Network) {
+  const v6 = config.enableIPv6 && ipv6Subnet !== null;
+  if (v6 && config.ipv6Network) {
     if (!config.ipv6Network.contains(ipv6Subnet) || ipv6Subnet.prefixLength !== config.ipv6SubnetLen) {
       throw malformed(kv.key, `IPv6 subnet ${ipv6Subnet} does not fit IPv6Network ${config.ipv6Network} with IPv6SubnetLen ${config.ipv6SubnetLen}`);
     }
@@ -168,6 +186,11 @@ export function validateLease(prefix: string, kv: RawKeyValue, config: NetworkCo
   } catch (err) {
     throw malformed(kv.key, (err as Error).message, err);
   }
+  // Each family the network uses needs its tunnel endpoint and, for vxlan, its VTEP.
+  if (config.network && attrs.PublicIP === UNSET_PUBLIC_IP) throw malformed(kv.key, `PublicIP ${UNSET_PUBLIC_IP} is not a usable unicast address`);
+  if (config.network && attrs.BackendType === 'vxlan' && !attrs.BackendData) throw malformed(kv.key, 'vxlan lease without BackendData');
+  if (v6 && attrs.PublicIPv6 === null) throw malformed(kv.key, `IPv6 subnet ${ipv6Subnet} without a PublicIPv6`);
+  if (v6 && attrs.BackendType === 'vxlan' && !attrs.BackendV6Data) throw malformed(kv.key, `vxlan lease with IPv6 subnet ${ipv6Subnet} without BackendV6Data`);
   return { subnet, ipv6Subnet, attrs, key: kv.key, etcdLeaseId: kv.lease || '0', modRevision: kv.modRevision, createRevision: kv.createRevision ?? kv.modRevision };
 }
 

@@ -4,8 +4,8 @@ import { Wakeup } from '../common/periodic.js';
 import { WeftError, isWeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { chooseSubnet, type AllocationInput } from './allocate.js';
-import { parseSubnetKey, subnetKey } from './keyspace.js';
-import { judgeLease, serializeLeaseAttrs, validateLease, type LeaseVerdict, type RawKeyValue, type ValidatedListing } from './lease-value.js';
+import { describeSubnets, parseSubnetKey, subnetKey } from './keyspace.js';
+import { UNSET_PUBLIC_IP, judgeLease, serializeLeaseAttrs, validateLease, type LeaseVerdict, type RawKeyValue, type ValidatedListing } from './lease-value.js';
 import type { Listing, Registry, StoreState, StoreUpdate } from './registry.js';
 import { WEFTD_DEFAULTS } from '../common/defaults.js';
 import type { Subnet } from '../common/subnet.js';
@@ -21,6 +21,8 @@ export interface LeaseManagerOptions {
   readonly attrs: LeaseAttrs;
   /** The subnet from the previous subnet file, tried before a random one. */
   readonly previousSubnet?: Subnet | null;
+  /** The IPv6 subnet from the previous subnet file (FLANNEL_IPV6_SUBNET), likewise. */
+  readonly previousIPv6Subnet?: Subnet | null;
   readonly ttlSeconds?: number;
   /** Renew at the latest this long before expiry (flannel's --subnet-lease-renew-margin). */
   readonly renewMarginSeconds?: number;
@@ -97,7 +99,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
    * retrying on a lost race. Retries (with backoff) while etcd is unreachable
    * or the range is exhausted, logging why, until it succeeds or `signal` aborts.
    */
-  async acquire(signal: AbortSignal, exclude?: Subnet): Promise<Lease> {
+  async acquire(signal: AbortSignal, exclude?: readonly Subnet[]): Promise<Lease> {
     return (await this.acquireWithListing(signal, { exclude })).lease;
   }
 
@@ -109,7 +111,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
    */
   async acquireWithListing(
     signal: AbortSignal,
-    { exclude, prefetched }: { exclude?: Subnet; prefetched?: Promise<Listing> } = {},
+    { exclude, prefetched }: { exclude?: readonly Subnet[]; prefetched?: Promise<Listing> } = {},
   ): Promise<{ lease: Lease; listing: ValidatedListing }> {
     const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
     // A listing read ahead (while the caller set up its device) serves the first try. An old
@@ -168,7 +170,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       return;
     }
     const left = this.ttlRemaining;
-    if (this.held && left !== null) this.log.warn(`lease ${this.held.subnet} stays valid for ${Math.floor(left)} s without etcd`);
+    if (this.held && left !== null) this.log.warn(`lease ${describeSubnets(this.held)} stays valid for ${Math.floor(left)} s without etcd`);
   }
 
   /** Gives the subnet up: revokes the etcd lease (etcd deletes the key). Reservations stay. */
@@ -177,14 +179,17 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     this.etcdLeaseId = null;
   }
 
-  private async tryAcquire(verdicts: readonly LeaseVerdict[], exclude?: Subnet): Promise<Lease | null> {
+  private async tryAcquire(verdicts: readonly LeaseVerdict[], exclude?: readonly Subnet[]): Promise<Lease | null> {
     const { config, attrs } = this.options;
     const leases = verdicts.flatMap((verdict) => this.occupying(verdict));
+    const excluded = (s: Subnet | null | undefined) => (s && exclude?.some((x) => x.equals(s)) ? null : s ?? null);
     const input: AllocationInput = {
       config,
       leases,
       publicIP: attrs.PublicIP,
-      previousSubnet: exclude && this.options.previousSubnet?.equals(exclude) ? null : this.options.previousSubnet ?? null,
+      publicIPv6: attrs.PublicIPv6,
+      previousSubnet: excluded(this.options.previousSubnet),
+      previousIPv6Subnet: excluded(this.options.previousIPv6Subnet),
       ...(this.options.randomInt ? { randomInt: this.options.randomInt } : {}),
     };
     let { choice, incompatible } = chooseSubnet(input);
@@ -193,27 +198,27 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       ({ choice, incompatible } = chooseSubnet({ ...input, collides: await this.options.nodeCollisions() }));
     }
     for (const stale of incompatible) {
-      this.log.warn(`deleting this node's lease ${stale.subnet}: it does not fit the network config`);
+      this.log.warn(`deleting this node's lease ${describeSubnets(stale)}: it does not fit the network config`);
       await this.registry.deleteSubnet(stale.key, stale.modRevision);
     }
     const value = serializeLeaseAttrs(attrs);
     if (choice.kind === 'reuse') {
       const found = choice.lease;
       if (isReservation(found)) {
-        this.log.info(`using reservation ${found.subnet} for ${attrs.PublicIP}`);
+        this.log.info(`using reservation ${describeSubnets(found)} for ${publicName(attrs)}`);
         if (found.attrs && serializeLeaseAttrs(found.attrs) === value) return found;
         return (await this.registry.replaceSubnet(found.key, value, '0', found.modRevision)) ? this.reread(found.key) : null;
       }
       const id = await this.ensureEtcdLease();
-      this.log.info(`found lease ${found.subnet} for ${attrs.PublicIP}, reusing`);
+      this.log.info(`found lease ${describeSubnets(found)} for ${publicName(attrs)}, reusing`);
       if (!(await this.registry.replaceSubnet(found.key, value, id, found.modRevision))) return null;
       if (found.etcdLeaseId !== id) await this.registry.revokeLease(found.etcdLeaseId).catch(() => undefined);
       return this.reread(found.key);
     }
     const id = await this.ensureEtcdLease();
-    const key = subnetKey(this.registry.prefix, choice.subnet);
+    const key = subnetKey(this.registry.prefix, choice.subnet, choice.ipv6Subnet ?? null);
     if (!(await this.registry.createSubnet(key, value, id))) return null;
-    this.log.info(`${choice.kind === 'previous' ? 'reusing previous subnet' : 'allocated subnet'} ${choice.subnet}`);
+    this.log.info(`${choice.kind === 'previous' ? 'reusing previous subnet' : 'allocated subnet'} ${describeSubnets(choice)}`);
     return this.reread(key);
   }
 
@@ -255,7 +260,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     const previous = this.held;
     this.held = lease;
     this.setState('held');
-    if (previous && !previous.subnet.equals(lease.subnet)) this.emit('change', lease, previous);
+    if (previous && previous.key !== lease.key) this.emit('change', lease, previous);
   }
 
   private setState(next: LeaseState): void {
@@ -339,11 +344,11 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     } catch (err) {
       this.log.warn(`own lease key holds an invalid value (${(err as Error).message}); rewriting it`);
     }
-    if (!lease || lease.attrs.PublicIP !== this.options.attrs.PublicIP) {
-      this.scheduleRecovery(`lease key ${held.key} was overwritten${lease ? ` by ${lease.attrs.PublicIP}` : ''}`, signal);
+    if (!lease || !sameNode(lease.attrs, this.options.attrs)) {
+      this.scheduleRecovery(`lease key ${held.key} was overwritten${lease ? ` by ${publicName(lease.attrs)}` : ''}`, signal);
       return;
     }
-    if (isReservation(lease) && !isReservation(held)) this.log.info(`lease ${held.subnet} is now a reservation`);
+    if (isReservation(lease) && !isReservation(held)) this.log.info(`lease ${describeSubnets(held)} is now a reservation`);
     this.held = lease;
   }
 
@@ -362,7 +367,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       try {
         const kv = await this.registry.getSubnet(held.key);
         const current = kv ? this.occupying(judgeLease(this.registry.prefix, kv, this.options.config))[0] : undefined;
-        if (current && current.attrs.PublicIP === this.options.attrs.PublicIP && kv!.value === serializeLeaseAttrs(this.options.attrs)) {
+        if (current && sameNode(current.attrs, this.options.attrs) && kv!.value === serializeLeaseAttrs(this.options.attrs)) {
           const leaseAlive = isReservation(current) || current.etcdLeaseId === this.etcdLeaseId;
           if (leaseAlive) {
             this.held = current;
@@ -373,20 +378,20 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
         this.losses++;
         this.setState('lost');
         this.emit('lost', reason);
-        this.log.error(`LEASE LOST: ${reason}; recovering subnet ${held.subnet}`);
+        this.log.error(`LEASE LOST: ${reason}; recovering subnet ${describeSubnets(held)}`);
         if (!kv) {
           const id = await this.ensureEtcdLease();
           if (await this.registry.createSubnet(held.key, serializeLeaseAttrs(this.options.attrs), id)) {
             const lease = await this.reread(held.key);
             if (lease) {
               this.hold(lease);
-              this.log.warn(`re-created lease ${held.subnet} after loss`);
+              this.log.warn(`re-created lease ${describeSubnets(held)} after loss`);
               return;
             }
           }
           continue; // someone wrote it meanwhile: look again
         }
-        if (current && current.attrs.PublicIP === this.options.attrs.PublicIP) {
+        if (current && sameNode(current.attrs, this.options.attrs)) {
           // Our key, but bound to a dead etcd lease or holding stale attrs: rebind it.
           const id = isReservation(current) ? '0' : await this.ensureEtcdLease();
           if (await this.registry.replaceSubnet(held.key, serializeLeaseAttrs(this.options.attrs), id, current.modRevision)) {
@@ -396,9 +401,9 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
           continue;
         }
         // Another node holds our old subnet now: take a new one.
-        this.log.error(`subnet ${held.subnet} was taken by another node; acquiring a new subnet`);
-        const lease = await this.acquire(signal, held.subnet);
-        this.log.warn(`subnet changed from ${held.subnet} to ${lease.subnet}`);
+        this.log.error(`subnet ${describeSubnets(held)} was taken by another node; acquiring a new subnet`);
+        const lease = await this.acquire(signal, held.ipv6Subnet ? [held.subnet, held.ipv6Subnet] : [held.subnet]);
+        this.log.warn(`subnet changed from ${describeSubnets(held)} to ${describeSubnets(lease)}`);
         return;
       } catch (err) {
         if (signal.aborted) return;
@@ -408,4 +413,14 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       }
     }
   }
+}
+
+/** Whether a lease value was written by this node: the same PublicIP and PublicIPv6 (an IPv6-only node's PublicIP is flannel's unset 0.0.0.0). */
+function sameNode(a: LeaseAttrs, b: LeaseAttrs): boolean {
+  return a.PublicIP === b.PublicIP && (a.PublicIPv6 ?? null) === (b.PublicIPv6 ?? null);
+}
+
+/** A node's public address(es) for the log. */
+function publicName(attrs: LeaseAttrs): string {
+  return attrs.PublicIPv6 ? `${attrs.PublicIP === UNSET_PUBLIC_IP ? '' : `${attrs.PublicIP} / `}${attrs.PublicIPv6}` : attrs.PublicIP;
 }

@@ -50,25 +50,40 @@ export function parseSubnetFile(text: string): SubnetFileVars {
   return parseEnv(text);
 }
 
+/** What a previous run's subnet file says it leased, each null when absent or unreadable. */
+export interface PreviousSubnets {
+  readonly subnet: Subnet | null;
+  readonly network: Subnet | null;
+  readonly ipv6Subnet: Subnet | null;
+  readonly ipv6Network: Subnet | null;
+}
+
 /**
- * The subnet a previous run leased, from FLANNEL_SUBNET (`10.244.3.1/24` ->
- * `10.244.3.0/24`), or null when the file is absent or holds none.
+ * The subnets a previous run leased, from FLANNEL_SUBNET and
+ * FLANNEL_IPV6_SUBNET (`10.244.3.1/24` -> `10.244.3.0/24`), with the networks
+ * they were leased from; null where the file is absent or holds none.
  */
-export async function readPreviousSubnet(path: string): Promise<{ subnet: Subnet | null; network: Subnet | null }> {
+export async function readPreviousSubnet(path: string): Promise<PreviousSubnets> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch {
-    return { subnet: null, network: null };
+    return { subnet: null, network: null, ipv6Subnet: null, ipv6Network: null };
   }
   const vars = parseSubnetFile(text);
-  return { subnet: parseOrNull(vars.FLANNEL_SUBNET), network: parseOrNull(vars.FLANNEL_NETWORK?.split(',')[0]) };
+  return {
+    subnet: parseOrNull(vars.FLANNEL_SUBNET, 4),
+    network: parseOrNull(vars.FLANNEL_NETWORK?.split(',')[0], 4),
+    ipv6Subnet: parseOrNull(vars.FLANNEL_IPV6_SUBNET, 6),
+    ipv6Network: parseOrNull(vars.FLANNEL_IPV6_NETWORK?.split(',')[0], 6),
+  };
 }
 
-function parseOrNull(cidr: string | undefined): Subnet | null {
+function parseOrNull(cidr: string | undefined, family: 4 | 6): Subnet | null {
   if (!cidr) return null;
   try {
-    return Subnet.parse(cidr.trim());
+    const sn = Subnet.parse(cidr.trim());
+    return sn.family === family ? sn : null;
   } catch {
     return null;
   }

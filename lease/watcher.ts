@@ -4,6 +4,7 @@ import type { Registry, StoreUpdate } from './registry.js';
 import type { Subnet } from '../common/subnet.js';
 import type { Lease, NetworkConfig, PeerBatch, PeerEvent } from './types.js';
 import { PeerAdmission, type Refusal } from './admission.js';
+import { hasIPv4, slotOf } from './keyspace.js';
 
 export interface LeaseWatcherOptions {
   readonly registry: Registry;
@@ -12,6 +13,8 @@ export interface LeaseWatcherOptions {
   readonly ownSubnet: () => Subnet | null;
   /** This node's public IP: another key advertising it is misconfiguration and is not a peer. */
   readonly ownPublicIP: string;
+  /** This node's PublicIPv6, likewise (an IPv6 network). */
+  readonly ownPublicIPv6?: string | null;
   /** This node's lease, which takes part in VtepMAC and PublicIP conflicts (see PeerAdmission). */
   readonly ownLease?: () => Lease | null;
   readonly log?: Logger;
@@ -19,7 +22,7 @@ export interface LeaseWatcherOptions {
 
 /**
  * Turns the store watch into peer batches: a cache of valid peer leases
- * keyed by subnet, diffed against every snapshot (so a peer that changed MAC
+ * keyed by subnet (the IPv4 one; an IPv6-only lease's IPv6 one, see slotOf), diffed against every snapshot (so a peer that changed MAC
  * or public IP during a compaction gap is a `changed`, not nothing), with
  * deltas applied in between. Malformed values are skipped with one warning
  * per key and revision; a peer whose key turns malformed keeps its last valid
@@ -45,7 +48,7 @@ export class LeaseWatcher {
 
   constructor(private readonly options: LeaseWatcherOptions) {
     this.log = options.log ?? silentLogger();
-    this.admission = new PeerAdmission({ config: options.config, ownPublicIP: options.ownPublicIP, ownLease: options.ownLease ?? (() => null) });
+    this.admission = new PeerAdmission({ config: options.config, ownPublicIP: options.ownPublicIP, ownPublicIPv6: options.ownPublicIPv6 ?? null, ownLease: options.ownLease ?? (() => null) });
   }
 
   /** The current peer set (live view; valid until the next batch). */
@@ -115,7 +118,7 @@ export class LeaseWatcher {
       const kv = kvs[i] as RawKeyValue;
       const verdict = verdicts?.[i];
       const lease = this.validate(kv, verdict?.kv === kv ? verdict : undefined);
-      if (lease) kept.set(lease.subnet.toString(), lease);
+      if (lease) kept.set(slotOf(lease), lease);
       else {
         // A known candidate whose value turned malformed keeps its slot and its last valid lease.
         const slot = this.keyOf(kv);
@@ -140,7 +143,7 @@ export class LeaseWatcher {
   }
 
   private putCandidate(lease: Lease, affected: Set<string>): void {
-    const subnetKey = lease.subnet.toString();
+    const subnetKey = slotOf(lease);
     const previous = this.admission.get(subnetKey);
     if (previous && previous.key !== lease.key) this.byEtcdKey.delete(previous.key);
     this.byEtcdKey.set(lease.key, lease);
@@ -191,8 +194,10 @@ export class LeaseWatcher {
     const lease = verdict.lease;
     if (!lease) return null;
     const own = this.options.ownSubnet();
-    if (own && own.equals(lease.subnet)) return null;
-    return lease;
+    if (own && hasIPv4(own)) return own.equals(lease.subnet) ? null : lease;
+    // An IPv6-only node's own subnet is its lease's IPv6 one.
+    const ownLease = this.options.ownLease?.();
+    return ownLease && slotOf(ownLease) === slotOf(lease) ? null : lease;
   }
 
   private warnOnce(kv: RawKeyValue, message: string): void {
@@ -205,7 +210,7 @@ export class LeaseWatcher {
   /** The cache slot (subnet) of an etcd key we hold, or null. */
   private keyOf(kv: RawKeyValue): string | null {
     const lease = this.byEtcdKey.get(kv.key);
-    return lease ? lease.subnet.toString() : null;
+    return lease ? slotOf(lease) : null;
   }
 }
 

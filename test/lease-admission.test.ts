@@ -6,6 +6,10 @@ import type { Registry } from '../lease/registry.js';
 import { Subnet } from '../common/subnet.js';
 import type { Lease } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
+import { publicIPv6Problem } from '../lease/admission.js';
+import { NO_IPV4_SUBNET } from '../lease/keyspace.js';
+import { validateLease } from '../lease/lease-value.js';
+import * as ds from './harness/dual-stack-leases.js';
 
 const P = '/coreos.com/network';
 const config = parseNetworkConfig('{"Network":"10.244.0.0/16"}');
@@ -174,5 +178,73 @@ describe('lease admission: a joining node\'s VTEP MAC (unit)', () => {
     expect(olderHolderOfMac([other, mine], '0e:00:00:00:00:01', '198.18.0.1')).to.equal(null);
     const mineNewer = mk('10.244.1.0/24', '198.18.0.1', '0e:00:00:00:00:01', '20');
     expect(olderHolderOfMac([other, mineNewer], '0e:00:00:00:00:01', '198.18.0.1')?.key).to.equal(other.key);
+  });
+});
+
+describe('lease admission: dual-stack and IPv6-only (unit)', () => {
+  const { dual, v6only, v4only, mac6, dualValue, v6Value } = ds;
+  const kv6 = ds.kv;
+  const watcher6 = (cfg = dual, own: { subnet?: Subnet; ip?: string; ip6?: string | null; lease?: Lease | null } = {}) =>
+    new LeaseWatcher({
+      registry: { prefix: P } as Registry,
+      config: cfg,
+      ownSubnet: () => own.subnet ?? Subnet.parse('10.244.1.0/24'),
+      ownPublicIP: own.ip ?? '198.18.0.1',
+      ownPublicIPv6: own.ip6 === undefined ? '2001:2::1' : own.ip6,
+      ownLease: () => own.lease ?? null,
+    });
+  const snapshot6 = (kvs: RawKeyValue[]) => ({ type: 'snapshot' as const, reason: 'initial' as const, revision: '1', kvs });
+
+  it('a PublicIPv6 that cannot be a tunnel endpoint: link-local, or inside the IPv6 range leases come from', () => {
+    expect(publicIPv6Problem('fe80::1', dual)).to.match(/PublicIPv6 fe80::1 is link-local/);
+    expect(publicIPv6Problem('fd00:10:244:7::9', dual)).to.match(/inside the range leases are taken from \(fd00:10:244:1:: to fd00:10:244:ffff:: of IPv6Network fd00:10:244::\/48\)/);
+    expect(publicIPv6Problem('fd00:10:244::5', dual)).to.equal(null);
+    expect(publicIPv6Problem('2001:2::2', dual)).to.equal(null);
+    const w = watcher6();
+    w.apply(snapshot6([kv6('10.244.2.0-24&fd00:10:244:2::-64', dualValue(2, { PublicIPv6: 'fe80::2' }))]));
+    expect(w.current.size).to.equal(0);
+    expect(w.refusals()[0]).to.include({ subnet: '10.244.2.0/24', reason: 'public-ip' });
+  });
+
+  it('two leases with one PublicIPv6 or one BackendV6Data VtepMAC: the older wins, and the next takes over when it goes', () => {
+    const w = watcher6();
+    const b = w.apply(snapshot6([
+      kv6('10.244.2.0-24&fd00:10:244:2::-64', dualValue(2), '5'),
+      kv6('10.244.3.0-24&fd00:10:244:3::-64', dualValue(3, { PublicIPv6: '2001:2::2' }), '6'),
+      kv6('10.244.4.0-24&fd00:10:244:4::-64', dualValue(4, { BackendV6Data: { VNI: 1, VtepMAC: mac6(2) } }), '7'),
+    ]));
+    expect(b.events.map((e) => `${e.type} ${e.lease.subnet}`)).to.deep.equal(['added 10.244.2.0/24']);
+    expect(w.refusals().map((r) => [r.subnet, r.reason, r.detail])).to.deep.equal([
+      ['10.244.3.0/24', 'duplicate-public-ip', `PublicIPv6 2001:2::2 is already advertised by the older lease ${P}/subnets/10.244.2.0-24&fd00:10:244:2::-64`],
+      ['10.244.4.0/24', 'duplicate-mac', `BackendV6Data.VtepMAC ${mac6(2)} is already advertised by the older lease ${P}/subnets/10.244.2.0-24&fd00:10:244:2::-64`],
+    ]);
+    const after = w.apply({ type: 'events', revision: '8', events: [{ type: 'delete', kv: { ...kv6('10.244.2.0-24&fd00:10:244:2::-64', ''), modRevision: '8' } }] });
+    expect(after.events.map((e) => `${e.type} ${e.lease.subnet}`).sort()).to.deep.equal(['added 10.244.3.0/24', 'added 10.244.4.0/24', 'removed 10.244.2.0/24']);
+  });
+
+  it("a lease advertising this node's PublicIPv6, or whose IPv6 subnet holds it, is never a peer", () => {
+    const w = watcher6(dual, { ip6: '2001:2::2' });
+    w.apply(snapshot6([kv6('10.244.2.0-24&fd00:10:244:2::-64', dualValue(2))]));
+    expect(w.refusals()[0]!.detail).to.equal("advertises this node's PublicIPv6 2001:2::2");
+    const inside = watcher6(parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:2::/48","IPv6SubnetMin":"2001:2:0:1::"}'), { ip6: '2001:2:0:5::1' });
+    inside.apply(snapshot6([kv6('10.244.5.0-24&2001:2:0:5::-64', dualValue(5, { PublicIPv6: '2001:db8::5' }))]));
+    expect(inside.refusals()[0]).to.include({ reason: 'covers-public-ip', detail: 'its subnet 2001:2:0:5::/64 holds the PublicIPv6 2001:2:0:5::1 of this node' });
+  });
+
+  it('IPv4 network: PublicIPv6 and BackendV6Data are not looked at', () => {
+    const w = watcher6(v4only);
+    w.apply(snapshot6([kv6('10.244.2.0-24', dualValue(2), '5'), kv6('10.244.3.0-24', dualValue(3, { PublicIPv6: '2001:2::2', BackendV6Data: { VNI: 1, VtepMAC: mac6(2) } }), '6')]));
+    expect([...w.current.keys()].sort()).to.deep.equal(['10.244.2.0/24', '10.244.3.0/24']);
+  });
+
+  it('IPv6-only network: peers keyed by IPv6 subnet, the shared unset PublicIP no conflict, the own lease excluded', () => {
+    const own = validateLease(P, kv6('0.0.0.0-0&fd00:10:244:1::-64', v6Value(1)), v6only)!;
+    const w = watcher6(v6only, { subnet: NO_IPV4_SUBNET, ip: '0.0.0.0', ip6: '2001:2::1', lease: own });
+    const b = w.apply(snapshot6([kv6('0.0.0.0-0&fd00:10:244:1::-64', v6Value(1), '3'), kv6('0.0.0.0-0&fd00:10:244:2::-64', v6Value(2), '5'), kv6('0.0.0.0-0&fd00:10:244:3::-64', v6Value(3), '6')]));
+    expect([...b.peers.keys()].sort()).to.deep.equal(['fd00:10:244:2::/64', 'fd00:10:244:3::/64']);
+    expect(w.refusals()).to.deep.equal([]);
+    const dup = w.apply({ type: 'events', revision: '7', events: [{ type: 'put', kv: kv6('0.0.0.0-0&fd00:10:244:4::-64', v6Value(2), '7') }] });
+    expect(dup.events).to.deep.equal([]);
+    expect(w.refusals()[0]).to.include({ subnet: 'fd00:10:244:4::/64', reason: 'duplicate-public-ip' });
   });
 });

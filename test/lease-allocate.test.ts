@@ -4,6 +4,8 @@ import { parseNetworkConfig } from '../lease/config.js';
 import { subnetKey } from '../lease/keyspace.js';
 import { Subnet } from '../common/subnet.js';
 import type { Lease } from '../lease/types.js';
+import { NO_IPV4_SUBNET } from '../lease/keyspace.js';
+import * as ds from './harness/dual-stack-leases.js';
 
 const P = '/coreos.com/network';
 const config = parseNetworkConfig('{"Network":"10.244.0.0/16"}');
@@ -84,5 +86,62 @@ describe('subnet allocation (pure)', () => {
     const taken: Lease[] = [];
     for (let s = Subnet.parse('10.244.1.0/24'); s.value <= Subnet.parse('10.244.255.0/24').value; s = s.next()) if (half(s) === null) taken.push(lease(s.toString(), '198.18.0.9'));
     expect(() => chooseSubnet({ config, leases: taken, publicIP: ME, collides: half })).to.throw(/no free subnet: .* or collide with this node's own networks/).with.property('code', 'WEFT_ERR_RANGE_EXHAUSTED');
+  });
+});
+
+describe('subnet allocation: dual-stack and IPv6-only (pure)', () => {
+  const { dual, v6only, v4only } = ds;
+  const ME6 = '2001:2::1';
+  function lease6(v4: string | null, v6: string | null, publicIP: string, publicIPv6: string | null, etcdLeaseId = '5'): Lease {
+    const subnet = v4 ? Subnet.parse(v4) : NO_IPV4_SUBNET;
+    const ipv6Subnet = v6 ? Subnet.parse(v6) : null;
+    return { subnet, ipv6Subnet, attrs: { PublicIP: publicIP, PublicIPv6: publicIPv6, BackendType: 'vxlan' }, key: subnetKey(P, subnet, ipv6Subnet), etcdLeaseId, modRevision: '1', createRevision: '1' };
+  }
+  it('dual-stack: a free subnet of each family, chosen among the first 100 free of each', () => {
+    const taken = [lease6('10.244.1.0/24', 'fd00:10:244:1::/64', '198.18.0.2', '2001:2::2'), lease6('10.244.2.0/24', 'fd00:10:244:2::/64', '198.18.0.3', '2001:2::3')];
+    const seen: number[] = [];
+    const r = chooseSubnet({ config: dual, leases: taken, publicIP: ME, publicIPv6: ME6, randomInt: (n) => (seen.push(n), 0) });
+    expect(r.choice).to.deep.equal({ kind: 'new', subnet: Subnet.parse('10.244.3.0/24'), ipv6Subnet: Subnet.parse('fd00:10:244:3::/64') });
+    expect(seen).to.deep.equal([CANDIDATE_WINDOW, CANDIDATE_WINDOW]);
+    const last = chooseSubnet({ config: dual, leases: taken, publicIP: ME, publicIPv6: ME6, randomInt: (n) => n - 1 });
+    expect(last.choice).to.deep.equal({ kind: 'new', subnet: Subnet.parse('10.244.102.0/24'), ipv6Subnet: Subnet.parse('fd00:10:244:66::/64') });
+  });
+  it('IPv6-only: the IPv6 subnet with the empty IPv4 part; the own lease found by PublicIPv6', () => {
+    const other = lease6(null, 'fd00:10:244:1::/64', '0.0.0.0', '2001:2::2');
+    const r = chooseSubnet({ config: v6only, leases: [other], publicIP: '0.0.0.0', publicIPv6: ME6, randomInt: () => 0 });
+    expect(r.choice).to.deep.equal({ kind: 'new', subnet: NO_IPV4_SUBNET, ipv6Subnet: Subnet.parse('fd00:10:244:2::/64') });
+    const own = lease6(null, 'fd00:10:244:9::/64', '0.0.0.0', ME6);
+    // flannel's unset PublicIP is every IPv6-only node's: it identifies nobody.
+    expect(chooseSubnet({ config: v6only, leases: [other, own], publicIP: '0.0.0.0', publicIPv6: ME6 }).choice).to.deep.equal({ kind: 'reuse', lease: own });
+  });
+  it('reuses a dual-stack lease by PublicIP after a restart, and a dual-stack reservation first', () => {
+    const own = lease6('10.244.9.0/24', 'fd00:10:244:9::/64', ME, ME6);
+    expect(chooseSubnet({ config: dual, leases: [own], publicIP: ME, publicIPv6: ME6 }).choice).to.deep.equal({ kind: 'reuse', lease: own });
+    const reserved = lease6('10.244.0.0/24', 'fd00:10:244::/64', ME, ME6, '0');
+    expect(chooseSubnet({ config: dual, leases: [own, reserved], publicIP: ME, publicIPv6: ME6 }).choice).to.deep.equal({ kind: 'reuse', lease: reserved });
+  });
+  it('enabling IPv6: the own IPv4-only lease is replaced, its IPv4 subnet kept and an IPv6 one added', () => {
+    const own = lease6('10.244.9.0/24', null, ME, null);
+    const r = chooseSubnet({ config: dual, leases: [own], publicIP: ME, publicIPv6: ME6, randomInt: () => 0 });
+    expect(r.incompatible).to.deep.equal([own]);
+    expect(r.choice).to.deep.equal({ kind: 'new', subnet: Subnet.parse('10.244.9.0/24'), ipv6Subnet: Subnet.parse('fd00:10:244:1::/64') });
+  });
+  it('disabling IPv6: the own dual-stack lease is replaced by an IPv4-only key of the same subnet (flannel replaces it too)', () => {
+    const own = lease6('10.244.9.0/24', 'fd00:10:244:9::/64', ME, ME6);
+    const r = chooseSubnet({ config: v4only, leases: [own], publicIP: ME, randomInt: () => 0 });
+    expect(r.incompatible).to.deep.equal([own]);
+    expect(r.choice).to.deep.equal({ kind: 'previous', subnet: Subnet.parse('10.244.9.0/24') });
+  });
+  it('takes both previous subnets back when free; a taken one is drawn anew', () => {
+    const prev = { previousSubnet: Subnet.parse('10.244.42.0/24'), previousIPv6Subnet: Subnet.parse('fd00:10:244:42::/64') };
+    expect(chooseSubnet({ config: dual, leases: [], publicIP: ME, publicIPv6: ME6, ...prev }).choice).to.deep.equal({ kind: 'previous', subnet: prev.previousSubnet, ipv6Subnet: prev.previousIPv6Subnet });
+    const holder = lease6('10.244.7.0/24', 'fd00:10:244:42::/64', '198.18.0.9', '2001:2::9');
+    const r = chooseSubnet({ config: dual, leases: [holder], publicIP: ME, publicIPv6: ME6, randomInt: () => 0, ...prev });
+    expect(r.choice).to.deep.equal({ kind: 'new', subnet: prev.previousSubnet, ipv6Subnet: Subnet.parse('fd00:10:244:1::/64') });
+  });
+  it('an exhausted IPv6 range says so, naming the IPv6 range', () => {
+    const tiny = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/124"}');
+    const leases = [1, 2, 3].map((i) => lease6(`10.244.${i}.0/24`, `fd00::${(i * 4).toString(16)}/126`, `198.18.0.${i + 1}`, `2001:2::${i + 1}`));
+    expect(() => chooseSubnet({ config: tiny, leases, publicIP: ME, publicIPv6: ME6 })).to.throw(/no free IPv6 subnet: all \/126 subnets from fd00::4 to fd00::c of fd00::\/124/).with.property('code', 'WEFT_ERR_RANGE_EXHAUSTED');
   });
 });

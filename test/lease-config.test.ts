@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { parseNetworkConfig } from '../lease/config.js';
+import * as ds from './harness/dual-stack-leases.js';
 
 describe('network config parsing (flannel rules)', () => {
   const valid: [string, object, Record<string, unknown>][] = [
@@ -73,4 +74,43 @@ describe('network config parsing (flannel rules)', () => {
       expect(() => parseNetworkConfig(text)).to.throw(pattern).with.property('code', 'WEFT_ERR_CONFIG_INVALID');
     });
   }
+});
+
+describe('network config parsing: dual-stack and IPv6-only (flannel rules)', () => {
+  const valid: [string, object, Record<string, string | number | null>][] = [
+    ['dual-stack defaults', { Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10:244::/48' }, { len: 64, min: 'fd00:10:244:1::/64', max: 'fd00:10:244:ffff::/64', v4: '10.244.0.0/16' }],
+    ['IPv6-only', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/48' }, { len: 64, v4: null }],
+    ['IPv6Network masked', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::5/48' }, { net: 'fd00:10:244::/48' }],
+    ['/62 still gets /64', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/62' }, { len: 64, min: 'fd00:0:0:1::/64', max: 'fd00:0:0:3::/64' }],
+    ['/124 gets /126', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/124' }, { len: 126 }],
+    ['explicit IPv6 length, min and max', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/32', IPv6SubnetLen: 56, IPv6SubnetMin: 'fd00:0:100::', IPv6SubnetMax: 'fd00:0:f00::' }, { len: 56, min: 'fd00:0:100::/56', max: 'fd00:0:f00::/56' }],
+    ['case-insensitive IPv6 keys', { network: '10.0.0.0/16', enableipv6: true, ipv6network: 'fd00::/48', ipv6subnetlen: 60 }, { len: 60 }],
+    ['IPv6 fields ignored while EnableIPv6 is false', { Network: '10.0.0.0/16', IPv6Network: 'fd00::/48' }, { len: 0, net: null }],
+  ];
+  for (const [name, doc, want] of valid) {
+    it(`accepts: ${name}`, () => {
+      const c = parseNetworkConfig(JSON.stringify(doc));
+      const got: Record<string, unknown> = { len: c.ipv6SubnetLen, min: c.ipv6SubnetMin?.toString(), max: c.ipv6SubnetMax?.toString(), v4: c.network?.toString() ?? null, net: c.ipv6Network?.toString() ?? null };
+      for (const [k, v] of Object.entries(want)) expect(got[k], k).to.equal(v);
+    });
+  }
+  const invalid: [string, object, RegExp][] = [
+    ['IPv6Network too small', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/125' }, /IPv6Network: network is too small: the minimum useful prefix is \/124/],
+    ['IPv6SubnetLen < prefix + 2', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/48', IPv6SubnetLen: 49 }, /IPv6SubnetLen: must be at least IPv6Network prefix \+ 2 = 50/],
+    ['IPv6SubnetLen > 126', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/48', IPv6SubnetLen: 127 }, /IPv6SubnetLen: must be at most 126/],
+    ['IPv6Network is IPv4', { EnableIPv4: false, EnableIPv6: true, IPv6Network: '10.0.0.0/16' }, /IPv6Network: must be an IPv6 CIDR/],
+    ['IPv6Network missing in IPv6-only', { EnableIPv4: false, EnableIPv6: true }, /IPv6Network: required when EnableIPv6 is true/],
+    ['IPv6SubnetMin outside', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/48', IPv6SubnetMin: 'fd01::' }, /IPv6SubnetMin: fd01:: is not inside IPv6Network fd00::\/48/],
+    ['IPv6SubnetMin unaligned', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/48', IPv6SubnetMin: 'fd00:0:0:1::1' }, /IPv6SubnetMin: fd00:0:0:1::1 is not on a IPv6SubnetLen \(\/64\) boundary/],
+    ['IPv6SubnetMax an IPv4 address', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/48', IPv6SubnetMax: '10.0.0.0' }, /IPv6SubnetMax: "10.0.0.0" is not an IPv6 address/],
+    ['IPv6SubnetMin above IPv6SubnetMax', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/48', IPv6SubnetMin: 'fd00:0:0:9::', IPv6SubnetMax: 'fd00:0:0:3::' }, /IPv6SubnetMin: must not be above IPv6SubnetMax/],
+    ['EnableIPv6 not bool', { Network: '10.0.0.0/16', EnableIPv6: 'true' }, /EnableIPv6: must be true or false/],
+    ['neither family', { EnableIPv4: false, EnableIPv6: false }, /EnableIPv4: at least one of EnableIPv4 and EnableIPv6/],
+  ];
+  for (const [name, doc, pattern] of invalid) {
+    it(`rejects: ${name}`, () => expect(() => parseNetworkConfig(JSON.stringify(doc))).to.throw(pattern).with.property('code', 'WEFT_ERR_CONFIG_INVALID'));
+  }
+  it('the fixtures of the IPv6 tests parse to what they say', () => {
+    expect([ds.dual, ds.v6only, ds.v4only].map((c) => [c.enableIPv4, c.enableIPv6])).to.deep.equal([[true, true], [false, true], [true, false]]);
+  });
 });

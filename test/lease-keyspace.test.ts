@@ -2,6 +2,7 @@
 import { expect } from 'chai';
 import { parseSubnetKey, subnetKey, subnetsPrefix, configKey } from '../lease/keyspace.js';
 import { Subnet } from '../common/subnet.js';
+import { NO_IPV4_SUBNET, describeSubnets, slotOf } from '../lease/keyspace.js';
 
 const P = '/coreos.com/network';
 
@@ -23,5 +24,32 @@ describe('keyspace', () => {
     expect(parseSubnetKey(P, `${P}/subnets/10.244.3.0-240`)).to.equal(null);
     expect(() => parseSubnetKey(P, `${P}/subnets/10.244.3.7-24`)).to.throw(/host bits set/);
     expect(() => parseSubnetKey(P, `${P}/subnets/10.244.300.0-24`)).to.throw(/invalid CIDR/);
+  });
+});
+
+describe('keyspace: dual-stack and IPv6-only keys', () => {
+  const v6 = Subnet.parse('fd00:10:244:3::/64');
+  it("encodes both families in flannel's form, and IPv6-only with flannel's empty IPv4 part", () => {
+    expect(subnetKey(P, Subnet.parse('10.244.3.0/24'), v6)).to.equal(`${P}/subnets/10.244.3.0-24&fd00:10:244:3::-64`);
+    expect(subnetKey(P, null, v6)).to.equal(`${P}/subnets/0.0.0.0-0&fd00:10:244:3::-64`);
+    expect(subnetKey(P, NO_IPV4_SUBNET, v6)).to.equal(`${P}/subnets/0.0.0.0-0&fd00:10:244:3::-64`);
+    expect(() => subnetKey(P, null, null)).to.throw(/needs an IPv4 or an IPv6 subnet/);
+  });
+  it('parses the IPv6-only form round-trip and refuses look-alikes', () => {
+    const parsed = parseSubnetKey(P, `${P}/subnets/0.0.0.0-0&fd00:10:244:3::-64`)!;
+    expect(parsed.subnet.toString()).to.equal('0.0.0.0/0');
+    expect(parsed.ipv6Subnet!.toString()).to.equal('fd00:10:244:3::/64');
+    expect(slotOf(parsed)).to.equal('fd00:10:244:3::/64');
+    expect(describeSubnets(parsed)).to.equal('fd00:10:244:3::/64');
+    expect(() => parseSubnetKey(P, `${P}/subnets/0.0.0.0-0`)).to.throw(/without an IPv6 part/);
+    expect(() => parseSubnetKey(P, `${P}/subnets/10.244.3.0-24&fd00:10:244:3::1-64`)).to.throw(/host bits set/);
+    expect(parseSubnetKey(P, `${P}/subnets/10.244.3.0-24&FD00:10:244:3::-64`)).to.equal(null);
+    expect(() => parseSubnetKey(P, `${P}/subnets/10.244.3.0-24&fd00:0:0:0::-64`)).to.throw(/not a canonical/);
+    expect(() => parseSubnetKey(P, `${P}/subnets/0.0.0.0-0&::-0`)).to.throw(/not a subnet/);
+  });
+  it('names a dual-stack lease by its IPv4 subnet, as the peer maps key it', () => {
+    const parsed = parseSubnetKey(P, `${P}/subnets/10.244.3.0-24&fd00:10:244:3::-64`)!;
+    expect(slotOf(parsed)).to.equal('10.244.3.0/24');
+    expect(describeSubnets(parsed)).to.equal('10.244.3.0/24 + fd00:10:244:3::/64');
   });
 });

@@ -4,6 +4,8 @@ import { parseNetworkConfig } from '../lease/config.js';
 import { parseLeaseAttrs, serializeLeaseAttrs, validateLease } from '../lease/lease-value.js';
 import type { Lease } from '../lease/types.js';
 import { WeftError } from '../common/errors.js';
+import { slotOf } from '../lease/keyspace.js';
+import * as ds from './harness/dual-stack-leases.js';
 
 const P = '/coreos.com/network';
 const config = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
@@ -102,3 +104,61 @@ function crashOf(reject: () => unknown): Error | null {
   }
   throw new Error('expected a rejection, got none');
 }
+
+describe('lease values with IPv6 (untrusted input)', () => {
+  const { dual, v6only, v4only, mac6, dualValue, v6Value } = ds;
+  const kv6 = ds.kv;
+  const bad: [string, string, RegExp][] = [
+    ['loopback PublicIPv6', '{"PublicIP":"198.18.0.2","PublicIPv6":"::1"}', /PublicIPv6 ::1 is not a usable unicast/],
+    ['unspecified PublicIPv6', '{"PublicIP":"198.18.0.2","PublicIPv6":"::"}', /PublicIPv6 :: is not a usable unicast/],
+    ['multicast PublicIPv6', '{"PublicIP":"198.18.0.2","PublicIPv6":"ff02::1"}', /not a usable unicast/],
+    ['IPv4-mapped PublicIPv6', '{"PublicIP":"198.18.0.2","PublicIPv6":"::ffff:198.18.0.2"}', /not a usable unicast/],
+    ['PublicIPv6 with a prefix', '{"PublicIP":"198.18.0.2","PublicIPv6":"2001:2::1/64"}', /is not an IPv6 address/],
+    ['PublicIPv6 with shell metacharacters', '{"PublicIP":"198.18.0.2","PublicIPv6":"2001:2::1;reboot"}', /is not an IPv6 address/],
+    ['PublicIPv6 a number', '{"PublicIP":"198.18.0.2","PublicIPv6":7}', /is not an IPv6 address/],
+    ['unset PublicIP without a PublicIPv6', '{"PublicIP":"0.0.0.0","PublicIPv6":null}', /PublicIP 0.0.0.0 is not a usable unicast/],
+    ['bad BackendV6Data MAC', dualValue(2, { BackendV6Data: { VNI: 1, VtepMAC: '01:00:5e:00:00:01' } }), /BackendV6Data.VtepMAC .* is not a unicast MAC/],
+    ['BackendV6Data VNI out of range', dualValue(2, { BackendV6Data: { VNI: -1, VtepMAC: mac6(2) } }), /BackendV6Data.VNI must be an integer/],
+    ['vxlan with neither BackendData', '{"PublicIP":"0.0.0.0","PublicIPv6":"2001:2::2","BackendType":"vxlan"}', /vxlan lease without BackendData/],
+  ];
+  for (const [name, value, pattern] of bad) {
+    it(`rejects: ${name}`, () => expect(() => parseLeaseAttrs(value)).to.throw(pattern).with.property('code', 'WEFT_ERR_LEASE_MALFORMED'));
+  }
+  it('reads PublicIPv6 in canonical form, and an IPv6-only value with the unset PublicIP and BackendV6Data alone', () => {
+    expect(parseLeaseAttrs('{"PublicIP":"198.18.0.2","PublicIPv6":"2001:0002:0:0::0001"}').PublicIPv6).to.equal('2001:2::1');
+    expect(parseLeaseAttrs(v6Value(3))).to.deep.include({ PublicIP: '0.0.0.0', PublicIPv6: '2001:2::3' });
+    expect(serializeLeaseAttrs(parseLeaseAttrs(dualValue(3)))).to.equal(dualValue(3));
+  });
+
+  it('dual-stack network: both parts checked; an IPv4-only key (a node not yet upgraded) is valid', () => {
+    const l = validateLease(P, kv6('10.244.3.0-24&fd00:10:244:3::-64', dualValue(3)), dual)!;
+    expect(l.ipv6Subnet!.toString()).to.equal('fd00:10:244:3::/64');
+    expect(l.attrs.BackendV6Data!.VtepMAC).to.equal(mac6(3));
+    expect(validateLease(P, kv6('10.244.3.0-24', JSON.stringify({ PublicIP: '198.18.0.3' })), dual)!.ipv6Subnet).to.equal(null);
+    const malformed: [string, string, RegExp][] = [
+      ['10.244.3.0-24&fd00:10:245:3::-64', dualValue(3), /IPv6 subnet fd00:10:245:3::\/64 does not fit IPv6Network fd00:10:244::\/48/],
+      ['10.244.3.0-24&fd00:10:244:3::-80', dualValue(3), /does not fit IPv6Network .* with IPv6SubnetLen 64/],
+      ['10.244.3.0-24&fd00:10:244:3::-64', dualValue(3, { PublicIPv6: null }), /IPv6 subnet fd00:10:244:3::\/64 without a PublicIPv6/],
+      ['10.244.3.0-24&fd00:10:244:3::-64', dualValue(3, { BackendV6Data: null }), /vxlan lease with IPv6 subnet .* without BackendV6Data/],
+      ['10.244.3.0-24&fd00:10:244:3::-64', dualValue(3, { BackendData: null }), /vxlan lease without BackendData/],
+      ['0.0.0.0-0&fd00:10:244:3::-64', v6Value(3), /no IPv4 subnet, and Network 10.244.0.0\/16 is IPv4/],
+      ['10.244.3.0-24&fd00:10:244:3::-64', dualValue(3, { PublicIP: '0.0.0.0' }), /PublicIP 0.0.0.0 is not a usable unicast/],
+    ];
+    for (const [name, value, pattern] of malformed) {
+      expect(() => validateLease(P, kv6(name, value), dual), name).to.throw(pattern).with.property('code', 'WEFT_ERR_LEASE_MALFORMED');
+    }
+  });
+
+  it('IPv6-only network: the IPv6 part is required, the IPv4 part ignored', () => {
+    const l = validateLease(P, kv6('0.0.0.0-0&fd00:10:244:3::-64', v6Value(3)), v6only)!;
+    expect(slotOf(l)).to.equal('fd00:10:244:3::/64');
+    expect(validateLease(P, kv6('10.244.3.0-24&fd00:10:244:4::-64', dualValue(4)), v6only)!.ipv6Subnet!.toString()).to.equal('fd00:10:244:4::/64');
+    expect(() => validateLease(P, kv6('10.244.3.0-24', JSON.stringify({ PublicIP: '198.18.0.3' })), v6only)).to.throw(/no IPv6 subnet, and the network is IPv6-only/);
+    expect(() => validateLease(P, kv6('0.0.0.0-0&fd00:10:244:3::-64', v6Value(3, { PublicIPv6: null })), v6only)).to.throw(/PublicIP 0.0.0.0 is not a usable unicast/);
+  });
+
+  it('IPv4 network: the IPv6 part of a dual-stack key is not looked at; an IPv6-only key is malformed', () => {
+    expect(validateLease(P, kv6('10.244.3.0-24&fd99::-64', dualValue(3, { PublicIPv6: null, BackendV6Data: null })), v4only)!.subnet.toString()).to.equal('10.244.3.0/24');
+    expect(() => validateLease(P, kv6('0.0.0.0-0&fd00:10:244:3::-64', v6Value(3)), v4only)).to.throw(/no IPv4 subnet/);
+  });
+});

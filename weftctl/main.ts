@@ -7,7 +7,7 @@
  *
  *   weftctl config get|set [FILE]|validate [FILE]   the network config
  *   weftctl leases                                    every subnet key
- *   weftctl reserve SUBNET --public-ip IP [--vtep-mac MAC]
+ *   weftctl reserve SUBNET --public-ip IP [--vtep-mac MAC] [--ipv6-subnet V6 --public-ipv6 IP6 --vtep-mac-v6 MAC]
  *   weftctl release SUBNET [--force]
  *   weftctl status | diff | doctor                    this node
  *   weftctl docker-opts [...]                         as `weftd docker-opts`
@@ -43,7 +43,11 @@ function declareCli(y: Argv) {
     )
     .command('leases', 'every subnet lease and reservation in etcd')
     .command('reserve <subnet>', 'reserve SUBNET for --public-ip (a key without an etcd lease)', (c) =>
-      c.positional('subnet', { type: 'string', demandOption: true }).option('vtep-mac', { type: 'string', describe: 'VTEP MAC to advertise (vxlan)' }),
+      c
+        .positional('subnet', { type: 'string', demandOption: true })
+        .option('vtep-mac', { type: 'string', describe: 'VTEP MAC to advertise (vxlan)' })
+        .option('ipv6-subnet', { type: 'string', describe: 'dual-stack network: the IPv6 subnet reserved with SUBNET' })
+        .option('vtep-mac-v6', { type: 'string', describe: 'network with IPv6: the VTEP MAC of the IPv6 device (vxlan BackendV6Data)' }),
     )
     .command('release <subnet>', 'delete a reservation (--force: a live lease too)', (c) =>
       c.positional('subnet', { type: 'string', demandOption: true }).option('force', { type: 'boolean', default: false }),
@@ -97,8 +101,14 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
         return leasesReport(rows, configError);
       }
       if (command === 'reserve') {
-        if (!o.publicIp) throw new WeftError('WEFT_ERR_OPTION_INVALID', 'invalid option --public-ip: reserve needs the public IP the subnet is for');
-        return await reserve(etcd.registry, String(a.subnet), o.publicIp, a['vtep-mac'] as string | undefined);
+        const publicIPv6 = a['public-ipv6'] === undefined || a['public-ipv6'] === '' ? undefined : String(a['public-ipv6']);
+        if (!o.publicIp && !publicIPv6) throw new WeftError('WEFT_ERR_OPTION_INVALID', 'invalid option --public-ip: reserve needs the public IP the subnet is for (--public-ipv6 in an IPv6-only network)');
+        const v6 = {
+          ...(a['ipv6-subnet'] !== undefined ? { ipv6Subnet: String(a['ipv6-subnet']) } : {}),
+          ...(publicIPv6 !== undefined ? { publicIPv6 } : {}),
+          ...(a['vtep-mac-v6'] !== undefined ? { vtepMacV6: String(a['vtep-mac-v6']) } : {}),
+        };
+        return await reserve(etcd.registry, String(a.subnet), o.publicIp, a['vtep-mac'] as string | undefined, v6);
       }
       return await release(etcd.registry, String(a.subnet), a.force === true);
     } finally {
