@@ -160,7 +160,8 @@ export function verdicts(r: ClusterResults): Verdict[] {
       goal: 'etcd requests per minute, idle, do not grow with N',
       figure: rates.every((x) => x === 0) ? '0 at every N' : `${slash(rates.map((x) => fmt(x, 1)))} at ${slash(fps.map((f) => String(f.n)))} peers`,
       baseline: '-',
-      met: rates[rates.length - 1]! <= rates[0]!,
+      // Within one request a minute: a window counts whole requests over its own length, so equal rates differ in the noise.
+      met: rates[rates.length - 1]! <= rates[0]! + 1,
     });
   }
   return out;
@@ -525,7 +526,8 @@ export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = nul
     '',
     'Each verdict is computed from the run by `bench/report.ts` (`GOALS`). A goal is met only in every row it covers:',
     'the RSS and idle CPU goals in every idle window, the convergence goals for adds and removes alike (and with no',
-    'timeout), the etcd goal when the idle request rate at the largest N is no higher than at the smallest.',
+    'timeout), the etcd goal when the idle request rate at the largest N is no higher than at the smallest (within one',
+    'request a minute, the counting step of a window).',
     '',
     goalsTable(r),
   );
