@@ -6,7 +6,7 @@
 # found: the policy file that holds services back is removed again if this
 # script put it there, whether it ends well, fails or is interrupted (Ctrl-C,
 # SIGTERM); a policy file that was there before is the machine's own and is
-# left alone.
+# left alone; the services of the packages it installs stay disabled at boot.
 # One line per step; apt's and npm's own output goes to a log file, which is
 # named (and kept) when a step fails and removed when all went well.
 set -euo pipefail
@@ -68,6 +68,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   step "apt-get update" apt-get update -q
   step "installing ${missing[*]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}"
+  # Installing enables the new packages' services for the next boot. The machine did not run them before (they
+  # were not installed), so it is not to run them after a reboot either: their units are disabled again.
+  units=()
+  for p in "${missing[@]}"; do
+    while IFS= read -r unit; do units+=("${unit##*/}"); done < <(dpkg -L "$p" 2>/dev/null | grep -E '^(/usr)?/lib/systemd/system/[^/@]+\.(service|socket|timer)$' || true)
+  done
+  if [ "${#units[@]}" -gt 0 ] && command -v systemctl >/dev/null; then
+    # Not a failure of the install when this system's systemctl cannot: the line says so.
+    printf 'disabling %s at boot, as before ... ' "${units[*]}"
+    printf '\n==> disabling at boot: systemctl disable --no-reload %s\n' "${units[*]}" >>"$log"
+    if systemctl disable --no-reload "${units[@]}" >>"$log" 2>&1; then echo ok; else echo 'not possible here: they stay enabled'; fi
+  fi
 fi
 
 if ! command -v node >/dev/null || ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; then

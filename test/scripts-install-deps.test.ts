@@ -42,6 +42,17 @@ exit 0
 echo "npm $*" >>"$FAKE_DIR/calls.txt"
 echo "added 123 packages (npm noise)"
 `,
+  // dpkg -L: the files a package installed; etcd-server ships a service, busybox-static none.
+  dpkg: `#!/bin/sh
+[ "$1" = -L ] || exit 2
+case "$2" in
+  etcd-server) printf '/usr/bin/etcd\n/lib/systemd/system/etcd.service\n/lib/systemd/system/etcd@.service\n' ;;
+  *) printf '/bin/%s\n' "$2" ;;
+esac
+`,
+  systemctl: `#!/bin/sh
+echo "systemctl $*" >>"$FAKE_DIR/calls.txt"
+`,
 };
 
 interface Bed {
@@ -109,8 +120,15 @@ describe('install-deps.sh: one line per step, the machine left as found', () => 
     const b = make({ installed: ALL.replace(/^etcd-server /, '') });
     const r = run(b, ['busybox-static']);
     expect(r.status, r.stderr).to.equal(0);
-    expect(r.stdout.trim().split('\n')).to.deep.equal(['apt-get update ... ok', 'installing etcd-server busybox-static ... ok', 'npm ci ... ok']);
+    expect(r.stdout.trim().split('\n')).to.deep.equal([
+      'apt-get update ... ok',
+      'installing etcd-server busybox-static ... ok',
+      'disabling etcd.service at boot, as before ... ok',
+      'npm ci ... ok',
+    ]);
     expect(r.stderr).to.equal('');
+    // Only the units of what was installed now, and not a template (etcd@.service) that nothing enabled.
+    expect(b.calls().filter((c) => c.startsWith('systemctl'))).to.deep.equal(['systemctl disable --no-reload etcd.service']);
     expect(b.calls().filter((c) => c.startsWith('apt-get'))).to.deep.equal([
       `apt-get update | policy: ${HOLD_BACK.trim().replace('\n', ' ')} `,
       `apt-get install | policy: ${HOLD_BACK.trim().replace('\n', ' ')} `,
