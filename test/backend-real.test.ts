@@ -381,31 +381,12 @@ if (process.env.WEFT_BACKEND_WORKER === '1') {
       await eventually(restored(h1.ns, programmed), 2000, 'route back to proto 87');
     });
 
-    it('programming 1000 peers (a resync, then 500 removed and 500 added) starts no extra full pass', async () => {
-      await h1.start('vxlan', join(stateDir, `h1-many-${Date.now()}`), {}, LONG);
-      // /27s inside the /16 Network, so every route is one weft owns; public IPs need not answer.
-      const fake = (i: number): WireLease => ({
-        subnet: `10.244.${16 + (i >> 3)}.${(i & 7) * 32}/27`,
-        attrs: { PublicIP: `198.18.${1 + (i >> 8)}.${i & 255}`, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: `0a:01:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` } } as LeaseAttrs,
-      });
-      const first = Array.from({ length: 1000 }, (_, i) => fake(i));
-      await h1.resync(first);
-      const kept = first.slice(500);
-      const added = Array.from({ length: 500 }, (_, i) => fake(1000 + i));
-      const events: WireEvent[] = [...first.slice(0, 500).map((lease): WireEvent => ({ type: 'removed', lease })), ...added.map((lease): WireEvent => ({ type: 'added', lease }))];
-      await h1.events(events, [...kept, ...added]);
-      await new Promise((r) => setTimeout(r, 1000)); // every echo delivered and judged
-      // The first pass and the one that follows the start of listening; no repair.
-      expect(await h1.stats()).to.include({ fullPasses: 2, driftEvents: 0, driftRepairs: 0 });
-      const programmed = await dumps(h1.ns);
-      expect(programmed.routes).to.have.length(1000);
-      // The monitor was listening all along: a real deletion is repaired.
-      await h1.ns.ip('route', 'del', kept[0]!.subnet);
-      await eventually(restored(h1.ns, programmed), 2000, 'route restored');
-    });
-
-    it('with nexthop objects, 1000 peers programmed and 500 replaced are heard as weft\'s own: no drift', async () => {
-      await h1.start('vxlan', join(stateDir, `h1-many-nh-${Date.now()}`), {}, LONG, 'on');
+    /**
+     * Peers 0..999 by resync, then 500 removed and 500 added, and a second for every echo to be delivered and
+     * judged; returns the 500 kept. /27s inside the /16 Network, so every route is one weft owns; public IPs need
+     * not answer.
+     */
+    async function churnThousand(): Promise<WireLease[]> {
       const fake = (i: number): WireLease => ({
         subnet: `10.244.${16 + (i >> 3)}.${(i & 7) * 32}/27`,
         attrs: { PublicIP: `198.18.${1 + (i >> 8)}.${i & 255}`, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: `0a:01:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` } } as LeaseAttrs,
@@ -417,6 +398,24 @@ if (process.env.WEFT_BACKEND_WORKER === '1') {
       const events: WireEvent[] = [...first.slice(0, 500).map((lease): WireEvent => ({ type: 'removed', lease })), ...added.map((lease): WireEvent => ({ type: 'added', lease }))];
       await h1.events(events, [...kept, ...added]);
       await new Promise((r) => setTimeout(r, 1000));
+      return kept;
+    }
+
+    it('programming 1000 peers (a resync, then 500 removed and 500 added) starts no extra full pass', async () => {
+      await h1.start('vxlan', join(stateDir, `h1-many-${Date.now()}`), {}, LONG);
+      const kept = await churnThousand();
+      // The first pass and the one that follows the start of listening; no repair.
+      expect(await h1.stats()).to.include({ fullPasses: 2, driftEvents: 0, driftRepairs: 0 });
+      const programmed = await dumps(h1.ns);
+      expect(programmed.routes).to.have.length(1000);
+      // The monitor was listening all along: a real deletion is repaired.
+      await h1.ns.ip('route', 'del', kept[0]!.subnet);
+      await eventually(restored(h1.ns, programmed), 2000, 'route restored');
+    });
+
+    it('with nexthop objects, 1000 peers programmed and 500 replaced are heard as weft\'s own: no drift', async () => {
+      await h1.start('vxlan', join(stateDir, `h1-many-nh-${Date.now()}`), {}, LONG, 'on');
+      await churnThousand();
       expect(await h1.stats()).to.include({ fullPasses: 2, driftEvents: 0, driftRepairs: 0, entries: 4000 });
       const form = await nexthopForm(h1.ns);
       expect(form.nexthops).to.have.length(1000);

@@ -16,6 +16,7 @@ import { Subnet } from '../common/subnet.js';
 import type { LeaseAttrs, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
 import { EtcdServer } from './harness/etcd.js';
+import { eventually } from './harness/netns.js';
 import { readLeaseRows, release, reserve } from '../weftctl/leases.js';
 
 const P = '/coreos.com/network';
@@ -31,21 +32,6 @@ function dualAttrs(n: number): LeaseAttrs {
 /** What an IPv6-only vxlan node `n` publishes: flannel's unset PublicIP, BackendV6Data alone. */
 function v6Attrs(n: number): LeaseAttrs {
   return { PublicIP: '0.0.0.0', PublicIPv6: `2001:2::${n}`, BackendType: 'vxlan', BackendV6Data: { VNI: 1, VtepMAC: `0e:2b:00:00:00:${hex(n)}` } };
-}
-
-async function eventually<T>(what: string, fn: () => Promise<T> | T, ms = 10_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
 describe('dual-stack and IPv6-only leases against a real etcd @real', function () {
@@ -185,9 +171,10 @@ describe('dual-stack and IPv6-only leases against a real etcd @real', function (
     const lost = once(m, 'lost');
     await client.delete().key(lease.key);
     await lost;
-    const kv = await eventually('key re-created', async () => (await client.get(lease.key).exec()).kvs[0]);
-    expect(JSON.parse(kv.value.toString()).PublicIPv6).to.equal('2001:2::1');
-    await eventually('held again', () => m.state === 'held');
+    const reread = async () => (await client.get(lease.key).exec()).kvs[0];
+    await eventually(async () => (await reread()) !== undefined, 10_000, 'key re-created');
+    expect(JSON.parse((await reread())!.value.toString()).PublicIPv6).to.equal('2001:2::1');
+    await eventually(async () => m.state === 'held', 10_000, 'held again');
     const changed = once(m, 'change');
     await client.put(lease.key).value(serializeLeaseAttrs(dualAttrs(9)));
     await changed;
@@ -204,16 +191,16 @@ describe('dual-stack and IPv6-only leases against a real etcd @real', function (
       for await (const b of w.batches(newSignal())) batches.push({ ...b, events: [...b.events] });
     })();
     const events = () => batches.flatMap((b) => b.events.map((e) => `${e.type} ${e.lease.subnet} ${e.lease.ipv6Subnet} ${e.lease.attrs.BackendV6Data?.VtepMAC}`));
-    await eventually('first snapshot', () => batches.length === 1);
+    await eventually(async () => batches.length === 1, 10_000, 'first snapshot');
     const k2 = subnetKey(P, Subnet.parse('10.244.2.0/24'), Subnet.parse('fd00:10:244:2::/64'));
     await client.put(k2).value(serializeLeaseAttrs(dualAttrs(2)));
     await client.put(k2).value(serializeLeaseAttrs({ ...dualAttrs(2), BackendV6Data: { VNI: 1, VtepMAC: '0e:2b:00:00:00:22' } }));
     const k3 = subnetKey(P, Subnet.parse('10.244.3.0/24'), Subnet.parse('fd00:10:244:3::/64'));
     await client.put(k3).value(serializeLeaseAttrs({ ...dualAttrs(3), PublicIPv6: '2001:2::2' }));
-    await eventually('refusal', () => w.refusals().length === 1);
+    await eventually(async () => w.refusals().length === 1, 10_000, 'refusal');
     expect(w.refusals()[0]).to.include({ subnet: '10.244.3.0/24', reason: 'duplicate-public-ip' });
     await client.delete().key(k2);
-    await eventually('removal and take-over', () => events().length === 4);
+    await eventually(async () => events().length === 4, 10_000, 'removal and take-over');
     expect(events()).to.deep.equal([
       'added 10.244.2.0/24 fd00:10:244:2::/64 0e:2b:00:00:00:02',
       'changed 10.244.2.0/24 fd00:10:244:2::/64 0e:2b:00:00:00:22',
@@ -231,10 +218,10 @@ describe('dual-stack and IPv6-only leases against a real etcd @real', function (
     void (async () => {
       for await (const b of w.batches(newSignal())) batches.push(b);
     })();
-    await eventually('first snapshot', () => batches.length === 1);
+    await eventually(async () => batches.length === 1, 10_000, 'first snapshot');
     expect([...batches[0]!.peers.keys()]).to.deep.equal(['fd00:10:244:2::/64']);
     await new LeaseManager({ registry: newRegistry(), config, attrs: v6Attrs(3), ttlSeconds: 60, randomInt: () => 0 }).acquire(newSignal());
-    await eventually('third node', () => w.current.size === 2);
+    await eventually(async () => w.current.size === 2, 10_000, 'third node');
     expect([...w.current.keys()].sort()).to.deep.equal(['fd00:10:244:2::/64', 'fd00:10:244:3::/64']);
   });
 
