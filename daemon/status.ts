@@ -4,6 +4,8 @@
  * nothing else of daemon/; a change here is a change of weft's interface.
  */
 
+import type { RefusalReason as LeaseRefusalReason } from '../lease/admission.js';
+
 export const STATUS_PATH = '/status';
 
 /** The `/status` document: what `weftctl status` and `weftctl doctor` read from a running weftd. */
@@ -42,7 +44,7 @@ export interface NodeStatus {
  * every node alike), or its subnet collides with this node's own addresses or
  * routes (this node only).
  */
-export type RefusalReason = 'public-ip' | 'covers-public-ip' | 'duplicate-mac' | 'duplicate-public-ip' | 'collides-with-node';
+export type RefusalReason = LeaseRefusalReason | 'collides-with-node';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = ['public-ip', 'covers-public-ip', 'duplicate-mac', 'duplicate-public-ip', 'collides-with-node'];
 
