@@ -21,15 +21,30 @@ atExit(() => {
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
+  const [port] = await freePorts(1);
+  return port!;
+}
+
+/** `n` distinct free TCP ports on 127.0.0.1: all held until all are picked, so two picks never return one port. */
+export async function freePorts(n: number): Promise<number[]> {
+  const held = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const srv = createServer();
+          srv.unref();
+          srv.on('error', reject);
+          srv.listen(0, '127.0.0.1', () => resolve(srv));
+        }),
+    ),
+  );
+  const ports = held.map((srv) => {
+    const addr = srv.address();
+    return typeof addr === 'object' && addr ? addr.port : 0;
   });
+  await Promise.all(held.map((srv) => new Promise((r) => srv.close(r))));
+  return ports;
 }
 
 /**
@@ -69,7 +84,7 @@ export class EtcdServer {
    */
   static async start(options: { tls?: EtcdTls; netns?: { name: string; ip: string } } = {}): Promise<EtcdServer> {
     const place = options.netns ? { netns: options.netns.name, ip: options.netns.ip } : null;
-    const [client, peer] = place ? [2379, 2380] : [await freePort(), await freePort()];
+    const [client, peer] = place ? [2379, 2380] : ((await freePorts(2)) as [number, number]);
     const server = new EtcdServer(tempDir('weft-etcd-'), client, peer, options.tls ?? null, place, null);
     await server.launch();
     return server;
