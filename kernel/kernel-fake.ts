@@ -164,6 +164,13 @@ export class FakeKernel implements Kernel, NftMonitor {
     this.updateLink(index, { mtu });
   }
 
+  /** What `sysctlSet` wrote, by path. */
+  readonly sysctls = new Map<string, string>();
+
+  async sysctlSet(path: string, value: string): Promise<void> {
+    this.sysctls.set(path, value);
+  }
+
   async addrListAll(): Promise<AddrInfo[]> {
     return [...this.addrs.values()].sort((a, b) => a.ifindex - b.ifindex);
   }

@@ -20,6 +20,7 @@
  * a change between a dump and the subscription is never missed.
  */
 import { WeftError } from '../common/errors.js';
+import { writeFile } from 'node:fs/promises';
 import { addrAddMessage, addrDelMessage, addrDumpMessage, parseAddrInfo } from './netlink/addr.js';
 import { neighDumpMessage, parseNeigh, toFdb, toNeigh, writeFdbDel, writeFdbReplace, writeNeighDel, writeNeighSet } from './netlink/neigh.js';
 import { blackholeMessage, parseRoute, routeDumpMessage, writeRouteDel, writeRouteReplace } from './netlink/route.js';
@@ -101,6 +102,17 @@ export class NetlinkKernel implements Kernel, NftMonitor {
 
   linkSetMtu(index: number, mtu: number): Promise<void> {
     return this.call(() => this.single(`link set #${index} mtu ${mtu}`, linkSetMessage(index, { mtu })));
+  }
+
+  async sysctlSet(path: string, value: string): Promise<void> {
+    if (!/^[A-Za-z0-9_.\-]+(\/[A-Za-z0-9_.\-]+)*$/.test(path) || path.split('/').some((part) => part === '..' || part === '.')) {
+      throw new KernelError(`sysctl ${path}`, 'EINVAL');
+    }
+    try {
+      await writeFile(`/proc/sys/${path}`, value);
+    } catch (err) {
+      throw new KernelError(`sysctl ${path}=${value}`, (err as NodeJS.ErrnoException).code ?? 'EIO', { cause: err });
+    }
   }
 
   addrListAll(): Promise<AddrInfo[]> {

@@ -4,11 +4,17 @@
  * this interface; `kernel-netlink.ts` implements it over rtnetlink,
  * `kernel-fake.ts` in memory for unit tests.
  *
- * Addresses are strings (`10.244.3.0`, `10.244.3.0/24`), MACs lower-case
- * `aa:bb:cc:dd:ee:ff`. Entries are keyed the way the kernel keys them, so a
+ * Addresses are strings (`10.244.3.0`, `10.244.3.0/24`, `fd00:10:244:3::/64`
+ * in RFC 5952 form), MACs lower-case `aa:bb:cc:dd:ee:ff`. A change names its
+ * family by its addresses: an IPv6 neighbour, route, nexthop gateway, FDB
+ * remote, address or vxlan `local` is sent as AF_INET6 (LOCAL6). Dumps take
+ * the family to read, IPv4 when none is given. Entries are keyed the way the kernel keys them, so a
  * diff of desired against dumped state can be done by key.
  */
 import { WeftError } from '../common/errors.js';
+
+/** An address family by its IP version. */
+export type Family = 4 | 6;
 
 /** rtnetlink route protocol that marks a route as weft's (`ip route ... proto 0x57`). */
 export const RTPROT_WEFT = 0x57;
@@ -169,7 +175,7 @@ export type ChangeOp = 'new' | 'del';
 export type KernelChange =
   | { readonly kind: 'link'; readonly op: ChangeOp; readonly link: Link }
   | { readonly kind: 'route'; readonly op: ChangeOp; readonly route: Route }
-  /** An IPv4 address added to or removed from any link. */
+  /** An address (IPv4 or IPv6) added to or removed from any link. */
   | { readonly kind: 'addr'; readonly op: ChangeOp; readonly addr: AddrInfo }
   /** A deleted neighbour may come without its lladdr (the kernel marks it FAILED first): `mac` is '' then. */
   | { readonly kind: 'neigh'; readonly op: ChangeOp; readonly neigh: Neigh }
@@ -213,9 +219,9 @@ export interface Kernel {
   linkSetUp(index: number): Promise<void>;
   /** `ip link set dev NAME mtu M` */
   linkSetMtu(index: number, mtu: number): Promise<void>;
-  /** `ip -4 addr show`: the IPv4 addresses of every link, with scope and flags, in the kernel's dump order. */
-  addrListAll(): Promise<AddrInfo[]>;
-  /** `ip addr add CIDR dev NAME`; EEXIST if present. */
+  /** `ip -4 addr show` (`-6` for family 6): the addresses of every link, with scope and flags, in the kernel's dump order. */
+  addrListAll(family?: Family): Promise<AddrInfo[]>;
+  /** `ip addr add CIDR dev NAME` (an IPv6 one with `nodad`: weft's addresses are unique by lease); EEXIST if present. */
   addrAdd(addr: Addr): Promise<void>;
   /** `ip addr del CIDR dev NAME` */
   addrDel(addr: Addr): Promise<void>;
@@ -223,8 +229,8 @@ export interface Kernel {
   neighSet(neigh: Omit<Neigh, 'permanent'>): Promise<void>;
   /** `ip neigh del IP dev NAME` */
   neighDel(neigh: Pick<Neigh, 'ifindex' | 'ip'>): Promise<void>;
-  /** `ip -4 neigh show dev NAME` */
-  neighList(ifindex: number): Promise<Neigh[]>;
+  /** `ip -4 neigh show dev NAME` (`-6` for family 6) */
+  neighList(ifindex: number, family?: Family): Promise<Neigh[]>;
   /** `bridge fdb replace MAC dev NAME dst IP self permanent` */
   fdbReplace(fdb: Omit<Fdb, 'permanent'>): Promise<void>;
   /** `bridge fdb del MAC dev NAME dst IP self` */
@@ -243,22 +249,22 @@ export interface Kernel {
   blackholeReplace(dst: string): Promise<void>;
   /** `ip route del blackhole DST metric 4294967295`; ESRCH when absent. */
   blackholeDel(dst: string): Promise<void>;
-  /** `ip -4 route show table main`: every unicast route, whoever added it, in the kernel's dump order (lowest metric first per prefix). */
-  routeList(): Promise<Route[]>;
+  /** `ip -4 route show table main` (`-6` for family 6): every unicast route, whoever added it, in the kernel's dump order (lowest metric first per prefix). */
+  routeList(family?: Family): Promise<Route[]>;
   /**
    * neighList, fdbList and routeList without the list: each entry goes to
    * `visit` as its reply is read, and nothing is kept. A full pass compares
    * every peer's entries this way instead of holding them all until the dumps
    * end, which would make them old-generation garbage at every pass.
    */
-  neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void>;
+  neighEach(ifindex: number, visit: (n: Neigh) => void, family?: Family): Promise<void>;
   fdbEach(ifindex: number, visit: (f: Fdb) => void): Promise<void>;
-  routeEach(visit: (r: Route) => void): Promise<void>;
+  routeEach(visit: (r: Route) => void, family?: Family): Promise<void>;
   /** `ip nexthop replace id N via GW dev NAME [onlink] proto 0x57` (kernel >= 5.3; EOPNOTSUPP before). */
   nexthopReplace(nexthop: Omit<Nexthop, 'proto'> & { proto?: number }): Promise<void>;
   /** `ip nexthop del id N`; deleting a nexthop takes the routes through it along, without a notification. */
   nexthopDel(nexthop: Pick<Nexthop, 'id'>): Promise<void>;
-  /** `ip nexthop show`: every nexthop object of the namespace, whoever made it; throws EOPNOTSUPP on kernels without them. */
+  /** `ip nexthop show`: every nexthop object of the namespace (both families), whoever made it; throws EOPNOTSUPP on kernels without them. */
   nexthopList(): Promise<Nexthop[]>;
   /** nexthopList without the list, like routeEach. */
   nexthopEach(visit: (nh: Nexthop) => void): Promise<void>;
@@ -268,8 +274,14 @@ export interface Kernel {
    */
   apply(ops: readonly KernelOp[]): Promise<OpResult[]>;
   /**
+   * `sysctl -w` of one key under /proc/sys of the port's namespace, by path
+   * (`net/ipv6/conf/flannel-v6.1/accept_ra`: slashes, so that a device name's
+   * dots stay dots); ENOENT when the key does not exist.
+   */
+  sysctlSet(path: string, value: string): Promise<void>;
+  /**
    * `ip monitor link neigh address route nexthop`: calls `listener` with every link,
-   * IPv4 neighbour, FDB, IPv4 address, main-table IPv4 unicast route and nexthop object change from now on, or
+   * neighbour, FDB, address, main-table unicast route (IPv4 and IPv6) and nexthop object change from now on, or
    * with an `overrun` where some were lost. Returns the unsubscribe.
    */
   monitor(listener: (change: KernelChange) => void): () => void;

@@ -5,7 +5,7 @@
  * what the next reconcile pass would do and changes nothing.
  */
 import { WeftError } from '../common/errors.js';
-import { describeOp, type Addr, type AddrInfo, type Fdb, type Kernel, type KernelOp, type Link, type Neigh, type Nexthop, type OpResult, type Route, type VxlanLinkSpec } from '../kernel/kernel.js';
+import { describeOp, type Addr, type AddrInfo, type Family, type Fdb, type Kernel, type KernelOp, type Link, type Neigh, type Nexthop, type OpResult, type Route, type VxlanLinkSpec } from '../kernel/kernel.js';
 
 export class DryRunKernel implements Kernel {
   /** Writes weftd would make, iproute2 style, in order. */
@@ -56,8 +56,12 @@ export class DryRunKernel implements Kernel {
     this.record(`ip route del blackhole ${dst} metric 4294967295`);
   }
 
-  addrListAll(): Promise<AddrInfo[]> {
-    return this.real.addrListAll();
+  async sysctlSet(path: string, value: string): Promise<void> {
+    this.record(`sysctl -w ${path.replace(/\//g, '.')}=${value}`);
+  }
+
+  addrListAll(family?: Family): Promise<AddrInfo[]> {
+    return this.real.addrListAll(family);
   }
 
   async addrAdd(addr: Addr): Promise<void> {
@@ -76,12 +80,12 @@ export class DryRunKernel implements Kernel {
     await this.apply([{ op: 'neighDel', neigh }]);
   }
 
-  neighList(ifindex: number): Promise<Neigh[]> {
-    return this.real.neighList(ifindex);
+  neighList(ifindex: number, family?: Family): Promise<Neigh[]> {
+    return this.real.neighList(ifindex, family);
   }
 
-  neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void> {
-    return this.real.neighEach(ifindex, visit);
+  neighEach(ifindex: number, visit: (n: Neigh) => void, family?: Family): Promise<void> {
+    return this.real.neighEach(ifindex, visit, family);
   }
 
   async fdbReplace(fdb: Omit<Fdb, 'permanent'>): Promise<void> {
@@ -108,12 +112,12 @@ export class DryRunKernel implements Kernel {
     await this.apply([{ op: 'routeDel', route }]);
   }
 
-  routeList(): Promise<Route[]> {
-    return this.real.routeList();
+  routeList(family?: Family): Promise<Route[]> {
+    return this.real.routeList(family);
   }
 
-  routeEach(visit: (r: Route) => void): Promise<void> {
-    return this.real.routeEach(visit);
+  routeEach(visit: (r: Route) => void, family?: Family): Promise<void> {
+    return this.real.routeEach(visit, family);
   }
 
   async nexthopReplace(nexthop: Omit<Nexthop, 'proto'> & { proto?: number }): Promise<void> {
