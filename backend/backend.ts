@@ -12,15 +12,17 @@ import { WeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { RouteNexthopsMode } from '../common/defaults.js';
 import type { Lease, LeaseAttrs, NetworkConfig, PeerBatch } from '../lease/types.js';
-import type { Subnet } from '../common/subnet.js';
-import type { Kernel } from '../kernel/kernel.js';
+import type { Family, Kernel } from '../kernel/kernel.js';
+import type { Plane } from './families.js';
 import type { Underlay } from '../kernel/underlay.js';
 import type { Programmer } from './reconciler.js';
 import type { NexthopSupport } from './nexthops.js';
 
 export interface BackendRegistration {
-  /** This node's public (underlay) IPv4 address: the VTEP / next hop peers use. */
+  /** This node's public (underlay) IPv4 address: the VTEP / next hop peers use (flannel's unset `0.0.0.0` in an IPv6-only network). */
   readonly publicIP: string;
+  /** This node's public IPv6 address, for the IPv6 device and routes; null or absent when the network has no IPv6. */
+  readonly publicIPv6?: string | null;
   /** The underlay interface weftd chose, and its MTU as read then. */
   readonly iface: Pick<Underlay, 'name' | 'mtu'>;
   readonly network: NetworkConfig;
@@ -46,10 +48,11 @@ export interface BackendRegistration {
   readonly deviceName?: string;
   /**
    * vxlan: who else advertises `mac`: the key of an older lease of another
-   * PublicIP with that VtepMAC, or null. The device then takes a new MAC
-   * instead of joining as the loser of that conflict.
+   * PublicIP with that VtepMAC (family 6: PublicIPv6 and BackendV6Data), or
+   * null. The device then takes a new MAC instead of joining as the loser of
+   * that conflict.
    */
-  readonly macTakenBy?: (mac: string) => Promise<string | null>;
+  readonly macTakenBy?: (mac: string, family: Family) => Promise<string | null>;
 }
 
 /** One reconcile pass as reported to the daemon. */
@@ -63,15 +66,17 @@ export interface ReconcilePass {
 }
 
 /** The backend part of this node's lease. */
-export type BackendLeaseAttrs = Pick<LeaseAttrs, 'BackendType' | 'BackendData'>;
+export type BackendLeaseAttrs = Pick<LeaseAttrs, 'BackendType' | 'BackendData' | 'BackendV6Data'>;
 
 export interface BackendNetwork {
   /** What goes into this node's lease next to PublicIP. */
   readonly leaseAttrs: BackendLeaseAttrs;
   /** The MTU containers should use (FLANNEL_MTU). */
   readonly mtu: number;
-  /** The overlay device weft owns (`flannel.1`), or null for a backend without one (host-gw). */
+  /** The overlay device weft owns (`flannel.1`; an IPv6-only network's `flannel-v6.1`), or null for a backend without one (host-gw). */
   readonly device: string | null;
+  /** Every overlay device weft owns, one per family (`flannel.1`, `flannel-v6.1`); none for host-gw. */
+  readonly devices: readonly string[];
   /** Configures the device for the acquired lease (address, up); called before run(). */
   configure(ownLease: Lease): Promise<void>;
   /**
@@ -114,17 +119,20 @@ export interface BackendBuild {
   readonly mtu: number;
   /** The overlay device weft owns, or null (host-gw). */
   readonly device: string | null;
+  /** Every overlay device weft owns, one per family. */
+  readonly devices: readonly string[];
 }
 
 export interface Backend {
   /** Lower-case type as in the network config, `vxlan`, `host-gw`. */
   readonly type: string;
   /**
-   * Builds this node's programmer on `kernel` (the vxlan device is ensured
-   * there): the part of register() that `weftctl diff` also runs, against a
-   * dry-run kernel, so both compute the desired state the same way.
+   * Builds this node's programmer on `kernel` for the overlay's families (the
+   * vxlan devices are ensured there): the part of register() that `weftctl
+   * diff` also runs, against a dry-run kernel, so both compute the desired
+   * state the same way.
    */
-  build(registration: BackendRegistration, kernel: Kernel, network: Subnet): Promise<BackendBuild>;
+  build(registration: BackendRegistration, kernel: Kernel, planes: readonly Plane[]): Promise<BackendBuild>;
   /** Builds on the registration's kernel and starts the peer network around it. */
   register(registration: BackendRegistration): Promise<BackendNetwork>;
 }

@@ -93,18 +93,28 @@ function describe(err: unknown): string {
  * The nexthop id of a peer subnet: its index among the Network's subnets of
  * its length (`10.244.3.0/24` in 10.244.0.0/16 is 3). Id 0 means "let the
  * kernel choose", so the subnet at index 0 takes the first index past the
- * last one instead. Null for a subnet outside the Network or an index too
- * large for a u32.
+ * last one instead. IPv6 subnets (in the IPv6Network) take the upper half of
+ * the u32 ids, so the two families never share one: IPv4 ids stay at or
+ * below 2^31, IPv6 ids are 2^31 plus the index. Null for a subnet outside the
+ * Network or an index too large for its half.
  */
 export function nexthopId(network: Subnet, subnet: Subnet): number | null {
-  if (network.family !== 4 || subnet.family !== 4 || subnet.prefixLength < network.prefixLength) return null;
-  if (!network.contains(subnet.ip)) return null;
+  if (network.family !== subnet.family || subnet.prefixLength < network.prefixLength) return null;
+  if (!network.contains(subnet)) return null;
   const bits = subnet.prefixLength - network.prefixLength;
-  if (bits > 31) return null;
-  const offset = ((parseIPv4(subnet.ip) as number) - (parseIPv4(network.ip) as number)) >>> 0;
-  const index = subnet.prefixLength === 32 ? offset : Math.floor(offset / 2 ** (32 - subnet.prefixLength));
-  return index === 0 ? 2 ** bits : index;
+  if (network.family === 4) {
+    if (bits > 31) return null;
+    const offset = ((parseIPv4(subnet.ip) as number) - (parseIPv4(network.ip) as number)) >>> 0;
+    const index = subnet.prefixLength === 32 ? offset : Math.floor(offset / 2 ** (32 - subnet.prefixLength));
+    return index === 0 ? 2 ** bits : index;
+  }
+  if (bits > 30) return null;
+  const index = Number((subnet.value - network.value) >> BigInt(128 - subnet.prefixLength));
+  return IPV6_NEXTHOP_IDS + (index === 0 ? 2 ** bits : index);
 }
+
+/** Where IPv6 peers' nexthop ids start: above every IPv4 peer's. */
+export const IPV6_NEXTHOP_IDS = 2 ** 31;
 
 /** Whether a nexthop is weft's: it carries weft's protocol, like its routes. */
 export function ownsNexthop(nh: { proto: number }): boolean {

@@ -1,8 +1,8 @@
 /**
  * The node's own networks as far as a peer lease could collide with them:
  * its addresses, and the main-table routes weft does not own (connected,
- * default, other protocols), kept only where they overlap the overlay's
- * Network, since every lease lies inside it.
+ * default, other protocols), kept only where they overlap one of the
+ * overlay's Networks (IPv4 and IPv6), since every lease lies inside them.
  *
  * A peer subnet S collides with
  * - an address of the node inside S (the node would route its own address
@@ -16,7 +16,9 @@
  *   catch-all too: neither collides.
  */
 import { Subnet } from '../common/subnet.js';
-import type { AddrInfo, ChangeOp, Route } from '../kernel/kernel.js';
+import type { AddrInfo, ChangeOp, Family, Route } from '../kernel/kernel.js';
+import type { Lease } from '../lease/types.js';
+import { publicIPOf, subnetOf } from './families.js';
 
 export interface Collision {
   /** iproute2-like description of the node's entry, `route 198.18.0.0/24 dev #2 proto 2`. */
@@ -47,7 +49,12 @@ export class NodeNetworks {
   /** True once a complete read (routes and addresses) went in. */
   private known = false;
 
-  constructor(private readonly network: Subnet) {}
+  private readonly networks: readonly Subnet[];
+
+  /** `networks`: the overlay's Network, or its IPv4 and IPv6 Networks. */
+  constructor(networks: Subnet | readonly Subnet[]) {
+    this.networks = networks instanceof Array ? networks : [networks as Subnet];
+  }
 
   /** Whether a complete read has gone in (a pass must read before it trusts collisionWith). */
   get isKnown(): boolean {
@@ -127,7 +134,7 @@ export class NodeNetworks {
 
   private put(into: Map<string, Held>, r: Route): boolean {
     const net = Subnet.parse(r.dst);
-    if (!net.overlaps(this.network)) return false;
+    if (!this.networks.some((n) => net.overlaps(n))) return false;
     const key = routeKey(r);
     if (into.has(key)) return false;
     into.set(key, { net, gw: r.gw, oif: r.oif, attached: r.gw === null, address: false, text: describeRoute(r) });
@@ -136,12 +143,31 @@ export class NodeNetworks {
 
   private putAddr(into: Map<string, Held>, a: AddrInfo): boolean {
     const ip = a.cidr.split('/')[0] as string;
-    if (!this.network.contains(ip)) return false;
+    const network = this.networks.find((n) => n.contains(ip));
+    if (!network) return false;
     const key = addrKey(a);
     if (into.has(key)) return false;
-    into.set(key, { net: Subnet.parse(`${ip}/32`), gw: null, oif: a.ifindex, attached: false, address: true, text: `address ${a.cidr} on link #${a.ifindex}` });
+    into.set(key, { net: Subnet.parse(`${ip}/${network.bits}`), gw: null, oif: a.ifindex, attached: false, address: true, text: `address ${a.cidr} on link #${a.ifindex}` });
     return true;
   }
+}
+
+const FAMILIES: readonly Family[] = [4, 6];
+
+/**
+ * The first collision of a lease's subnets (either family) with the node's
+ * own networks. The route weft itself would write (via the peer's public
+ * address or its subnet's first address) does not count.
+ */
+export function leaseCollision(networks: NodeNetworks, lease: Lease): Collision | null {
+  for (const family of FAMILIES) {
+    const subnet = subnetOf(lease, family);
+    if (!subnet) continue;
+    const publicIP = publicIPOf(lease.attrs, family);
+    const hit = networks.collisionWith(subnet, publicIP ? [publicIP, subnet.ip] : [subnet.ip]);
+    if (hit) return hit;
+  }
+  return null;
 }
 
 function routeKey(r: Route): string {

@@ -14,11 +14,13 @@ import type { Kernel } from '../kernel/kernel.js';
 import { ReconcileLoop } from './reconcile-loop.js';
 import { NodeNetworks } from './node-networks.js';
 import { Reconciler, type LocalCollision } from './reconciler.js';
+import { planesOf, type Plane } from './families.js';
+import { slotOf } from '../lease/keyspace.js';
 
 export interface PeerNetworkOptions extends BackendBuild {
   readonly kernel: Kernel;
-  /** The overlay's Network: a peer subnet that collides with the node's own networks inside it is skipped. */
-  readonly network?: Subnet;
+  /** The overlay's Networks (IPv4, IPv6): a peer subnet that collides with the node's own networks inside them is skipped. */
+  readonly networks?: readonly Subnet[];
   readonly log: Logger;
   readonly resyncIntervalMs?: number;
   readonly onPass?: (pass: ReconcilePass) => void;
@@ -30,6 +32,7 @@ export class PeerNetwork implements BackendNetwork {
   readonly leaseAttrs: BackendLeaseAttrs;
   readonly mtu: number;
   readonly device: string | null;
+  readonly devices: readonly string[];
   private readonly programmer: PeerNetworkOptions['programmer'];
   private readonly reconciler: Reconciler;
   private readonly loop: ReconcileLoop;
@@ -39,13 +42,14 @@ export class PeerNetwork implements BackendNetwork {
     this.leaseAttrs = options.leaseAttrs;
     this.mtu = options.mtu;
     this.device = options.device;
+    this.devices = options.devices;
     this.programmer = options.programmer;
     this.onClose = options.onClose;
     this.reconciler = new Reconciler({
       kernel: options.kernel,
       programmer: options.programmer,
       log: options.log,
-      ...(options.network ? { nodeNetworks: new NodeNetworks(options.network) } : {}),
+      ...(options.networks ? { nodeNetworks: new NodeNetworks(options.networks) } : {}),
     });
     this.loop = new ReconcileLoop({
       reconciler: this.reconciler,
@@ -102,7 +106,7 @@ export class PeerNetwork implements BackendNetwork {
     } else {
       this.reconciler.update(
         batch.peers,
-        batch.events.map((e) => ({ key: e.lease.subnet.toString(), ...(e.type === 'removed' ? { removed: e.lease } : {}) })),
+        batch.events.map((e) => ({ key: slotOf(e.lease), ...(e.type === 'removed' ? { removed: e.lease } : {}) })),
       );
     }
     return this.loop.flush();
@@ -126,19 +130,19 @@ export class PeerNetwork implements BackendNetwork {
  */
 export async function registerPeerNetwork(
   reg: BackendRegistration,
-  build: (kernel: Kernel, network: Subnet) => Promise<BackendBuild>,
+  build: (kernel: Kernel, planes: readonly Plane[]) => Promise<BackendBuild>,
 ): Promise<PeerNetwork> {
-  const network = reg.network.network;
-  if (!reg.network.enableIPv4 || !network) {
-    throw new WeftError('WEFT_ERR_CONFIG_INVALID', `the ${reg.network.backend.type} backend needs an IPv4 Network`);
+  const planes = planesOf(reg.network);
+  if (planes.length === 0) {
+    throw new WeftError('WEFT_ERR_CONFIG_INVALID', `the ${reg.network.backend.type} backend needs a Network or an IPv6Network`);
   }
   const kernel = reg.kernel ?? new NetlinkKernel();
   const ownsKernel = !reg.kernel;
   try {
-    const built = await build(kernel, network);
+    const built = await build(kernel, planes);
     return new PeerNetwork({
       kernel,
-      network,
+      networks: planes.map((p) => p.network),
       ...built,
       log: reg.log,
       ...(reg.resyncIntervalMs !== undefined ? { resyncIntervalMs: reg.resyncIntervalMs } : {}),

@@ -33,9 +33,10 @@
  */
 import type { Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
-import type { NodeNetworks } from './node-networks.js';
+import { leaseCollision, type NodeNetworks } from './node-networks.js';
+import { slotOf } from '../lease/keyspace.js';
 import type { Subnet } from '../common/subnet.js';
-import { RTPROT_WEFT, describeOp, showNexthopTarget, type ChangeOp, type Fdb, type Kernel, type KernelChange, type KernelOp, type Link, type Neigh, type Nexthop, type Route } from '../kernel/kernel.js';
+import { RTPROT_WEFT, describeOp, type Family, showNexthopTarget, type ChangeOp, type Fdb, type Kernel, type KernelChange, type KernelOp, type Link, type Neigh, type Nexthop, type Route } from '../kernel/kernel.js';
 
 /** One kernel entry weft programs for a peer. */
 export type Entry =
@@ -57,10 +58,12 @@ export interface WatchedLink {
 
 /** The slice of kernel state that is weft's, as of the last refresh. */
 export interface Ownership {
-  /** Device whose permanent neighbours are all weft's, or null (host-gw). */
-  readonly neighIfindex: number | null;
-  /** Device whose FDB entries are all weft's, or null. */
-  readonly fdbIfindex: number | null;
+  /** Devices whose permanent neighbours of a family are all weft's (vxlan: one device per family), none for host-gw. */
+  readonly neighDevices: readonly { readonly ifindex: number; readonly family: Family }[];
+  /** Devices whose FDB entries are all weft's. */
+  readonly fdbDevices: readonly number[];
+  /** The families whose main-table routes a full pass reads: the overlay's. */
+  readonly routeFamilies: readonly Family[];
   ownsRoute(route: Route): boolean;
   /**
    * The kernel has nexthop objects: a full pass dumps them, weft's (its
@@ -273,21 +276,25 @@ export async function eachOwned(
   foreign?: (route: Route) => void,
   foreignNexthop?: (nh: Nexthop) => void,
 ): Promise<void> {
-  const { neighIfindex, fdbIfindex } = ownership;
+  const route = (r: Route): void => {
+    if (!ownership.ownsRoute(r)) foreign?.(r);
+    // The kernel may report the nexthop's gateway beside the nhid (nexthop_compat_mode); the nhid is what counts.
+    else if (r.nhid) visit({ kind: 'route', dst: r.dst, gw: null, oif: 0, onlink: false, nhid: r.nhid });
+    else visit({ kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink });
+  };
   await Promise.all([
-    neighIfindex === null
-      ? null
-      : kernel.neighEach(neighIfindex, (n) => {
+    ...ownership.neighDevices.map((d) =>
+      kernel.neighEach(
+        d.ifindex,
+        (n) => {
           // Learned (non-permanent) neighbours are the kernel's business, not weft's.
           if (n.permanent) visit({ kind: 'neigh', ifindex: n.ifindex, ip: n.ip, mac: n.mac });
-        }),
-    fdbIfindex === null ? null : kernel.fdbEach(fdbIfindex, (f) => visit({ kind: 'fdb', ifindex: f.ifindex, mac: f.mac, dst: f.dst })),
-    kernel.routeEach((r) => {
-      if (!ownership.ownsRoute(r)) foreign?.(r);
-      // The kernel may report the nexthop's gateway beside the nhid (nexthop_compat_mode); the nhid is what counts.
-      else if (r.nhid) visit({ kind: 'route', dst: r.dst, gw: null, oif: 0, onlink: false, nhid: r.nhid });
-      else visit({ kind: 'route', dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink });
-    }),
+        },
+        d.family,
+      ),
+    ),
+    ...ownership.fdbDevices.map((ifindex) => kernel.fdbEach(ifindex, (f) => visit({ kind: 'fdb', ifindex: f.ifindex, mac: f.mac, dst: f.dst }))),
+    ...ownership.routeFamilies.map((family) => kernel.routeEach(route, family)),
     ownership.nexthops
       ? kernel.nexthopEach((nh) => {
           if (nh.proto === RTPROT_WEFT) visit({ kind: 'nexthop', id: nh.id, gw: nh.gw, oif: nh.oif, onlink: nh.onlink });
@@ -414,8 +421,8 @@ export class Reconciler {
   private entriesIfClear(lease: Lease): readonly Entry[] | null {
     const networks = this.nodeNetworks;
     if (networks) {
-      const peer = lease.subnet.toString();
-      const hit = networks.collisionWith(lease.subnet, [lease.attrs.PublicIP, lease.subnet.ip]);
+      const peer = slotOf(lease);
+      const hit = leaseCollision(networks, lease);
       if (hit) {
         const said = `${lease.key} ${hit.entry}`;
         if (this.warnedCollisions.get(peer) !== said) {
@@ -484,9 +491,9 @@ export class Reconciler {
       case 'link':
         return linkDrift(ownership.links ?? [], change.op, change.link);
       case 'neigh':
-        return change.neigh.ifindex === ownership.neighIfindex ? this.neighDrift(change.op, change.neigh) : null;
+        return ownership.neighDevices.some((d) => d.ifindex === change.neigh.ifindex) ? this.neighDrift(change.op, change.neigh) : null;
       case 'fdb':
-        return change.fdb.ifindex === ownership.fdbIfindex ? this.fdbDrift(change.op, change.fdb) : null;
+        return ownership.fdbDevices.includes(change.fdb.ifindex) ? this.fdbDrift(change.op, change.fdb) : null;
       case 'route':
         return this.routeDrift(ownership, change.op, change.route);
       case 'nexthop':
@@ -551,7 +558,7 @@ export class Reconciler {
     // Only a change near a peer's subnet can change a verdict (the node's own subnet is no peer).
     let near = false;
     this.peers.forEach((lease) => {
-      if (!near && changed.some((net) => net.overlaps(lease.subnet))) near = true;
+      if (!near && changed.some((net) => net.overlaps(lease.subnet) || (lease.ipv6Subnet !== null && net.overlaps(lease.ipv6Subnet)))) near = true;
     });
     return near ? `${what} inside a peer's subnet; checking peers against the node's own networks` : null;
   }
@@ -623,7 +630,10 @@ export class Reconciler {
     if (networks && !networks.isKnown) {
       // Nothing is programmed before the node's own networks are known: a peer route could replace one of them.
       networks.beginRead();
-      await Promise.all([this.kernel.routeEach((r) => this.isNodeRoute(ownership, r) && networks.readRoute(r)), this.readAddrs(networks)]);
+      await Promise.all([
+        ...ownership.routeFamilies.map((family) => this.kernel.routeEach((r) => this.isNodeRoute(ownership, r) && networks.readRoute(r), family)),
+        this.readAddrs(networks, ownership.routeFamilies),
+      ]);
       networks.endRead();
       this.networksVersion++;
     }
@@ -646,7 +656,7 @@ export class Reconciler {
         networks ? (r) => this.isNodeRoute(ownership, r) && networks.readRoute(r) : undefined,
         (nh) => foreign.add(nh.id),
       ),
-      networks ? this.readAddrs(networks) : null,
+      networks ? this.readAddrs(networks, ownership.routeFamilies) : null,
     ]);
     if (ownership.nexthops && this.takeForeignNexthops(foreign, desired)) {
       // Nothing is written over another owner's nexthop: the pass starts again, those peers' nexthops folded into their routes.
@@ -691,8 +701,9 @@ export class Reconciler {
     return clash.length > 0;
   }
 
-  private async readAddrs(networks: NodeNetworks): Promise<void> {
-    for (const a of await this.kernel.addrListAll()) networks.readAddr(a);
+  private async readAddrs(networks: NodeNetworks, families: readonly Family[]): Promise<void> {
+    const lists = await Promise.all(families.map((family) => this.kernel.addrListAll(family)));
+    for (const list of lists) for (const a of list) networks.readAddr(a);
   }
 
   private buildDesired(): Map<string, Owned> {

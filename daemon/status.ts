@@ -12,11 +12,22 @@ export const STATUS_PATH = '/status';
 export interface NodeStatus {
   readonly ready: boolean;
   readonly notReadyReason: string;
-  readonly lease: { readonly subnet: string; readonly publicIP: string; readonly etcdLeaseId: string; readonly ttlRemainingSeconds: number | null } | null;
+  /** `subnet` is `0.0.0.0/0` in an IPv6-only network (flannel's empty IPv4 part); `ipv6Subnet` / `publicIPv6` are null without IPv6. */
+  readonly lease: {
+    readonly subnet: string;
+    readonly ipv6Subnet: string | null;
+    readonly publicIP: string;
+    readonly publicIPv6: string | null;
+    readonly etcdLeaseId: string;
+    readonly ttlRemainingSeconds: number | null;
+  } | null;
   readonly leaseState: string;
   readonly network: string | null;
-  readonly backend: { readonly type: string; readonly device: string | null; readonly mtu: number; readonly vxlanPort: number | null } | null;
-  readonly underlay: { readonly name: string; readonly mtu: number; readonly publicIP: string } | null;
+  /** The IPv6Network, null without IPv6. */
+  readonly ipv6Network: string | null;
+  /** `devices`: every overlay device, one per family (`flannel.1`, `flannel-v6.1`). */
+  readonly backend: { readonly type: string; readonly device: string | null; readonly devices: readonly string[]; readonly mtu: number; readonly vxlanPort: number | null } | null;
+  readonly underlay: { readonly name: string; readonly mtu: number; readonly publicIP: string; readonly publicIPv6: string | null } | null;
   readonly peers: number;
   readonly entriesProgrammed: number;
   readonly lastReconcile: { readonly at: string; readonly full: boolean; readonly seconds: number; readonly failed: number } | null;

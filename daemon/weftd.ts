@@ -3,7 +3,7 @@ import { Backoff } from '../common/backoff.js';
 import { WeftError, isWeftError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { backendFor, type Backend, type BackendNetwork } from '../backend/backend.js';
-import { RTPROT_WEFT, type Kernel, type NftMonitor } from '../kernel/kernel.js';
+import { RTPROT_WEFT, type Family, type Kernel, type NftMonitor } from '../kernel/kernel.js';
 import { NodeNetworks } from '../backend/node-networks.js';
 import type { Subnet } from '../common/subnet.js';
 import { createEtcdClient, etcdConnection } from '../lease/etcd-client.js';
@@ -11,6 +11,8 @@ import { vxlanPort } from '../lease/config.js';
 import { LeaseManager } from '../lease/manager.js';
 import { judgeLease, type RawKeyValue, type ValidatedListing } from '../lease/lease-value.js';
 import { olderHolderOfMac } from '../lease/admission.js';
+import { planesOf, type Plane } from '../backend/families.js';
+import { describeSubnets, hasIPv4 } from '../lease/keyspace.js';
 import type { Listing } from '../lease/registry.js';
 import { EtcdRegistry } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
@@ -38,19 +40,6 @@ export interface WeftdDeps {
   readonly kernel: Kernel & NftMonitor;
   /** systemd's notify socket (daemon/sd-notify.ts): READY=1 and STATUS= lines follow /readyz. */
   readonly notify?: Notifier | null;
-}
-
-/**
- * The one place where weftd refuses a network config the lease layer takes
- * but the backends cannot program: IPv6 (dual-stack or IPv6-only). It is an
- * invalid config weftd waits on, like any other, so nothing of it is applied.
- */
-export function unprogrammableConfig(config: NetworkConfig): WeftError | null {
-  if (!config.enableIPv6) return null;
-  return new WeftError(
-    'WEFT_ERR_CONFIG_INVALID',
-    `invalid network config: EnableIPv6: weft leases IPv6 subnets, but dual-stack programming is not built yet (the backends program IPv4 only); set EnableIPv6 to false${config.enableIPv4 ? '' : ' and give an IPv4 Network'}`,
-  );
 }
 
 /**
@@ -157,12 +146,13 @@ export class Weftd {
     this.setPhase('setting up the backend device');
     this.network = await backend.register({
       publicIP: this.underlay.publicIP,
+      publicIPv6: config.enableIPv6 ? (this.underlay.publicIPv6 ?? null) : null,
       iface: { name: this.underlay.name, mtu: this.underlay.mtu },
       network: config,
       stateDir: o.stateDir,
       log: this.log,
       kernel: this.deps.kernel,
-      macTakenBy: (mac) => this.macTakenBy(listing, config, mac),
+      macTakenBy: (mac, family) => this.macTakenBy(listing, config, mac, family),
       resyncIntervalMs: o.resyncInterval * 1000,
       routeNexthops: o.routeNexthops,
       onPass: (pass) => {
@@ -180,19 +170,20 @@ export class Weftd {
     this.manager = new LeaseManager({
       registry: this.registry,
       config,
-      attrs: { PublicIP: this.underlay.publicIP, PublicIPv6: null, ...this.network.leaseAttrs },
+      attrs: { PublicIP: this.underlay.publicIP, PublicIPv6: config.enableIPv6 ? (this.underlay.publicIPv6 ?? null) : null, ...this.network.leaseAttrs },
       previousSubnet: previous.network && config.network?.equals(previous.network) ? previous.subnet : null,
+      previousIPv6Subnet: previous.ipv6Network && config.ipv6Network?.equals(previous.ipv6Network) ? previous.ipv6Subnet : null,
       ttlSeconds: o.subnetLeaseTtl,
       // The margin never exceeds a third of the TTL: short TTLs renew at TTL/3.
       renewMarginSeconds: Math.min(o.subnetLeaseRenewMargin * 60, Math.floor(o.subnetLeaseTtl / 3)),
-      nodeCollisions: () => this.nodeCollisions(config.network!),
+      nodeCollisions: () => this.nodeCollisions(planesOf(config)),
       log: this.log,
     });
     this.manager.on('state', () => this.noteReadiness());
     this.setPhase('acquiring a subnet lease');
     const acquired = await this.manager.acquireWithListing(signal, { prefetched: listing });
     const lease = acquired.lease;
-    this.log.info(`holding lease ${lease.subnet} (${lease.etcdLeaseId === '0' ? 'reservation' : `etcd lease ${lease.etcdLeaseId}`})`);
+    this.log.info(`holding lease ${describeSubnets(lease)} (${lease.etcdLeaseId === '0' ? 'reservation' : `etcd lease ${lease.etcdLeaseId}`})`);
 
     await this.applyLease(lease, previous.subnet);
     await ensureSysctl('net.ipv4.ip_forward', '1');
@@ -206,20 +197,26 @@ export class Weftd {
    * What of this node's own networks a new subnet would collide with: its
    * addresses and the routes that are not weft's (NodeNetworks' rules).
    */
-  private async nodeCollisions(network: Subnet): Promise<(s: Subnet) => string | null> {
+  private async nodeCollisions(planes: readonly Plane[]): Promise<(s: Subnet) => string | null> {
     const kernel = this.deps.kernel;
-    const device = this.network?.device ? await kernel.linkByName(this.network.device) : null;
-    const own = new NodeNetworks(network);
+    const devices = new Set<number>();
+    for (const name of this.network?.devices ?? []) {
+      const link = await kernel.linkByName(name);
+      if (link) devices.add(link.index);
+    }
+    const own = new NodeNetworks(planes.map((p) => p.network));
     own.beginRead();
-    const [routes, addrs] = await Promise.all([kernel.routeList(), kernel.addrListAll()]);
-    for (const r of routes) if (r.proto !== RTPROT_WEFT && r.oif !== device?.index) own.readRoute(r);
-    for (const a of addrs) if (a.ifindex !== device?.index) own.readAddr(a);
+    const reads = await Promise.all(planes.map(({ family }) => Promise.all([kernel.routeList(family), kernel.addrListAll(family)])));
+    for (const [routes, addrs] of reads) {
+      for (const r of routes) if (r.proto !== RTPROT_WEFT && !devices.has(r.oif)) own.readRoute(r);
+      for (const a of addrs) if (!devices.has(a.ifindex)) own.readAddr(a);
+    }
     own.endRead();
     return (s) => own.collisionWith(s)?.entry ?? null;
   }
 
   /** The key of an older lease of another PublicIP advertising `mac`, from the start-up listing; null when etcd could not say. */
-  private async macTakenBy(listing: Promise<Listing>, config: NetworkConfig, mac: string): Promise<string | null> {
+  private async macTakenBy(listing: Promise<Listing>, config: NetworkConfig, mac: string, family: Family): Promise<string | null> {
     let kvs: readonly RawKeyValue[];
     try {
       kvs = (await listing).kvs;
@@ -231,7 +228,8 @@ export class Weftd {
       const verdict = judgeLease(this.options.etcdPrefix, kv, config);
       if (verdict.lease) leases.push(verdict.lease);
     }
-    return olderHolderOfMac(leases, mac, this.underlay!.publicIP)?.key ?? null;
+    const publicIP = family === 6 ? this.underlay!.publicIPv6 : this.underlay!.publicIP;
+    return publicIP ? (olderHolderOfMac(leases, mac, publicIP, family)?.key ?? null) : null;
   }
 
   /** Everything that follows the node's subnet: device address, subnet file, traffic rules. */
@@ -239,7 +237,14 @@ export class Weftd {
     const o = this.options;
     const config = this.config!;
     await this.network!.configure(lease);
-    await writeSubnetFile(o.subnetFile, { network: config.network, subnet: lease.subnet, mtu: this.network!.mtu, ipMasq: o.ipMasq });
+    await writeSubnetFile(o.subnetFile, {
+      network: config.enableIPv4 ? config.network : null,
+      subnet: hasIPv4(lease.subnet) ? lease.subnet : null,
+      ipv6Network: config.enableIPv6 ? config.ipv6Network : null,
+      ipv6Subnet: lease.ipv6Subnet,
+      mtu: this.network!.mtu,
+      ipMasq: o.ipMasq,
+    });
     if (previousSubnet && !previousSubnet.equals(lease.subnet)) this.log.warn(`subnet changed from ${previousSubnet} to ${lease.subnet}`);
     const spec: TrafficRulesSpec = {
       network: config.network!,
@@ -291,6 +296,7 @@ export class Weftd {
       config: this.config!,
       ownSubnet: () => this.manager?.lease?.subnet ?? null,
       ownPublicIP: this.underlay!.publicIP,
+      ownPublicIPv6: this.config!.enableIPv6 ? (this.underlay!.publicIPv6 ?? null) : null,
       ownLease: () => this.manager?.lease ?? null,
       log: this.log,
     });
@@ -341,14 +347,22 @@ export class Weftd {
     return {
       ready: this.ready(),
       notReadyReason: this.notReadyReason(),
-      lease: lease && { subnet: lease.subnet.toString(), publicIP: lease.attrs.PublicIP, etcdLeaseId: lease.etcdLeaseId, ttlRemainingSeconds: this.manager?.ttlRemaining ?? null },
+      lease: lease && {
+        subnet: lease.subnet.toString(),
+        ipv6Subnet: lease.ipv6Subnet?.toString() ?? null,
+        publicIP: lease.attrs.PublicIP,
+        publicIPv6: lease.attrs.PublicIPv6 ?? null,
+        etcdLeaseId: lease.etcdLeaseId,
+        ttlRemainingSeconds: this.manager?.ttlRemaining ?? null,
+      },
       leaseState: this.manager?.state ?? 'acquiring',
       network: this.config?.network?.toString() ?? null,
+      ipv6Network: this.config?.ipv6Network?.toString() ?? null,
       backend:
         cfg && this.network
-          ? { type: cfg.type, device: this.network.device, mtu: this.network.mtu, vxlanPort: cfg.type === 'vxlan' ? vxlanPort(cfg) : null }
+          ? { type: cfg.type, device: this.network.device, devices: this.network.devices, mtu: this.network.mtu, vxlanPort: cfg.type === 'vxlan' ? vxlanPort(cfg) : null }
           : null,
-      underlay: this.underlay && { name: this.underlay.name, mtu: this.underlay.mtu, publicIP: this.underlay.publicIP },
+      underlay: this.underlay && { name: this.underlay.name, mtu: this.underlay.mtu, publicIP: this.underlay.publicIP, publicIPv6: this.underlay.publicIPv6 ?? null },
       peers: this.watcher?.current.size ?? 0,
       entriesProgrammed: this.network?.stats().entries ?? 0,
       lastReconcile: this.lastPass,
@@ -414,7 +428,7 @@ export class Weftd {
     const notify = this.deps.notify;
     if (!notify) return;
     const lease = this.manager?.lease;
-    const status = ready ? `ready: lease ${lease?.subnet.toString() ?? ''} held and peers programmed` : `not ready: ${this.notReadyReason()}`;
+    const status = ready ? `ready: lease ${lease ? describeSubnets(lease) : ''} held and peers programmed` : `not ready: ${this.notReadyReason()}`;
     if (status === this.notifiedStatus) return;
     this.notifiedStatus = status;
     const first = ready && !this.notifiedReady;
@@ -428,10 +442,7 @@ export class Weftd {
     for (;;) {
       if (signal.aborted) throw new WeftError('WEFT_ERR_ABORTED', 'stopped while waiting for the network config');
       try {
-        const config = await this.registry!.readNetworkConfig();
-        const refusal = unprogrammableConfig(config);
-        if (refusal) throw refusal;
-        return config;
+        return await this.registry!.readNetworkConfig();
       } catch (err) {
         if (!isWeftError(err) || !err.retryable) throw err;
         if (err.message !== lastMessage) this.log.error(`${err.message}; waiting for a valid config`);

@@ -8,7 +8,7 @@
 import { WeftError } from '../common/errors.js';
 import { canonicalIPv4, maskIPv4, parseIPv4, Subnet } from '../common/subnet.js';
 import { addrsOn } from './addresses.js';
-import type { AddrInfo, Kernel, Link, Route } from './kernel.js';
+import type { AddrInfo, Family, Kernel, Link, Route } from './kernel.js';
 
 /** The interface weft sends VXLAN traffic over, and the address it advertises. */
 export interface Underlay {
@@ -20,6 +20,10 @@ export interface Underlay {
   readonly prefixLength: number;
   /** What peers send to (PublicIP in the lease): --public-ip or the interface address. */
   readonly publicIP: string;
+  /** The interface's global IPv6 address, when the network has IPv6. */
+  readonly address6?: string | null;
+  /** What peers send IPv6 to (PublicIPv6): --public-ipv6 or `address6`; null without IPv6. */
+  readonly publicIPv6?: string | null;
 }
 
 /**
@@ -165,18 +169,19 @@ export function defaultRouteDev(links: readonly Link[], routes: readonly Route[]
   return links.find((l) => l.index === route.oif)?.name ?? `#${route.oif}`;
 }
 
-/** The underlay's link as it is now, and its connected IPv4 subnets (its addresses' prefixes, /32s excluded). */
+/** The underlay's link as it is now, and its connected subnets of the families asked for (its addresses' prefixes, host addresses excluded). */
 export interface UnderlaySegments {
   readonly link: Link;
   readonly segments: readonly Subnet[];
 }
 
 /** Reads the underlay `name` again: its ifindex changes if it is recreated, its segments if it is re-addressed. */
-export async function readSegments(kernel: Kernel, name: string): Promise<UnderlaySegments> {
+export async function readSegments(kernel: Kernel, name: string, families: readonly Family[] = [4]): Promise<UnderlaySegments> {
   const link = await kernel.linkByName(name);
   if (!link) throw new WeftError('WEFT_ERR_KERNEL', `underlay interface ${name} not found`);
-  const addrs = await addrsOn(kernel, link.index);
-  const segments = addrs.map((a) => Subnet.parse(a.cidr)).filter((s) => s.prefixLength < 32);
+  const addrs = (await Promise.all(families.map((family) => addrsOn(kernel, link.index, family)))).flat();
+  // IPv6's link-local fe80::/64 is on every link and reaches no peer's PublicIPv6.
+  const segments = addrs.map((a) => Subnet.parse(a.cidr)).filter((s) => s.prefixLength < s.bits && !(s.family === 6 && s.ip.startsWith('fe80:')));
   return { link, segments };
 }
 

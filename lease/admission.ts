@@ -86,15 +86,19 @@ export function publicIPv6Problem(ip: string, config: NetworkConfig): string | n
 
 /**
  * The lease a node joining with `mac` would lose to: an older lease of
- * another PublicIP that advertises the same VtepMAC (older than this node's
+ * another PublicIP that advertises the same VtepMAC (for `family` 6: another
+ * PublicIPv6 advertising it in BackendV6Data) (older than this node's
  * own lease, if `leases` holds one for `publicIP`). Such a node takes a new
  * MAC rather than join as the loser.
  */
-export function olderHolderOfMac(leases: readonly Lease[], mac: string, publicIP: string): Lease | null {
-  const own = leases.find((l) => l.attrs.PublicIP === publicIP && macOf(l) === mac) ?? null;
+export function olderHolderOfMac(leases: readonly Lease[], mac: string, publicIP: string, family: 4 | 6 = 4): Lease | null {
+  // The IPv6 device's MAC is BackendV6Data's, and its node is known by PublicIPv6.
+  const macIn = family === 6 ? macV6Of : macOf;
+  const ipOf = family === 6 ? (l: Lease) => l.attrs.PublicIPv6 : (l: Lease) => l.attrs.PublicIP;
+  const own = leases.find((l) => ipOf(l) === publicIP && macIn(l) === mac) ?? null;
   let holder: Lease | null = null;
   for (const l of leases) {
-    if (l.attrs.PublicIP === publicIP || macOf(l) !== mac) continue;
+    if (ipOf(l) === publicIP || macIn(l) !== mac) continue;
     if (own && !createdBefore(l, own)) continue;
     if (!holder || createdBefore(l, holder)) holder = l;
   }

@@ -416,11 +416,11 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
 }
 
 /** Whether a lease value was written by this node: the same PublicIP and PublicIPv6 (an IPv6-only node's PublicIP is flannel's unset 0.0.0.0). */
-function sameNode(a: LeaseAttrs, b: LeaseAttrs): boolean {
+export function sameNode(a: Pick<LeaseAttrs, 'PublicIP' | 'PublicIPv6'>, b: Pick<LeaseAttrs, 'PublicIP' | 'PublicIPv6'>): boolean {
   return a.PublicIP === b.PublicIP && (a.PublicIPv6 ?? null) === (b.PublicIPv6 ?? null);
 }
 
 /** A node's public address(es) for the log. */
-function publicName(attrs: LeaseAttrs): string {
+export function publicName(attrs: Pick<LeaseAttrs, 'PublicIP' | 'PublicIPv6'>): string {
   return attrs.PublicIPv6 ? `${attrs.PublicIP === UNSET_PUBLIC_IP ? '' : `${attrs.PublicIP} / `}${attrs.PublicIPv6}` : attrs.PublicIP;
 }

@@ -143,7 +143,7 @@ class CountingProgrammer implements Programmer {
   basis = 'device';
   constructor(private readonly dev: number) {}
   async refresh(): Promise<{ ownership: Ownership; rebuilt: boolean }> {
-    return { rebuilt: false, ownership: { neighIfindex: this.dev, fdbIfindex: this.dev, ownsRoute: (r) => r.proto === RTPROT_WEFT } };
+    return { rebuilt: false, ownership: { neighDevices: [{ ifindex: this.dev, family: 4 }], fdbDevices: [this.dev], routeFamilies: [4], ownsRoute: (r) => r.proto === RTPROT_WEFT } };
   }
   entriesFor(l: Lease): readonly Entry[] {
     this.calls++;

@@ -21,6 +21,7 @@ function node(probes: NodeStatus['probes']): NodeStatus {
     lease: null,
     leaseState: 'held',
     network: '10.244.0.0/16',
+    ipv6Network: null,
     backend: null,
     underlay: null,
     peers: 1,

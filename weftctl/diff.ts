@@ -10,11 +10,13 @@ import { WeftError } from '../common/errors.js';
 import { showNexthopTarget, type Kernel } from '../kernel/kernel.js';
 import { backendFor, type BackendBuild } from '../backend/backend.js';
 import { desiredEntries, dumpOwned, entryKey, planFull, type Entry, type Owned, type Ownership } from '../backend/reconciler.js';
-import { NodeNetworks } from '../backend/node-networks.js';
+import { NodeNetworks, leaseCollision } from '../backend/node-networks.js';
+import { planesOf, type Plane } from '../backend/families.js';
+import { describeSubnets, slotOf } from '../lease/keyspace.js';
+import { publicName, sameNode } from '../lease/manager.js';
 import { listsNexthops, type NexthopSupport } from '../backend/nexthops.js';
 import type { RouteNexthopsMode } from '../common/defaults.js';
 import { PeerAdmission } from '../lease/admission.js';
-import type { Subnet } from '../common/subnet.js';
 import { createBackends } from '../backend/registry.js';
 import { validateLease } from '../lease/lease-value.js';
 import type { Registry } from '../lease/registry.js';
@@ -74,11 +76,12 @@ export function diffEntries(desired: ReadonlyMap<string, Owned>, actual: Readonl
 
 /** The backend's programmer for this node, built as weftd builds it, on `kernel`. */
 async function programmerFor(config: NetworkConfig, kernel: Kernel, underlay: Underlay, routeNexthops: NexthopSupport): Promise<BackendBuild['programmer']> {
-  const network = config.network;
-  if (!network) throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'the network config has no IPv4 Network');
+  const planes = planesOf(config);
+  if (planes.length === 0) throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'the network config has neither a Network nor an IPv6Network');
   const backend = backendFor(createBackends(), config.backend.type);
   // No state dir: the device's MAC is adopted as it is, and nothing is written.
-  const built = await backend.build({ publicIP: underlay.publicIP, iface: underlay, network: config, log: silentLogger(), routeNexthops }, kernel, network);
+  const registration = { publicIP: underlay.publicIP, publicIPv6: underlay.publicIPv6 ?? null, iface: underlay, network: config, log: silentLogger(), routeNexthops };
+  const built = await backend.build(registration, kernel, planes);
   return built.programmer;
 }
 
@@ -100,8 +103,9 @@ export async function diffNode(registry: Registry, kernel: Kernel, underlay: Und
       // weftd skips malformed keys; so does its desired state
     }
   }
-  const own = leases.find((l) => l.attrs.PublicIP === underlay.publicIP);
-  if (!own) throw new WeftError('WEFT_ERR_CONFIG_MISSING', `no lease in etcd carries this node's public IP ${underlay.publicIP}; is weftd running here?`);
+  const mine = { PublicIP: underlay.publicIP, PublicIPv6: config.enableIPv6 ? (underlay.publicIPv6 ?? null) : null, BackendType: config.backend.type };
+  const own = leases.find((l) => sameNode(l.attrs, mine));
+  if (!own) throw new WeftError('WEFT_ERR_CONFIG_MISSING', `no lease in etcd carries this node's public address ${publicName(mine)}; is weftd running here?`);
 
   const dry = new DryRunKernel(kernel);
   const lists = await listsNexthops(kernel);
@@ -112,19 +116,19 @@ export async function diffNode(registry: Registry, kernel: Kernel, underlay: Und
   // weftd's rules: admission against the other leases (lease/admission.ts), then the node's own networks.
   const admission = new PeerAdmission({ config, ownLease: () => own, ownPublicIP: underlay.publicIP });
   const candidates = new Set<string>();
-  for (const l of leases) if (!l.subnet.equals(own.subnet)) admission.put(l.subnet.toString(), l, candidates);
-  const networks = await nodeNetworks(kernel, ownership, config.network!);
+  for (const l of leases) if (slotOf(l) !== slotOf(own)) admission.put(slotOf(l), l, candidates);
+  const networks = await nodeNetworks(kernel, ownership, planesOf(config));
   const peerLeases = new Map<string, Lease>();
   for (const key of candidates) {
     const lease = admission.get(key) as Lease;
-    if (admission.judge(key) === null && networks.collisionWith(lease.subnet, [lease.attrs.PublicIP, lease.subnet.ip]) === null) peerLeases.set(key, lease);
+    if (admission.judge(key) === null && leaseCollision(networks, lease) === null) peerLeases.set(key, lease);
   }
   const desired = desiredEntries(peerLeases, programmer);
   const peers = [...peerLeases.values()].filter((l) => programmer.entriesFor(l) !== null).length;
   const names = new Map<number, string>();
-  for (const index of new Set([ownership.neighIfindex, ownership.fdbIfindex, ...[...desired.values()].map((o) => (o.entry.kind === 'route' || o.entry.kind === 'nexthop' ? o.entry.oif : o.entry.ifindex))])) {
+  for (const index of new Set([...ownership.neighDevices.map((d) => d.ifindex), ...ownership.fdbDevices, ...[...desired.values()].map((o) => (o.entry.kind === 'route' || o.entry.kind === 'nexthop' ? o.entry.oif : o.entry.ifindex))])) {
     // A route by nhid names no device (0): its nexthop does.
-    if (index !== null && index !== 0) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
+    if (index !== 0) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
   }
   const actual = await dumpOwned(kernel, ownership);
   for (const e of actual.values()) {
@@ -132,7 +136,7 @@ export async function diffNode(registry: Registry, kernel: Kernel, underlay: Und
     if (index !== 0 && !names.has(index)) names.set(index, (await kernel.linkGet(index))?.name ?? `#${index}`);
   }
   const lines = diffEntries(desired, actual, (i) => names.get(i) ?? `#${i}`);
-  return { ownSubnet: own.subnet.toString(), peers, desiredEntries: desired.size, lines, device: dry.wouldRun };
+  return { ownSubnet: describeSubnets(own), peers, desiredEntries: desired.size, lines, device: dry.wouldRun };
 }
 
 /**
@@ -141,11 +145,14 @@ export async function diffNode(registry: Registry, kernel: Kernel, underlay: Und
  * once, so a foreign route that stays there is the node's, and the peer is
  * skipped.
  */
-async function nodeNetworks(kernel: Kernel, ownership: Ownership, network: Subnet): Promise<NodeNetworks> {
-  const own = new NodeNetworks(network);
+async function nodeNetworks(kernel: Kernel, ownership: Ownership, planes: readonly Plane[]): Promise<NodeNetworks> {
+  const own = new NodeNetworks(planes.map((p) => p.network));
+  const devices = new Set(ownership.fdbDevices);
   own.beginRead();
-  for (const r of await kernel.routeList()) if (!ownership.ownsRoute(r)) own.readRoute(r);
-  for (const a of await kernel.addrListAll()) if (a.ifindex !== ownership.neighIfindex && a.ifindex !== ownership.fdbIfindex) own.readAddr(a);
+  for (const { family } of planes) {
+    for (const r of await kernel.routeList(family)) if (!ownership.ownsRoute(r)) own.readRoute(r);
+    for (const a of await kernel.addrListAll(family)) if (!devices.has(a.ifindex)) own.readAddr(a);
+  }
   own.endRead();
   return own;
 }

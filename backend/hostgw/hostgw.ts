@@ -21,10 +21,15 @@
  * the gateway is a nexthop of its own: `ip nexthop replace id N via P dev
  * <underlay> proto 0x57`, then `ip route replace S nhid N proto 0x57`, so the
  * kernel's cost stays linear in the peers.
+ *
+ * IPv6 (EnableIPv6): the same route per peer in IPv6, `S6 via P6 dev
+ * <underlay>`, P6 being the peer's PublicIPv6 on the underlay's IPv6 segment.
  */
 import type { Logger } from '../../common/log.js';
 import type { Subnet } from '../../common/subnet.js';
+import { slotOf } from '../../lease/keyspace.js';
 import type { Lease } from '../../lease/types.js';
+import { familyName, publicIPOf, subnetOf, type Plane } from '../families.js';
 import type { Backend, BackendBuild, BackendNetwork, BackendRegistration } from '../backend.js';
 import { RTPROT_WEFT, type Kernel, type Route } from '../../kernel/kernel.js';
 import { registerPeerNetwork } from '../peer-network.js';
@@ -35,78 +40,102 @@ import { onSegment, readSegments } from '../../kernel/underlay.js';
 export class HostGwBackend implements Backend {
   readonly type = 'host-gw';
 
-  async build(reg: BackendRegistration, kernel: Kernel, network: Subnet): Promise<BackendBuild> {
-    const underlay = await readSegments(kernel, reg.iface.name);
+  async build(reg: BackendRegistration, kernel: Kernel, planes: readonly Plane[]): Promise<BackendBuild> {
+    const underlay = await readSegments(kernel, reg.iface.name, planes.map((p) => p.family));
     const nexthops = await nexthopSupport(kernel, reg.routeNexthops, reg.log);
     return {
-      programmer: new HostGwProgrammer(kernel, reg.iface.name, network, reg.log, nexthops),
+      programmer: new HostGwProgrammer(kernel, reg.iface.name, planes, reg.log, nexthops),
       device: null,
+      devices: [],
       leaseAttrs: { BackendType: 'host-gw' },
       mtu: reg.iface.mtu || underlay.link.mtu,
     };
   }
 
   register(reg: BackendRegistration): Promise<BackendNetwork> {
-    return registerPeerNetwork(reg, (kernel, network) => this.build(reg, kernel, network));
+    return registerPeerNetwork(reg, (kernel, planes) => this.build(reg, kernel, planes));
   }
 }
 
 export class HostGwProgrammer implements Programmer {
   private underlayIndex = 0;
   private segments: readonly Subnet[] = [];
-  private ownSubnet: Subnet | null = null;
+  private ownLease: Lease | null = null;
   private readonly warned = new Map<string, string>();
 
   constructor(
     private readonly kernel: Kernel,
     private readonly underlayName: string,
-    private readonly network: Subnet,
+    private readonly planes: readonly Plane[],
     private readonly log: Logger,
     private readonly nexthops: NexthopSupport = { kernel: false, use: false },
   ) {}
 
   async configure(ownLease: Lease): Promise<void> {
-    this.ownSubnet = ownLease.subnet;
+    this.ownLease = ownLease;
   }
 
   async refresh(): Promise<{ ownership: Ownership; rebuilt: boolean }> {
-    const underlay = await readSegments(this.kernel, this.underlayName);
+    const families = this.planes.map((p) => p.family);
+    const underlay = await readSegments(this.kernel, this.underlayName, families);
     this.underlayIndex = underlay.link.index;
     this.segments = underlay.segments;
-    const network = this.network;
+    const networks = this.planes.map((p) => p.network);
     return {
       rebuilt: false,
       ownership: {
-        neighIfindex: null,
-        fdbIfindex: null,
+        neighDevices: [],
+        fdbDevices: [],
+        routeFamilies: families,
         nexthops: this.nexthops.kernel,
         // The kernel drops the routes of an underlay that goes down, without a notification.
         links: [{ index: underlay.link.index, name: underlay.link.name, up: underlay.link.up, mtu: null }],
-        ownsRoute: (r: Route) => r.proto === RTPROT_WEFT && network.contains(r.dst.slice(0, r.dst.indexOf('/'))),
+        ownsRoute: (r: Route) => {
+          if (r.proto !== RTPROT_WEFT) return false;
+          const dst = r.dst.slice(0, r.dst.indexOf('/'));
+          return networks.some((n) => n.contains(dst));
+        },
       },
     };
   }
 
   entriesBasis(): string {
-    return `${this.underlayIndex} ${this.ownSubnet ?? '-'} ${this.nexthops.use} ${this.segments.join(',')}`;
+    const own = this.ownLease ? slotOf(this.ownLease) : '-';
+    return `${this.underlayIndex} ${own} ${this.nexthops.use} ${this.segments.join(',')}`;
   }
 
   entriesFor(lease: Lease): readonly Entry[] | null {
-    const key = lease.subnet.toString();
-    if (this.ownSubnet && lease.subnet.equals(this.ownSubnet)) return null;
+    const key = slotOf(lease);
+    if (this.ownLease && key === slotOf(this.ownLease)) return null;
     if (lease.attrs.BackendType !== 'host-gw') return this.skip(key, `backend type "${lease.attrs.BackendType}" is not host-gw`);
-    if (lease.subnet.family !== 4) return this.skip(key, 'not an IPv4 subnet');
-    const P = lease.attrs.PublicIP;
-    if (!onSegment(this.segments, P)) return this.skip(key, `public IP ${P} is not on ${this.underlayName}'s segment`);
-    this.warned.delete(key);
-    const id = this.nexthops.use ? nexthopId(this.network, lease.subnet) : null;
+    let entries: Entry[] | null = null;
+    const skipped: string[] = [];
+    for (const plane of this.planes) {
+      const got = this.familyEntries(lease, plane);
+      if (typeof got === 'string') skipped.push(got);
+      else (entries ??= []).push(...got);
+    }
+    // A family the lease cannot be routed in is skipped alone: its other family still works.
+    if (skipped.length > 0) this.skip(key, skipped.join('; '));
+    else this.warned.delete(key);
+    return entries;
+  }
+
+  private familyEntries(lease: Lease, plane: Plane): Entry[] | string {
+    const subnet = subnetOf(lease, plane.family);
+    if (!subnet) return `no ${familyName(plane.family)} subnet`;
+    const P = publicIPOf(lease.attrs, plane.family);
+    if (!P) return `lease has no ${plane.family === 6 ? 'PublicIPv6' : 'PublicIP'}`;
+    if (!onSegment(this.segments, P)) return `public IP ${P} is not on ${this.underlayName}'s segment`;
+    const dst = subnet.toString();
+    const id = this.nexthops.use ? nexthopId(plane.network, subnet) : null;
     if (id !== null) {
       return [
         { kind: 'nexthop', id, gw: P, oif: this.underlayIndex, onlink: false },
-        { kind: 'route', dst: key, gw: null, oif: 0, onlink: false, nhid: id },
+        { kind: 'route', dst, gw: null, oif: 0, onlink: false, nhid: id },
       ];
     }
-    return [{ kind: 'route', dst: key, gw: P, oif: this.underlayIndex, onlink: false }];
+    return [{ kind: 'route', dst, gw: P, oif: this.underlayIndex, onlink: false }];
   }
 
   private skip(key: string, why: string): null {
