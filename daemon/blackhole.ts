@@ -4,8 +4,8 @@ import type { Logger } from '../common/log.js';
 import type { Subnet } from '../common/subnet.js';
 
 /**
- * flanneld's --ip-blackhole-route: a blackhole route for the node's own
- * subnet, so that traffic to its addresses that no local route takes (the
+ * flanneld's --ip-blackhole-route: a blackhole route for each of the node's
+ * own subnets (IPv4, IPv6), so that traffic to its addresses that no local route takes (the
  * bridge down or not made yet) is dropped here instead of leaving by the
  * default route. flanneld adds it at the prefix's default metric, where it
  * either fails (a bridge route is there: EEXIST) or shadows the bridge route
@@ -14,23 +14,25 @@ import type { Subnet } from '../common/subnet.js';
  * moved when the lease changes.
  */
 export class BlackholeKeeper {
-  private subnet: Subnet | null = null;
+  /** The node's subnets, one per family its lease has. */
+  private subnets: readonly Subnet[] = [];
 
   constructor(
     private readonly kernel: Pick<Kernel, 'blackholeReplace' | 'blackholeDel'>,
     private readonly log: Logger,
   ) {}
 
-  /** Puts the blackhole on `subnet`, removing the one of a previous lease. */
-  async set(subnet: Subnet): Promise<void> {
-    const previous = this.subnet;
-    this.subnet = subnet;
-    if (previous && !previous.equals(subnet)) {
-      await this.kernel.blackholeDel(previous.toString()).catch((err: unknown) => {
+  /** Puts a blackhole on each of `subnets` (the lease's IPv4 and IPv6 subnets), removing those of a previous lease. */
+  async set(subnets: readonly Subnet[]): Promise<void> {
+    const previous = this.subnets;
+    this.subnets = subnets;
+    for (const old of previous) {
+      if (subnets.some((s) => s.equals(old))) continue;
+      await this.kernel.blackholeDel(old.toString()).catch((err: unknown) => {
         if (!isKernelErrno(err, 'ESRCH')) throw err;
       });
     }
-    await this.kernel.blackholeReplace(subnet.toString());
+    for (const subnet of subnets) await this.kernel.blackholeReplace(subnet.toString());
   }
 
   run(intervalMs: number, signal: AbortSignal): Promise<void> {
@@ -38,7 +40,7 @@ export class BlackholeKeeper {
       intervalMs,
       signal,
       async () => {
-        if (this.subnet) await this.kernel.blackholeReplace(this.subnet.toString());
+        for (const subnet of this.subnets) await this.kernel.blackholeReplace(subnet.toString());
       },
       (err) => this.log.error(`blackhole route check failed: ${err.message}`),
     );

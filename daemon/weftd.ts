@@ -11,7 +11,7 @@ import { vxlanPort } from '../lease/config.js';
 import { LeaseManager } from '../lease/manager.js';
 import { judgeLease, type RawKeyValue, type ValidatedListing } from '../lease/lease-value.js';
 import { olderHolderOfMac } from '../lease/admission.js';
-import { planesOf, type Plane } from '../backend/families.js';
+import { planesOf, subnetOf, type Plane } from '../backend/families.js';
 import { describeSubnets, hasIPv4 } from '../lease/keyspace.js';
 import type { Listing } from '../lease/registry.js';
 import { EtcdRegistry } from '../lease/registry.js';
@@ -264,7 +264,7 @@ export class Weftd {
     }
     if (o.ipBlackholeRoute) {
       this.blackhole ??= new BlackholeKeeper(this.deps.kernel, this.log);
-      await this.blackhole.set(lease.subnet);
+      await this.blackhole.set([subnetOf(lease, 4), subnetOf(lease, 6)].filter((s): s is Subnet => s !== null));
     }
     if (o.bridge) {
       const bridgeSpec = { name: o.bridge, subnet: lease.subnet, network: config.network!, mtu: this.network!.mtu };
