@@ -61,11 +61,13 @@ export async function ensureVxlanDevice(kernel: Kernel, spec: VxlanLinkSpec, log
 }
 
 /**
- * `ip addr add <S.0>/32 dev flannel.N` after removing other addresses inside
- * the cluster Network (a previous lease), then `ip link set up`.
+ * `ip addr add <S.0>/32 dev flannel.N` (IPv6: `<S6::>/128 dev flannel-v6.N`)
+ * after removing other addresses inside the cluster Network (a previous
+ * lease), then `ip link set up`. A host address: no connected route, no
+ * broadcast; it is the source of the node's own traffic to pods elsewhere.
  */
 export async function configureDevice(kernel: Kernel, link: Link, ownSubnet: Subnet, network: Subnet, log: Logger): Promise<void> {
-  const changes = await ensureSoleNetworkAddress(kernel, link.index, `${ownSubnet.ip}/32`, network);
+  const changes = await ensureSoleNetworkAddress(kernel, link.index, `${ownSubnet.ip}/${ownSubnet.bits}`, network);
   if (changes.length > 0) log.info(`${link.name}: ${changes.join(', ')}`);
   if (!link.up) await kernel.linkSetUp(link.index);
 }

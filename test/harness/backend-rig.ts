@@ -15,6 +15,7 @@ import type { RouteNexthopsMode } from '../../common/defaults.js';
 import { FakeKernel } from '../../kernel/kernel-fake.js';
 import { HostGwBackend } from '../../backend/hostgw/hostgw.js';
 import { VxlanBackend } from '../../backend/vxlan/vxlan.js';
+import { slotOf } from '../../lease/keyspace.js';
 
 export const log = silentLogger();
 
@@ -22,10 +23,15 @@ export function backendConfig(over: Partial<BackendConfig> = {}): BackendConfig 
   return { type: 'vxlan', vni: 1, port: 0, mtu: 0, gbp: false, learning: false, directRouting: false, raw: {}, ...over };
 }
 
-export function networkConfig(over: Partial<BackendConfig> = {}): NetworkConfig {
+/** The overlay's families: IPv4 (10.244.0.0/16), dual-stack (and fd00:10:244::/48), or IPv6-only. */
+export type Stack = 'v4' | 'dual' | 'v6';
+
+export function networkConfig(over: Partial<BackendConfig> = {}, stack: Stack = 'v4'): NetworkConfig {
+  const v4 = stack !== 'v6';
+  const v6 = stack !== 'v4';
   return {
-    enableIPv4: true, enableIPv6: false, network: Subnet.parse('10.244.0.0/16'), subnetLen: 24,
-    subnetMin: null, subnetMax: null, ipv6Network: null, ipv6SubnetLen: 0, ipv6SubnetMin: null, ipv6SubnetMax: null,
+    enableIPv4: v4, enableIPv6: v6, network: v4 ? Subnet.parse('10.244.0.0/16') : null, subnetLen: v4 ? 24 : 0,
+    subnetMin: null, subnetMax: null, ipv6Network: v6 ? Subnet.parse('fd00:10:244::/48') : null, ipv6SubnetLen: v6 ? 64 : 0, ipv6SubnetMin: null, ipv6SubnetMax: null,
     enableNFTables: false, backend: backendConfig(over),
   };
 }
@@ -44,8 +50,42 @@ export function lease(subnet: string, publicIP: string, opts: { mac?: string; ty
   };
 }
 
+/**
+ * A dual-stack lease (`ipv6` and `publicIPv6` given) or, with `subnet` null,
+ * an IPv6-only one (flannel's 0.0.0.0 PublicIP, BackendV6Data alone).
+ */
+export function lease6(
+  subnet: string | null,
+  publicIP: string | null,
+  ipv6: string,
+  publicIPv6: string,
+  opts: { mac?: string; mac6?: string; type?: string } = {},
+): Lease {
+  const v4 = subnet !== null;
+  const mac6 = opts.mac6 ?? `0a:00:00:00:06:${(macSeq++).toString(16).padStart(2, '0')}`;
+  const type = opts.type ?? 'vxlan';
+  const data = type === 'vxlan';
+  const name = `${v4 ? subnet.replace('/', '-') : '0.0.0.0-0'}&${ipv6.replace('/', '-')}`;
+  return {
+    subnet: Subnet.parse(subnet ?? '0.0.0.0/0'),
+    ipv6Subnet: Subnet.parse(ipv6),
+    attrs: {
+      PublicIP: publicIP ?? '0.0.0.0',
+      PublicIPv6: publicIPv6,
+      BackendType: type,
+      ...(data && v4 ? { BackendData: { VNI: 1, VtepMAC: opts.mac ?? `0a:00:00:00:00:${(macSeq++).toString(16).padStart(2, '0')}` } } : {}),
+      ...(data ? { BackendV6Data: { VNI: 1, VtepMAC: mac6 } } : {}),
+    },
+    key: `/coreos.com/network/subnets/${name}`,
+    etcdLeaseId: '7',
+    modRevision: '1',
+    createRevision: '1',
+  };
+}
+
+/** A peer map keyed as the watcher keys it (slotOf: the IPv4 subnet, an IPv6-only lease's IPv6 one). */
 export function peersOf(...leases: Lease[]): Map<string, Lease> {
-  return new Map(leases.map((l) => [l.subnet.toString(), l]));
+  return new Map(leases.map((l) => [slotOf(l), l]));
 }
 
 /**
@@ -103,17 +143,30 @@ export interface Rig {
  * a Feed the test pushes batches into.
  */
 export async function rig(
-  options: { kernel?: FakeKernel; backend?: Partial<BackendConfig>; stateDir?: string; hostgw?: boolean; resyncIntervalMs?: number; log?: Logger; routeNexthops?: RouteNexthopsMode } = {},
+  options: {
+    kernel?: FakeKernel;
+    backend?: Partial<BackendConfig>;
+    stateDir?: string;
+    hostgw?: boolean;
+    resyncIntervalMs?: number;
+    log?: Logger;
+    routeNexthops?: RouteNexthopsMode;
+    /** The overlay's families; dual-stack and IPv6-only nodes also hold 2001:2::1/64 on eth0 and lease fd00:10:244:1::/64. */
+    stack?: Stack;
+  } = {},
 ): Promise<Rig> {
   const kernel = options.kernel ?? new FakeKernel();
+  const stack = options.stack ?? 'v4';
   if (!(await kernel.linkByName('eth0'))) {
     const eth0 = kernel.addLink({ name: 'eth0', mtu: 1500 });
     await kernel.addrAdd({ ifindex: eth0.index, cidr: '198.18.0.1/24' });
+    if (stack !== 'v4') await kernel.addrAdd({ ifindex: eth0.index, cidr: '2001:2::1/64' });
   }
   const reg: BackendRegistration = {
-    publicIP: '198.18.0.1',
+    publicIP: stack === 'v6' ? '0.0.0.0' : '198.18.0.1',
+    publicIPv6: stack === 'v4' ? null : '2001:2::1',
     iface: { name: 'eth0', mtu: 1500 },
-    network: networkConfig({ ...(options.hostgw ? { type: 'host-gw' } : {}), ...options.backend }),
+    network: networkConfig({ ...(options.hostgw ? { type: 'host-gw' } : {}), ...options.backend }, stack),
     log: options.log ?? log,
     kernel,
     resyncIntervalMs: options.resyncIntervalMs ?? 60_000,
@@ -121,7 +174,13 @@ export async function rig(
     ...(options.routeNexthops ? { routeNexthops: options.routeNexthops } : {}),
   };
   const net = await (options.hostgw ? new HostGwBackend() : new VxlanBackend()).register(reg);
-  const own = lease('10.244.1.0/24', '198.18.0.1', { mac: (net.leaseAttrs.BackendData?.VtepMAC as string) ?? undefined, type: options.hostgw ? 'host-gw' : 'vxlan' });
+  const type = options.hostgw ? 'host-gw' : 'vxlan';
+  const mac = (net.leaseAttrs.BackendData?.VtepMAC as string | undefined) ?? undefined;
+  const mac6 = (net.leaseAttrs.BackendV6Data?.VtepMAC as string | undefined) ?? undefined;
+  const own =
+    stack === 'v4'
+      ? lease('10.244.1.0/24', '198.18.0.1', { mac, type })
+      : lease6(stack === 'dual' ? '10.244.1.0/24' : null, stack === 'dual' ? '198.18.0.1' : null, 'fd00:10:244:1::/64', '2001:2::1', { ...(mac ? { mac } : {}), ...(mac6 ? { mac6 } : {}), type });
   await net.configure(own);
   const feed = new Feed();
   const abort = new AbortController();
