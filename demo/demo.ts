@@ -7,9 +7,11 @@
  * with weft's CNI plugin (installed by `weftctl cni install` under flannel's
  * name) and one pod, created over the CRI as kubelet would. Prints the ping
  * matrices and each node's lease, then tears everything down (or, with
- * --keep, waits for Ctrl-C first).
+ * --keep, waits for Ctrl-C first). --dual-stack runs the same cluster on a
+ * dual-stack underlay (2001:2::N next to 198.18.0.N) with an IPv6Network in
+ * the config, and pings over both families.
  *
- *   node dist/demo/demo.js [--hosts 3] [--k8s-hosts 1] [--keep] [--ip-masq]
+ *   node dist/demo/demo.js [--hosts 3] [--k8s-hosts 1] [--keep] [--ip-masq] [--dual-stack]
  */
 import { WeftError } from '../common/errors.js';
 import { execFile } from 'node:child_process';
@@ -33,6 +35,10 @@ const k8sHosts = count('--k8s-hosts', 1, 0);
 const WEFTCTL = fileURLToPath(new URL('../bin/weftctl.cjs', import.meta.url));
 const keep = argv.includes('--keep');
 const ipMasq = argv.includes('--ip-masq');
+const dualStack = argv.includes('--dual-stack');
+const NETWORK_CONFIG = dualStack
+  ? '{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/48","Backend":{"Type":"vxlan","VNI":1}}'
+  : '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":1}}';
 const t0 = Date.now();
 const step = (msg: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${msg}`);
 
@@ -42,7 +48,9 @@ interface Member {
   /** `c1` for a container, `pod4` for a pod. */
   name: string;
   ip: string;
-  /** `ping` from inside the workload's network namespace; resolves with ping's output. */
+  /** The workload's IPv6 address (--dual-stack), else null. */
+  ip6: string | null;
+  /** `ping` (an IPv4 or IPv6 target) from inside the workload's network namespace; resolves with ping's output. */
   ping(target: string): Promise<string>;
   stop(): Promise<void>;
 }
@@ -76,9 +84,15 @@ function table(title: string, header: string[], rows: string[][]): void {
   for (const r of rows) console.log(line(r));
 }
 
+/** A pod's global IPv6 address on eth0 (the CNI result's second range), or null when it got none. */
+async function podIPv6(pod: { exec(cmd: string, ...args: string[]): Promise<string> }): Promise<string | null> {
+  const links = JSON.parse((await pod.exec('ip', '-j', '-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'global')) || '[]') as { addr_info: { local: string }[] }[];
+  return links[0]?.addr_info[0]?.local ?? null;
+}
+
 async function main(): Promise<number> {
   step(`creating ${hosts} Docker and ${k8sHosts} Kubernetes-style hosts, a switch and etcd in network namespaces`);
-  const cluster = await Cluster.create({ hosts: hosts + k8sHosts, networkConfig: '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":1}}' });
+  const cluster = await Cluster.create({ hosts: hosts + k8sHosts, networkConfig: NETWORK_CONFIG, ...(dualStack ? { stack: 'dual' as const } : {}) });
   const dockerNodes = cluster.nodes.slice(0, hosts);
   const k8sNodes = cluster.nodes.slice(hosts);
   const members: Member[] = [];
@@ -103,41 +117,57 @@ async function main(): Promise<number> {
       const docker = await DockerHost.start(node.ns.name, join(cluster.dir, `d${node.index}`), opts);
       const name = `c${node.index}`;
       await docker.docker('run', '-d', '--name', name, BUSYBOX_IMAGE, 'sleep', '3600');
-      members.push({ node, name, ip: await docker.containerIP(name), ping: (t) => docker.docker('exec', name, 'ping', '-c', '2', '-W', '1', t), stop: () => docker.stop() });
-      step(`h${node.index}: dockerd ${opts.join(' ')}; container ${name} at ${members.at(-1)!.ip}`);
+      if (dualStack) await docker.waitBridgeIPv6();
+      const ip6 = dualStack ? await docker.containerIPv6(name) : null;
+      const ping = (t: string) => docker.docker('exec', name, t.includes(':') ? 'ping6' : 'ping', '-c', '2', '-W', '1', t);
+      members.push({ node, name, ip: await docker.containerIP(name), ip6, ping, stop: () => docker.stop() });
+      step(`h${node.index}: dockerd ${opts.join(' ')}; container ${name} at ${members.at(-1)!.ip}${ip6 ? ` and ${ip6}` : ''}`);
     }
     for (const [i, node] of k8sNodes.entries()) {
       const pod = await runtimes[i]!.runPod(`pod${node.index}`);
-      members.push({ node, name: pod.name, ip: pod.ip, ping: (t) => pod.exec('ping', '-c', '2', '-W', '1', t), stop: async () => undefined });
-      step(`h${node.index}: pod ${pod.name} at ${pod.ip} (RunPodSandbox over the CRI, ${Math.round(pod.runMs)} ms)`);
+      const ip6 = dualStack ? await podIPv6(pod) : null;
+      members.push({ node, name: pod.name, ip: pod.ip, ip6, ping: (t) => pod.exec('ping', '-c', '2', '-W', '1', t), stop: async () => undefined });
+      step(`h${node.index}: pod ${pod.name} at ${pod.ip}${ip6 ? ` and ${ip6}` : ''} (RunPodSandbox over the CRI, ${Math.round(pod.runMs)} ms)`);
     }
 
     const leases = await cluster.etcd.etcdctl('get', '--prefix', '/coreos.com/network/subnets/');
     const lines = leases.trim().split('\n');
     const leaseRows: string[][] = [];
     for (let i = 0; i + 1 < lines.length; i += 2) {
-      const v = JSON.parse(lines[i + 1]!) as { PublicIP: string; BackendType: string; BackendData?: { VtepMAC?: string } };
-      leaseRows.push([lines[i]!.split('/').pop()!.replace('-', '/'), v.PublicIP, v.BackendType, v.BackendData?.VtepMAC ?? '']);
-    }
-    table('Leases in etcd (/coreos.com/network/subnets/)', ['subnet', 'public IP', 'backend', 'VTEP MAC'], leaseRows);
-
-    const hostRows: string[][] = [];
-    const podRows: string[][] = [];
-    for (const from of members) {
-      const hostRow = [`h${from.node.index}`];
-      const podRow = [`${from.name} (${from.ip})`];
-      for (const to of members) {
-        const h = from === to ? '-' : await ping(from, false, to.node.ip);
-        const p = from === to ? '-' : await ping(from, true, to.ip);
-        if (h === 'FAIL' || p === 'FAIL') failures++;
-        hostRow.push(h);
-        podRow.push(p);
+      const v = JSON.parse(lines[i + 1]!) as { PublicIP: string; PublicIPv6?: string | null; BackendType: string; BackendData?: { VtepMAC?: string }; BackendV6Data?: { VtepMAC?: string } };
+      const key = lines[i]!.split('/').pop()!;
+      if (dualStack) {
+        // A dual-stack key names both subnets: 10.244.3.0-24&fd00:10:244:3::-64.
+        const subnets = key.split('&').map((s) => s.replace(/-(\d+)$/, '/$1'));
+        leaseRows.push([subnets.join(' '), `${v.PublicIP} ${v.PublicIPv6 ?? '-'}`, v.BackendType, `${v.BackendData?.VtepMAC ?? ''} ${v.BackendV6Data?.VtepMAC ?? '-'}`]);
+      } else {
+        leaseRows.push([key.replace('-', '/'), v.PublicIP, v.BackendType, v.BackendData?.VtepMAC ?? '']);
       }
-      hostRows.push(hostRow);
-      podRows.push(podRow);
     }
-    table('Host to host over the underlay (ping, avg RTT)', ['from \\ to', ...members.map((m) => `h${m.node.index}`)], hostRows);
-    table('Container and pod to each other across hosts over the VXLAN overlay (ping, avg RTT; no NAT)', ['from \\ to', ...members.map((m) => m.name)], podRows);
+    table('Leases in etcd (/coreos.com/network/subnets/)', dualStack ? ['subnets', 'public IPs', 'backend', 'VTEP MACs (v4 v6)'] : ['subnet', 'public IP', 'backend', 'VTEP MAC'], leaseRows);
+
+    const families = dualStack ? (['IPv4', 'IPv6'] as const) : (['IPv4'] as const);
+    for (const family of families) {
+      const v6 = family === 'IPv6';
+      const hostRows: string[][] = [];
+      const podRows: string[][] = [];
+      for (const from of members) {
+        const hostRow = [`h${from.node.index}`];
+        const podRow = [`${from.name} (${v6 ? from.ip6 : from.ip})`];
+        for (const to of members) {
+          const h = from === to ? '-' : await ping(from, false, v6 ? to.node.ip6! : to.node.ip);
+          const p = from === to ? '-' : to.ip6 === null && v6 ? 'FAIL' : await ping(from, true, v6 ? to.ip6! : to.ip);
+          if (h === 'FAIL' || p === 'FAIL') failures++;
+          hostRow.push(h);
+          podRow.push(p);
+        }
+        hostRows.push(hostRow);
+        podRows.push(podRow);
+      }
+      const over = dualStack ? `, ${family}` : '';
+      table(`Host to host over the underlay${over} (ping, avg RTT)`, ['from \\ to', ...members.map((m) => `h${m.node.index}`)], hostRows);
+      table(`Container and pod to each other across hosts over the VXLAN overlay${over} (ping, avg RTT; no NAT)`, ['from \\ to', ...members.map((m) => m.name)], podRows);
+    }
 
     for (const m of members) {
       const env = m.node.subnetEnv();

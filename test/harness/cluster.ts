@@ -4,14 +4,39 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { removeAtExit } from './at-exit.js';
-import { EtcdServer, type EtcdTls } from './etcd.js';
+import { EtcdServer, urlHost, type EtcdTls } from './etcd.js';
 import { Netns, RUN_PREFIX, Switch, cleanupLeftovers } from './netns.js';
 
 /** weftd as shipped (dist/bin/weftd.cjs: its Node flags, the bundle and its code cache), relative to this compiled harness file. */
 export const WEFTD = fileURLToPath(new URL('../../bin/weftd.cjs', import.meta.url));
 export const ETCD_IP = '198.18.0.250';
-/** etcd member i (0-based) listens on 198.18.0.(250 + i). */
+/** etcd's IPv6 underlay address; an IPv6-only cluster's etcd listens on `[2001:2::fa]:2379`. */
+export const ETCD_IP6 = '2001:2::fa';
+/** etcd member i (0-based) listens on 198.18.0.(250 + i), or 2001:2::(fa + i) on an IPv6-only underlay. */
 const etcdIp = (i: number) => `198.18.0.${250 + i}`;
+const etcdIp6 = (i: number) => `2001:2::${(250 + i).toString(16)}`;
+/** Host hN's IPv6 underlay address (the benchmarking range, RFC 5180): 2001:2::N. */
+export const hostIp6 = (n: number) => `2001:2::${n.toString(16)}`;
+
+/**
+ * The address families of a cluster: its underlay (eth0 of every host and
+ * etcd) and its network config. 'v4' is IPv4 only; 'dual' adds 2001:2::N/64
+ * next to 198.18.0.N/24 and an IPv6Network; 'v6' has IPv6 only, etcd
+ * included, so nothing can fall back to IPv4.
+ */
+export type Stack = 'v4' | 'dual' | 'v6';
+
+/** The network config a cluster of each stack writes to etcd unless told otherwise. */
+export const NETWORK_CONFIGS: Readonly<Record<Stack, string>> = {
+  v4: '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}',
+  dual: '{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/48","Backend":{"Type":"vxlan"}}',
+  v6: '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00:10:244::/48","Backend":{"Type":"vxlan"}}',
+};
+
+/** eth0's addresses for a stack: the IPv4 one with /24, the IPv6 one with /64. */
+export function underlayCidrs(stack: Stack, ip4: string, ip6: string): string[] {
+  return [...(stack === 'v6' ? [] : [`${ip4}/24`]), ...(stack === 'v4' ? [] : [`${ip6}/64`])];
+}
 export const HEALTHZ_PORT = 8471;
 const PREFIX = '/coreos.com/network';
 
@@ -26,12 +51,14 @@ export class WeftNode {
 
   constructor(
     readonly ns: Netns,
-    /** Underlay address, e.g. 198.18.0.1. */
+    /** Underlay address, e.g. 198.18.0.1; on an IPv6-only underlay the IPv6 one, e.g. 2001:2::1. */
     readonly ip: string,
     readonly index: number,
     baseDir: string,
     /** The cluster's etcd client URLs, given to weftd. */
     readonly etcdEndpoints: readonly string[] = [`http://${ETCD_IP}:2379`],
+    /** IPv6 underlay address (dual-stack and IPv6-only underlays), e.g. 2001:2::1. */
+    readonly ip6: string | null = null,
   ) {
     this.dir = join(baseDir, `h${index}`);
     mkdirSync(this.dir, { recursive: true });
@@ -192,12 +219,17 @@ export interface ClusterOptions {
   readonly etcdMembers?: number;
   /** Serve etcd over TLS (single member only); weftd then needs the matching --etcd-* flags. */
   readonly etcdTls?: EtcdTls;
+  /** Address families of the underlay and of the default network config (default 'v4'). */
+  readonly stack?: Stack;
 }
 
 /**
  * The test topology weft's namespace tests share: a switch namespace (br0),
  * etcd in its own namespace at 198.18.0.250, and hosts h1..hN at
- * 198.18.0.1..N. Nothing is placed in the root namespace.
+ * 198.18.0.1..N; with `stack` 'dual' also 2001:2::N and 2001:2::fa, with
+ * 'v6' only those (etcd then listens on [2001:2::fa]:2379). Host namespaces
+ * of an IPv6 stack forward IPv6 (`net.ipv6.conf.all.forwarding=1`, their
+ * own sysctl). Nothing is placed in the root namespace.
  */
 export class Cluster {
   private constructor(
@@ -206,10 +238,12 @@ export class Cluster {
     readonly etcds: EtcdServer[],
     readonly nodes: WeftNode[],
     readonly dir: string,
+    readonly stack: Stack,
   ) {}
 
   static async create(options: ClusterOptions): Promise<Cluster> {
     await cleanupLeftovers();
+    const stack = options.stack ?? 'v4';
     const dir = join('/tmp', `${RUN_PREFIX}cluster`);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
@@ -217,19 +251,26 @@ export class Cluster {
     const sw = await Switch.create('sw');
     const members = options.etcdMembers ?? 1;
     const etcdNses: Netns[] = [];
-    for (let i = 0; i < members; i++) etcdNses.push(await sw.addHost(members === 1 ? 'etcd' : `etcd${i + 1}`, `${etcdIp(i)}/24`));
+    for (let i = 0; i < members; i++) etcdNses.push(await sw.addHost(members === 1 ? 'etcd' : `etcd${i + 1}`, underlayCidrs(stack, etcdIp(i), etcdIp6(i))));
+    const etcdAddress = (i: number) => (stack === 'v6' ? etcdIp6(i) : etcdIp(i));
     const etcds =
       members === 1
-        ? [await EtcdServer.start({ netns: { name: etcdNses[0]!.name, ip: ETCD_IP }, ...(options.etcdTls ? { tls: options.etcdTls } : {}) })]
-        : await EtcdServer.startCluster(etcdNses.map((ns, i) => ({ name: ns.name, ip: etcdIp(i) })));
-    await etcds[0]!.etcdctl('put', `${PREFIX}/config`, options.networkConfig ?? '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
-    const endpoints = etcds.map((_, i) => `${options.etcdTls ? 'https' : 'http'}://${etcdIp(i)}:2379`);
-    const nodes: WeftNode[] = [];
-    for (let i = 1; i <= options.hosts; i++) {
-      const ns = await sw.addHost(`h${i}`, `198.18.0.${i}/24`);
-      nodes.push(new WeftNode(ns, `198.18.0.${i}`, i, dir, endpoints));
-    }
-    return new Cluster(sw, etcdNses, etcds, nodes, dir);
+        ? [await EtcdServer.start({ netns: { name: etcdNses[0]!.name, ip: etcdAddress(0) }, ...(options.etcdTls ? { tls: options.etcdTls } : {}) })]
+        : await EtcdServer.startCluster(etcdNses.map((ns, i) => ({ name: ns.name, ip: etcdAddress(i) })));
+    await etcds[0]!.etcdctl('put', `${PREFIX}/config`, options.networkConfig ?? NETWORK_CONFIGS[stack]);
+    const endpoints = etcds.map((_, i) => `${options.etcdTls ? 'https' : 'http'}://${urlHost(etcdAddress(i))}:2379`);
+    const cluster = new Cluster(sw, etcdNses, etcds, [], dir, stack);
+    for (let i = 1; i <= options.hosts; i++) cluster.nodes.push(await cluster.addNode(i, endpoints));
+    return cluster;
+  }
+
+  /** Host hI on the switch with this cluster's underlay addresses, as a node not yet started. */
+  private async addNode(i: number, endpoints: readonly string[]): Promise<WeftNode> {
+    const ip4 = `198.18.0.${i}`;
+    const ip6 = this.stack === 'v4' ? null : hostIp6(i);
+    const ns = await this.sw.addHost(`h${i}`, underlayCidrs(this.stack, ip4, hostIp6(i)));
+    if (ip6) await ns.sysctl('net.ipv6.conf.all.forwarding', '1');
+    return new WeftNode(ns, this.stack === 'v6' ? ip6! : ip4, i, this.dir, endpoints, ip6);
   }
 
   /** The (first) etcd member. */
@@ -246,7 +287,7 @@ export class Cluster {
   async writeKeys(ops: readonly { key: string; value: string | null }[]): Promise<void> {
     const file = join(this.dir, `etcd-ops-${Date.now()}.json`);
     writeFileSync(file, JSON.stringify(ops));
-    const endpoints = this.etcds.map((_, i) => `http://${etcdIp(i)}:2379`).join(',');
+    const endpoints = this.etcds.map((_, i) => `http://${urlHost(this.stack === 'v6' ? etcdIp6(i) : etcdIp(i))}:2379`).join(',');
     await this.etcdNs.exec('node', fileURLToPath(new URL('./etcd-writer.js', import.meta.url)), endpoints, file);
     rmSync(file, { force: true });
   }
@@ -261,8 +302,7 @@ export class Cluster {
     await old.stop('SIGKILL');
     await old.ns.delete();
     rmSync(old.subnetFile, { force: true });
-    const ns = await this.sw.addHost(`h${i}`, `${old.ip}/24`);
-    const fresh = new WeftNode(ns, old.ip, i, this.dir, old.etcdEndpoints);
+    const fresh = await this.addNode(i, old.etcdEndpoints);
     this.nodes[i - 1] = fresh;
     return fresh;
   }

@@ -21,7 +21,9 @@ atExit(() => {
  * with its own data-root, exec-root, socket and cgroup parent, so several
  * "hosts" run side by side and nothing touches the root namespace:
  * `--iptables=false --ip-masq=false` keep Docker's rules out, and the
- * bridge, veths and ip_forward live in the namespace.
+ * bridge, veths and ip_forward live in the namespace. IPv6 needs nothing
+ * more than weft's docker options (`--ipv6 --fixed-cidr-v6=...`): Docker 20.10
+ * writes no ip6tables rules unless `--experimental --ip6tables`.
  */
 export class DockerHost {
   private proc: ChildProcess | null = null;
@@ -123,6 +125,28 @@ export class DockerHost {
   /** IPv4 address of a container on the default bridge. */
   async containerIP(name: string): Promise<string> {
     return this.docker('inspect', '-f', '{{.NetworkSettings.IPAddress}}', name);
+  }
+
+  /** Global IPv6 address of a container on the default bridge (dockerd started with `--ipv6 --fixed-cidr-v6`), '' without one. */
+  async containerIPv6(name: string): Promise<string> {
+    return this.docker('inspect', '-f', '{{.NetworkSettings.GlobalIPv6Address}}', name);
+  }
+
+  /**
+   * Waits until the default bridge's IPv6 addresses have passed duplicate
+   * address detection. dockerd adds its `--fixed-cidr-v6` gateway without
+   * `nodad`, and DAD only starts once the first container's veth gives the
+   * bridge a carrier: until then (about 1 s) the gateway answers no neighbour
+   * solicitation, and a container's first IPv6 packets are lost.
+   */
+  async waitBridgeIPv6(bridge = 'docker0', timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { stdout } = await execFileP('ip', ['-n', this.netns, '-6', 'addr', 'show', 'dev', bridge, 'tentative']);
+      if (!stdout.trim()) return;
+      if (Date.now() > deadline) throw new Error(`${bridge} in ${this.netns} still has tentative IPv6 addresses after ${timeoutMs} ms: ${stdout.trim()}`);
+      await sleep(100);
+    }
   }
 
   /**

@@ -7,6 +7,11 @@ import { atExit, tempDir } from './at-exit.js';
 
 const execFileP = promisify(execFile);
 
+/** An address as a URL's host: IPv6 in brackets (`[2001:2::fa]`), IPv4 as is. */
+export function urlHost(ip: string): string {
+  return ip.includes(':') ? `[${ip}]` : ip;
+}
+
 /** PIDs of every etcd this process started, killed on exit so a failing test leaves none behind. */
 const started = new Set<number>();
 atExit(() => {
@@ -80,7 +85,8 @@ export class EtcdServer {
 
   /**
    * Starts etcd on 127.0.0.1 (lease tests), or inside `netns` listening on
-   * `ip:2379` (cluster tests: etcd on the underlay, as in a real cluster).
+   * `ip:2379` (cluster tests: etcd on the underlay, as in a real cluster;
+   * an IPv6 `ip` listens on `[ip]:2379`).
    */
   static async start(options: { tls?: EtcdTls; netns?: { name: string; ip: string } } = {}): Promise<EtcdServer> {
     const place = options.netns ? { netns: options.netns.name, ip: options.netns.ip } : null;
@@ -96,7 +102,7 @@ export class EtcdServer {
    * is healthy before a quorum is up.
    */
   static async startCluster(members: readonly { name: string; ip: string }[]): Promise<EtcdServer[]> {
-    const initialCluster = members.map((m, i) => `m${i + 1}=http://${m.ip}:2380`).join(',');
+    const initialCluster = members.map((m, i) => `m${i + 1}=http://${urlHost(m.ip)}:2380`).join(',');
     const servers = members.map(
       (m, i) => new EtcdServer(tempDir('weft-etcd-'), 2379, 2380, null, { netns: m.name, ip: m.ip }, { name: `m${i + 1}`, initialCluster }),
     );
@@ -110,8 +116,9 @@ export class EtcdServer {
     return String(s!.Status.leader) === String(s!.Status.header.member_id);
   }
 
+  /** The URL host etcd listens on: its underlay address (IPv6 in brackets) or loopback. */
   private get host(): string {
-    return this.place?.ip ?? '127.0.0.1';
+    return urlHost(this.place?.ip ?? '127.0.0.1');
   }
 
   get endpoint(): string {

@@ -130,6 +130,11 @@ export class Netns {
     return run('ip', ['netns', 'exec', this.name, cmd, ...args]);
   }
 
+  /** `sysctl -w KEY=VALUE` inside the namespace (a `net.*` key is the namespace's own). */
+  async sysctl(key: string, value: string): Promise<void> {
+    await this.exec('sysctl', '-q', '-w', `${key}=${value}`);
+  }
+
   /**
    * Spawns a long-lived process inside the namespace. It is killed by PID on
    * teardown (and on exit) if still running. `ipc` adds a Node IPC channel.
@@ -167,14 +172,17 @@ export class Switch {
 
   /**
    * Creates host namespace `short` with `eth0` (a veth whose peer is a br0
-   * port) carrying `cidr`, e.g. 198.18.0.1/24.
+   * port) carrying `cidr`, e.g. 198.18.0.1/24, or several addresses, e.g.
+   * `['198.18.0.1/24', '2001:2::1/64']` (dual-stack) or `['2001:2::1/64']`
+   * (IPv6-only). br0 bridges both families. IPv6 addresses are added `nodad`,
+   * so they are usable at once instead of after duplicate address detection.
    */
-  async addHost(short: string, cidr: string, mtu = 1500): Promise<Netns> {
+  async addHost(short: string, cidr: string | readonly string[], mtu = 1500): Promise<Netns> {
     const host = await Netns.create(short);
     const port = `p${++this.ports}`;
     await host.ip('link', 'add', 'eth0', 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', port, 'netns', this.ns.name);
     await this.ns.ip('link', 'set', port, 'mtu', String(mtu), 'master', 'br0', 'up');
-    await host.ip('addr', 'add', cidr, 'dev', 'eth0');
+    for (const a of typeof cidr === 'string' ? [cidr] : cidr) await host.ip('addr', 'add', a, 'dev', 'eth0', ...(a.includes(':') ? ['nodad'] : []));
     await host.ip('link', 'set', 'eth0', 'up');
     return host;
   }
