@@ -78,15 +78,16 @@ describe('end to end: dual-stack weftd + real Docker on three hosts in namespace
     for (const n of cluster.nodes) {
       const text = readFileSync(n.subnetFile, 'utf8');
       expect(text).to.match(
-        /^FLANNEL_NETWORK=10\.244\.0\.0\/16\nFLANNEL_SUBNET=10\.244\.\d{1,3}\.1\/24\nFLANNEL_IPV6_NETWORK=fd00:10:244::\/48\nFLANNEL_IPV6_SUBNET=fd00:10:244:[0-9a-f]{1,4}::1\/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n$/,
+        // The smaller device MTU: an IPv6 packet of a container must fit flannel-v6.1 (1500 - 70).
+        /^FLANNEL_NETWORK=10\.244\.0\.0\/16\nFLANNEL_SUBNET=10\.244\.\d{1,3}\.1\/24\nFLANNEL_IPV6_NETWORK=fd00:10:244::\/48\nFLANNEL_IPV6_SUBNET=fd00:10:244:[0-9a-f]{1,4}::1\/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n$/,
       );
       const env = n.subnetEnv();
       const sub = env.FLANNEL_SUBNET!;
       const net6 = network(env.FLANNEL_IPV6_SUBNET!).toString();
       const { file } = await dockerOpts(n);
       expect(file).to.equal(
-        `DOCKER_OPT_BIP="--bip=${sub}"\nDOCKER_OPT_IPMASQ="--ip-masq=false"\nDOCKER_OPT_IPV6="--ipv6 --fixed-cidr-v6=${net6}"\nDOCKER_OPT_MTU="--mtu=1450"\n` +
-          `DOCKER_OPTS=" --bip=${sub} --ip-masq=false --ipv6 --fixed-cidr-v6=${net6} --mtu=1450"\n`,
+        `DOCKER_OPT_BIP="--bip=${sub}"\nDOCKER_OPT_IPMASQ="--ip-masq=false"\nDOCKER_OPT_IPV6="--ipv6 --fixed-cidr-v6=${net6}"\nDOCKER_OPT_MTU="--mtu=1430"\n` +
+          `DOCKER_OPTS=" --bip=${sub} --ip-masq=false --ipv6 --fixed-cidr-v6=${net6} --mtu=1430"\n`,
       );
     }
     // Containers got addresses of both families from their host's lease.
