@@ -53,6 +53,14 @@ export function unprogrammableConfig(config: NetworkConfig): WeftError | null {
   );
 }
 
+/** The start-up log line of the underlay: its addresses and what peers send to, of each family in use. */
+export function underlayLine(u: Underlay): string {
+  const v4 = u.address ? [u.address] : [];
+  const v6 = u.address6 ? [u.address6] : [];
+  const pub = [...(u.address ? [`public IP ${u.publicIP}`] : []), ...(u.publicIPv6 ? [`public IPv6 ${u.publicIPv6}`] : [])];
+  return `underlay ${u.name} (${[...v4, ...v6, `mtu ${u.mtu}`].join(', ')}), ${pub.join(', ')}`;
+}
+
 /**
  * One weftd: wires etcd -> lease -> backend -> kernel and the outputs, in
  * flannel's order: config, device, lease, subnet file, traffic rules, backend
@@ -151,8 +159,16 @@ export class Weftd {
     const listing = this.registry.listSubnets();
     listing.catch(() => undefined); // acquisition sees the error and retries
 
-    this.underlay = await discoverUnderlay(this.deps.kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp });
-    this.log.info(`underlay ${this.underlay.name} (${this.underlay.address}, mtu ${this.underlay.mtu}), public IP ${this.underlay.publicIP}`);
+    this.underlay = await discoverUnderlay(this.deps.kernel, {
+      iface: o.iface,
+      ifaceRegex: o.ifaceRegex,
+      ifaceCanReach: o.ifaceCanReach,
+      publicIp: o.publicIp,
+      publicIpv6: o.publicIpv6,
+      stack: { v4: config.enableIPv4, v6: config.enableIPv6 },
+    });
+    this.log.info(underlayLine(this.underlay));
+    if (o.publicIpv6 && !config.enableIPv6) this.log.info(`--public-ipv6 ${o.publicIpv6} has no effect: the network config does not enable IPv6 (EnableIPv6)`);
 
     this.setPhase('setting up the backend device');
     this.network = await backend.register({

@@ -127,7 +127,8 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
     if (command === 'diff') {
       const etcd = openEtcd(o);
       try {
-        const underlay = await discoverUnderlay(kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp });
+        // The diff compares the IPv4 programming (the backends' IPv6 entries are not diffed yet).
+        const underlay = await discoverUnderlay(kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp, stack: { v4: true, v6: false } });
         return diffReport(await diffNode(etcd.registry, kernel, underlay, o.routeNexthops));
       } finally {
         await etcd.close();
