@@ -19,6 +19,8 @@ export interface WeftdOptions {
   /** The interface the kernel would route this IP through (flanneld's `ip route get` rule). */
   readonly ifaceCanReach?: string;
   readonly publicIp?: string;
+  /** PublicIPv6 advertised to peers (default: the interface's best global IPv6 address), RFC 5952 form. */
+  readonly publicIpv6?: string;
   readonly subnetFile: string;
   /** Minutes before expiry by which the lease is renewed (flanneld: 1..1439). */
   readonly subnetLeaseRenewMargin: number;
@@ -89,7 +91,7 @@ export function declareWeftdOptions<T>(y: Argv<T>) {
     // flanneld's remaining flags (README, Options): taken with flanneld's meaning, ignored with a logged reason, or
     // (the Kubernetes subnet manager's) refused with one.
     .option('iface-can-reach', { type: 'string', describe: 'use the interface the kernel routes this IP through (as `ip route get IP`)' })
-    .option('public-ipv6', { type: 'string', describe: 'flanneld compatibility: accepted and ignored (weft programs IPv4 overlays)' })
+    .option('public-ipv6', { type: 'string', describe: 'IPv6 advertised to peers when the network config enables IPv6 (default: the interface\'s global IPv6 address)' })
     .option('ip-blackhole-route', { type: 'boolean', default: false, describe: 'keep a blackhole route for the node\'s own subnet' })
     // Hidden: a one-letter flag would shift every other flag of the help's layout. README, Options, documents it.
     .option('v', { type: 'number', hidden: true, describe: 'flanneld\'s klog verbosity: 1-2 verbose, 3-5 debug, 6+ silly (unless --log-level is set)' })
@@ -172,7 +174,7 @@ const FILE_KEYS = new Set([
   'iface', 'iface-regex', 'public-ip', 'subnet-file', 'subnet-lease-renew-margin', 'subnet-lease-ttl', 'ip-masq',
   'ip-masq-fully-random-disable', 'iptables-forward-rules', 'iptables-resync', 'healthz-ip', 'healthz-port', 'state-dir',
   'log-level', 'log-format', 'resync-interval', 'bridge', 'probe-port', 'probe-interval', 'probe-sample',
-  'iface-can-reach', 'ip-blackhole-route', 'route-nexthops',
+  'iface-can-reach', 'ip-blackhole-route', 'route-nexthops', 'public-ipv6',
 ]);
 
 /** Reads a YAML or JSON config file whose keys are the long flag names. */
@@ -246,8 +248,13 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
   }
   const publicIp = str('public-ip');
   if (publicIp !== undefined && canonicalIPv4(publicIp) === null) throw optionError('public-ip', `"${publicIp}" is not an IPv4 address`);
-  const ifaceCanReach = str('iface-can-reach');
-  if (ifaceCanReach !== undefined && canonicalIPv4(ifaceCanReach) === null) throw optionError('iface-can-reach', `"${ifaceCanReach}" is not an IPv4 address`);
+  const publicIpv6Given = str('public-ipv6');
+  const publicIpv6 = publicIpv6Given === undefined ? undefined : canonicalIPv6(publicIpv6Given);
+  if (publicIpv6 === null) throw optionError('public-ipv6', `"${publicIpv6Given}" is not an IPv6 address`);
+  const ifaceCanReachGiven = str('iface-can-reach');
+  // IPv6 in RFC 5952 form, as the kernel port prints the routes it is looked up in.
+  const ifaceCanReach = ifaceCanReachGiven === undefined ? undefined : (canonicalIPv4(ifaceCanReachGiven) ?? canonicalIPv6(ifaceCanReachGiven));
+  if (ifaceCanReach === null) throw optionError('iface-can-reach', `"${ifaceCanReachGiven}" is not an IPv4 or IPv6 address`);
   const ignoredFlags = flanneldOnlyFlags(a);
   const healthzIp = str('healthz-ip') ?? D['healthz-ip'];
   if (!ipValue(healthzIp)) throw optionError('healthz-ip', `"${healthzIp}" is not an IP address`);
@@ -272,6 +279,7 @@ export function validateWeftdOptions(a: Record<string, unknown>): WeftdOptions {
     ifaceRegex,
     ifaceCanReach,
     publicIp,
+    publicIpv6,
     subnetFile: str('subnet-file') ?? D['subnet-file'],
     subnetLeaseRenewMargin,
     subnetLeaseTtl,
@@ -311,11 +319,6 @@ function flanneldOnlyFlags(a: Record<string, unknown>): string[] {
     );
   }
   const ignored: string[] = [];
-  const publicIpv6 = a['public-ipv6'] === undefined || a['public-ipv6'] === '' ? undefined : String(a['public-ipv6']);
-  if (publicIpv6 !== undefined) {
-    if (canonicalIPv6(publicIpv6) === null) throw optionError('public-ipv6', `"${publicIpv6}" is not an IPv6 address`);
-    ignored.push('--public-ipv6: weft programs IPv4 overlays only; its leases carry "PublicIPv6": null');
-  }
   if (given('vmodule')) ignored.push('--vmodule: klog\'s per-file verbosity; weft logs by level (--log-level, or -v)');
   if (given('log-backtrace-at')) ignored.push('--log_backtrace_at: klog\'s stack traces; weft logs errors with their stable WEFT_ERR_* code');
   return ignored;

@@ -3,8 +3,8 @@
  * weftd's command line: `weftd [options]` runs the daemon;
  * `weftd docker-opts` writes Docker's options from the subnet file (flannel's
  * mk-docker-opts.sh); `weftd cleanup` removes every rule weft (or flanneld)
- * added, iptables chains and nftables tables alike; `weftd cleanup-iptables`
- * only the iptables ones.
+ * added, iptables and ip6tables chains and nftables tables alike; `weftd cleanup-iptables`
+ * only the iptables and ip6tables ones.
  * Bad options exit with code 2 and one message naming the option.
  */
 import yargs from 'yargs';
@@ -14,7 +14,7 @@ import { WEFT_VERSION, codeCacheState, launchNote } from '../common/version.js';
 import { NetlinkKernel } from '../kernel/kernel-netlink.js';
 import { createBackends } from '../backend/registry.js';
 import { dockerOptsCommand } from '../lease/docker-opts.js';
-import { iptablesRunner, removeTrafficRules } from '../kernel/iptables.js';
+import { removeTrafficRulesBothFamilies } from '../kernel/iptables.js';
 import { isToolMissing, removeNftTables } from '../kernel/nftables.js';
 import { parseWeftdOptions } from '../common/options.js';
 import { Weftd } from './weftd.js';
@@ -64,7 +64,7 @@ async function runDaemon(argv: string[]): Promise<number> {
 async function cleanup(): Promise<number> {
   let code = 0;
   const kinds: [string, () => Promise<boolean>][] = [
-    ['iptables rules', () => removeTrafficRules(iptablesRunner())],
+    ['iptables rules', () => removeTrafficRulesBothFamilies()],
     ['nftables tables', () => removeNftTables()],
   ];
   for (const [what, remove] of kinds) {
@@ -85,7 +85,7 @@ async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'cleanup') return cleanup();
   if (argv[0] === 'docker-opts') return dockerOptsCommand(argv.slice(1), 'weftd');
   if (argv[0] === 'cleanup-iptables') {
-    const removed = await removeTrafficRules(iptablesRunner());
+    const removed = await removeTrafficRulesBothFamilies();
     console.error(removed ? 'removed weft/flannel iptables rules' : 'no weft/flannel iptables rules found');
     return 0;
   }

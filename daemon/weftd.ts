@@ -11,8 +11,8 @@ import { vxlanPort } from '../lease/config.js';
 import { LeaseManager } from '../lease/manager.js';
 import { judgeLease, type RawKeyValue, type ValidatedListing } from '../lease/lease-value.js';
 import { olderHolderOfMac } from '../lease/admission.js';
-import { planesOf, subnetOf, type Plane } from '../backend/families.js';
-import { describeSubnets, hasIPv4 } from '../lease/keyspace.js';
+import { planesOf, type Plane } from '../backend/families.js';
+import { describeSubnets } from '../lease/keyspace.js';
 import type { Listing } from '../lease/registry.js';
 import { EtcdRegistry } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
@@ -21,13 +21,13 @@ import { BridgeKeeper } from './bridge.js';
 import { BlackholeKeeper } from './blackhole.js';
 import { createHealthServer, listen } from './http.js';
 import type { NodeStatus, RefusedLease } from './status.js';
-import { TrafficRules, iptablesRunner, removeTrafficRules, trafficChains, type TrafficRulesSpec } from '../kernel/iptables.js';
+import { TrafficRules, iptablesRunner, removeTrafficRules, removeTrafficRulesBothFamilies, trafficChains, type FamilyNetwork, type TrafficRulesSpec } from '../kernel/iptables.js';
 import { NftablesEngine, isToolMissing, removeNftTables } from '../kernel/nftables.js';
 import { WeftMetrics } from './metrics.js';
 import { PeerProber } from './probe.js';
 import type { WeftdOptions } from '../common/options.js';
 import { readPreviousSubnet, writeSubnetFile } from '../lease/subnet-file.js';
-import { ensureSysctl } from './sysctl.js';
+import { acceptRaWarning, ensureSysctl, readSysctlPath } from './sysctl.js';
 import { discoverUnderlay, type Underlay } from '../kernel/underlay.js';
 import type { Notifier } from './sd-notify.js';
 
@@ -40,6 +40,31 @@ export interface WeftdDeps {
   readonly kernel: Kernel & NftMonitor;
   /** systemd's notify socket (daemon/sd-notify.ts): READY=1 and STATUS= lines follow /readyz. */
   readonly notify?: Notifier | null;
+}
+
+/** The start-up log line of the underlay: its addresses and what peers send to, of each family in use. */
+export function underlayLine(u: Underlay): string {
+  const v4 = u.address ? [u.address] : [];
+  const v6 = u.address6 ? [u.address6] : [];
+  const pub = [...(u.address ? [`public IP ${u.publicIP}`] : []), ...(u.publicIPv6 ? [`public IPv6 ${u.publicIPv6}`] : [])];
+  return `underlay ${u.name} (${[...v4, ...v6, `mtu ${u.mtu}`].join(', ')}), ${pub.join(', ')}`;
+}
+
+/**
+ * The Network and the node's subnet of each family the config enables (an
+ * IPv6-only lease's IPv4 part is flannel's placeholder `0.0.0.0/0`, never used);
+ * null for a family it does not.
+ */
+export function leaseNetworks(config: NetworkConfig, lease: Pick<Lease, 'subnet' | 'ipv6Subnet'>): { v4: FamilyNetwork | null; v6: FamilyNetwork | null } {
+  return {
+    v4: config.enableIPv4 && config.network ? { network: config.network, subnet: lease.subnet } : null,
+    v6: config.enableIPv6 && config.ipv6Network && lease.ipv6Subnet ? { network: config.ipv6Network, subnet: lease.ipv6Subnet } : null,
+  };
+}
+
+/** The forwarding sysctls weftd sets to 1: IPv4's when the config enables IPv4, IPv6's (all interfaces) when it enables IPv6. */
+export function forwardingSysctls(config: Pick<NetworkConfig, 'enableIPv4' | 'enableIPv6'>): string[] {
+  return [...(config.enableIPv4 ? ['net.ipv4.ip_forward'] : []), ...(config.enableIPv6 ? ['net.ipv6.conf.all.forwarding'] : [])];
 }
 
 /**
@@ -140,8 +165,16 @@ export class Weftd {
     const listing = this.registry.listSubnets();
     listing.catch(() => undefined); // acquisition sees the error and retries
 
-    this.underlay = await discoverUnderlay(this.deps.kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp });
-    this.log.info(`underlay ${this.underlay.name} (${this.underlay.address}, mtu ${this.underlay.mtu}), public IP ${this.underlay.publicIP}`);
+    this.underlay = await discoverUnderlay(this.deps.kernel, {
+      iface: o.iface,
+      ifaceRegex: o.ifaceRegex,
+      ifaceCanReach: o.ifaceCanReach,
+      publicIp: o.publicIp,
+      publicIpv6: o.publicIpv6,
+      stack: { v4: config.enableIPv4, v6: config.enableIPv6 },
+    });
+    this.log.info(underlayLine(this.underlay));
+    if (o.publicIpv6 && !config.enableIPv6) this.log.info(`--public-ipv6 ${o.publicIpv6} has no effect: the network config does not enable IPv6 (EnableIPv6)`);
 
     this.setPhase('setting up the backend device');
     this.network = await backend.register({
@@ -186,7 +219,11 @@ export class Weftd {
     this.log.info(`holding lease ${describeSubnets(lease)} (${lease.etcdLeaseId === '0' ? 'reservation' : `etcd lease ${lease.etcdLeaseId}`})`);
 
     await this.applyLease(lease, previous.subnet);
-    await ensureSysctl('net.ipv4.ip_forward', '1');
+    for (const name of forwardingSysctls(config)) await ensureSysctl(name, '1');
+    if (config.enableIPv6) {
+      const warning = acceptRaWarning(this.underlay.name, await readSysctlPath(`net/ipv6/conf/${this.underlay.name}/accept_ra`));
+      if (warning) this.log.warn(warning);
+    }
     this.manager.on('change', (next: Lease) => {
       this.applyLease(next, null).catch((err) => this.log.error(`applying the new lease failed: ${(err as Error).message}`));
     });
@@ -237,18 +274,15 @@ export class Weftd {
     const o = this.options;
     const config = this.config!;
     await this.network!.configure(lease);
-    await writeSubnetFile(o.subnetFile, {
-      network: config.enableIPv4 ? config.network : null,
-      subnet: hasIPv4(lease.subnet) ? lease.subnet : null,
-      ipv6Network: config.enableIPv6 ? config.ipv6Network : null,
-      ipv6Subnet: lease.ipv6Subnet,
-      mtu: this.network!.mtu,
-      ipMasq: o.ipMasq,
-    });
+    const { v4, v6 } = leaseNetworks(config, lease);
+    await writeSubnetFile(o.subnetFile, { network: v4?.network ?? null, subnet: v4?.subnet ?? null, ipv6Network: v6?.network ?? null, ipv6Subnet: v6?.subnet ?? null, mtu: this.network!.mtu, ipMasq: o.ipMasq });
     if (previousSubnet && !previousSubnet.equals(lease.subnet)) this.log.warn(`subnet changed from ${previousSubnet} to ${lease.subnet}`);
+    // IPv4's rules and, for dual stack, IPv6's beside them; an IPv6-only config has IPv6's alone.
+    const first = v4 ?? v6;
+    if (!first) throw new WeftError('WEFT_ERR_INVALID_STATE', `lease ${lease.key} has no subnet of the families the network config enables`);
     const spec: TrafficRulesSpec = {
-      network: config.network!,
-      subnet: lease.subnet,
+      ...first,
+      ipv6: v4 ? v6 : null,
       ipMasq: o.ipMasq,
       forwardRules: o.iptablesForwardRules,
       randomFully: !o.ipMasqFullyRandomDisable,
@@ -264,10 +298,10 @@ export class Weftd {
     }
     if (o.ipBlackholeRoute) {
       this.blackhole ??= new BlackholeKeeper(this.deps.kernel, this.log);
-      await this.blackhole.set([subnetOf(lease, 4), subnetOf(lease, 6)].filter((s): s is Subnet => s !== null));
+      await this.blackhole.set([v4?.subnet ?? null, v6?.subnet ?? null].filter((s): s is Subnet => s !== null));
     }
     if (o.bridge) {
-      const bridgeSpec = { name: o.bridge, subnet: lease.subnet, network: config.network!, mtu: this.network!.mtu };
+      const bridgeSpec = { name: o.bridge, subnet: v4?.subnet ?? null, network: v4?.network ?? null, mtu: this.network!.mtu, ipv6: v6 };
       if (this.bridge) this.bridge.update(bridgeSpec);
       else this.bridge = new BridgeKeeper(bridgeSpec, this.deps.kernel, this.log);
       const changes = await this.bridge.ensure();
@@ -285,8 +319,12 @@ export class Weftd {
     const ignoreMissingTool = (remove: () => Promise<boolean>) => () => remove().catch((err: unknown) => (isToolMissing(err) ? false : Promise.reject(err)));
     const intervalMs = this.options.iptablesResync * 1000;
     if (!nftables) return new TrafficRules(spec, { intervalMs, log: this.log, removeOther: ignoreMissingTool(() => removeNftTables()) });
-    this.log.info('nftables mode (EnableNFTables): masquerade and forward rules in table ip flannel-ipv4');
-    return new TrafficRules(spec, { intervalMs, log: this.log, engine: new NftablesEngine({ log: this.log }), removeOther: ignoreMissingTool(() => removeTrafficRules(iptablesRunner(), trafficChains(this.options.etcdPrefix))) });
+    const tables = [...(spec.network.family === 4 ? ['ip flannel-ipv4'] : []), ...(spec.network.family === 6 || spec.ipv6 ? ['ip6 flannel-ipv6'] : [])];
+    this.log.info(`nftables mode (EnableNFTables): masquerade and forward rules in table ${tables.join(' and table ')}`);
+    // ip6tables' chains are looked for only where the config has IPv6: an IPv4-only start runs no ip6tables.
+    const chains = trafficChains(this.options.etcdPrefix);
+    const removeIptables = this.config?.enableIPv6 ? () => removeTrafficRulesBothFamilies(chains) : () => removeTrafficRules(iptablesRunner(), chains);
+    return new TrafficRules(spec, { intervalMs, log: this.log, engine: new NftablesEngine({ log: this.log }), removeOther: ignoreMissingTool(removeIptables) });
   }
 
   private async steadyState(signal: AbortSignal, listing: ValidatedListing): Promise<void> {

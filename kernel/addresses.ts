@@ -1,4 +1,3 @@
-import { isIPv6 } from 'node:net';
 import { isKernelErrno, type Addr, type Family, type Kernel } from './kernel.js';
 import type { Subnet } from '../common/subnet.js';
 
@@ -10,12 +9,13 @@ export async function addrsOn(kernel: Pick<Kernel, 'addrListAll'>, ifindex: numb
 /**
  * Makes `want` (e.g. `10.244.3.0/32`, `fd00:10:244:3::/128`) the only address of the link inside
  * the cluster `network`: other in-network addresses are a previous lease's
- * and go; addresses outside the network are someone else's and stay.
+ * and go; addresses outside the network are someone else's and stay. Reads
+ * the addresses of the network's family only.
  * Returns what it changed (`removed ...`, `address ...`), empty when in place.
  */
 export async function ensureSoleNetworkAddress(kernel: Kernel, ifindex: number, want: string, network: Subnet): Promise<string[]> {
   const changes: string[] = [];
-  const addrs = await addrsOn(kernel, ifindex, isIPv6(want.split('/')[0] ?? '') ? 6 : 4);
+  const addrs = await addrsOn(kernel, ifindex, network.family);
   for (const a of addrs) {
     if (a.cidr !== want && network.contains(a.cidr.split('/')[0] ?? '')) {
       await kernel.addrDel(a);

@@ -8,11 +8,13 @@ import type { Subnet } from '../common/subnet.js';
 import { WeftError } from '../common/errors.js';
 import { DEFAULT_ETCD_PREFIX } from '../common/defaults.js';
 import { isToolMissing } from './nftables.js';
-import type { NftMonitor } from './kernel.js';
+import type { Family, NftMonitor } from './kernel.js';
 
 /**
  * flannel's iptables rule sets, byte-identical (chains, order and comments),
- * so flanneld and weft each recognise and clean the other's rules. Kept in
+ * so flanneld and weft each recognise and clean the other's rules. An IPv6
+ * Network gets the same set through ip6tables (flannel's ip6tables rules:
+ * the same chains and comments, IPv6 multicast `ff00::/8`). Kept in
  * place by a check that reads the tables with one `iptables-save` and
  * repairs with one `iptables-restore --noflush` transaction, never one exec
  * per rule.
@@ -72,9 +74,22 @@ interface RuleSet {
   readonly network?: string;
 }
 
-export interface TrafficRulesSpec {
+/** One address family's Network and the node's subnet in it. */
+export interface FamilyNetwork {
   readonly network: Subnet;
   readonly subnet: Subnet;
+}
+
+export interface TrafficRulesSpec {
+  /** The Network (IPv4; IPv6 for an IPv6-only config) and the node's subnet in it. */
+  readonly network: Subnet;
+  readonly subnet: Subnet;
+  /**
+   * A dual-stack config's IPv6 Network and subnet: the same rules again,
+   * through ip6tables (nftables: table ip6 flannel-ipv6). Without it no IPv6
+   * rules are read or written.
+   */
+  readonly ipv6?: FamilyNetwork | null;
   readonly ipMasq: boolean;
   readonly forwardRules: boolean;
   /** Append `--random-fully` to MASQUERADE (iptables ≥ 1.6.2). */
@@ -83,10 +98,14 @@ export interface TrafficRulesSpec {
   readonly chains?: TrafficChains;
 }
 
+/** Multicast, which pods send without masquerading, by family. */
+const MULTICAST = { 4: '224.0.0.0/4', 6: 'ff00::/8' } as const;
+
 export function masqRuleSet(network: Subnet, subnet: Subnet, randomFully = true, chain = MASQ_CHAIN): RuleSet {
   const c = `-m comment --comment "${MASQ_COMMENT}"`;
   const masq = `-j MASQUERADE${randomFully ? ' --random-fully' : ''}`;
   const [n, s] = [network.toString(), subnet.toString()];
+  const multicast = MULTICAST[network.family];
   return {
     table: 'nat',
     hook: 'POSTROUTING',
@@ -99,7 +118,7 @@ export function masqRuleSet(network: Subnet, subnet: Subnet, randomFully = true,
       `-s ${s} -d ${n} ${c} -j RETURN`, // local pods -> cluster: no NAT
       `-s ${n} -d ${s} ${c} -j RETURN`, // cluster -> local pods: no NAT
       `! -s ${n} -d ${s} ${c} -j RETURN`, // external -> local pods: keep the client's source
-      `-s ${n} ! -d 224.0.0.0/4 ${c} ${masq}`, // pods -> outside the overlay
+      `-s ${n} ! -d ${multicast} ${c} ${masq}`, // pods -> outside the overlay
       `! -s ${n} -d ${n} ${c} ${masq}`, // host -> remote pods
     ],
   };
@@ -126,7 +145,21 @@ function emptyForward(chain = FORWARD_CHAIN, network?: string): RuleSet {
   return { table: 'filter', hook: 'FORWARD', chain, family: FORWARD_CHAIN, comment: FORWARD_COMMENT, rules: [], ...(network ? { network } : {}) };
 }
 
-/** The rule sets a spec wants; a disabled set is wanted empty, so switching an option off removes its rules. */
+/**
+ * The spec of each address family, one family each: the spec itself (its
+ * `network` and `subnet`), then, for dual stack, the same options with the
+ * IPv6 Network and subnet.
+ */
+export function familySpecs(spec: TrafficRulesSpec): TrafficRulesSpec[] {
+  const first = { ...spec, ipv6: null };
+  return spec.ipv6 ? [first, { ...first, network: spec.ipv6.network, subnet: spec.ipv6.subnet }] : [first];
+}
+
+/**
+ * The rule sets a spec wants of its `network`'s family (familySpecs splits a
+ * dual-stack spec); a disabled set is wanted empty, so switching an option
+ * off removes its rules.
+ */
 export function desiredRuleSets(spec: TrafficRulesSpec): RuleSet[] {
   const chains = spec.chains ?? FLANNEL_CHAINS;
   return [
@@ -232,18 +265,30 @@ export interface RuleEngine {
   ensure(spec: TrafficRulesSpec): Promise<boolean>;
 }
 
-/** flannel's iptables chains, read with one iptables-save and repaired with one iptables-restore. */
+/**
+ * flannel's iptables chains, read with one iptables-save and repaired with
+ * one iptables-restore per family: ip6tables-save and ip6tables-restore for
+ * the IPv6 Network, only when the spec has one.
+ */
 export class IptablesEngine implements RuleEngine {
   readonly kind = 'iptables';
   backing: 'nf_tables' | 'legacy' | null = null;
-  constructor(private readonly runner: IptablesRunner = iptablesRunner()) {}
+  constructor(
+    private readonly runner: IptablesRunner = iptablesRunner(),
+    private readonly runner6: IptablesRunner = iptablesRunner(undefined, 6),
+  ) {}
 
   async ensure(spec: TrafficRulesSpec): Promise<boolean> {
-    const saved = await this.runner.save();
-    this.backing = iptablesBacking(saved) ?? this.backing;
-    const payload = planRepair(parseIptablesSave(saved), desiredRuleSets(spec));
-    if (payload) await this.runner.restore(payload);
-    return payload !== null;
+    let repaired = false;
+    for (const one of familySpecs(spec)) {
+      const runner = one.network.family === 6 ? this.runner6 : this.runner;
+      const saved = await runner.save();
+      this.backing = iptablesBacking(saved) ?? this.backing;
+      const payload = planRepair(parseIptablesSave(saved), desiredRuleSets(one));
+      if (payload) await runner.restore(payload);
+      repaired ||= payload !== null;
+    }
+    return repaired;
   }
 }
 
@@ -256,29 +301,31 @@ export interface IptablesRunner {
 const execFileP = promisify(execFile);
 
 /**
- * Runs the system's iptables-save / iptables-restore, in the current network
- * namespace, or (for tests) inside `netns` through `ip netns exec`.
+ * Runs the system's iptables-save / iptables-restore (ip6tables-save /
+ * ip6tables-restore for `family` 6), in the current network namespace, or
+ * (for tests) inside `netns` through `ip netns exec`.
  */
-export function iptablesRunner(netns?: string): IptablesRunner {
+export function iptablesRunner(netns?: string, family: Family = 4): IptablesRunner {
   const cmd = (tool: string, args: string[]): [string, string[]] => (netns ? ['ip', ['netns', 'exec', netns, tool, ...args]] : [tool, args]);
+  const tool = family === 6 ? 'ip6tables' : 'iptables';
   return {
     async save() {
-      const [file, args] = cmd('iptables-save', []);
+      const [file, args] = cmd(`${tool}-save`, []);
       try {
         return (await execFileP(file, args, { maxBuffer: 64 << 20 })).stdout;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new WeftError('WEFT_ERR_KERNEL', `iptables-save not found in PATH`, { cause: err });
-        throw new WeftError('WEFT_ERR_KERNEL', `iptables-save failed: ${(err as Error).message}`, { cause: err });
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new WeftError('WEFT_ERR_KERNEL', `${tool}-save not found in PATH`, { cause: err });
+        throw new WeftError('WEFT_ERR_KERNEL', `${tool}-save failed: ${(err as Error).message}`, { cause: err });
       }
     },
     restore(payload: string) {
-      const [file, args] = cmd('iptables-restore', ['--noflush', '--wait']);
+      const [file, args] = cmd(`${tool}-restore`, ['--noflush', '--wait']);
       return new Promise((resolve, reject) => {
         const child = spawn(file, args, { stdio: ['pipe', 'ignore', 'pipe'] });
         let stderr = '';
         child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-        child.on('error', (err) => reject(new WeftError('WEFT_ERR_KERNEL', `iptables-restore failed: ${err.message}`, { cause: err })));
-        child.on('close', (code) => (code === 0 ? resolve() : reject(new WeftError('WEFT_ERR_KERNEL', `iptables-restore failed (${code}): ${stderr.trim()}`))));
+        child.on('error', (err) => reject(new WeftError('WEFT_ERR_KERNEL', `${tool}-restore failed: ${err.message}`, { cause: err })));
+        child.on('close', (code) => (code === 0 ? resolve() : reject(new WeftError('WEFT_ERR_KERNEL', `${tool}-restore failed (${code}): ${stderr.trim()}`))));
         child.stdin.end(payload);
       });
     },
@@ -314,13 +361,16 @@ export class TrafficRules {
   private removeOther: (() => Promise<boolean>) | null;
 
   /**
-   * `engine` says which kind of rules (iptables by default, through `runner`);
-   * `removeOther`, which only weftd passes, removes the other kind's.
+   * `engine` says which kind of rules (iptables by default, through `runner`,
+   * and `runner6` for IPv6); `removeOther`, which only weftd passes, removes the other kind's.
    */
-  constructor(spec: TrafficRulesSpec, options: { intervalMs: number; runner?: IptablesRunner; engine?: RuleEngine; removeOther?: () => Promise<boolean>; log?: Logger }) {
+  constructor(
+    spec: TrafficRulesSpec,
+    options: { intervalMs: number; runner?: IptablesRunner; runner6?: IptablesRunner; engine?: RuleEngine; removeOther?: () => Promise<boolean>; log?: Logger },
+  ) {
     this.spec = spec;
     this.intervalMs = options.intervalMs;
-    this.engine = options.engine ?? new IptablesEngine(options.runner ?? iptablesRunner());
+    this.engine = options.engine ?? new IptablesEngine(options.runner ?? iptablesRunner(), options.runner6 ?? iptablesRunner(undefined, 6));
     this.removeOther = options.removeOther ?? null;
     this.log = options.log ?? silentLogger();
   }
@@ -484,4 +534,18 @@ export async function removeTrafficRules(runner: IptablesRunner = iptablesRunner
   const payload = planRepair(tables, sets);
   if (payload) await runner.restore(payload);
   return payload !== null;
+}
+
+/**
+ * removeTrafficRules for both families: the iptables chains and the
+ * ip6tables ones (a dual-stack run's); true when either had any. Without
+ * ip6tables there are no IPv6 rules to remove.
+ */
+export async function removeTrafficRulesBothFamilies(
+  only?: TrafficChains,
+  runners: readonly [IptablesRunner, IptablesRunner] = [iptablesRunner(), iptablesRunner(undefined, 6)],
+): Promise<boolean> {
+  const v4 = await removeTrafficRules(runners[0], only);
+  const v6 = await removeTrafficRules(runners[1], only).catch((err: unknown) => (isToolMissing(err) ? false : Promise.reject(err)));
+  return v4 || v6;
 }

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { Subnet } from '../common/subnet.js';
 import { WeftError } from '../common/errors.js';
-import type { RuleEngine, TrafficRulesSpec } from './iptables.js';
+import { familySpecs, type RuleEngine, type TrafficRulesSpec } from './iptables.js';
 
 /**
  * flannel's nftables mode (`"EnableNFTables": true`): native tables
@@ -183,14 +183,15 @@ export function nftRunner(netns?: string): NftRunner {
 /**
  * The nftables rule engine for TrafficRules: repairs by re-applying the whole
  * table, when the table differs from what nft listed after weft's last apply.
+ * A dual-stack spec keeps two tables, `ip flannel-ipv4` and `ip6 flannel-ipv6`, each on its own.
  */
 export class NftablesEngine implements RuleEngine {
   readonly kind = 'nftables';
   readonly backing = 'nf_tables';
   private readonly runner: NftRunner;
   private readonly log: Logger;
-  /** The last script applied and nft's listing of the table right after it. */
-  private applied: { script: string; listing: string } | null = null;
+  /** Per table name: the last script applied and nft's listing of the table right after it. */
+  private readonly applied = new Map<string, { script: string; listing: string }>();
   /** `masquerade fully-random` works here, until an apply shows it does not (kernels before 5.0, old nft). */
   private randomFully = true;
 
@@ -200,22 +201,31 @@ export class NftablesEngine implements RuleEngine {
   }
 
   async ensure(spec: TrafficRulesSpec): Promise<boolean> {
+    let repaired = false;
+    for (const one of familySpecs(spec)) repaired = (await this.ensureTable(one)) || repaired;
+    return repaired;
+  }
+
+  /** Brings the table of the spec's family (one family: familySpecs) to the spec. */
+  private async ensureTable(spec: TrafficRulesSpec): Promise<boolean> {
     const table = nftTableOf(spec);
     const script = nftTableScript(spec, (spec.randomFully ?? true) && this.randomFully);
     const listing = await this.runner.listTable(table.family, table.name);
+    const applied = this.applied.get(table.name);
     if (script === null) {
-      this.applied = null;
+      this.applied.delete(table.name);
       if (listing === null) return false;
       await this.runner.apply(nftDeleteScript([table]));
       return true;
     }
-    if (listing !== null && this.applied?.script === script && this.applied.listing === listing) return false;
+    if (listing !== null && applied?.script === script && applied.listing === listing) return false;
     const done = await this.apply(spec, script);
     const after = await this.runner.listTable(table.family, table.name);
     // A change made between the apply and the listing would otherwise be taken as weft's own: then the
     // listing is not trusted and the next check applies again (the kernel reports that change).
     const expected = nftRuleCount(done);
-    this.applied = after !== null && nftRuleCount(after) === expected ? { script: done, listing: after } : null;
+    if (after !== null && nftRuleCount(after) === expected) this.applied.set(table.name, { script: done, listing: after });
+    else this.applied.delete(table.name);
     return true;
   }
 

@@ -78,6 +78,7 @@ describe('weftd options: flanneld command lines and FLANNELD_* variables', () =>
       ifaceCanReach: '10.0.0.1',
       subnetFile: '/run/x.env',
       publicIp: '10.0.0.9',
+      publicIpv6: 'fd00::9',
       subnetLeaseRenewMargin: 30,
       ipMasq: true,
       ipMasqFullyRandomDisable: true,
@@ -88,8 +89,10 @@ describe('weftd options: flanneld command lines and FLANNELD_* variables', () =>
       ipBlackholeRoute: true,
       logLevel: 'debug',
     });
-    expect(o.ignoredFlags).to.have.length(3);
-    expect(o.ignoredFlags!.join('\n')).to.match(/--public-ipv6: weft programs IPv4 overlays only/).and.match(/--vmodule/).and.match(/--log_backtrace_at/);
+    // --public-ipv6 has its effect (the underlay's PublicIPv6) and is no longer listed as ignored.
+    expect(o.ignoredFlags).to.have.length(2);
+    expect(o.ignoredFlags!.join('\n')).to.match(/--vmodule/).and.match(/--log_backtrace_at/);
+    expect(o.ignoredFlags!.join('\n')).to.not.match(/--public-ipv6/);
   });
 
   it('reads FLANNELD_* as flanneld does: the command line wins, Go booleans, WEFTD_* before FLANNELD_*', async () => {
@@ -119,9 +122,16 @@ describe('weftd options: flanneld command lines and FLANNELD_* variables', () =>
     expect((await parseWeftdOptions(['-kube-subnet-mgr=false'], {})).ignoredFlags).to.deep.equal([]);
   });
 
+  it('--public-ipv6 / FLANNELD_PUBLIC_IPV6 and an IPv6 --iface-can-reach are taken, in RFC 5952 form', async () => {
+    expect(await parseWeftdOptions(['-public-ipv6=FD00:0:0:0::9', '--iface-can-reach', '2001:DB8::1'], {})).to.include({ publicIpv6: 'fd00::9', ifaceCanReach: '2001:db8::1' });
+    expect(await parseWeftdOptions([], { FLANNELD_PUBLIC_IPV6: '2001:db8::7' })).to.include({ publicIpv6: '2001:db8::7' });
+    expect((await parseWeftdOptions([], {})).publicIpv6).to.equal(undefined);
+    expect((await rejection(parseWeftdOptions([], { FLANNELD_PUBLIC_IPV6: 'fd00::/64' }))).message).to.match(/--public-ipv6: "fd00::\/64" is not an IPv6 address/);
+  });
+
   it('still refuses unknown flags and bad values clearly', async () => {
     expect((await rejection(parseWeftdOptions(['-no-such-flag'], {}))).message).to.match(/Unknown argument: -no-such-flag/);
-    expect((await rejection(parseWeftdOptions(['--iface-can-reach', 'eth0'], {}))).message).to.match(/--iface-can-reach: "eth0" is not an IPv4 address/);
+    expect((await rejection(parseWeftdOptions(['--iface-can-reach', 'eth0'], {}))).message).to.match(/--iface-can-reach: "eth0" is not an IPv4 or IPv6 address/);
     expect((await rejection(parseWeftdOptions(['-public-ipv6=10.0.0.1'], {}))).message).to.match(/--public-ipv6: "10.0.0.1" is not an IPv6 address/);
   });
 });

@@ -215,7 +215,7 @@ RequiredBy=docker.service
     h1.startWith(args, { ...env, SSL_CERT_FILE: pki.caCert });
     await h1.waitReady();
     const log = h1.logTail(100);
-    expect(log).to.include('flanneld flag accepted without effect: --public-ipv6: weft programs IPv4 overlays only');
+    expect(log).to.include('--public-ipv6 fd00::1 has no effect: the network config does not enable IPv6');
     expect(log).to.match(/underlay eth0 \(198\.18\.0\.1,/);
     await h1.stop();
 

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NftChange } from '../kernel/kernel.js';
 import type { Logger } from '../common/log.js';
 import { FakeKernel } from '../kernel/kernel-fake.js';
-import { FLANNEL_CHAINS, SAFETY_NET_MS, TrafficRules, iptablesBacking, parseIptablesSave, planRepair, desiredRuleSets, removeTrafficRules, trafficChains, type IptablesRunner } from '../kernel/iptables.js';
+import { FLANNEL_CHAINS, SAFETY_NET_MS, TrafficRules, familySpecs, iptablesBacking, parseIptablesSave, planRepair, desiredRuleSets, removeTrafficRules, removeTrafficRulesBothFamilies, trafficChains, type IptablesRunner } from '../kernel/iptables.js';
 import { WeftError } from '../common/errors.js';
 import { Subnet } from '../common/subnet.js';
 import { eventually } from './harness/netns.js';
@@ -197,6 +197,102 @@ describe('iptables rule planning (unit)', () => {
     await on.ensure().catch((err) => (thrown = err));
     expect((thrown as Error).message).to.equal('iptables-save not found in PATH');
     expect(on.inPlace).to.equal(false);
+  });
+});
+
+const N6 = Subnet.parse('fd00:10:244::/48');
+const S6 = Subnet.parse('fd00:10:244:3::/64');
+
+describe('ip6tables rules for an IPv6 Network (unit)', () => {
+  it("dual-stack: flannel's IPv6 set through ip6tables (same chains and comments, ff00::/8), the IPv4 set as before", async () => {
+    const v4 = new FakeIptables();
+    const v6 = new FakeIptables();
+    const rules = new TrafficRules({ network: N, subnet: S, ipv6: { network: N6, subnet: S6 }, ipMasq: true, forwardRules: true }, { intervalMs: 50, runner: v4, runner6: v6 });
+    expect(await rules.ensure()).to.equal(true);
+    expect(await v4.save()).to.include('-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully').and.not.include('fd00');
+    const saved6 = await v6.save();
+    expect(saved6).to.include(
+      [
+        '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG',
+        '-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN',
+        '-A FLANNEL-POSTRTG -s fd00:10:244:3::/64 -d fd00:10:244::/48 -m comment --comment "flanneld masq" -j RETURN',
+        '-A FLANNEL-POSTRTG -s fd00:10:244::/48 -d fd00:10:244:3::/64 -m comment --comment "flanneld masq" -j RETURN',
+        '-A FLANNEL-POSTRTG ! -s fd00:10:244::/48 -d fd00:10:244:3::/64 -m comment --comment "flanneld masq" -j RETURN',
+        '-A FLANNEL-POSTRTG -s fd00:10:244::/48 ! -d ff00::/8 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
+        '-A FLANNEL-POSTRTG ! -s fd00:10:244::/48 -d fd00:10:244::/48 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
+      ].join('\n'),
+    );
+    expect(saved6).to.include(
+      [
+        '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+        '-A FLANNEL-FWD -s fd00:10:244::/48 -m comment --comment "flanneld forward" -j ACCEPT',
+        '-A FLANNEL-FWD -d fd00:10:244::/48 -m comment --comment "flanneld forward" -j ACCEPT',
+      ].join('\n'),
+    );
+    expect(saved6).to.not.include('10.244.');
+    expect(await rules.ensure(), 'second pass finds both families in place').to.equal(false);
+    expect([v4.restores.length, v6.restores.length]).to.deep.equal([1, 1]);
+    // A rule deleted from the IPv6 set alone is repaired there alone.
+    const nat6 = v6.tables.get('nat')!;
+    nat6.lines.splice(nat6.lines.findIndex((l) => l.includes('ff00::/8')), 1);
+    expect(await rules.ensure()).to.equal(true);
+    expect([v4.restores.length, v6.restores.length]).to.deep.equal([1, 2]);
+    expect(v6.restores[1]).to.not.include('*filter');
+  });
+
+  it('--ip-masq-fully-random-disable, a new IPv6 subnet and options switched off apply to the IPv6 set too', async () => {
+    const v4 = new FakeIptables();
+    const v6 = new FakeIptables();
+    const rules = new TrafficRules({ network: N, subnet: S, ipv6: { network: N6, subnet: S6 }, ipMasq: true, forwardRules: true, randomFully: false }, { intervalMs: 50, runner: v4, runner6: v6 });
+    await rules.ensure();
+    expect(await v6.save()).to.include('! -d ff00::/8 -m comment --comment "flanneld masq" -j MASQUERADE\n');
+    rules.update({ network: N, subnet: S, ipv6: { network: N6, subnet: Subnet.parse('fd00:10:244:9::/64') }, ipMasq: true, forwardRules: false });
+    await rules.ensure();
+    const saved6 = await v6.save();
+    expect(saved6).to.not.include('fd00:10:244:3::/64').and.not.include('FLANNEL-FWD');
+    expect(saved6).to.include('-s fd00:10:244:9::/64 -d fd00:10:244::/48');
+  });
+
+  it('IPv6-only: the IPv6 Network as the spec\'s own, through ip6tables alone; IPv4-only never runs ip6tables', async () => {
+    const v4 = new FakeIptables();
+    const v6 = new FakeIptables();
+    const only6 = new TrafficRules({ network: N6, subnet: S6, ipMasq: true, forwardRules: true }, { intervalMs: 50, runner: v4, runner6: v6 });
+    expect(await only6.ensure()).to.equal(true);
+    expect(v4.saves).to.equal(0);
+    expect(await v6.save()).to.include('-A FLANNEL-POSTRTG -s fd00:10:244::/48 ! -d ff00::/8');
+    const w4 = new FakeIptables();
+    const w6 = new FakeIptables();
+    const only4 = new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true }, { intervalMs: 50, runner: w4, runner6: w6 });
+    await only4.ensure();
+    await only4.ensure();
+    expect([w4.saves, w6.saves]).to.deep.equal([2, 0]);
+  });
+
+  it('familySpecs splits a dual-stack spec into one spec per family, options kept', () => {
+    const chains = trafficChains('/vxlan/network');
+    const specs = familySpecs({ network: N, subnet: S, ipv6: { network: N6, subnet: S6 }, ipMasq: true, forwardRules: false, randomFully: false, chains });
+    expect(specs.map((x) => [x.network.toString(), x.subnet.toString(), x.ipv6 ?? null])).to.deep.equal([
+      ['10.244.0.0/16', '10.244.3.0/24', null],
+      ['fd00:10:244::/48', 'fd00:10:244:3::/64', null],
+    ]);
+    for (const x of specs) expect(x).to.include({ ipMasq: true, forwardRules: false, randomFully: false, chains });
+    expect(familySpecs({ network: N, subnet: S, ipMasq: true, forwardRules: true })).to.have.length(1);
+  });
+
+  it('cleanup removes the IPv4 and the IPv6 chains; without ip6tables there are no IPv6 rules to remove', async () => {
+    const v4 = new FakeIptables();
+    const v6 = new FakeIptables();
+    await new TrafficRules({ network: N6, subnet: S6, ipMasq: true, forwardRules: true }, { intervalMs: 50, runner: v4, runner6: v6 }).ensure();
+    expect(await removeTrafficRulesBothFamilies(undefined, [v4, v6])).to.equal(true);
+    expect(await v6.save()).to.not.include('FLANNEL');
+    expect(await removeTrafficRulesBothFamilies(undefined, [v4, v6])).to.equal(false);
+    const missing: IptablesRunner = {
+      save: () => Promise.reject(new WeftError('WEFT_ERR_KERNEL', 'ip6tables-save not found in PATH', { cause: Object.assign(new Error('spawn ip6tables-save ENOENT'), { code: 'ENOENT' }) })),
+      restore: () => Promise.reject(new Error('not reached')),
+    };
+    await new TrafficRules({ network: N, subnet: S, ipMasq: true, forwardRules: true }, { intervalMs: 50, runner: v4 }).ensure();
+    expect(await removeTrafficRulesBothFamilies(undefined, [v4, missing])).to.equal(true);
+    expect(await v4.save()).to.not.include('FLANNEL');
   });
 });
 

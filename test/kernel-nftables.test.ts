@@ -223,6 +223,27 @@ describe('nftables engine (unit)', () => {
     expect(warnings[0]).to.match(/^nftables: masquerade fully-random refused/);
   });
 
+  it('dual-stack: keeps ip flannel-ipv4 and ip6 flannel-ipv6, each applied only when it differs', async () => {
+    const nft = new FakeNft();
+    const engine = new NftablesEngine({ runner: nft });
+    const dual = { ...spec, ipv6: { network: Subnet.parse('fd00:10:244::/48'), subnet: Subnet.parse('fd00:10:244:3::/64') } };
+    expect(await engine.ensure(dual)).to.equal(true);
+    expect([...nft.tables.keys()]).to.deep.equal(['inet other', 'ip flannel-ipv4', 'ip6 flannel-ipv6']);
+    expect(nft.tables.get('ip6 flannel-ipv6')!.join('\n')).to.include('ip6 saddr fd00:10:244::/48 ip6 daddr != ff00::/8 masquerade fully-random').and.not.include('10.244.');
+    expect(nft.tables.get('ip flannel-ipv4')!.join('\n')).to.not.include('fd00');
+    expect(await engine.ensure(dual)).to.equal(false);
+    expect(nft.scripts).to.have.length(2);
+    // The IPv6 table deleted by hand: re-applied alone.
+    nft.tables.delete('ip6 flannel-ipv6');
+    expect(await engine.ensure(dual)).to.equal(true);
+    expect(nft.scripts).to.have.length(3);
+    expect(nft.scripts[2]).to.match(/^table ip6 flannel-ipv6\n/).and.not.include('flannel-ipv4');
+    expect(await engine.ensure(dual)).to.equal(false);
+    // IPv6-only: the IPv6 Network is the spec's own.
+    const only6 = new NftablesEngine({ runner: new FakeNft() });
+    expect(await only6.ensure({ ...spec, network: dual.ipv6.network, subnet: dual.ipv6.subnet })).to.equal(true);
+  });
+
   it("cleanup removes flannel's tables, IPv4 and IPv6, whoever made them, and nothing else", async () => {
     const nft = new FakeNft();
     expect(await removeNftTables(nft)).to.equal(false);

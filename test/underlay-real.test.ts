@@ -54,16 +54,19 @@ interface IpAddrJson {
   addr_info: Array<{ family: string; local: string; prefixlen: number; scope: string; deprecated?: boolean; dynamic?: boolean; secondary?: boolean }>;
 }
 
+/** An IPv4-only network config. */
+const V4 = { v4: true, v6: false };
+
 const SELECTIONS: UnderlaySelection[] = [
-  { iface: [], ifaceRegex: [] },
-  { iface: ['eth1'], ifaceRegex: [] },
-  { iface: ['203.0.113.7'], ifaceRegex: [] },
-  { iface: ['eth0p', 'eth1'], ifaceRegex: [] },
-  { iface: [], ifaceRegex: ['^203\\.0\\.'] },
-  { iface: [], ifaceRegex: ['^eth1'] },
-  { iface: [], ifaceRegex: [], publicIp: '203.0.113.7' },
-  { iface: [], ifaceRegex: [], publicIp: '192.0.2.99' },
-  { iface: ['eth9'], ifaceRegex: ['^zz'] },
+  { iface: [], ifaceRegex: [], stack: V4 },
+  { iface: ['eth1'], ifaceRegex: [], stack: V4 },
+  { iface: ['203.0.113.7'], ifaceRegex: [], stack: V4 },
+  { iface: ['eth0p', 'eth1'], ifaceRegex: [], stack: V4 },
+  { iface: [], ifaceRegex: ['^203\\.0\\.'], stack: V4 },
+  { iface: [], ifaceRegex: ['^eth1'], stack: V4 },
+  { iface: [], ifaceRegex: [], stack: V4, publicIp: '203.0.113.7' },
+  { iface: [], ifaceRegex: [], stack: V4, publicIp: '192.0.2.99' },
+  { iface: ['eth9'], ifaceRegex: ['^zz'], stack: V4 },
 ];
 
 async function buildHost(): Promise<Netns> {

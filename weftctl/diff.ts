@@ -87,12 +87,19 @@ async function programmerFor(config: NetworkConfig, kernel: Kernel, underlay: Un
 
 /**
  * Computes the diff for this node (the one whose lease carries the underlay's
- * public IP) against the kernel of the current network namespace. The route
+ * public addresses, chosen for the config's families) against the kernel of
+ * the current network namespace. The route
  * form follows weftd's --route-nexthops; `auto` is judged by whether the
  * kernel lists nexthop objects (weftd's probe would write).
  */
-export async function diffNode(registry: Registry, kernel: Kernel, underlay: Underlay, routeNexthops: RouteNexthopsMode = 'off'): Promise<DiffResult> {
+export async function diffNode(
+  registry: Registry,
+  kernel: Kernel,
+  underlayFor: (stack: { v4: boolean; v6: boolean }) => Promise<Underlay>,
+  routeNexthops: RouteNexthopsMode = 'off',
+): Promise<DiffResult> {
   const config = await registry.readNetworkConfig();
+  const underlay = await underlayFor({ v4: config.enableIPv4, v6: config.enableIPv6 });
   const { kvs } = await registry.listSubnets();
   const leases: Lease[] = [];
   for (const kv of kvs) {

@@ -127,8 +127,9 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
     if (command === 'diff') {
       const etcd = openEtcd(o);
       try {
-        const underlay = await discoverUnderlay(kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp });
-        return diffReport(await diffNode(etcd.registry, kernel, underlay, o.routeNexthops));
+        const underlayFor = (stack: { v4: boolean; v6: boolean }) =>
+          discoverUnderlay(kernel, { iface: o.iface, ifaceRegex: o.ifaceRegex, ifaceCanReach: o.ifaceCanReach, publicIp: o.publicIp, ...(o.publicIpv6 ? { publicIpv6: o.publicIpv6 } : {}), stack });
+        return diffReport(await diffNode(etcd.registry, kernel, underlayFor, o.routeNexthops));
       } finally {
         await etcd.close();
       }
