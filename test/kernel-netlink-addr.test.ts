@@ -9,6 +9,7 @@ import { parseAddrInfo } from '../kernel/netlink/addr.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
+const AF_BRIDGE = 7;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
 const IFA_FLAGS = 8;
@@ -61,7 +62,9 @@ describe('netlink address messages: IPv4 address dump decoding (RTM_NEWADDR)', (
   });
 
   it('returns null for other families, short messages, a missing or malformed address, a bad prefix', () => {
-    expect(parseAddrInfo(ifaddr({ family: AF_INET6, prefixLen: 64, ifindex: 1 }, attr(IFA_LOCAL, Buffer.alloc(16))))).to.equal(null);
+    // Other families than AF_INET and AF_INET6 (IPv6 is decoded: below); an IPv6 address of IPv4's length.
+    expect(parseAddrInfo(ifaddr({ family: AF_BRIDGE, prefixLen: 64, ifindex: 1 }, attr(IFA_LOCAL, Buffer.alloc(16))))).to.equal(null);
+    expect(parseAddrInfo(ifaddr({ family: AF_INET6, prefixLen: 64, ifindex: 1 }, attr(IFA_LOCAL, Buffer.alloc(4))))).to.equal(null);
     expect(parseAddrInfo(Buffer.alloc(5))).to.equal(null);
     expect(parseAddrInfo(ifaddr({ prefixLen: 24, ifindex: 1 }))).to.equal(null);
     expect(parseAddrInfo(ifaddr({ prefixLen: 24, ifindex: 1 }, attr(IFA_LOCAL, Buffer.from([10, 0, 0]))))).to.equal(null);

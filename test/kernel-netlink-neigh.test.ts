@@ -26,9 +26,13 @@ describe('netlink neighbour and FDB messages (unit)', () => {
   it('dump parsing: IPv4 neighbours and FDB entries with MACs, anything else without them', () => {
     const neigh = parseNeigh(neighSetMessage({ ifindex: 7, ip: '10.244.2.0', mac: '0E:2A:00:AB:CD:EF' }).body);
     expect(neigh).to.deep.include({ family: 2, ifindex: 7, dst: '10.244.2.0', lladdr: '0e:2a:00:ab:cd:ef' });
-    // An IPv6 neighbour (NDA_DST of 16 bytes) and one without a lladdr (INCOMPLETE): no address taken.
+    // An NDA_DST of neither 4 nor 16 bytes is no address; an IPv6 neighbour's 16 bytes are (below).
+    const odd = new Writer(64).u8(10).u8(0).u16(0).u32(7).u16(0x80).u8(0).u8(1).attr(1, Buffer.alloc(12, 0xfe)).done();
+    expect(parseNeigh(odd)).to.deep.include({ family: 10, dst: null, lladdr: null });
+    expect(toNeigh(parseNeigh(odd))).to.equal(null);
+    // An IPv6 neighbour without a lladdr (INCOMPLETE): its address read, no neighbour.
     const v6 = new Writer(64).u8(10).u8(0).u16(0).u32(7).u16(0x80).u8(0).u8(1).attr(1, Buffer.alloc(16, 0xfe)).done();
-    expect(parseNeigh(v6)).to.deep.include({ family: 10, dst: null, lladdr: null });
+    expect(parseNeigh(v6)).to.deep.include({ family: 10, dst: 'fefe:fefe:fefe:fefe:fefe:fefe:fefe:fefe', lladdr: null });
     expect(toNeigh(parseNeigh(v6))).to.equal(null);
     const incomplete = new Writer(64).u8(2).u8(0).u16(0).u32(7).u16(0x01).u8(0).u8(1).attr(1, Buffer.from([10, 244, 3, 0])).done();
     expect(parseNeigh(incomplete)).to.deep.include({ dst: '10.244.3.0', lladdr: null });
