@@ -100,4 +100,13 @@ describe('netlink neighbour and FDB messages (unit)', () => {
     expect(() => neighSetMessage({ ifindex: 9, ip: 'fd00::10::1', mac: '0e:2a:00:00:00:03' })).to.throw(WeftError, /not an IPv6 address/).with.property('code', 'WEFT_ERR_ADDRESS_INVALID');
     expect(() => fdbReplaceMessage({ ifindex: 9, mac: '0e:2a:00:00:00:03', dst: '2001:2::3/64' })).to.throw(WeftError, /not an IPv6 address/);
   });
+
+  it('leaves out IPv6\'s multicast mappings (NUD_NOARP), as `ip -6 neigh show` does; IPv4\'s NOARP entries stay reported', () => {
+    const noarp = (family: number, dst: Buffer, mac: string) => Buffer.concat([ndmsg(family, 9, 0x40, 0, 5), rta(1, dst), rta(2, hex(mac))]);
+    const ff02 = noarp(10, hex('ff02 0000 0000 0000 0000 0000 0000 0016'), '33:33:00:00:00:16');
+    expect(parseNeigh(ff02)).to.deep.include({ dst: 'ff02::16', lladdr: '33:33:00:00:00:16', state: 0x40 });
+    expect(toNeigh(parseNeigh(ff02))).to.equal(null);
+    expect(toDeletedNeigh(parseNeigh(ff02))).to.equal(null);
+    expect(toNeigh(parseNeigh(noarp(2, Buffer.from([224, 0, 0, 1]), '01:00:5e:00:00:01')))).to.deep.equal({ ifindex: 9, ip: '224.0.0.1', mac: '01:00:5e:00:00:01', permanent: false });
+  });
 });

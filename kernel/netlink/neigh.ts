@@ -20,6 +20,9 @@ const NDA_LLADDR = 2;
 
 export const NDMSG_LEN = 12;
 
+/** Neighbour state of entries that need no resolution: IPv6's multicast mappings (ff02::1 -> 33:33:00:00:00:01). */
+const NUD_NOARP = 0x40;
+
 function ndmsg(w: Writer, family: number, ifindex: number, state: number, flags: number, type: number): Writer {
   return w.u8(family).u8(0).u16(0).u32(ifindex).u16(state).u8(flags).u8(type);
 }
@@ -108,9 +111,14 @@ export function parseNeigh(buf: Buffer, start = 0, end = buf.length): DumpedNeig
   };
 }
 
-/** An IPv4 ARP or IPv6 NDP entry from a dump, or null for other families / incomplete entries. */
+/**
+ * An IPv4 ARP or IPv6 NDP entry from a dump, or null for other families /
+ * incomplete entries. IPv6's NUD_NOARP entries are left out, as `ip -6 neigh
+ * show` leaves them out: the kernel makes one per multicast group a device
+ * joins, never weft's.
+ */
 export function toNeigh(n: DumpedNeigh): Neigh | null {
-  if ((n.family !== AF_INET && n.family !== AF_INET6) || n.dst === null || n.lladdr === null) return null;
+  if ((n.family !== AF_INET && n.family !== AF_INET6) || n.dst === null || n.lladdr === null || isMulticastMapping(n)) return null;
   return { ifindex: n.ifindex, ip: n.dst, mac: n.lladdr, permanent: (n.state & NUD_PERMANENT) !== 0 };
 }
 
@@ -120,8 +128,13 @@ export function toNeigh(n: DumpedNeigh): Neigh | null {
  * from the message: `mac` is '' then.
  */
 export function toDeletedNeigh(n: DumpedNeigh): Neigh | null {
-  if ((n.family !== AF_INET && n.family !== AF_INET6) || n.dst === null) return null;
+  if ((n.family !== AF_INET && n.family !== AF_INET6) || n.dst === null || isMulticastMapping(n)) return null;
   return { ifindex: n.ifindex, ip: n.dst, mac: n.lladdr ?? '', permanent: (n.state & NUD_PERMANENT) !== 0 };
+}
+
+/** An IPv6 NUD_NOARP entry (IPv4's stay reported, as they always were). */
+function isMulticastMapping(n: DumpedNeigh): boolean {
+  return n.family === AF_INET6 && (n.state & NUD_NOARP) !== 0;
 }
 
 /** A vxlan FDB entry with an IPv4 or IPv6 remote from a dump, or null. */
