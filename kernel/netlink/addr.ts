@@ -35,7 +35,7 @@ function ifaddrmsg(w: Writer, family: number, prefixLen: number, flags: number, 
  * RTM_NEWADDR CREATE|EXCL: `ip addr add CIDR dev IF`; for an IPv6 CIDR
  * `ip -6 addr add CIDR dev IF nodad` (IFA_F_NODAD in ifa_flags, as iproute2
  * sends it): weft's addresses are unique by lease, and an address in DAD is
- * tentative, unusable as a source for a second or more.
+ * tentative, unusable as a source until DAD is done.
  */
 export function addrAddMessage(a: Addr): OutMessage {
   return { type: RTM_NEWADDR, flags: NLM_F_CREATE | NLM_F_EXCL, body: addrBody(a, true) };
