@@ -9,10 +9,17 @@
  * nexthop_compat_mode does); `refuseNexthops` makes it an older kernel that
  * refuses them. Tests can inject failures and count round trips.
  *
+ * IPv4 and IPv6 entries live side by side, each of the family its addresses
+ * say, and dumps read the family asked for; the kernel's refusals of mixed
+ * families are kept (an IPv6 route through an IPv4 gateway or nexthop,
+ * EINVAL; an FDB remote of the other family than the vxlan device's local,
+ * EAFNOSUPPORT).
+ *
  * Like the kernel, it notifies `monitor` subscribers of every link,
  * neighbour, FDB and route change, weft's own included (deleting a link
- * reports its neighbours and FDB entries gone, not its routes, as Linux
- * does), and tests can report an overrun. It holds no nf_tables ruleset:
+ * reports its neighbours and FDB entries gone, not its IPv4 routes, as Linux
+ * does; IPv6 reports its routes gone too, and the IPv6 routes through a
+ * deleted nexthop), and tests can report an overrun. It holds no nf_tables ruleset:
  * tests report ruleset changes to `nftMonitor` subscribers themselves
  * (`nftReport`). Listeners are called synchronously, inside the change.
  */
@@ -23,6 +30,7 @@ import {
   applyOne,
   type Addr,
   type AddrInfo,
+  type Family,
   type Fdb,
   type Kernel,
   type KernelChange,
@@ -144,9 +152,13 @@ export class FakeKernel implements Kernel, NftMonitor {
     this.links.delete(index);
     for (const [k, f] of this.fdbs) if (f.ifindex === index) this.deleteFdb(k);
     for (const [k, n] of this.neighs) if (n.ifindex === index) this.deleteNeigh(k);
-    // IPv4 drops the routes and nexthops of a deleted link without a notification.
+    // IPv4 drops the routes and nexthops of a deleted link without a notification; IPv6 reports its routes gone.
     for (const [id, nh] of this.nexthops) if (nh.oif === index) this.flushNexthop(id);
-    for (const [k, r] of this.routes) if (r.oif === index) this.routes.delete(k);
+    for (const [k, r] of this.routes) {
+      if (r.oif !== index) continue;
+      if (familyOf(r.dst) === 6) this.deleteRoute(k);
+      else this.routes.delete(k);
+    }
     // Addresses go with a notification each.
     for (const [k, a] of this.addrs) {
       if (a.ifindex !== index) continue;
@@ -171,18 +183,31 @@ export class FakeKernel implements Kernel, NftMonitor {
     this.sysctls.set(path, value);
   }
 
-  async addrListAll(): Promise<AddrInfo[]> {
-    return [...this.addrs.values()].sort((a, b) => a.ifindex - b.ifindex);
+  async addrListAll(family: Family = 4): Promise<AddrInfo[]> {
+    return [...this.addrs.values()].filter((a) => familyOf(a.cidr) === family).sort((a, b) => a.ifindex - b.ifindex);
   }
 
-  /** As `ip addr add CIDR dev NAME` does: global scope, no lifetime, secondary when the link already has an address in the same prefix. */
+  /**
+   * As `ip addr add CIDR dev NAME` does: global scope, no lifetime, secondary
+   * when the link already has an address in the same prefix; an IPv6 one
+   * (`nodad`) is never secondary, and not temporary.
+   */
   async addrAdd(addr: Addr): Promise<void> {
     if (!this.links.has(addr.ifindex)) throw new KernelError(`addr add ${addr.cidr}`, 'ENODEV');
     const key = addrKey(addr);
     if (this.addrs.has(key)) throw new KernelError(`addr add ${addr.cidr}`, 'EEXIST');
     const prefix = Subnet.parse(addr.cidr).toString();
-    const secondary = [...this.addrs.values()].some((a) => a.ifindex === addr.ifindex && Subnet.parse(a.cidr).toString() === prefix);
-    const info: AddrInfo = { ifindex: addr.ifindex, cidr: addr.cidr, scope: 'global', permanent: true, deprecated: false, secondary };
+    const info: AddrInfo =
+      familyOf(addr.cidr) === 6
+        ? { ifindex: addr.ifindex, cidr: addr.cidr, scope: 'global', permanent: true, deprecated: false, secondary: false, temporary: false }
+        : {
+            ifindex: addr.ifindex,
+            cidr: addr.cidr,
+            scope: 'global',
+            permanent: true,
+            deprecated: false,
+            secondary: [...this.addrs.values()].some((a) => a.ifindex === addr.ifindex && Subnet.parse(a.cidr).toString() === prefix),
+          };
     this.addrs.set(key, info);
     this.notify({ kind: 'addr', op: 'new', addr: info });
   }
@@ -200,11 +225,11 @@ export class FakeKernel implements Kernel, NftMonitor {
   neighDel(neigh: Pick<Neigh, 'ifindex' | 'ip'>): Promise<void> {
     return applyOne(this, { op: 'neighDel', neigh });
   }
-  async neighList(ifindex: number): Promise<Neigh[]> {
-    return [...this.neighs.values()].filter((n) => n.ifindex === ifindex);
+  async neighList(ifindex: number, family: Family = 4): Promise<Neigh[]> {
+    return [...this.neighs.values()].filter((n) => n.ifindex === ifindex && familyOf(n.ip) === family);
   }
-  async neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void> {
-    for (const n of await this.neighList(ifindex)) visit(n);
+  async neighEach(ifindex: number, visit: (n: Neigh) => void, family: Family = 4): Promise<void> {
+    for (const n of await this.neighList(ifindex, family)) visit(n);
   }
   fdbReplace(fdb: Omit<Fdb, 'permanent'>): Promise<void> {
     return applyOne(this, { op: 'fdbReplace', fdb });
@@ -230,11 +255,11 @@ export class FakeKernel implements Kernel, NftMonitor {
   async blackholeDel(dst: string): Promise<void> {
     if (!this.blackholes.delete(dst)) throw new KernelError(`route del blackhole ${dst}`, 'ESRCH');
   }
-  async routeList(): Promise<Route[]> {
-    return [...this.routes.values()].map((r) => this.reported(r));
+  async routeList(family: Family = 4): Promise<Route[]> {
+    return [...this.routes.values()].filter((r) => familyOf(r.dst) === family).map((r) => this.reported(r));
   }
-  async routeEach(visit: (r: Route) => void): Promise<void> {
-    for (const r of await this.routeList()) visit(r);
+  async routeEach(visit: (r: Route) => void, family: Family = 4): Promise<void> {
+    for (const r of await this.routeList(family)) visit(r);
   }
 
   nexthopReplace(nexthop: Omit<Nexthop, 'proto'> & { proto?: number }): Promise<void> {
@@ -306,7 +331,9 @@ export class FakeKernel implements Kernel, NftMonitor {
       case 'neighDel':
         return this.deleteNeigh(`${op.neigh.ifindex}|${op.neigh.ip}`) ? null : 'ENOENT';
       case 'fdbReplace': {
-        if (!this.links.has(op.fdb.ifindex)) return 'ENODEV';
+        const link = this.links.get(op.fdb.ifindex);
+        if (!link) return 'ENODEV';
+        if (link.vxlan?.local && familyOf(link.vxlan.local) !== familyOf(op.fdb.dst)) return 'EAFNOSUPPORT';
         this.setFdb({ ...op.fdb, permanent: true });
         return null;
       }
@@ -314,13 +341,18 @@ export class FakeKernel implements Kernel, NftMonitor {
         return this.deleteFdb(`${op.fdb.ifindex}|${op.fdb.mac}`) ? null : 'ENOENT';
       case 'routeReplace': {
         const r = op.route;
+        const v6 = familyOf(r.dst) === 6;
         if (r.nhid) {
           if (this.refuseNexthops) return 'EINVAL';
-          if (!this.nexthops.has(r.nhid)) return 'EINVAL';
+          const nh = this.nexthops.get(r.nhid);
+          if (!nh) return 'EINVAL';
+          // "IPv6 routes can not use an IPv4 nexthop" (one without a gateway is IPv4's); IPv4 routes may use IPv6 ones.
+          if (v6 && (nh.blackhole || !nh.gw || familyOf(nh.gw) !== 6)) return 'EINVAL';
           this.setRoute({ dst: Subnet.parse(r.dst).toString(), gw: null, oif: 0, onlink: false, proto: r.proto ?? RTPROT_WEFT, nhid: r.nhid });
           return null;
         }
         if (!this.links.has(r.oif)) return 'ENODEV';
+        if (v6 && r.gw && familyOf(r.gw) !== 6) return 'EINVAL';
         if (r.gw && !r.onlink && !this.gatewayReachable(r.oif, r.gw)) return 'ENETUNREACH';
         this.setRoute({ dst: Subnet.parse(r.dst).toString(), gw: r.gw, oif: r.oif, onlink: r.onlink, proto: r.proto ?? RTPROT_WEFT });
         return null;
@@ -368,19 +400,29 @@ export class FakeKernel implements Kernel, NftMonitor {
     this.notify({ kind: 'nexthop', op: 'new', nexthop });
   }
 
-  /** `ip nexthop del`: announced; the routes through it go unannounced, as IPv4's flush does. */
+  /** `ip nexthop del`: announced; the routes through it go after it, IPv4's unannounced (see flushNexthop). */
   private deleteNexthop(id: number): boolean {
     const nexthop = this.nexthops.get(id);
     if (!nexthop) return false;
-    this.flushNexthop(id);
-    this.notify({ kind: 'nexthop', op: 'del', nexthop });
+    this.flushNexthop(id, nexthop);
     return true;
   }
 
-  /** Drops a nexthop and the routes through it, without a notification (a link's deletion does this). */
-  private flushNexthop(id: number): void {
+  /**
+   * Drops a nexthop (announced when `announce` is given, as `ip nexthop del`
+   * is; a link's deletion drops them silently) and then the routes through
+   * it: IPv4 ones without a notification, IPv6 ones with one each
+   * (nexthop_compat_mode).
+   */
+  private flushNexthop(id: number, announce?: Nexthop): void {
+    const gone: Array<[string, Route]> = [];
+    for (const [k, r] of this.routes) if (r.nhid === id) gone.push([k, this.reported(r)]);
     this.nexthops.delete(id);
-    for (const [k, r] of this.routes) if (r.nhid === id) this.routes.delete(k);
+    if (announce) this.notify({ kind: 'nexthop', op: 'del', nexthop: announce });
+    for (const [k, r] of gone) {
+      this.routes.delete(k);
+      if (familyOf(r.dst) === 6) this.notify({ kind: 'route', op: 'del', route: r });
+    }
   }
 
   private setNeigh(neigh: Neigh): void {
@@ -437,7 +479,12 @@ export class FakeKernel implements Kernel, NftMonitor {
   }
 }
 
-/** The kernel keys IPv4 addresses by link and local address; the prefix length is not part of the key. */
+/** The family of an address or CIDR, as the port reads it: IPv6 ones have colons. */
+function familyOf(ip: string): Family {
+  return ip.includes(':') ? 6 : 4;
+}
+
+/** The kernel keys addresses of either family by link and local address; the prefix length is not part of the key. */
 function addrKey(addr: Addr): string {
   return `${addr.ifindex}|${addr.cidr.split('/')[0]}`;
 }

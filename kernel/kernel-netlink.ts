@@ -25,7 +25,7 @@ import { addrAddMessage, addrDelMessage, addrDumpMessage, parseAddrInfo } from '
 import { neighDumpMessage, parseNeigh, toFdb, toNeigh, writeFdbDel, writeFdbReplace, writeNeighDel, writeNeighSet } from './netlink/neigh.js';
 import { blackholeMessage, parseRoute, routeDumpMessage, writeRouteDel, writeRouteReplace } from './netlink/route.js';
 import { nexthopDumpMessage, parseNexthop, writeNexthopDel, writeNexthopReplace } from './netlink/nexthop.js';
-import { AF_BRIDGE, AF_INET, errnoName, Writer, type OutMessage } from './netlink/wire.js';
+import { AF_BRIDGE, AF_INET, AF_INET6, errnoName, Writer, type OutMessage } from './netlink/wire.js';
 import { NetlinkChannel, type DumpDecoder } from './netlink/channel.js';
 import { NetlinkMonitor, spawnListenerChild } from './netlink/monitor.js';
 import { bridgeAddMessage, linkDelMessage, linkDumpMessage, linkGetMessage, linkSetMessage, parseLink, vxlanAddMessage } from './netlink/link.js';
@@ -35,6 +35,7 @@ import {
   collect,
   type Addr,
   type AddrInfo,
+  type Family,
   type Fdb,
   type Kernel,
   type KernelChange,
@@ -115,8 +116,8 @@ export class NetlinkKernel implements Kernel, NftMonitor {
     }
   }
 
-  addrListAll(): Promise<AddrInfo[]> {
-    return this.call(() => this.dump(addrDumpMessage(), (buf, start, end) => parseAddrInfo(buf.subarray(start, end))));
+  addrListAll(family: Family = 4): Promise<AddrInfo[]> {
+    return this.call(() => this.dump(addrDumpMessage(family), (buf, start, end) => parseAddrInfo(buf.subarray(start, end))));
   }
 
   addrAdd(addr: Addr): Promise<void> {
@@ -135,13 +136,13 @@ export class NetlinkKernel implements Kernel, NftMonitor {
     return applyOne(this, { op: 'neighDel', neigh });
   }
 
-  neighList(ifindex: number): Promise<Neigh[]> {
-    return collect<Neigh>((visit) => this.neighEach(ifindex, visit));
+  neighList(ifindex: number, family: Family = 4): Promise<Neigh[]> {
+    return collect<Neigh>((visit) => this.neighEach(ifindex, visit, family));
   }
 
-  neighEach(ifindex: number, visit: (n: Neigh) => void): Promise<void> {
+  neighEach(ifindex: number, visit: (n: Neigh) => void, family: Family = 4): Promise<void> {
     return this.call(async () => {
-      await this.dump(neighDumpMessage(AF_INET), (buf, start, end) => {
+      await this.dump(neighDumpMessage(family === 6 ? AF_INET6 : AF_INET), (buf, start, end) => {
         const n = toNeigh(parseNeigh(buf, start, end));
         if (n && n.ifindex === ifindex) visit(n);
         return null;
@@ -188,13 +189,13 @@ export class NetlinkKernel implements Kernel, NftMonitor {
     return this.call(() => this.single(`route del blackhole ${dst}`, blackholeMessage('del', dst)));
   }
 
-  routeList(): Promise<Route[]> {
-    return collect<Route>((visit) => this.routeEach(visit));
+  routeList(family: Family = 4): Promise<Route[]> {
+    return collect<Route>((visit) => this.routeEach(visit, family));
   }
 
-  routeEach(visit: (r: Route) => void): Promise<void> {
+  routeEach(visit: (r: Route) => void, family: Family = 4): Promise<void> {
     return this.call(async () => {
-      await this.dump(routeDumpMessage(), (buf, start, end) => {
+      await this.dump(routeDumpMessage(family), (buf, start, end) => {
         const r = parseRoute(buf, start, end);
         if (r) visit(r);
         return null;

@@ -51,7 +51,7 @@ export interface VxlanAttrs {
   readonly vni: number;
   /** UDP destination port; the kernel reports 8472 when none was given. */
   readonly port: number;
-  /** Local (source) tunnel address, or null when unset. */
+  /** Local (source) tunnel address, IPv4 (IFLA_VXLAN_LOCAL) or IPv6 (IFLA_VXLAN_LOCAL6), or null when unset. */
   readonly local: string | null;
   /** ifindex of the underlay device, 0 when unset. */
   readonly underlayIndex: number;
@@ -79,8 +79,9 @@ export interface Addr {
 }
 
 /**
- * An IPv4 address with what `ip -4 addr show` prints beside it: the scope and
- * the IFA_F_* flags that decide which address a host should advertise.
+ * An address with what `ip -4 addr show` (`ip -6 addr show`) prints beside
+ * it: the scope and the IFA_F_* flags that decide which address a host
+ * should advertise.
  */
 export interface AddrInfo extends Addr {
   /** iproute2's scope name: `global`, `site`, `link`, `host`, `nowhere`, or the number when unnamed. */
@@ -92,11 +93,17 @@ export interface AddrInfo extends Addr {
   /**
    * IFA_F_SECONDARY: another address of the same prefix on the link is primary.
    * For IPv4 this bit is the one IPv6 calls IFA_F_TEMPORARY; IPv4 has no temporary addresses.
+   * Always false for IPv6, which has no primary address.
    */
   readonly secondary: boolean;
+  /**
+   * IPv6 only (absent for IPv4): IFA_F_TEMPORARY, a privacy address (RFC 8981)
+   * that is replaced every few hours; never one to advertise as a node's address.
+   */
+  readonly temporary?: boolean;
 }
 
-/** A permanent ARP entry on a device (`ip neigh`). */
+/** A permanent ARP entry, or an IPv6 NDP entry, on a device (`ip neigh`, `ip -6 neigh`). */
 export interface Neigh {
   readonly ifindex: number;
   readonly ip: string;
@@ -109,14 +116,14 @@ export interface Neigh {
 export interface Fdb {
   readonly ifindex: number;
   readonly mac: string;
-  /** Remote VTEP (underlay) address. */
+  /** Remote VTEP (underlay) address, IPv4 or IPv6. */
   readonly dst: string;
   readonly permanent: boolean;
 }
 
-/** An IPv4 unicast route in the main table. */
+/** A unicast route in the main table, IPv4 or IPv6. */
 export interface Route {
-  /** Destination, `10.244.3.0/24`. */
+  /** Destination, `10.244.3.0/24` or `fd00:10:244:3::/64`. */
   readonly dst: string;
   readonly gw: string | null;
   /** Output device, 0 when the kernel did not report one. */
@@ -127,7 +134,7 @@ export interface Route {
    * The nexthop object the route goes through (`ip route ... nhid N`), 0 or
    * absent for a route with its own gateway. The kernel still reports the
    * nexthop's gateway, device and onlink flag beside it (sysctl
-   * net.ipv4.nexthop_compat_mode, on by default), or leaves them out.
+   * net.ipv4.nexthop_compat_mode, on by default, for both families), or leaves them out.
    */
   readonly nhid?: number;
 }

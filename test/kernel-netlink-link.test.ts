@@ -78,4 +78,16 @@ describe('netlink link messages, against the netlink package\'s generated format
     expect(parseLink(bridgeAddMessage('weft0', 1500).body)).to.deep.equal({ index: 0, name: 'weft0', mac: '', mtu: 1500, up: false, kind: 'bridge' });
     expect(parseLink(linkSetMessage(9, { up: true }).body)).to.include({ index: 9, up: true, name: '', kind: '' });
   });
+
+  it('a vxlan device with an IPv6 local (flannel-v6.1) sends it as IFLA_VXLAN_LOCAL6, and reads it back', () => {
+    dirtyPool();
+    const v6 = { ...spec, name: 'flannel-v6.1', mtu: 1430, local: '2001:2::1' };
+    const local6 = Buffer.from('20010002000000000000000000000001', 'hex');
+    const data: ifla.Vxlan = { id: 1, local6, link: 2, port: putU16be(8472), learning: 0 };
+    const want = reference({ kind: 'link', data: {}, attrs: { ifname: 'flannel-v6.1', mtu: 1430, address: macBytes('0a:aa:00:00:00:01'), linkinfo: linkinfo('vxlan', ifla.formatVxlan(data)) } });
+    expect(leaves(vxlanAddMessage(v6).body)).to.deep.equal(leaves(want));
+    expect(leaves(vxlanAddMessage(v6).body)).to.include('/18/2/17=20010002000000000000000000000001');
+    expect(parseLink(vxlanAddMessage(v6).body).vxlan).to.deep.equal({ vni: 1, port: 8472, local: '2001:2::1', underlayIndex: 2, learning: false, gbp: false });
+    expect(() => vxlanAddMessage({ ...v6, local: '2001:2::1::' })).to.throw(/not an IPv6 address/);
+  });
 });

@@ -9,7 +9,7 @@ import { RTPROT_BOOT, RTPROT_WEFT } from '../kernel/kernel.js';
 import { RTM_DELNEXTHOP, RTM_NEWNEXTHOP, nexthopDumpMessage, parseNexthop } from '../kernel/netlink/nexthop.js';
 import { decodeChange, MONITOR_GROUPS, OPTIONAL_MONITOR_GROUPS, RTNLGRP_NEXTHOP } from '../kernel/netlink/notify.js';
 import { parseRoute } from '../kernel/netlink/route.js';
-import { Writer } from '../kernel/netlink/wire.js';
+import { Writer, forEachAttr } from '../kernel/netlink/wire.js';
 import { dirtyPool, nexthopDelMessage, nexthopReplaceMessage, routeDelMessage, routeReplaceMessage } from './harness/netlink-messages.js';
 
 describe('netlink nexthop messages (unit)', () => {
@@ -73,5 +73,23 @@ describe('netlink nexthop messages (unit)', () => {
     expect(decodeChange({ type: RTM_DELNEXTHOP, flags: 0, seq: 0, payload: body })).to.have.property('op', 'del');
     expect(OPTIONAL_MONITOR_GROUPS).to.deep.equal([RTNLGRP_NEXTHOP]);
     expect(MONITOR_GROUPS).to.not.include(RTNLGRP_NEXTHOP);
+  });
+
+  it('a nexthop with an IPv6 gateway is AF_INET6, with the attributes `ip nexthop replace id 7 via 2001:2::3 dev X onlink proto 0x57` sends', () => {
+    dirtyPool();
+    const msg = nexthopReplaceMessage({ id: 7, gw: '2001:2::3', oif: 9, onlink: true });
+    // iproute2 6.1 (strace): nhmsg {AF_INET6, 0, 0x57, 0, RTNH_F_ONLINK}; NHA_ID 7, NHA_GATEWAY (16 bytes), NHA_OIF (weft puts the device first).
+    expect([...msg.body.subarray(0, 8)]).to.deep.equal([10, 0, RTPROT_WEFT, 0, 4, 0, 0, 0]);
+    const attrs: string[] = [];
+    forEachAttr(msg.body, 8, (type, data) => attrs.push(`${type}=${data.toString('hex')}`));
+    expect(attrs.sort()).to.deep.equal(['1=07000000', '5=09000000', '6=20010002000000000000000000000003']);
+    expect(msg.body.length).to.equal(8 + 8 + 8 + 20);
+    expect(parseNexthop(msg.body)).to.deep.equal({ id: 7, gw: '2001:2::3', oif: 9, onlink: true, proto: RTPROT_WEFT });
+    expect(parseNexthop(nexthopReplaceMessage({ id: 8, gw: 'fe80::1', oif: 2, onlink: false }).body)).to.deep.equal({ id: 8, gw: 'fe80::1', oif: 2, onlink: false, proto: RTPROT_WEFT });
+    // A nexthop without a gateway stays AF_INET: nothing says it is IPv6.
+    expect(nexthopReplaceMessage({ id: 9, gw: null, oif: 2, onlink: false }).body[0]).to.equal(2);
+    // The dump asks for both families (AF_UNSPEC), and an IPv6 notification decodes like its dump entry.
+    expect(nexthopDumpMessage().body[0]).to.equal(0);
+    expect(decodeChange({ type: RTM_NEWNEXTHOP, flags: 0, seq: 0, payload: msg.body })).to.deep.equal({ kind: 'nexthop', op: 'new', nexthop: parseNexthop(msg.body) });
   });
 });

@@ -7,10 +7,11 @@ import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { RTM_DELLINK, RTM_NEWLINK, vxlanAddMessage } from '../kernel/netlink/link.js';
 import { RTM_DELNEIGH, RTM_NEWNEIGH, parseNeigh, toNeigh } from '../kernel/netlink/neigh.js';
+import { RTM_DELADDR, RTM_NEWADDR, addrAddMessage } from '../kernel/netlink/addr.js';
 import { RTM_DELROUTE, RTM_NEWROUTE, parseRoute } from '../kernel/netlink/route.js';
 import { AF_BRIDGE, splitMessages, type InMessage, type OutMessage } from '../kernel/netlink/wire.js';
-import { fdbReplaceMessage, neighDelMessage, neighSetMessage, routeReplaceMessage } from './harness/netlink-messages.js';
-import { DatagramStream, NFT_CHANGED, NFT_OVERRUN, NFT_UNWATCHED, NLMSG_OVERRUN, decodeChange, decodeNftChange, markerDatagram } from '../kernel/netlink/notify.js';
+import { fdbReplaceMessage, neighDelMessage, neighSetMessage, routeDelMessage, routeReplaceMessage } from './harness/netlink-messages.js';
+import { DatagramStream, MONITOR_GROUPS, NFT_CHANGED, NFT_OVERRUN, NFT_UNWATCHED, NLMSG_OVERRUN, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE, decodeChange, decodeNftChange, markerDatagram } from '../kernel/netlink/notify.js';
 import { RTPROT_WEFT } from '../kernel/kernel.js';
 
 /** A notification with the body of `msg` under `type`. */
@@ -64,6 +65,32 @@ describe('netlink notifications: decoded like dump entries', () => {
     expect(change?.kind === 'link' && change.link).to.deep.include({ name: 'flannel.1', mtu: 1450, mac: '0a:aa:00:00:00:01', kind: 'vxlan', up: false });
     expect(decodeChange(notification(RTM_DELLINK, add))).to.deep.include({ kind: 'link', op: 'del' });
     expect(decodeChange(notification(RTM_NEWLINK, withByte(add, 0, AF_BRIDGE)))).to.equal(null);
+  });
+
+  it('IPv6 neighbours, FDB remotes, routes and addresses, in the same shapes as IPv4\'s', () => {
+    const n6 = neighSetMessage({ ifindex: 5, ip: 'fd00:10:244:2::', mac: '0a:00:00:00:00:02' });
+    expect(decodeChange(notification(RTM_NEWNEIGH, n6))).to.deep.equal({ kind: 'neigh', op: 'new', neigh: { ifindex: 5, ip: 'fd00:10:244:2::', mac: '0a:00:00:00:00:02', permanent: true } });
+    expect(decodeChange(notification(RTM_DELNEIGH, neighDelMessage({ ifindex: 5, ip: 'fd00:10:244:2::' })))).to.deep.equal({
+      kind: 'neigh', op: 'del', neigh: { ifindex: 5, ip: 'fd00:10:244:2::', mac: '', permanent: false },
+    });
+    const f6 = fdbReplaceMessage({ ifindex: 5, mac: '0a:00:00:00:00:02', dst: '2001:2::2' });
+    expect(decodeChange(notification(RTM_NEWNEIGH, f6))).to.deep.equal({ kind: 'fdb', op: 'new', fdb: { ifindex: 5, mac: '0a:00:00:00:00:02', dst: '2001:2::2', permanent: true } });
+    const r6 = routeReplaceMessage({ dst: 'fd00:10:244:2::/64', gw: 'fd00:10:244:2::', oif: 5, onlink: true, proto: RTPROT_WEFT });
+    const route6 = { dst: 'fd00:10:244:2::/64', gw: 'fd00:10:244:2::', oif: 5, onlink: true, proto: RTPROT_WEFT };
+    expect(decodeChange(notification(RTM_NEWROUTE, r6))).to.deep.equal({ kind: 'route', op: 'new', route: route6 });
+    expect(decodeChange(notification(RTM_DELROUTE, r6))).to.deep.equal({ kind: 'route', op: 'del', route: route6 });
+    // IPv6's multicast route (type RTN_MULTICAST, table local) and a delete's type 0 are no unicast route.
+    expect(decodeChange(notification(RTM_NEWROUTE, withByte(withByte(r6, 4, 255), 7, 5)))).to.equal(null);
+    expect(decodeChange(notification(RTM_DELROUTE, routeDelMessage({ dst: 'fd00:10:244:2::/64' })))).to.equal(null);
+    const a6 = addrAddMessage({ ifindex: 5, cidr: 'fd00:10:244:1::/128' });
+    const addr6 = { ifindex: 5, cidr: 'fd00:10:244:1::/128', scope: 'global', permanent: false, deprecated: false, secondary: false, temporary: false };
+    expect(decodeChange(notification(RTM_NEWADDR, a6))).to.deep.equal({ kind: 'addr', op: 'new', addr: addr6 });
+    expect(decodeChange(notification(RTM_DELADDR, a6))).to.deep.equal({ kind: 'addr', op: 'del', addr: addr6 });
+  });
+
+  it('the listener joins the IPv6 address and route groups beside IPv4\'s (neighbours of both come on one group)', () => {
+    expect(MONITOR_GROUPS).to.include.members([RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE]);
+    expect([RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE]).to.deep.equal([9, 11]);
   });
 
   it('the monitor\'s overrun marker; unknown and short messages are ignored', () => {

@@ -10,7 +10,7 @@
  * (IFLA_*, IFLA_INFO_*, IFLA_VXLAN_*).
  */
 import type { Link, VxlanAttrs, VxlanLinkSpec } from '../kernel.js';
-import { AF_UNSPEC, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, Writer, forEachAttr, ipv4String, macString, type OutMessage } from './wire.js';
+import { AF_UNSPEC, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, Writer, forEachAttr, ipFamily, ipv4String, ipv6String, macString, type OutMessage } from './wire.js';
 
 export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
@@ -33,6 +33,7 @@ const IFLA_VXLAN_LINK = 3;
 const IFLA_VXLAN_LOCAL = 4;
 const IFLA_VXLAN_LEARNING = 7;
 const IFLA_VXLAN_PORT = 15;
+const IFLA_VXLAN_LOCAL6 = 17;
 const IFLA_VXLAN_GBP = 23;
 
 /** struct ifinfomsg: family, type, index, flags and the mask of flags to change. */
@@ -40,7 +41,10 @@ function ifinfomsg(index = 0, flags = 0, change = 0): Writer {
   return new Writer(LINK_MESSAGE_MAX).u8(AF_UNSPEC).u8(0).u16(0).u32(index).u32(flags).u32(change);
 }
 
-/** RTM_NEWLINK CREATE|EXCL of a vxlan device: `ip link add NAME address MAC mtu M type vxlan id VNI local IP dev UNDERLAY dstport PORT [nolearning] [gbp]`. */
+/**
+ * RTM_NEWLINK CREATE|EXCL of a vxlan device: `ip link add NAME address MAC mtu M type vxlan id VNI local IP dev UNDERLAY dstport PORT [nolearning] [gbp]`.
+ * An IPv6 `local` goes as IFLA_VXLAN_LOCAL6 (flannel's `flannel-v6.<VNI>`): the device then tunnels over IPv6 and its FDB remotes are IPv6.
+ */
 export function vxlanAddMessage(spec: VxlanLinkSpec): OutMessage {
   const w = ifinfomsg()
     .attrString(IFLA_IFNAME, spec.name)
@@ -50,7 +54,7 @@ export function vxlanAddMessage(spec: VxlanLinkSpec): OutMessage {
       info.attrString(IFLA_INFO_KIND, 'vxlan').nest(IFLA_INFO_DATA, (data) => {
         data
           .attrU32(IFLA_VXLAN_ID, spec.vni)
-          .attrIPv4(IFLA_VXLAN_LOCAL, spec.local)
+          .attrIP(ipFamily(spec.local) === 6 ? IFLA_VXLAN_LOCAL6 : IFLA_VXLAN_LOCAL, spec.local)
           .attrU32(IFLA_VXLAN_LINK, spec.underlayIndex)
           .attrU16BE(IFLA_VXLAN_PORT, spec.port)
           .attrU8(IFLA_VXLAN_LEARNING, spec.learning ? 1 : 0);
@@ -120,6 +124,7 @@ function parseVxlanInfo(data: Buffer): VxlanAttrs {
     if (type === IFLA_VXLAN_ID && value.length >= 4) v.vni = value.readUInt32LE(0);
     else if (type === IFLA_VXLAN_PORT && value.length === 2) v.port = value.readUInt16BE(0);
     else if (type === IFLA_VXLAN_LOCAL && value.length === 4) v.local = ipv4String(value);
+    else if (type === IFLA_VXLAN_LOCAL6 && value.length === 16) v.local = ipv6String(value);
     else if (type === IFLA_VXLAN_LINK && value.length >= 4) v.underlayIndex = value.readUInt32LE(0);
     else if (type === IFLA_VXLAN_LEARNING && value.length >= 1) v.learning = value[0] !== 0;
     else if (type === IFLA_VXLAN_GBP) v.gbp = true;

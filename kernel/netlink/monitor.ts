@@ -3,9 +3,9 @@
  * subscriptions, that holds the notification sockets and forwards what they
  * receive over a pipe; this side decodes it (netlink/notify.ts) and hands
  * each change to the subscriptions of its kind.
- *   - `monitor` (`ip monitor link neigh route nexthop`): a NETLINK_ROUTE socket
- *     joined to the link, neighbour, IPv4 address and route groups, and to the
- *     nexthop group where the kernel has it.
+ *   - `monitor` (`ip monitor link neigh address route nexthop`): a NETLINK_ROUTE
+ *     socket joined to the link and neighbour groups, the IPv4 and IPv6
+ *     address and route groups, and to the nexthop group where the kernel has it.
  *   - `nftMonitor` (`nft monitor`): a NETLINK_NETFILTER socket joined to
  *     nf_tables; the child forwards one NFT_CHANGED marker per batch of its
  *     notifications, as that the ruleset changed is all weft uses. When it

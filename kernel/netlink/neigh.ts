@@ -1,13 +1,15 @@
 /**
- * Neighbour messages (`ip neigh`) and, as AF_BRIDGE neighbours of a vxlan
- * device, its FDB entries (`bridge fdb ... self`): what weft programs per peer
- * and reads back in every full pass.
+ * Neighbour messages (`ip neigh`: ARP entries, and IPv6's NDP entries as
+ * AF_INET6 neighbours) and, as AF_BRIDGE neighbours of a vxlan device, its
+ * FDB entries (`bridge fdb ... self`, with an IPv4 or IPv6 remote): what weft
+ * programs per peer and reads back in every full pass. The family of a
+ * request is its address's (ipFamily).
  *
  * Layouts from <linux/neighbour.h> (struct ndmsg, NDA_*).
  */
 import { WeftError } from '../../common/errors.js';
 import { NUD_PERMANENT, NTF_SELF, type Fdb, type Neigh } from '../kernel.js';
-import { AF_BRIDGE, AF_INET, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, RTN_UNICAST, Writer, align4, attrLength, attrSpace, attrType, ipv4String, macString, type OutMessage } from './wire.js';
+import { AF_BRIDGE, AF_INET, AF_INET6, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, RTN_UNICAST, Writer, align4, attrLength, attrSpace, attrType, ipAttrString, ipFamily, macString, type OutMessage } from './wire.js';
 
 export const RTM_NEWNEIGH = 28;
 export const RTM_DELNEIGH = 29;
@@ -18,32 +20,44 @@ const NDA_LLADDR = 2;
 
 export const NDMSG_LEN = 12;
 
+/** Neighbour state of entries that need no resolution: IPv6's multicast mappings (ff02::1 -> 33:33:00:00:00:01). */
+const NUD_NOARP = 0x40;
+
 function ndmsg(w: Writer, family: number, ifindex: number, state: number, flags: number, type: number): Writer {
   return w.u8(family).u8(0).u16(0).u32(ifindex).u16(state).u8(flags).u8(type);
 }
 
-const NEIGH_SET_BODY = NDMSG_LEN + attrSpace(4, 6);
-const NEIGH_DEL_BODY = NDMSG_LEN + attrSpace(4);
-const FDB_REPLACE_BODY = NDMSG_LEN + attrSpace(6, 4);
+/** Body sizes, room for an IPv6 NDA_DST (an IPv4 one takes less; the Writer only needs enough). */
+const NEIGH_SET_BODY = NDMSG_LEN + attrSpace(16, 6);
+const NEIGH_DEL_BODY = NDMSG_LEN + attrSpace(16);
+const FDB_REPLACE_BODY = NDMSG_LEN + attrSpace(6, 16);
 const FDB_DEL_BODY = NDMSG_LEN + attrSpace(6);
 
-/** RTM_NEWNEIGH, CREATE|REPLACE: `ip neigh replace IP dev IF lladdr MAC nud permanent`. */
+/**
+ * RTM_NEWNEIGH, CREATE|REPLACE: `ip neigh replace IP dev IF lladdr MAC nud permanent`,
+ * an AF_INET6 (NDP) entry for an IPv6 `ip` (`ip -6 neigh replace ...`).
+ */
 export function writeNeighSet(w: Writer, n: { ifindex: number; ip: string; mac: string }): void {
-  ndmsg(w.begin(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, NEIGH_SET_BODY), AF_INET, n.ifindex, NUD_PERMANENT, 0, RTN_UNICAST)
-    .attrIPv4(NDA_DST, n.ip)
+  ndmsg(w.begin(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, NEIGH_SET_BODY), neighFamily(n.ip), n.ifindex, NUD_PERMANENT, 0, RTN_UNICAST)
+    .attrIP(NDA_DST, n.ip)
     .attrMAC(NDA_LLADDR, n.mac);
 }
 
-/** RTM_DELNEIGH: `ip neigh del IP dev IF`. */
+/** RTM_DELNEIGH: `ip neigh del IP dev IF` (`ip -6 neigh del` for an IPv6 `ip`). */
 export function writeNeighDel(w: Writer, n: { ifindex: number; ip: string }): void {
-  ndmsg(w.begin(RTM_DELNEIGH, 0, NEIGH_DEL_BODY), AF_INET, n.ifindex, 0, 0, 0).attrIPv4(NDA_DST, n.ip);
+  ndmsg(w.begin(RTM_DELNEIGH, 0, NEIGH_DEL_BODY), neighFamily(n.ip), n.ifindex, 0, 0, 0).attrIP(NDA_DST, n.ip);
 }
 
-/** RTM_NEWNEIGH AF_BRIDGE NTF_SELF: `bridge fdb replace MAC dev IF dst IP self permanent`. */
+/** RTM_NEWNEIGH AF_BRIDGE NTF_SELF: `bridge fdb replace MAC dev IF dst IP self permanent`; NDA_DST of 16 bytes for an IPv6 remote. */
 export function writeFdbReplace(w: Writer, f: { ifindex: number; mac: string; dst: string }): void {
   ndmsg(w.begin(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, FDB_REPLACE_BODY), AF_BRIDGE, f.ifindex, NUD_PERMANENT, NTF_SELF, 0)
     .attrMAC(NDA_LLADDR, f.mac)
-    .attrIPv4(NDA_DST, f.dst);
+    .attrIP(NDA_DST, f.dst);
+}
+
+/** AF_INET or AF_INET6 by the neighbour's address. */
+function neighFamily(ip: string): number {
+  return ipFamily(ip) === 6 ? AF_INET6 : AF_INET;
 }
 
 /**
@@ -67,7 +81,7 @@ export interface DumpedNeigh {
   readonly ifindex: number;
   readonly state: number;
   readonly flags: number;
-  /** NDA_DST when it is an IPv4 address (an IPv6 one is not weft's), else null. */
+  /** NDA_DST when it is an IPv4 or IPv6 address (4 or 16 bytes), else null. */
   readonly dst: string | null;
   /** NDA_LLADDR when it is a MAC address, else null. */
   readonly lladdr: string | null;
@@ -84,7 +98,7 @@ export function parseNeigh(buf: Buffer, start = 0, end = buf.length): DumpedNeig
   let lladdr: string | null = null;
   for (let off = start + NDMSG_LEN, len: number; (len = attrLength(buf, off, end)) > 0; off += align4(len)) {
     const type = attrType(buf, off);
-    if (type === NDA_DST && len === 8) dst = ipv4String(buf, off + 4);
+    if (type === NDA_DST) dst = ipAttrString(buf, off + 4, len - 4);
     else if (type === NDA_LLADDR && len === 10) lladdr = macString(buf, off + 4);
   }
   return {
@@ -97,23 +111,33 @@ export function parseNeigh(buf: Buffer, start = 0, end = buf.length): DumpedNeig
   };
 }
 
-/** An IPv4 ARP entry from a dump, or null for other families / incomplete entries. */
+/**
+ * An IPv4 ARP or IPv6 NDP entry from a dump, or null for other families /
+ * incomplete entries. IPv6's NUD_NOARP entries are left out, as `ip -6 neigh
+ * show` leaves them out: the kernel makes one per multicast group a device
+ * joins, never weft's.
+ */
 export function toNeigh(n: DumpedNeigh): Neigh | null {
-  if (n.family !== AF_INET || n.dst === null || n.lladdr === null) return null;
+  if ((n.family !== AF_INET && n.family !== AF_INET6) || n.dst === null || n.lladdr === null || isMulticastMapping(n)) return null;
   return { ifindex: n.ifindex, ip: n.dst, mac: n.lladdr, permanent: (n.state & NUD_PERMANENT) !== 0 };
 }
 
 /**
- * The IPv4 neighbour an RTM_DELNEIGH removes, or null for other families. The
+ * The IPv4 or IPv6 neighbour an RTM_DELNEIGH removes, or null for other families. The
  * kernel marks an entry FAILED before it removes it, which drops the lladdr
  * from the message: `mac` is '' then.
  */
 export function toDeletedNeigh(n: DumpedNeigh): Neigh | null {
-  if (n.family !== AF_INET || n.dst === null) return null;
+  if ((n.family !== AF_INET && n.family !== AF_INET6) || n.dst === null || isMulticastMapping(n)) return null;
   return { ifindex: n.ifindex, ip: n.dst, mac: n.lladdr ?? '', permanent: (n.state & NUD_PERMANENT) !== 0 };
 }
 
-/** A vxlan FDB entry with an IPv4 remote from a dump, or null. */
+/** An IPv6 NUD_NOARP entry (IPv4's stay reported, as they always were). */
+function isMulticastMapping(n: DumpedNeigh): boolean {
+  return n.family === AF_INET6 && (n.state & NUD_NOARP) !== 0;
+}
+
+/** A vxlan FDB entry with an IPv4 or IPv6 remote from a dump, or null. */
 export function toFdb(n: DumpedNeigh): Fdb | null {
   if (n.family !== AF_BRIDGE || (n.flags & NTF_SELF) === 0 || n.lladdr === null || n.dst === null) return null;
   return { ifindex: n.ifindex, mac: n.lladdr, dst: n.dst, permanent: (n.state & NUD_PERMANENT) !== 0 };

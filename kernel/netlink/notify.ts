@@ -12,15 +12,18 @@ import { IFINFOMSG_LEN, RTM_DELLINK, RTM_NEWLINK, parseLink } from './link.js';
 import { NDMSG_LEN, RTM_DELNEIGH, RTM_NEWNEIGH, parseNeigh, toDeletedNeigh, toFdb, toNeigh } from './neigh.js';
 import { RTMSG_LEN, RTM_DELROUTE, RTM_NEWROUTE, parseRoute } from './route.js';
 import { NHMSG_LEN, RTM_DELNEXTHOP, RTM_NEWNEXTHOP, parseNexthop } from './nexthop.js';
-import { AF_BRIDGE, AF_INET, AF_UNSPEC, type InMessage } from './wire.js';
+import { AF_BRIDGE, AF_INET, AF_INET6, AF_UNSPEC, type InMessage } from './wire.js';
 
 /** The multicast groups weft listens to (<linux/rtnetlink.h> enum rtnetlink_groups). */
 export const RTNLGRP_LINK = 1;
 export const RTNLGRP_NEIGH = 3;
 export const RTNLGRP_IPV4_IFADDR = 5;
 export const RTNLGRP_IPV4_ROUTE = 7;
+export const RTNLGRP_IPV6_IFADDR = 9;
+export const RTNLGRP_IPV6_ROUTE = 11;
 export const RTNLGRP_NEXTHOP = 32;
-export const MONITOR_GROUPS: readonly number[] = [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE];
+/** RTNLGRP_NEIGH carries both families' neighbours (and FDB entries); addresses and routes have a group per family. */
+export const MONITOR_GROUPS: readonly number[] = [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE];
 /** Groups joined where the kernel has them: nexthop objects came with 5.3, and joining an unknown group fails. */
 export const OPTIONAL_MONITOR_GROUPS: readonly number[] = [RTNLGRP_NEXTHOP];
 
@@ -58,8 +61,9 @@ export const LISTENING_NFT = 'nftables';
 
 /**
  * The change one notification reports, or null for what weft does not watch
- * (IPv6, other tables, bridge-port link messages, learned entries without a
- * lladdr, ...). Throws only on a malformed message.
+ * (other tables, other route types such as IPv6's multicast and local
+ * routes, bridge-port link messages, learned entries without a lladdr, ...).
+ * IPv4 and IPv6 alike. Throws only on a malformed message.
  */
 export function decodeChange(msg: InMessage): KernelChange | null {
   switch (msg.type) {
@@ -113,7 +117,7 @@ function neighChange(msg: InMessage): KernelChange | null {
     const fdb = toFdb(raw);
     return fdb ? { kind: 'fdb', op, fdb } : null;
   }
-  if (raw.family !== AF_INET) return null;
+  if (raw.family !== AF_INET && raw.family !== AF_INET6) return null;
   const neigh = op === 'new' ? toNeigh(raw) : toDeletedNeigh(raw);
   return neigh ? { kind: 'neigh', op, neigh } : null;
 }
