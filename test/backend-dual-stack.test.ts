@@ -83,6 +83,24 @@ describe('backend: vxlan in a dual-stack network (fake kernel)', () => {
     await stop(r);
   });
 
+  it('DirectRouting: a peer on the underlay\'s IPv6 segment gets `S6 via PublicIPv6`, one off it the vxlan entries', async () => {
+    const r = await rig({ stack: 'dual', backend: { directRouting: true } });
+    const near = lease6('10.244.2.0/24', '198.18.0.2', 'fd00:10:244:2::/64', '2001:2::2', { mac: '0a:00:00:00:00:02', mac6: '0a:00:00:00:06:02' });
+    const far = lease6('10.244.3.0/24', '198.18.0.3', 'fd00:10:244:3::/64', '2001:3::3', { mac: '0a:00:00:00:00:03', mac6: '0a:00:00:00:06:03' });
+    r.feed.push({ events: [], peers: peersOf(near, far), resync: true });
+    await settle(r);
+    const eth0 = (await r.kernel.linkByName('eth0'))?.index;
+    const dev6 = (await r.kernel.linkByName('flannel-v6.1'))?.index;
+    const s = summary(r.kernel);
+    expect(s.routes.filter((x) => x.startsWith('fd00'))).to.deep.equal([
+      `fd00:10:244:2::/64 via 2001:2::2 #${eth0} proto ${RTPROT_WEFT}`,
+      `fd00:10:244:3::/64 via fd00:10:244:3:: onlink #${dev6} proto ${RTPROT_WEFT}`,
+    ]);
+    // The link-local fe80::/64 every link has is no segment a peer is reached on.
+    expect(s.neighs).to.deep.equal(['fd00:10:244:3:: 0a:00:00:00:06:03']);
+    await stop(r);
+  });
+
   it('routes through nexthops in both families, IPv6 ids in the upper half', async () => {
     const r = await rig({ stack: 'dual', routeNexthops: 'on' });
     const b = lease6('10.244.2.0/24', '198.18.0.2', 'fd00:10:244:2::/64', '2001:2::2', { mac: '0a:00:00:00:00:02', mac6: '0a:00:00:00:06:02' });
