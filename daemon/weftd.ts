@@ -90,7 +90,7 @@ export class Weftd {
       ready: () => this.ready(),
       refusedLeases: () => this.refusedLeases(),
       ownLeaseConflict: () => (this.watcher?.ownLoss() ?? null) !== null,
-      peerHealth: () => (this.prober ? { lastRound: this.prober.lastRoundHealth(), all: this.prober.health() } : null),
+      peerHealth: () => (this.prober ? { lastRound: this.prober.lastRoundHealth(), all: this.prober.health(), families: this.prober.families } : null),
     });
   }
 
@@ -334,6 +334,7 @@ export class Weftd {
       peers: () => this.watcher?.current ?? new Map(),
       mtu: () => this.network?.mtu ?? 0,
       vxlanPort: vxlanPort(cfg),
+      families: planesOf(this.config!).map((p) => p.family),
       peersProgrammed: this.network!.ready,
       log: this.log,
     });

@@ -106,7 +106,7 @@ describe('peer health by ICMP, with a flanneld-style peer @real', function () {
     expect(h).to.deep.include({ publicIP: cluster.node(3).ip, verdict: 'ok', diagnosis: 'reachable over underlay and overlay', mtu: null });
     expect(h.underlay.rttMs).to.be.a('number');
     expect(h.overlay.rttMs).to.be.a('number');
-    expect(await h1.metric(`weft_peer_reachable{peer="${flannelPeer}",public_ip="${cluster.node(3).ip}",path="overlay"}`)).to.equal(1);
+    expect(await h1.metric(`weft_peer_reachable{peer="${flannelPeer}",public_ip="${cluster.node(3).ip}",path="overlay",family="4"}`)).to.equal(1);
   });
 
   it('a weft peer is reachable by ICMP too and still reports its MTU through the UDP echo', async () => {

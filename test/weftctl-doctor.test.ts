@@ -67,7 +67,7 @@ describe('weftctl doctor checks', () => {
 
   it('VXLAN port from peer health', () => {
     const health = (subnet: string, u: boolean, o: boolean): PeerHealth => ({
-      subnet, publicIP: '198.18.0.2', underlay: { ok: u, rttMs: u ? 0.3 : null }, overlay: { ok: o, rttMs: o ? 0.4 : null }, mtu: 1450, ...diagnose(u, o), checkedAt: '',
+      family: 4, subnet, publicIP: '198.18.0.2', underlay: { ok: u, rttMs: u ? 0.3 : null }, overlay: { ok: o, rttMs: o ? 0.4 : null }, mtu: 1450, ...diagnose(u, o), checkedAt: '',
     });
     expect(checkVxlanPort([health('10.244.3.0/24', true, true)], 8472, '').verdict).to.equal('ok');
     const blocked = checkVxlanPort([health('10.244.3.0/24', true, false)], 8472, '');
@@ -78,7 +78,7 @@ describe('weftctl doctor checks', () => {
 
   it('VXLAN port: the fix for a silent peer follows the probe method (ICMP is answered by flanneld nodes too)', () => {
     const silent: PeerHealth = {
-      subnet: '10.244.3.0/24', publicIP: '198.18.0.2', underlay: { ok: false, rttMs: null }, overlay: { ok: false, rttMs: null }, mtu: null, ...diagnose(false, false), checkedAt: '',
+      family: 4, subnet: '10.244.3.0/24', publicIP: '198.18.0.2', underlay: { ok: false, rttMs: null }, overlay: { ok: false, rttMs: null }, mtu: null, ...diagnose(false, false), checkedAt: '',
     };
     expect(checkVxlanPort([silent], 8472, '', 'icmp').fix).to.equal('check that the node is up and that ICMP echo is allowed between the nodes (public IPs and VXLAN devices)');
     expect(checkVxlanPort([silent], 8472, '', 'udp').fix).to.contain('flanneld has no probe responder; weftd with CAP_NET_RAW probes with ICMP');

@@ -4,6 +4,7 @@ import { probeMethodText, statusReport, type KernelView } from '../weftctl/statu
 
 const NOW = Date.parse('2026-01-01T00:00:10Z');
 const peer: PeerHealth = {
+  family: 4,
   subnet: '10.244.3.0/24',
   publicIP: '198.18.0.3',
   underlay: { ok: true, rttMs: 0.31 },
