@@ -1,8 +1,11 @@
 /**
  * ICMP echo for peer health, through a raw socket (the `raw-socket` npm
- * package, a native addon). Every IPv4 node answers an echo request in its
+ * package, a native addon). Every node answers an echo request in its
  * kernel, flanneld nodes included: to its PublicIP over the underlay, and to
- * the VXLAN device's `<subnet>.0` through the overlay.
+ * the VXLAN device's `<subnet>.0` through the overlay. IPv6 the same way with
+ * ICMPv6 (RFC 4443) from a raw socket of its own: to the PublicIPv6, and to
+ * the IPv6 subnet's network address (`fd00:10:244:3::`), which the peer's
+ * `flannel-v6.<VNI>` holds as a /128.
  *
  * A raw socket needs CAP_NET_RAW. Where it is not allowed (or the addon did
  * not build), `openIcmpClient` says why and weftd probes with its UDP echo
@@ -15,14 +18,24 @@ import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { endianness } from 'node:os';
 import { WeftError } from '../common/errors.js';
+import { canonicalIPv6 } from '../common/subnet.js';
+import type { Family } from '../kernel/kernel.js';
 import type { PathResult } from './status.js';
 
 export const ICMP_ECHO_REPLY = 0;
 export const ICMP_ECHO = 8;
+/** <linux/icmpv6.h>: ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY. */
+export const ICMPV6_ECHO_REQUEST = 128;
+export const ICMPV6_ECHO_REPLY = 129;
 const IPPROTO_ICMP = 1;
+const IPPROTO_ICMPV6 = 58;
 // <linux/in.h>, <linux/icmp.h>: a raw ICMP socket's filter of message types.
 const SOL_RAW = 255;
 const ICMP_FILTER = 1;
+// <linux/icmpv6.h>: a raw ICMPv6 socket's filter, 256 bits, a set bit blocks that type.
+const ICMPV6_FILTER = 1;
+/** raw-socket's own AddressFamily numbers (its index.js), not the kernel's AF_*. */
+const RAW_SOCKET_FAMILY = { 4: 1, 6: 2 } as const;
 const ICMP_HEADER_BYTES = 8;
 /** What weft puts after the echo header; the kernel answering copies it back. */
 export const ECHO_PAYLOAD = Buffer.from('weft-probe/1', 'latin1');
@@ -48,8 +61,22 @@ export function buildEchoRequest(id: number, seq: number, payload: Uint8Array = 
   return packet;
 }
 
+/**
+ * An ICMPv6 echo request (type 128, code 0). The checksum stays 0: over a raw
+ * ICMPv6 socket the kernel computes it (it covers a pseudo-header of source
+ * and destination address that only the kernel knows when it routes).
+ */
+export function buildEcho6Request(id: number, seq: number, payload: Uint8Array = ECHO_PAYLOAD): Buffer {
+  const packet = Buffer.alloc(ICMP_HEADER_BYTES + payload.length);
+  packet.writeUInt8(ICMPV6_ECHO_REQUEST, 0);
+  packet.writeUInt16BE(id, 4);
+  packet.writeUInt16BE(seq, 6);
+  packet.set(payload, ICMP_HEADER_BYTES);
+  return packet;
+}
+
 export interface EchoReply {
-  /** The IPv4 source address of the reply: who answered. */
+  /** The source address of the reply (IPv6 in canonical form): who answered. */
   readonly source: string;
   readonly id: number;
   readonly seq: number;
@@ -77,6 +104,18 @@ export function parseEchoReply(packet: Buffer): EchoReply | null {
     seq: icmp.readUInt16BE(6),
     payload: Buffer.from(icmp.subarray(ICMP_HEADER_BYTES)),
   };
+}
+
+/**
+ * An ICMPv6 echo reply from what a raw ICMPv6 socket receives: the ICMPv6
+ * message alone (no IPv6 header) and its source from recvfrom. The kernel has
+ * checked the checksum before handing it over. Anything else is null.
+ */
+export function parseEcho6Reply(packet: Buffer, source: string): EchoReply | null {
+  if (packet.length < ICMP_HEADER_BYTES || packet[0] !== ICMPV6_ECHO_REPLY || packet[1] !== 0) return null;
+  const from = canonicalIPv6(source);
+  if (from === null) return null;
+  return { source: from, id: packet.readUInt16BE(4), seq: packet.readUInt16BE(6), payload: Buffer.from(packet.subarray(ICMP_HEADER_BYTES)) };
 }
 
 /**
@@ -132,7 +171,7 @@ export interface RawSocket {
 }
 
 interface RawSocketModule {
-  createSocket(options: { protocol: number }): RawSocket;
+  createSocket(options: { protocol: number; addressFamily?: number }): RawSocket;
 }
 
 /**
@@ -143,8 +182,12 @@ function loadRawSocket(): RawSocketModule {
   return createRequire(import.meta.url)('raw-socket') as RawSocketModule;
 }
 
-/** Opens a raw ICMP socket, or says why there is none: the addon does not load, or raw sockets are not allowed. */
-export function openIcmpClient(load: () => RawSocketModule = loadRawSocket): { client: IcmpProbeClient } | { reason: string } {
+/**
+ * Opens a raw ICMP socket (ICMPv6 for `family` 6), or says why there is none:
+ * the addon does not load, raw sockets are not allowed, or the kernel has no
+ * IPv6.
+ */
+export function openIcmpClient(load: () => RawSocketModule = loadRawSocket, family: Family = 4): { client: IcmpProbeClient } | { reason: string } {
   let raw: RawSocketModule;
   try {
     raw = load();
@@ -153,34 +196,51 @@ export function openIcmpClient(load: () => RawSocketModule = loadRawSocket): { c
   }
   let socket: RawSocket;
   try {
-    socket = raw.createSocket({ protocol: IPPROTO_ICMP });
+    socket = family === 6 ? raw.createSocket({ protocol: IPPROTO_ICMPV6, addressFamily: RAW_SOCKET_FAMILY[6] }) : raw.createSocket({ protocol: IPPROTO_ICMP });
   } catch (err) {
     const message = (err as Error).message;
-    return { reason: /not permitted/i.test(message) ? 'raw sockets not allowed (no CAP_NET_RAW)' : `no raw ICMP socket (${message})` };
+    return { reason: /not permitted/i.test(message) ? 'raw sockets not allowed (no CAP_NET_RAW)' : `no raw ${family === 6 ? 'ICMPv6' : 'ICMP'} socket (${message})` };
   }
-  return { client: new IcmpProbeClient(socket) };
+  return { client: new IcmpProbeClient(socket, family) };
 }
 
-/** Sends ICMP echo requests from one raw socket and matches the replies (PendingEchoes). */
+/**
+ * The filter that lets only echo replies reach a raw socket: ICMP_FILTER's
+ * 32-bit mask, or ICMPV6_FILTER's 256 bits; both in host byte order, a set
+ * bit drops that message type.
+ */
+export function echoReplyFilter(family: Family): { level: number; option: number; value: Buffer } {
+  const words = family === 6 ? 8 : 1;
+  const replyType = family === 6 ? ICMPV6_ECHO_REPLY : ICMP_ECHO_REPLY;
+  const value = Buffer.alloc(words * 4);
+  for (let w = 0; w < words; w++) {
+    const word = w === replyType >> 5 ? ~(1 << (replyType & 31)) >>> 0 : 0xffffffff;
+    if (endianness() === 'LE') value.writeUInt32LE(word, w * 4);
+    else value.writeUInt32BE(word, w * 4);
+  }
+  return family === 6 ? { level: IPPROTO_ICMPV6, option: ICMPV6_FILTER, value } : { level: SOL_RAW, option: ICMP_FILTER, value };
+}
+
+/** Sends ICMP (or ICMPv6) echo requests from one raw socket and matches the replies (PendingEchoes). */
 export class IcmpProbeClient {
   private readonly echoes = new PendingEchoes<(receivedAt: bigint) => void>(randomBytes(2).readUInt16BE(0));
   private readonly inFlight = new Set<Promise<unknown>>();
   private closed = false;
 
-  constructor(private readonly socket: RawSocket) {
+  constructor(
+    private readonly socket: RawSocket,
+    readonly family: Family = 4,
+  ) {
     socket.on('error', () => undefined); // a failed send or receive surfaces as a timeout of that probe
-    socket.on('message', (packet) => {
+    socket.on('message', (packet, source) => {
       const receivedAt = process.hrtime.bigint();
-      const reply = parseEchoReply(packet);
+      const reply = family === 6 ? parseEcho6Reply(packet, source) : parseEchoReply(packet);
       if (reply) this.echoes.take(reply)?.(receivedAt);
     });
     // Only echo replies reach this socket, not every ICMP message to the host (peers' echo requests among them).
-    const filter = Buffer.alloc(4);
-    const dropAllButReplies = ~(1 << ICMP_ECHO_REPLY) >>> 0;
-    if (endianness() === 'LE') filter.writeUInt32LE(dropAllButReplies);
-    else filter.writeUInt32BE(dropAllButReplies);
+    const filter = echoReplyFilter(family);
     try {
-      socket.setOption(SOL_RAW, ICMP_FILTER, filter, 4);
+      socket.setOption(filter.level, filter.option, filter.value, filter.value.length);
     } catch {
       /* without the filter every ICMP message is parsed and dropped here: more work, same results */
     }
@@ -197,11 +257,13 @@ export class IcmpProbeClient {
   private async probe(ip: string, timeoutMs: number): Promise<PathResult & { mtu: null }> {
     let sentAt = process.hrtime.bigint();
     let seq = -1;
+    // Replies are matched by source; an IPv6 source comes back in canonical form.
+    const target = this.family === 6 ? (canonicalIPv6(ip) ?? ip) : ip;
     try {
       const receivedAt = await new Promise<bigint | null>((resolve) => {
         const timer = setTimeout(() => resolve(null), timeoutMs);
-        seq = this.echoes.add(ip, (at) => (clearTimeout(timer), resolve(at)));
-        const request = buildEchoRequest(this.echoes.id, seq, this.echoes.payload);
+        seq = this.echoes.add(target, (at) => (clearTimeout(timer), resolve(at)));
+        const request = this.family === 6 ? buildEcho6Request(this.echoes.id, seq, this.echoes.payload) : buildEchoRequest(this.echoes.id, seq, this.echoes.payload);
         this.socket.send(
           request,
           0,

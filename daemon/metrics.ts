@@ -21,11 +21,19 @@ export interface MetricSources {
   refusedLeases(): readonly { readonly reason: RefusalReason }[];
   /** True when an older lease advertises this node's PublicIP or VtepMAC. */
   ownLeaseConflict(): boolean;
-  /** Peer-health results: the last round's targets (bounded, labelled by peer) and every known result; null when probing is off. */
-  peerHealth?(): { readonly lastRound: readonly PeerHealth[]; readonly all: readonly PeerHealth[] } | null;
+  /**
+   * Peer-health results (one per peer and family): the last round's targets (bounded, labelled by peer) and every
+   * known result, and the families probed; null when probing is off.
+   */
+  peerHealth?(): { readonly lastRound: readonly PeerHealth[]; readonly all: readonly PeerHealth[]; readonly families?: readonly (4 | 6)[] } | null;
 }
 
 const PROBE_PATHS = ['underlay', 'overlay'] as const;
+
+/** A peer-health record's `family` label: "4" or "6" (a record without one is from IPv4 probing). */
+function familyLabel(h: PeerHealth): string {
+  return String(h.family ?? 4);
+}
 
 export const LEASE_STATES = ['acquiring', 'held', 'renewing', 'lost'] as const;
 
@@ -109,42 +117,51 @@ export class WeftMetrics {
       },
     });
     gauge('weft_own_lease_conflict', "1 when an older lease advertises this node's PublicIP or VtepMAC, so other nodes program that lease instead of this one", () => (sources.ownLeaseConflict() ? 1 : 0));
-    // Per-peer series only for the last round's targets (at most twice --probe-sample peers), reset at every scrape.
+    // Per-peer series only for the last round's targets (at most twice --probe-sample peers, each in up to two
+    // families), reset at every scrape. `family` is "4" or "6": a dual-stack peer has a series of each, with that
+    // family's subnet as `peer` and its public address as `public_ip`.
     new Gauge({
       name: 'weft_peer_reachable',
-      help: 'Whether the peer answered the last probe on this path (last round\'s peers only)',
-      labelNames: ['peer', 'public_ip', 'path'],
+      help: 'Whether the peer answered the last probe on this path in this family (last round\'s peers only)',
+      labelNames: ['peer', 'public_ip', 'path', 'family'],
       registers: [r],
       collect() {
         this.reset();
         for (const h of sources.peerHealth?.()?.lastRound ?? []) {
-          for (const path of PROBE_PATHS) this.set({ peer: h.subnet, public_ip: h.publicIP, path }, h[path].ok ? 1 : 0);
+          for (const path of PROBE_PATHS) this.set({ peer: h.subnet, public_ip: h.publicIP, path, family: familyLabel(h) }, h[path].ok ? 1 : 0);
         }
       },
     });
     new Gauge({
       name: 'weft_peer_rtt_seconds',
-      help: 'Round-trip time of the last answered probe on this path (last round\'s peers only)',
-      labelNames: ['peer', 'public_ip', 'path'],
+      help: 'Round-trip time of the last answered probe on this path in this family (last round\'s peers only)',
+      labelNames: ['peer', 'public_ip', 'path', 'family'],
       registers: [r],
       collect() {
         this.reset();
         for (const h of sources.peerHealth?.()?.lastRound ?? []) {
           for (const path of PROBE_PATHS) {
             const rtt = h[path].rttMs;
-            if (rtt !== null) this.set({ peer: h.subnet, public_ip: h.publicIP, path }, rtt / 1000);
+            if (rtt !== null) this.set({ peer: h.subnet, public_ip: h.publicIP, path, family: familyLabel(h) }, rtt / 1000);
           }
         }
       },
     });
     new Gauge({
       name: 'weft_peers_unreachable',
-      help: 'Peers whose last probe on this path went unanswered (all probed peers)',
-      labelNames: ['path'],
+      help: 'Peers whose last probe on this path in this family went unanswered (all probed peers); sum by (path) for both families',
+      labelNames: ['path', 'family'],
       registers: [r],
       collect() {
-        const all = sources.peerHealth?.()?.all ?? [];
-        for (const path of PROBE_PATHS) this.set({ path }, all.filter((h) => !h[path].ok).length);
+        this.reset();
+        const health = sources.peerHealth?.() ?? null;
+        const all = health?.all ?? [];
+        // Every family probed has its series, 0 included; without that list, IPv4 and the families seen.
+        const families = new Set((health?.families ?? [4, ...all.map((h) => h.family)]).map(String));
+        for (const family of families) {
+          const mine = all.filter((h) => familyLabel(h) === family);
+          for (const path of PROBE_PATHS) this.set({ path, family }, mine.filter((h) => !h[path].ok).length);
+        }
       },
     });
     this.reconcileDuration = new Histogram({

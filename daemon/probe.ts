@@ -4,6 +4,12 @@
  * the overlay (to `<subnet>.0`, the peer's VXLAN device address, which the
  * kernel routes through this node's VXLAN device).
  *
+ * Each family the network enables and the peer's lease has is probed on its
+ * own, with its own result: IPv6 to the PublicIPv6 and to the IPv6 subnet's
+ * network address (`fd00:10:244:3::`, on the peer's `flannel-v6.<VNI>`). An
+ * IPv6-only peer (IPv4 subnet 0.0.0.0/0, PublicIP the unset 0.0.0.0) has no
+ * IPv4 probes at all.
+ *
  * The echo is ICMP (daemon/icmp.ts) where weftd may open a raw socket
  * (CAP_NET_RAW): every node's kernel answers it, flanneld's included. Beside
  * it goes one UDP echo over the underlay to weft's own responder on the probe
@@ -20,14 +26,17 @@
  * to `sample` peers whose last result was bad, so failures are confirmed or
  * cleared quickly.
  */
-import { createSocket, type Socket } from 'node:dgram';
+import { createSocket, type Socket, type SocketType } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
+import { isIPv6 } from 'node:net';
 import { unlessAborted } from '../common/abort.js';
 import { delay } from '../common/backoff.js';
 import { WeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import type { Lease } from '../lease/types.js';
 import { VXLAN_DEFAULT_PORT } from '../common/defaults.js';
+import type { Family } from '../kernel/kernel.js';
+import { familyName, publicIPOf, subnetOf } from '../backend/families.js';
 import { openIcmpClient } from './icmp.js';
 import type { PathResult, PeerHealth, PeerVerdict, ProbeMethod, ProbeRound } from './status.js';
 
@@ -72,9 +81,13 @@ export function pickTargets(keys: readonly string[], cursor: number, sample: num
   return { targets: [...chosen], nextCursor: (start + sample) % keys.length };
 }
 
-/** Answers probe requests on `port` with the request and this node's overlay MTU. */
+/**
+ * Answers probe requests on `port` with the request and this node's overlay
+ * MTU, over IPv4 and IPv6: one socket each (the IPv6 one `ipv6Only`), so a
+ * kernel without IPv6 still answers over IPv4.
+ */
 export class ProbeResponder {
-  private socket: Socket | null = null;
+  private sockets: Socket[] = [];
 
   constructor(
     private readonly port: number,
@@ -82,24 +95,47 @@ export class ProbeResponder {
     private readonly log: Logger = silentLogger(),
   ) {}
 
+  /**
+   * Binds both families. The IPv4 socket failing fails start(), as does the
+   * IPv6 port being taken; a kernel without IPv6 (no socket, no `::`) is only
+   * logged: peers' IPv6 probes then go unanswered.
+   */
   async start(): Promise<void> {
-    const socket = createSocket('udp4');
-    socket.on('error', (err) => this.log.warn(`probe responder: ${err.message}`));
+    this.sockets.push(await this.bind('udp4'));
+    try {
+      this.sockets.push(await this.bind('udp6'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+        this.close();
+        throw err;
+      }
+      this.log.warn(`probe responder: no IPv6 (${(err as Error).message}); IPv6 probes from peers go unanswered`);
+    }
+  }
+
+  private async bind(type: SocketType): Promise<Socket> {
+    const socket = createSocket(type === 'udp6' ? { type, ipv6Only: true } : { type });
     socket.on('message', (msg, rinfo) => {
       if (msg.length > MAX_REQUEST_BYTES || !msg.toString('latin1').startsWith(MAGIC)) return;
       socket.send(`${msg.toString('latin1')} mtu=${this.mtu()}`, rinfo.port, rinfo.address);
     });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(this.port, () => (socket.off('error', reject), resolve()));
-    });
-    this.socket = socket;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.bind(this.port, () => (socket.off('error', reject), resolve()));
+      });
+    } catch (err) {
+      socket.close();
+      throw err;
+    }
+    socket.on('error', (err) => this.log.warn(`probe responder: ${err.message}`));
+    return socket;
   }
 
   /** Stops answering (nothing is in flight: each answer is one send). */
   close(): void {
-    this.socket?.close();
-    this.socket = null;
+    for (const socket of this.sockets) socket.close();
+    this.sockets = [];
   }
 }
 
@@ -111,25 +147,35 @@ export interface EchoClient {
   close(): Promise<void>;
 }
 
-/** Sends echo requests from one socket and matches answers by token. */
+/** Sends echo requests from one socket per family (opened at its first echo) and matches answers by token. */
 export class ProbeClient implements EchoClient {
-  private readonly socket = createSocket('udp4');
+  private readonly sockets = new Map<SocketType, Socket>();
   private readonly pending = new Map<string, (answer: { mtu: number | null }) => void>();
   private readonly session = randomBytes(4).toString('hex');
   private seq = 0;
   private readonly inFlight = new Set<Promise<unknown>>();
   private closed = false;
 
-  constructor(private readonly port: number) {
-    this.socket.on('error', () => undefined); // send errors surface as timeouts of that probe
-    this.socket.on('message', (msg) => {
-      const text = msg.toString('latin1');
-      const token = text.split(' ')[1];
-      const resolve = token ? this.pending.get(token) : undefined;
-      if (!resolve) return;
-      const mtu = /mtu=(\d+)/.exec(text);
-      resolve({ mtu: mtu ? Number(mtu[1]) : null });
-    });
+  constructor(private readonly port: number) {}
+
+  /** The socket for `ip`'s family: udp6 for an IPv6 address, else udp4. */
+  private socketFor(ip: string): Socket {
+    const type: SocketType = isIPv6(ip) ? 'udp6' : 'udp4';
+    let socket = this.sockets.get(type);
+    if (!socket) {
+      socket = createSocket(type);
+      socket.on('error', () => undefined); // send errors surface as timeouts of that probe
+      socket.on('message', (msg) => {
+        const text = msg.toString('latin1');
+        const token = text.split(' ')[1];
+        const resolve = token ? this.pending.get(token) : undefined;
+        if (!resolve) return;
+        const mtu = /mtu=(\d+)/.exec(text);
+        resolve({ mtu: mtu ? Number(mtu[1]) : null });
+      });
+      this.sockets.set(type, socket);
+    }
+    return socket;
   }
 
   /** One echo to `ip`; resolves with the RTT, or `ok: false` after `timeoutMs`. */
@@ -147,7 +193,7 @@ export class ProbeClient implements EchoClient {
       const answer = await new Promise<{ mtu: number | null } | null>((resolve) => {
         const timer = setTimeout(() => resolve(null), timeoutMs);
         this.pending.set(token, (a) => (clearTimeout(timer), resolve(a)));
-        this.socket.send(`${MAGIC}${token}`, this.port, ip, (err) => err && (clearTimeout(timer), resolve(null)));
+        this.socketFor(ip).send(`${MAGIC}${token}`, this.port, ip, (err) => err && (clearTimeout(timer), resolve(null)));
       });
       if (!answer) return { ok: false, rttMs: null, mtu: null };
       return { ok: true, rttMs: Number(process.hrtime.bigint() - t0) / 1e6, mtu: answer.mtu };
@@ -156,11 +202,12 @@ export class ProbeClient implements EchoClient {
     }
   }
 
-  /** Graceful: echoes in flight get their answer or time out, then the socket closes. */
+  /** Graceful: echoes in flight get their answer or time out, then the sockets close. */
   async close(): Promise<void> {
     this.closed = true;
     await Promise.allSettled([...this.inFlight]);
-    this.socket.close();
+    for (const socket of this.sockets.values()) socket.close();
+    this.sockets.clear();
   }
 }
 
@@ -175,28 +222,46 @@ export interface PeerProberOptions {
   readonly mtu: () => number;
   /** VXLAN UDP port, for the diagnosis text. */
   readonly vxlanPort?: number;
+  /** The families the network enables (IPv4 first); a peer is probed in each of them its lease has. Default: both. */
+  readonly families?: readonly Family[];
   /**
    * Rounds start once this resolves: the peers are programmed. Before that an
    * overlay probe finds no route and reports a healthy peer as blocked. The
    * responder answers other nodes from the start.
    */
   readonly peersProgrammed?: Promise<unknown>;
-  /** Opens the ICMP echo (tests stand in for it); the default opens a raw socket through raw-socket. */
-  readonly openIcmp?: () => { client: EchoClient } | { reason: string };
+  /** Opens the ICMP echo of a family, ICMPv6 for 6 (tests stand in for it); the default opens a raw socket through raw-socket. */
+  readonly openIcmp?: (family: Family) => { client: EchoClient } | { reason: string };
   readonly log?: Logger;
 }
 
+/** One family's probe targets of a peer. */
+interface PeerPath {
+  readonly family: Family;
+  /** The peer's subnet of the family: its network address is the overlay target. */
+  readonly subnet: string;
+  readonly overlayIP: string;
+  readonly publicIP: string;
+}
+
+/** The ICMP clients by family, or one client for every family (tests). */
+type IcmpClients = EchoClient | ReadonlyMap<Family, EchoClient> | null;
+
 /** weftd's peer-health loop: a responder for peers, and a round of probes every interval. */
 export class PeerProber {
-  private readonly results = new Map<string, PeerHealth>();
+  /** By peer key, the last result of each family probed. */
+  private readonly results = new Map<string, ReadonlyMap<Family, PeerHealth>>();
   private cursor = 0;
   private lastTargets: string[] = [];
   private round: ProbeRound | null = null;
   private probeMethod: { method: ProbeMethod; fallbackReason: string | null } | null = null;
   private readonly log: Logger;
+  /** The families probed, IPv4 first. */
+  readonly families: readonly Family[];
 
   constructor(private readonly options: PeerProberOptions) {
     this.log = options.log ?? silentLogger();
+    this.families = ([4, 6] as const).filter((f) => (options.families ?? [4, 6]).includes(f));
   }
 
   /**
@@ -213,11 +278,9 @@ export class PeerProber {
       return;
     }
     const client = new ProbeClient(this.options.port);
-    const opened = (this.options.openIcmp ?? openIcmpClient)();
-    const icmp = 'client' in opened ? opened.client : null;
-    this.probeMethod = 'client' in opened ? { method: 'icmp', fallbackReason: null } : { method: 'udp', fallbackReason: opened.reason };
-    if (icmp) this.log.info('peer probes: ICMP echo over underlay and overlay');
-    else this.log.warn(`peer probes: UDP echo to weft's responder (${this.probeMethod.fallbackReason}); peers without weft show as unanswered`);
+    const icmp = this.openIcmp();
+    if (this.probeMethod?.method === 'icmp') this.log.info('peer probes: ICMP echo over underlay and overlay');
+    else this.log.warn(`peer probes: UDP echo to weft's responder (${this.probeMethod?.fallbackReason}); peers without weft show as unanswered`);
     try {
       // However it settles, rounds may start then.
       const programmed = this.options.peersProgrammed;
@@ -227,9 +290,30 @@ export class PeerProber {
         await delay(this.options.intervalMs, signal).catch(() => undefined);
       }
     } finally {
-      await Promise.all([client.close(), icmp?.close()]);
+      await Promise.all([client.close(), ...[...icmp.values()].map((c) => c.close())]);
       responder.close();
     }
+  }
+
+  /**
+   * ICMP (ICMPv6) of each family probed, and the method to report: ICMP when
+   * every family has it, else the UDP echo and why; a family without ICMP
+   * probes with the UDP echo on both paths.
+   */
+  private openIcmp(): Map<Family, EchoClient> {
+    const open = this.options.openIcmp ?? ((family: Family) => openIcmpClient(undefined, family));
+    const clients = new Map<Family, EchoClient>();
+    const reasons = new Map<Family, string>();
+    for (const family of this.families) {
+      const opened = open(family);
+      if ('client' in opened) clients.set(family, opened.client);
+      else reasons.set(family, opened.reason);
+    }
+    const distinct = [...new Set(reasons.values())];
+    const fallbackReason =
+      distinct.length === 0 ? null : distinct.length === 1 && reasons.size === this.families.length ? distinct[0]! : [...reasons].map(([f, r]) => `${familyName(f)}: ${r}`).join('; ');
+    this.probeMethod = fallbackReason === null ? { method: 'icmp', fallbackReason: null } : { method: 'udp', fallbackReason };
+    return clients;
   }
 
   /** The echo in use and, for the UDP echo, why not ICMP; null until run() starts. */
@@ -237,9 +321,9 @@ export class PeerProber {
     return this.probeMethod;
   }
 
-  /** Last result of every current peer that has been probed. */
+  /** Last result of every current peer that has been probed, one per family (IPv4 first). */
   health(): PeerHealth[] {
-    return [...this.results.values()];
+    return [...this.results.values()].flatMap((byFamily) => [...byFamily.values()]);
   }
 
   /** For /status: at most `limit` results, unhealthy peers first, so a large cluster's document stays small. */
@@ -250,7 +334,18 @@ export class PeerProber {
 
   /** Results of the last round's targets: the bounded set metrics label by peer. */
   lastRoundHealth(): PeerHealth[] {
-    return this.lastTargets.map((k) => this.results.get(k)).filter((h): h is PeerHealth => h !== undefined);
+    return this.lastTargets.flatMap((k) => [...(this.results.get(k)?.values() ?? [])]);
+  }
+
+  /** What a peer's lease gives to probe: each family probed that has both a subnet and a public IP in the lease. */
+  private pathsOf(lease: Lease): PeerPath[] {
+    const paths: PeerPath[] = [];
+    for (const family of this.families) {
+      const subnet = subnetOf(lease, family);
+      const publicIP = publicIPOf(lease.attrs, family);
+      if (subnet && publicIP) paths.push({ family, subnet: subnet.toString(), overlayIP: subnet.ip, publicIP });
+    }
+    return paths;
   }
 
   get lastRound(): ProbeRound | null {
@@ -258,49 +353,60 @@ export class PeerProber {
   }
 
   /**
-   * One round over this round's targets. With `icmp`, ICMP echoes on both
-   * paths and a UDP echo over the underlay (the peer's MTU when it runs weft;
-   * an answer also proves the underlay); without, the UDP echo on both.
+   * One round over this round's targets, each in every family its lease has.
+   * With ICMP for a family, ICMP echoes on both paths and a UDP echo over the
+   * underlay (the peer's MTU when it runs weft; an answer also proves the
+   * underlay); without, the UDP echo on both. `icmp`: the clients by family,
+   * or one for all.
    */
-  async probeRound(client: EchoClient, icmp: EchoClient | null = null): Promise<void> {
+  async probeRound(client: EchoClient, icmp: IcmpClients = null): Promise<void> {
     const peers = this.options.peers();
     for (const key of this.results.keys()) if (!peers.has(key)) this.results.delete(key);
-    const failing = new Set([...this.results].filter(([, h]) => h.verdict !== 'ok').map(([k]) => k));
+    const failing = new Set([...this.results].filter(([, byFamily]) => [...byFamily.values()].some((h) => h.verdict !== 'ok')).map(([k]) => k));
     const { targets, nextCursor } = pickTargets([...peers.keys()].sort(), this.cursor, this.options.sample, failing);
     this.cursor = nextCursor;
     const timeoutMs = Math.min(1000, Math.max(100, this.options.intervalMs / 2));
-    const method: ProbeMethod = icmp ? 'icmp' : 'udp';
+    const icmpOf = (family: Family): EchoClient | null => (icmp instanceof Map ? (icmp.get(family) ?? null) : (icmp as EchoClient | null));
     await Promise.all(
       targets.map(async (key) => {
         const lease = peers.get(key);
-        if (!lease?.subnet.ip) return;
-        const publicIP = lease.attrs.PublicIP;
-        let underlay: PathResult, overlay: PathResult, mtu: number | null;
-        if (icmp) {
-          const [icmpUnder, icmpOver, udpUnder] = await Promise.all([icmp.echo(publicIP, timeoutMs), icmp.echo(lease.subnet.ip, timeoutMs), client.echo(publicIP, timeoutMs)]);
-          underlay = icmpUnder.ok ? icmpUnder : udpUnder;
-          overlay = icmpOver;
-          mtu = udpUnder.mtu;
-        } else {
-          const [udpUnder, udpOver] = await Promise.all([client.echo(publicIP, timeoutMs), client.echo(lease.subnet.ip, timeoutMs)]);
-          [underlay, overlay, mtu] = [udpUnder, udpOver, udpOver.mtu ?? udpUnder.mtu];
-        }
-        const { verdict, diagnosis } = diagnose(underlay.ok, overlay.ok, this.options.vxlanPort, method);
-        const previous = this.results.get(key)?.verdict;
-        if (previous !== verdict && (verdict !== 'ok' || previous !== undefined)) this.log.warn(`peer ${key} (${publicIP}): ${diagnosis}`);
-        this.results.set(key, {
-          subnet: key,
-          publicIP,
-          underlay: { ok: underlay.ok, rttMs: underlay.rttMs },
-          overlay: { ok: overlay.ok, rttMs: overlay.rttMs },
-          mtu,
-          verdict,
-          diagnosis,
-          checkedAt: new Date().toISOString(),
-        });
+        if (!lease) return;
+        const records = await Promise.all(this.pathsOf(lease).map((path) => this.probePath(key, path, client, icmpOf(path.family), timeoutMs)));
+        // A family the lease no longer has loses its record here.
+        this.results.set(key, new Map(records.map((h) => [h.family, h])));
       }),
     );
     this.lastTargets = targets;
     this.round = { at: new Date().toISOString(), probed: targets.length, peers: peers.size, sampled: targets.length < peers.size };
+  }
+
+  /** One family's probes of peer `key`: underlay and overlay, and the verdict. */
+  private async probePath(key: string, path: PeerPath, client: EchoClient, icmp: EchoClient | null, timeoutMs: number): Promise<PeerHealth> {
+    const { family, publicIP, overlayIP } = path;
+    let underlay: PathResult, overlay: PathResult, mtu: number | null;
+    if (icmp) {
+      const [icmpUnder, icmpOver, udpUnder] = await Promise.all([icmp.echo(publicIP, timeoutMs), icmp.echo(overlayIP, timeoutMs), client.echo(publicIP, timeoutMs)]);
+      underlay = icmpUnder.ok ? icmpUnder : udpUnder;
+      overlay = icmpOver;
+      mtu = udpUnder.mtu;
+    } else {
+      const [udpUnder, udpOver] = await Promise.all([client.echo(publicIP, timeoutMs), client.echo(overlayIP, timeoutMs)]);
+      [underlay, overlay, mtu] = [udpUnder, udpOver, udpOver.mtu ?? udpUnder.mtu];
+    }
+    const method: ProbeMethod = icmp ? 'icmp' : 'udp';
+    const { verdict, diagnosis } = diagnose(underlay.ok, overlay.ok, this.options.vxlanPort, method);
+    const previous = this.results.get(key)?.get(family)?.verdict;
+    if (previous !== verdict && (verdict !== 'ok' || previous !== undefined)) this.log.warn(`peer ${path.subnet} (${publicIP}): ${diagnosis}`);
+    return {
+      family,
+      subnet: path.subnet,
+      publicIP,
+      underlay: { ok: underlay.ok, rttMs: underlay.rttMs },
+      overlay: { ok: overlay.ok, rttMs: overlay.rttMs },
+      mtu,
+      verdict,
+      diagnosis,
+      checkedAt: new Date().toISOString(),
+    };
   }
 }

@@ -86,9 +86,16 @@ export interface PathResult {
 /** What a peer's probes say, in operator terms. */
 export type PeerVerdict = 'ok' | 'overlay-blocked' | 'underlay-filtered' | 'unreachable';
 
+/**
+ * One family's probes of one peer: a dual-stack peer has two records, one
+ * per family, each with that family's subnet and public IP.
+ */
 export interface PeerHealth {
-  /** The peer's subnet, `10.244.3.0/24`. */
+  /** 4: ICMP / UDP over IPv4; 6: ICMPv6 / UDP over IPv6. */
+  readonly family: 4 | 6;
+  /** The peer's subnet of this family, `10.244.3.0/24` or `fd00:10:244:3::/64`. */
   readonly subnet: string;
+  /** The peer's public IP of this family (its PublicIP, or PublicIPv6 for family 6). */
   readonly publicIP: string;
   readonly underlay: PathResult;
   readonly overlay: PathResult;
@@ -100,7 +107,7 @@ export interface PeerHealth {
   readonly checkedAt: string;
 }
 
-/** Summary of the last round, for /status and metrics. */
+/** Summary of the last round, for /status and metrics. `probed` and `peers` count peers (leases), whatever their families. */
 export interface ProbeRound {
   readonly at: string;
   readonly probed: number;

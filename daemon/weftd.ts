@@ -115,7 +115,7 @@ export class Weftd {
       ready: () => this.ready(),
       refusedLeases: () => this.refusedLeases(),
       ownLeaseConflict: () => (this.watcher?.ownLoss() ?? null) !== null,
-      peerHealth: () => (this.prober ? { lastRound: this.prober.lastRoundHealth(), all: this.prober.health() } : null),
+      peerHealth: () => (this.prober ? { lastRound: this.prober.lastRoundHealth(), all: this.prober.health(), families: this.prober.families } : null),
     });
   }
 
@@ -372,6 +372,7 @@ export class Weftd {
       peers: () => this.watcher?.current ?? new Map(),
       mtu: () => this.network?.mtu ?? 0,
       vxlanPort: vxlanPort(cfg),
+      families: planesOf(this.config!).map((p) => p.family),
       peersProgrammed: this.network!.ready,
       log: this.log,
     });

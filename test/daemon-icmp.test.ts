@@ -2,11 +2,16 @@ import { expect } from 'chai';
 import { EventEmitter } from 'node:events';
 import {
   ECHO_PAYLOAD,
+  ICMPV6_ECHO_REPLY,
+  ICMPV6_ECHO_REQUEST,
   IcmpProbeClient,
   PendingEchoes,
+  buildEcho6Request,
   buildEchoRequest,
+  echoReplyFilter,
   internetChecksum,
   openIcmpClient,
+  parseEcho6Reply,
   parseEchoReply,
   type EchoReply,
   type RawSocket,
@@ -164,6 +169,67 @@ describe('ICMP echo (daemon/icmp.ts)', () => {
     });
   });
 
+  describe('ICMPv6 (RFC 4443)', () => {
+    /** The reply a kernel makes of an ICMPv6 `request`: type 129, the rest copied (the kernel fills the checksum). */
+    const reply6 = (request: Buffer): Buffer => {
+      const reply = Buffer.from(request);
+      reply[0] = ICMPV6_ECHO_REPLY;
+      reply.writeUInt16BE(0x1234, 2);
+      return reply;
+    };
+
+    it('an echo request is type 128 code 0 with a zero checksum (the kernel computes it) and weft\'s payload', () => {
+      const packet = buildEcho6Request(0x1234, 0xabcd);
+      expect(packet.subarray(0, 8).toString('hex')).to.equal('800000001234abcd');
+      expect(ICMPV6_ECHO_REQUEST).to.equal(128);
+      expect(packet.subarray(8).equals(ECHO_PAYLOAD)).to.equal(true);
+    });
+
+    it('a reply is read from the ICMPv6 message alone, its source from recvfrom in canonical form', () => {
+      const reply = parseEcho6Reply(reply6(buildEcho6Request(0x4242, 9)), 'FD00:10:244:3:0:0:0:0');
+      expect(reply).to.deep.equal({ source: 'fd00:10:244:3::', id: 0x4242, seq: 9, payload: ECHO_PAYLOAD });
+    });
+
+    it('is null for anything but an echo reply with a valid IPv6 source, and for every cut', () => {
+      const request = buildEcho6Request(0x4242, 9);
+      expect(parseEcho6Reply(request, '2001:2::2'), 'an echo request').to.equal(null);
+      const coded = reply6(request);
+      coded[1] = 1;
+      expect(parseEcho6Reply(coded, '2001:2::2'), 'code not 0').to.equal(null);
+      expect(parseEcho6Reply(reply6(request), '198.18.0.2'), 'an IPv4 source').to.equal(null);
+      const whole = reply6(request);
+      for (let n = 0; n < 8; n++) expect(parseEcho6Reply(Buffer.from(whole.subarray(0, n)), '2001:2::2'), `first ${n} bytes`).to.equal(null);
+    });
+
+    it('the ICMPv6 filter blocks every type but 129 (a set bit blocks), 256 bits in host order', () => {
+      const { level, option, value } = echoReplyFilter(6);
+      expect([level, option, value.length]).to.deep.equal([58, 1, 32]); // IPPROTO_ICMPV6, ICMPV6_FILTER
+      const le = value.readUInt32LE(16) === 0xfffffffd || value.readUInt32BE(16) === 0xfffffffd;
+      expect(le, 'word 4 passes bit 1 (type 129) only').to.equal(true);
+      for (let w = 0; w < 8; w++) if (w !== 4) expect(value.readUInt32LE(w * 4), `word ${w}`).to.equal(0xffffffff);
+      const v4 = echoReplyFilter(4);
+      expect([v4.level, v4.option, v4.value.length]).to.deep.equal([255, 1, 4]);
+    });
+
+    it('openIcmpClient(…, 6) asks raw-socket for an IPv6 socket of protocol 58, and says when there is none', () => {
+      const asked: object[] = [];
+      const opened = openIcmpClient(() => ({
+        createSocket: (options) => {
+          asked.push(options);
+          return { on: () => undefined, setOption: () => undefined, send: () => undefined, close: () => undefined } as unknown as RawSocket;
+        },
+      }), 6);
+      expect(asked).to.deep.equal([{ protocol: 58, addressFamily: 2 }]);
+      expect(opened).to.have.property('client').with.property('family', 6);
+      const refused = openIcmpClient(() => ({
+        createSocket: () => {
+          throw new Error('Address family not supported by protocol');
+        },
+      }), 6);
+      expect(refused).to.deep.equal({ reason: 'no raw ICMPv6 socket (Address family not supported by protocol)' });
+    });
+  });
+
   describe('IcmpProbeClient over a stand-in socket', () => {
     /** Answers each request from `answers(ip)` (null: silent), as a kernel would, after a tick. */
     class FakeRawSocket extends EventEmitter {
@@ -212,6 +278,35 @@ describe('ICMP echo (daemon/icmp.ts)', () => {
       const ids = new Set(socket.sent.map((s) => s.packet.readUInt16BE(4)));
       expect(ids.size, 'one identifier per client').to.equal(1);
       expect(socket.sent.map((s) => s.packet[0])).to.deep.equal([8, 8]);
+    });
+
+    it('over IPv6: sends type 128 and takes the reply by its recvfrom source, whatever the spelling of the target', async () => {
+      const sent: { ip: string; packet: Buffer }[] = [];
+      const socket = new EventEmitter() as EventEmitter & RawSocket;
+      const options: Buffer[] = [];
+      Object.assign(socket, {
+        setOption: (_l: number, _o: number, value: Buffer) => void options.push(Buffer.from(value)),
+        close: () => socket,
+        send(buffer: Buffer, offset: number, length: number, ip: string, before: () => void, after: (err: Error | null, bytes: number) => void) {
+          const packet = Buffer.from(buffer.subarray(offset, offset + length));
+          sent.push({ ip, packet });
+          before();
+          after(null, length);
+          const reply = Buffer.from(packet);
+          reply[0] = 129;
+          // The kernel's address of the answer: canonical, as recvfrom gives it; nothing answers for 2001:2::9.
+          if (ip !== '2001:2::9') setTimeout(() => socket.emit('message', reply, 'fd00:10:244:3::'), 1);
+          return socket;
+        },
+      });
+      const client = new IcmpProbeClient(socket, 6);
+      expect(options).to.have.length(1);
+      expect(options[0]!.length).to.equal(32);
+      const [answered, silent] = await Promise.all([client.echo('fd00:10:244:3:0::', 1000), client.echo('2001:2::9', 100)]);
+      expect(answered.ok).to.equal(true);
+      expect(silent).to.deep.equal({ ok: false, rttMs: null, mtu: null });
+      expect(sent.map((s) => s.packet[0])).to.deep.equal([128, 128]);
+      await client.close();
     });
 
     it('close() lets the echoes in flight finish, then refuses new ones with WEFT_ERR_INVALID_STATE and closes the socket', async () => {

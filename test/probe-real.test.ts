@@ -13,10 +13,11 @@
 import { expect } from 'chai';
 import { fileURLToPath } from 'node:url';
 import { Cluster, type WeftNode } from './harness/cluster.js';
-import { eventually, type Netns } from './harness/netns.js';
+import { Netns, Switch, eventually } from './harness/netns.js';
 import type { NodeStatus, PeerHealth } from '../daemon/status.js';
 
 const WEFTCTL = fileURLToPath(new URL('../bin/weftctl.cjs', import.meta.url));
+const PROBE_MODULE = new URL('../daemon/probe.js', import.meta.url).href;
 const PREFIX = '/coreos.com/network';
 /** The flanneld-style node's lease and device (outside what weft allocates first: any free /24 would do). */
 const FLANNEL_SUBNET = '10.244.213.0';
@@ -106,7 +107,7 @@ describe('peer health by ICMP, with a flanneld-style peer @real', function () {
     expect(h).to.deep.include({ publicIP: cluster.node(3).ip, verdict: 'ok', diagnosis: 'reachable over underlay and overlay', mtu: null });
     expect(h.underlay.rttMs).to.be.a('number');
     expect(h.overlay.rttMs).to.be.a('number');
-    expect(await h1.metric(`weft_peer_reachable{peer="${flannelPeer}",public_ip="${cluster.node(3).ip}",path="overlay"}`)).to.equal(1);
+    expect(await h1.metric(`weft_peer_reachable{peer="${flannelPeer}",public_ip="${cluster.node(3).ip}",path="overlay",family="4"}`)).to.equal(1);
   });
 
   it('a weft peer is reachable by ICMP too and still reports its MTU through the UDP echo', async () => {
@@ -138,5 +139,108 @@ describe('peer health by ICMP, with a flanneld-style peer @real', function () {
       await h3ns.exec('iptables', '-D', 'INPUT', '-p', 'udp', '--dport', '8472', '-j', 'DROP');
     }
     await eventually(async () => (await peerHealth(h1, flannelPeer))?.verdict === 'ok', 15_000, 'h3 reachable again');
+  });
+});
+
+/**
+ * The IPv6 probes against real kernels, without weftd's IPv6 programming: two
+ * hosts on one switch with `2001:2::N/64` (nodad), the peer h2 holding its
+ * "overlay" address `fd00:10:244:3::/128` on a device of its own and
+ * `fd00:10:244:3::1/64` on a bridge with IPv6 forwarding on (as a node's cni0
+ * with its pods' gateway), h1 routing `fd00:10:244:3::/64` to h2. The probes
+ * run in a Node process inside h1's namespace: ICMPv6 through a raw socket,
+ * the UDP echo over udp6 to a responder in h2, and a PeerProber round over an
+ * IPv6-only lease.
+ */
+describe('peer health over IPv6 (ICMPv6 and the UDP echo over udp6) between two namespaces @real', function () {
+  this.timeout(60_000);
+  const created: Netns[] = [];
+  let h1: Netns, h2: Netns;
+  let responder: ReturnType<Netns['spawn']> | null = null;
+  const port = '8479';
+
+  /** Runs `body` (ES module code with `probe` imported) in a Node process inside `ns` and parses what it prints as JSON. */
+  async function inNamespace<T>(ns: Netns, body: string): Promise<T> {
+    const code = `import * as probe from ${JSON.stringify(PROBE_MODULE)};\nconst out = await (async () => { ${body} })();\nprocess.stdout.write(JSON.stringify(out));\nprocess.exit(0);`;
+    return JSON.parse(await ns.exec(process.execPath, '--input-type=module', '-e', code)) as T;
+  }
+
+  before(async () => {
+    const sw = await Switch.create('p6sw');
+    created.push(sw.ns);
+    h1 = await sw.addHost('p6h1', '198.18.6.1/24');
+    h2 = await sw.addHost('p6h2', '198.18.6.2/24');
+    created.push(h1, h2);
+    await h1.ip('-6', 'addr', 'add', '2001:2::1/64', 'dev', 'eth0', 'nodad');
+    await h2.ip('-6', 'addr', 'add', '2001:2::2/64', 'dev', 'eth0', 'nodad');
+    await h2.exec('sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
+    await h2.ip('link', 'add', 'flannel-v6.1', 'type', 'bridge'); // a device of its own (no dummy module needed)
+    await h2.ip('-6', 'addr', 'add', 'fd00:10:244:3::/128', 'dev', 'flannel-v6.1', 'nodad');
+    await h2.ip('link', 'set', 'flannel-v6.1', 'up');
+    await h2.ip('link', 'add', 'cni0', 'type', 'bridge');
+    await h2.ip('-6', 'addr', 'add', 'fd00:10:244:3::1/64', 'dev', 'cni0', 'nodad');
+    await h2.ip('link', 'set', 'cni0', 'up');
+    await h1.ip('-6', 'route', 'add', 'fd00:10:244:3::/64', 'via', '2001:2::2', 'dev', 'eth0');
+    const code = `import { ProbeResponder } from ${JSON.stringify(PROBE_MODULE)};\nawait new ProbeResponder(${port}, () => 1430).start();\nprocess.stdout.write('ready\\n');`;
+    responder = h2.spawn(process.execPath, ['--input-type=module', '-e', code]);
+    await new Promise<void>((resolve, reject) => {
+      responder!.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      responder!.once('exit', (c) => reject(new Error(`responder exited with ${c}`)));
+    });
+  });
+
+  after(async () => {
+    if (responder?.pid && responder.exitCode === null) process.kill(responder.pid);
+    for (const ns of created.reverse()) await ns.delete();
+  });
+
+  it('ICMPv6 echo: answered by the peer\'s kernel at its public IPv6 and its overlay address, not by an address nobody holds', async () => {
+    const out = await inNamespace<{ opened: string | null; results: { ok: boolean; rttMs: number | null }[] }>(
+      h1,
+      `const { openIcmpClient } = await import(${JSON.stringify(new URL('../daemon/icmp.js', import.meta.url).href)});
+       const opened = openIcmpClient(undefined, 6);
+       if (!('client' in opened)) return { opened: opened.reason, results: [] };
+       const results = await Promise.all(['2001:2::2', 'fd00:10:244:3::', '2001:2::99'].map((ip) => opened.client.echo(ip, 1000)));
+       await opened.client.close();
+       return { opened: null, results };`,
+    );
+    expect(out.opened).to.equal(null);
+    expect(out.results.map((r) => r.ok)).to.deep.equal([true, true, false]);
+    expect(out.results[0]!.rttMs).to.be.a('number');
+  });
+
+  it('UDP echo over udp6: the responder answers on IPv6 with its MTU, over the underlay and the routed overlay address', async () => {
+    const out = await inNamespace<{ ok: boolean; mtu: number | null }[]>(
+      h1,
+      `const client = new probe.ProbeClient(${port});
+       const r = await Promise.all(['2001:2::2', 'fd00:10:244:3::', '198.18.6.2'].map((ip) => client.echo(ip, 1000)));
+       await client.close();
+       return r.map(({ ok, mtu }) => ({ ok, mtu }));`,
+    );
+    expect(out).to.deep.equal([
+      { ok: true, mtu: 1430 },
+      { ok: true, mtu: 1430 },
+      { ok: true, mtu: 1430 },
+    ]);
+  });
+
+  it('a PeerProber round over an IPv6-only lease: one IPv6 record, by ICMPv6, with the MTU from the UDP echo', async () => {
+    const health = await inNamespace<unknown[]>(
+      h1,
+      `const { Subnet } = await import(${JSON.stringify(new URL('../common/subnet.js', import.meta.url).href)});
+       const lease = { subnet: Subnet.parse('0.0.0.0/0'), ipv6Subnet: Subnet.parse('fd00:10:244:3::/64'), attrs: { PublicIP: '0.0.0.0', PublicIPv6: '2001:2::2', BackendType: 'vxlan' }, key: 'k', etcdLeaseId: '1', modRevision: '1', createRevision: '1' };
+       const prober = new probe.PeerProber({ port: ${port}, intervalMs: 60000, sample: 8, peers: () => new Map([['fd00:10:244:3::/64', lease]]), mtu: () => 1430, families: [4, 6] });
+       const ac = new AbortController();
+       const running = prober.run(ac.signal);
+       const deadline = Date.now() + 10000;
+       while (prober.lastRound === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+       ac.abort();
+       await running;
+       return [prober.method, ...prober.health().map(({ family, subnet, publicIP, verdict, underlay, overlay, mtu }) => ({ family, subnet, publicIP, verdict, underlay: underlay.ok, overlay: overlay.ok, mtu }))];`,
+    );
+    expect(health[0]).to.deep.equal({ method: 'icmp', fallbackReason: null });
+    expect(health.slice(1), 'no IPv4 record: the lease\'s 0.0.0.0 is never probed').to.deep.equal([
+      { family: 6, subnet: 'fd00:10:244:3::/64', publicIP: '2001:2::2', verdict: 'ok', underlay: true, overlay: true, mtu: 1430 },
+    ]);
   });
 });

@@ -248,8 +248,8 @@ describe('weftctl on a three-host cluster @real', function () {
       const row = status.stdout.split('\n').find((l) => l.startsWith(h2Subnet))!;
       expect(row).to.match(/198\.18\.0\.2\s+ok [\d.]+ ms\s+no answer\s+1450\s+underlay OK but overlay blocked/);
 
-      expect(await h1.metric(`weft_peer_reachable{peer="${h2Subnet}",public_ip="198.18.0.2",path="overlay"}`)).to.equal(0);
-      expect(await h1.metric(`weft_peer_reachable{peer="${h2Subnet}",public_ip="198.18.0.2",path="underlay"}`)).to.equal(1);
+      expect(await h1.metric(`weft_peer_reachable{peer="${h2Subnet}",public_ip="198.18.0.2",path="overlay",family="4"}`)).to.equal(0);
+      expect(await h1.metric(`weft_peer_reachable{peer="${h2Subnet}",public_ip="198.18.0.2",path="underlay",family="4"}`)).to.equal(1);
 
       const vxlan = verdictOf((await ctlJson<{ checks: CheckJson[] }>(h1, 'doctor')).checks, 'VXLAN port');
       expect(vxlan.verdict).to.equal('fail');

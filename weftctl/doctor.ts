@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { promisify } from 'node:util';
 import type { Kernel } from '../kernel/kernel.js';
-import { VXLAN_OVERHEAD_V4 } from '../backend/vxlan/vxlan.js';
+import { VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6 } from '../backend/vxlan/vxlan.js';
 import { WeftError } from '../common/errors.js';
 import { Subnet } from '../common/subnet.js';
 import type { NodeStatus } from '../daemon/status.js';
@@ -21,6 +21,7 @@ import type { WeftdOptions } from '../common/options.js';
 import type { PeerHealth, ProbeMethod } from '../daemon/status.js';
 import type { LeaseRow } from './leases.js';
 import type { Report } from './format.js';
+import { deviceFamily, statusDevices } from './status.js';
 import { VXLAN_DEFAULT_PORT } from '../common/defaults.js';
 
 export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
@@ -36,10 +37,29 @@ export interface Check {
 const ok = (name: string, detail: string): Check => ({ name, verdict: 'ok', detail, fix: null });
 const skip = (name: string, why: string): Check => ({ name, verdict: 'skip', detail: `cannot check: ${why}`, fix: null });
 
-export function checkIpForward(value: string | null): Check {
-  if (value === null) return skip('ip_forward', '/proc/sys/net/ipv4/ip_forward unreadable');
-  if (value === '1') return ok('ip_forward', 'net.ipv4.ip_forward=1');
-  return { name: 'ip_forward', verdict: 'fail', detail: 'net.ipv4.ip_forward=0: this node does not route between containers and the overlay', fix: 'sysctl -w net.ipv4.ip_forward=1 (weftd sets it at start; something reset it since)' };
+/**
+ * Forwarding in each family the network carries: `value` is
+ * net.ipv4.ip_forward, `ipv6` net.ipv6.conf.all.forwarding (null: unreadable;
+ * undefined: the family is not carried, so not checked).
+ */
+export function checkIpForward(value: string | null | undefined, ipv6?: string | null): Check {
+  const name = 'ip_forward';
+  const sysctls = [
+    ...(value !== undefined ? [{ key: 'net.ipv4.ip_forward', value }] : []),
+    ...(ipv6 !== undefined ? [{ key: 'net.ipv6.conf.all.forwarding', value: ipv6 }] : []),
+  ];
+  const off = sysctls.filter((x) => x.value !== null && x.value !== '1');
+  if (off.length > 0) {
+    return {
+      name,
+      verdict: 'fail',
+      detail: `${off.map((x) => `${x.key}=${x.value}`).join(', ')}: this node does not route between containers and the overlay${off.length < sysctls.length || sysctls.length === 1 ? '' : ' in either family'}`,
+      fix: `${off.map((x) => `sysctl -w ${x.key}=1`).join('; ')} (weftd sets it at start; something reset it since)`,
+    };
+  }
+  const unreadable = sysctls.filter((x) => x.value === null);
+  if (unreadable.length === sysctls.length) return skip(name, `${unreadable.map((x) => `/proc/sys/${x.key.replace(/\./g, '/')}`).join(', ')} unreadable`);
+  return ok(name, sysctls.map((x) => `${x.key}=${x.value ?? '?'}`).join(', '));
 }
 
 /** FORWARD policy of the filter table in `iptables-save` text, e.g. `DROP`. */
@@ -77,33 +97,63 @@ export function checkBrNetfilter(callIptables: string | null): Check {
   return { name, verdict: 'warn', detail: 'loaded but bridge-nf-call-iptables=0: iptables rules never see bridged container traffic', fix: 'sysctl -w net.bridge.bridge-nf-call-iptables=1' };
 }
 
-export interface MtuFacts {
-  readonly device: { readonly name: string; readonly mtu: number } | null;
-  readonly underlay: { readonly name: string; readonly mtu: number } | null;
-  /** The MTU weftd gives containers (FLANNEL_MTU), from /status. */
-  readonly weftdMtu: number | null;
+/** An overlay device for the MTU check: `mtu` null when the kernel does not have it; `overhead` that of its underlay family (50 IPv4, 70 IPv6). */
+export interface DeviceMtu {
+  readonly name: string;
+  readonly mtu: number | null;
   readonly overhead: number;
+}
+
+export interface MtuFacts {
+  /** Every overlay device weftd reports, one per family (none known: empty). */
+  readonly devices: readonly DeviceMtu[];
+  readonly underlay: { readonly name: string; readonly mtu: number } | null;
+  /** The MTU weftd gives containers (FLANNEL_MTU, the smallest device's), from /status. */
+  readonly weftdMtu: number | null;
   /** Overlay MTUs peers reported in their probe answers. */
   readonly peerMtus: readonly { readonly peer: string; readonly mtu: number }[];
 }
 
+/**
+ * The container MTU must fit each device: a device fails when its MTU is below
+ * FLANNEL_MTU (containers' full-size packets do not fit) or above the underlay
+ * MTU less its encapsulation overhead (encapsulated packets do not fit). With
+ * two devices the larger one's MTU above FLANNEL_MTU is expected.
+ */
 export function checkMtu(f: MtuFacts): Check {
   const name = 'MTU';
-  if (!f.device) return { name, verdict: 'fail', detail: 'the overlay device does not exist', fix: 'start (or restart) weftd; it creates the device' };
-  const fix = (mtu: number) => `ip link set dev ${f.device!.name} mtu ${mtu} (a running weftd resets it as soon as the kernel reports the change)`;
-  if (f.underlay && f.device.mtu > f.underlay.mtu - f.overhead) {
-    return { name, verdict: 'fail', detail: `${f.device.name} mtu ${f.device.mtu} > underlay ${f.underlay.name} mtu ${f.underlay.mtu} - ${f.overhead}: encapsulated full-size packets are dropped`, fix: fix(f.underlay.mtu - f.overhead) };
+  const missing = f.devices.filter((d) => d.mtu === null);
+  if (f.devices.length === 0 || missing.length > 0) {
+    const which = missing.length > 0 ? `the overlay device ${missing.map((d) => d.name).join(', ')} does not exist` : 'the overlay device does not exist';
+    return { name, verdict: 'fail', detail: which, fix: 'start (or restart) weftd; it creates the device' };
   }
-  if (f.weftdMtu !== null && f.device.mtu !== f.weftdMtu) {
-    return { name, verdict: 'fail', detail: `${f.device.name} mtu ${f.device.mtu} but containers were given FLANNEL_MTU=${f.weftdMtu}: their full-size packets do not fit`, fix: fix(f.weftdMtu) };
+  const devices = f.devices as readonly (DeviceMtu & { mtu: number })[];
+  const fix = (d: DeviceMtu, mtu: number) => `ip link set dev ${d.name} mtu ${mtu} (a running weftd resets it as soon as the kernel reports the change)`;
+  for (const d of devices) {
+    if (f.underlay && d.mtu > f.underlay.mtu - d.overhead) {
+      return { name, verdict: 'fail', detail: `${d.name} mtu ${d.mtu} > underlay ${f.underlay.name} mtu ${f.underlay.mtu} - ${d.overhead}: encapsulated full-size packets are dropped`, fix: fix(d, f.underlay.mtu - d.overhead) };
+    }
   }
-  const odd = f.peerMtus.filter((p) => p.mtu !== f.device!.mtu);
+  for (const d of devices) {
+    if (f.weftdMtu !== null && d.mtu < f.weftdMtu) {
+      return {
+        name,
+        verdict: 'fail',
+        detail: `${d.name} mtu ${d.mtu} but containers were given FLANNEL_MTU=${f.weftdMtu}: their full-size packets do not fit`,
+        fix: fix(d, f.underlay ? f.underlay.mtu - d.overhead : f.weftdMtu),
+      };
+    }
+  }
+  const here = f.weftdMtu ?? Math.min(...devices.map((d) => d.mtu));
+  const odd = f.peerMtus.filter((p) => p.mtu !== here);
   if (odd.length > 0) {
     const list = odd.slice(0, 5).map((p) => `${p.peer} ${p.mtu}`).join(', ');
-    return { name, verdict: 'warn', detail: `peers use a different overlay MTU (${list}; here ${f.device.mtu}): large packets fail in one direction`, fix: 'give every node the same underlay MTU, or set Backend.MTU in the network config' };
+    return { name, verdict: 'warn', detail: `peers use a different overlay MTU (${list}; here ${here}): large packets fail in one direction`, fix: 'give every node the same underlay MTU, or set Backend.MTU in the network config' };
   }
   const peers = f.peerMtus.length > 0 ? `, same as ${f.peerMtus.length} probed peers` : '';
-  return ok(name, `${f.device.name} mtu ${f.device.mtu} = underlay ${f.underlay?.mtu ?? '?'} - ${f.overhead}${peers}`);
+  const each = devices.map((d) => `${d.name} mtu ${d.mtu} = underlay ${f.underlay?.mtu ?? '?'} - ${d.overhead}`).join(', ');
+  const containers = devices.length > 1 && f.weftdMtu !== null ? `; containers get ${f.weftdMtu}` : '';
+  return ok(name, `${each}${containers}${peers}`);
 }
 
 /** Since Linux 4.20 permanent neighbours are outside neighbour GC accounting. */
@@ -145,11 +195,14 @@ export function checkVxlanPort(probes: readonly PeerHealth[] | null, port: numbe
   return ok(name, `${probes.length} probed peers answer over the overlay`);
 }
 
+/** Duplicates of PublicIP, and of PublicIPv6 (an IPv6-only lease's unset PublicIP is no address). */
 export function checkDuplicatePublicIPs(rows: readonly LeaseRow[] | null, why: string): Check {
   const name = 'duplicate public IPs';
   if (rows === null) return skip(name, why);
   const byIp = new Map<string, string[]>();
-  for (const r of rows) if (r.publicIP) byIp.set(r.publicIP, [...(byIp.get(r.publicIP) ?? []), r.subnet]);
+  for (const r of rows) {
+    for (const ip of [r.publicIP, r.publicIPv6 ?? null]) if (ip) byIp.set(ip, [...(byIp.get(ip) ?? []), r.subnet]);
+  }
   const dups = [...byIp].filter(([, subnets]) => subnets.length > 1);
   if (dups.length === 0) return ok(name, `${byIp.size} leases, each with its own public IP`);
   return {
@@ -266,13 +319,20 @@ export async function runChecks(inputs: DoctorInputs): Promise<Check[]> {
   } catch (err) {
     saveError = `iptables-save: ${(err as Error).message.split('\n')[0]}`;
   }
-  const deviceName = status?.backend?.device ?? null;
-  const device = deviceName ? await kernel.linkByName(deviceName) : null;
+  const devices: DeviceMtu[] = [];
+  for (const name of status ? statusDevices(status) : []) {
+    const link = await kernel.linkByName(name);
+    devices.push({ name, mtu: link?.mtu ?? null, overhead: deviceFamily(name) === 6 ? VXLAN_OVERHEAD_V6 : VXLAN_OVERHEAD_V4 });
+  }
   const underlayName = status?.underlay?.name ?? null;
   const underlay = underlayName ? await kernel.linkByName(underlayName) : null;
   const probes = status?.probes?.peers ?? null;
-  const [ipForward, callIptables, gc3] = await Promise.all([
-    readSysctl('net.ipv4.ip_forward'),
+  // The families the network carries; without weftd's word, IPv4 as before.
+  const carriesIPv4 = !status || status.network !== null || !status.ipv6Network;
+  const carriesIPv6 = !!status?.ipv6Network;
+  const [ipForward, ipv6Forwarding, callIptables, gc3] = await Promise.all([
+    carriesIPv4 ? readSysctl('net.ipv4.ip_forward') : undefined,
+    carriesIPv6 ? readSysctl('net.ipv6.conf.all.forwarding') : undefined,
     readSysctl('net.bridge.bridge-nf-call-iptables'),
     readSysctl('net.ipv4.neigh.default.gc_thresh3'),
   ]);
@@ -284,7 +344,7 @@ export async function runChecks(inputs: DoctorInputs): Promise<Check[]> {
     skewWhy = `etcd's time unavailable (${(err as Error).message})`;
   }
   const checks: Check[] = [
-    checkIpForward(ipForward),
+    checkIpForward(ipForward, ipv6Forwarding),
     checkForward(save, network, saveError, trafficChains(options.etcdPrefix).forward),
     checkBrNetfilter(callIptables),
   ];
@@ -292,10 +352,9 @@ export async function runChecks(inputs: DoctorInputs): Promise<Check[]> {
     checks.push(
       status
         ? checkMtu({
-            device: device ? { name: device.name, mtu: device.mtu } : null,
+            devices,
             underlay: underlay ? { name: underlay.name, mtu: underlay.mtu } : null,
             weftdMtu: status.backend?.mtu ?? null,
-            overhead: VXLAN_OVERHEAD_V4,
             peerMtus: (probes ?? []).filter((p) => p.mtu !== null).map((p) => ({ peer: p.subnet, mtu: p.mtu! })),
           })
         : skip('MTU', `device unknown: ${statusWhy}`),

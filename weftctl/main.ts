@@ -28,7 +28,7 @@ import { getConfig, setConfig, validateConfig } from './config.js';
 import { diffNode, diffReport } from './diff.js';
 import { render, type OutputFormat, type Report } from './format.js';
 import { leasesReport, readLeaseRows, release, reserve } from './leases.js';
-import { readKernelView, statusReport } from './status.js';
+import { readKernelView, statusDevices, statusReport } from './status.js';
 
 const COMMANDS = ['config', 'leases', 'reserve', 'release', 'status', 'diff', 'doctor', 'docker-opts'];
 
@@ -121,7 +121,8 @@ async function run(command: string, a: Args, o: WeftdOptions): Promise<Report> {
       const url = weftdUrl(o) ?? '(no HTTP endpoint)';
       const got = await fetchStatus(o);
       if ('error' in got) return { json: { url, error: got.error }, text: `weftd: ${got.error}`, exitCode: 1 };
-      const view = await readKernelView(kernel, got.status.backend?.device ?? null, await readSysctl('/proc/sys/net/ipv4/ip_forward'));
+      const ipv6Forwarding = got.status.ipv6Network ? await readSysctl('/proc/sys/net/ipv6/conf/all/forwarding') : undefined;
+      const view = await readKernelView(kernel, statusDevices(got.status), await readSysctl('/proc/sys/net/ipv4/ip_forward'), ipv6Forwarding);
       return statusReport(url, got.status, view);
     }
     if (command === 'diff') {
