@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { Subnet } from '../common/subnet.js';
 import { Cluster, WEFTD, type WeftNode } from './harness/cluster.js';
 import { BUSYBOX_IMAGE, DockerHost } from './harness/docker.js';
+import { eventually } from './harness/netns.js';
+import type { NodeStatus, PeerHealth } from '../daemon/status.js';
 
 /** A CGI script that answers with the client's address as the server sees it (REMOTE_ADDR). */
 const WHOAMI_CGI = '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n';
@@ -161,5 +163,21 @@ describe('end to end: dual-stack weftd + real Docker on three hosts in namespace
     } finally {
       server.kill('SIGTERM');
     }
+  });
+
+  it('peer health: every peer answers in both families, over the underlay and through flannel.1 and flannel-v6.1', async () => {
+    const n1 = cluster.node(1);
+    let peers: readonly PeerHealth[] = [];
+    await eventually(
+      async () => {
+        const status = JSON.parse((await n1.http('/status')).body) as NodeStatus;
+        peers = status.probes?.peers ?? [];
+        return peers.length === 4 && peers.every((p) => p.verdict === 'ok');
+      },
+      40_000,
+      'both peers healthy in both families',
+    );
+    expect(peers.map((p) => `${p.family} ${p.publicIP}`).sort()).to.deep.equal(['4 198.18.0.2', '4 198.18.0.3', `6 ${cluster.node(2).ip6}`, `6 ${cluster.node(3).ip6}`].sort());
+    for (const p of peers) expect(p.overlay.ok && p.underlay.ok, `${p.family} ${p.subnet}`).to.equal(true);
   });
 });
