@@ -318,7 +318,7 @@ async function ensureVtep(kernel: Kernel, reg: BackendRegistration, plane: Plane
   if (holder) {
     // A cloned VM or state directory: the older lease keeps the MAC, this node takes another.
     const fresh = deriveVtepMac(`${local}/${cfg.vni}/${randomUUID()}`);
-    reg.log.warn(`VTEP MAC ${link.mac} of ${name} is already advertised by the older lease ${holder}; taking the new MAC ${fresh}`, { holder });
+    reg.log.warn(`VTEP MAC ${link.mac} is already advertised by the older lease ${holder}; taking the new MAC ${fresh} for ${name}`, { holder });
     await kernel.linkDel(link.index);
     ({ link, created } = await ensureVxlanDevice(kernel, { ...spec, mac: fresh }, reg.log));
   }
