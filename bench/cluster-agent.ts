@@ -6,7 +6,7 @@
  *   ip netns exec <etcd ns> node cluster-agent.js ENDPOINT
  */
 import { Etcd3 } from 'etcd3';
-import { peerLease, peerRange, PREFIX } from './cluster-leases.js';
+import { dualPeerLease, peerLease, peerRange, PREFIX } from './cluster-leases.js';
 import { serve } from './cluster-rpc.js';
 import { median, now } from './cluster-stats.js';
 
@@ -76,8 +76,8 @@ serve(
   {
     version: async () => ((await (await fetch(`${endpoint}/version`)).json()) as { etcdserver: string }).etcdserver,
     put: (a: { key: string; value: string }) => client.put(a.key).value(a.value).exec().then(() => undefined),
-    fill: (a: { first: number; last: number }) => bulk(peerRange(a.first, a.last).map((p) => ({ key: p.key, value: p.value }))),
-    remove: (a: { indices: number[] }) => bulk(a.indices.map((i) => ({ key: peerLease(i).key, value: null }))),
+    fill: (a: { first: number; last: number; dual?: boolean }) => bulk(peerRange(a.first, a.last, a.dual).map((p) => ({ key: p.key, value: p.value }))),
+    remove: (a: { indices: number[]; dual?: boolean }) => bulk(a.indices.map((i) => ({ key: (a.dual ? dualPeerLease : peerLease)(i).key, value: null }))),
     removeKeys: (a: { keys: string[] }) => bulk(a.keys.map((key) => ({ key, value: null }))),
     /** Issues every op at once; returns the time each was issued (ms, machine clock). */
     burst: async (a: { ops: KeyOp[] }) => {

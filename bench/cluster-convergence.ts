@@ -3,13 +3,14 @@
  * added and removed one at a time and in bursts; for each, the time from the
  * etcd write being issued (agent, etcd's namespace) until the peer's route,
  * neighbour and FDB entry are all present (or all gone) in the node's kernel
- * (observer, host namespace, rtnetlink notifications). The baseline is etcd's
+ * (observer, host namespace, rtnetlink notifications); for dual-stack peers
+ * the same three on flannel-v6.1 as well. The baseline is etcd's
  * watch latency for the same writes: write issued -> the observer's own
  * etcd watch delivers the event. All clocks are the machine's clock.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchCluster } from './cluster-env.js';
-import { peerLease, type PeerLease } from './cluster-leases.js';
+import { dualPeerLease, peerLease as singlePeerLease, type PeerLease } from './cluster-leases.js';
 import type { Rpc } from './cluster-rpc.js';
 import { summarize, type Summary } from './cluster-stats.js';
 
@@ -48,7 +49,7 @@ class Samples {
 
 /** Writes (present) or deletes (absent) `peers` at once and records each one's latencies. */
 async function step(bc: BenchCluster, observer: Rpc, peers: PeerLease[], present: boolean, into: Samples): Promise<void> {
-  await observer.call('expect', { peers: peers.map((p) => ({ subnet: p.subnet, mac: p.mac, key: p.key })) });
+  await observer.call('expect', { peers: peers.map((p) => ({ subnet: p.subnet, mac: p.mac, key: p.key, ...(p.v6 ? { subnet6: p.v6.subnet, mac6: p.v6.mac } : {}) })) });
   const issued = await bc.agent.call<number[]>('burst', { ops: peers.map((p) => ({ key: p.key, value: present ? p.value : null })) });
   const arrivals = await observer.call<Arrival[]>('wait', { subnets: peers.map((p) => p.subnet), present, timeoutMs: 5000 });
   let last = 0;
@@ -67,10 +68,13 @@ export interface ConvergenceOptions {
   readonly burstSize: number;
   /** First simulated peer index used (above the base peers). */
   readonly firstIndex: number;
+  /** Dual-stack peers (dualPeerLease), followed on flannel-v6.1 too. */
+  readonly dual?: boolean;
 }
 
 export async function convergence(bc: BenchCluster, observer: Rpc, o: ConvergenceOptions): Promise<ConvergenceRow[]> {
-  await observer.call('watchKernel', { device: 'flannel.1' });
+  await observer.call('watchKernel', { device: 'flannel.1', ...(o.dual ? { device6: 'flannel-v6.1' } : {}) });
+  const peerLease = o.dual ? dualPeerLease : singlePeerLease;
   await observer.call('watchEtcd');
   await sleep(200);
   const addOne = new Samples(), delOne = new Samples(), addBurst = new Samples(), delBurst = new Samples();
@@ -91,5 +95,7 @@ export async function convergence(bc: BenchCluster, observer: Rpc, o: Convergenc
     await step(bc, observer, peers, false, delBurst);
     await sleep(200);
   }
-  return [addOne.row('add, one at a time'), delOne.row('remove, one at a time'), addBurst.row(`add, bursts of ${o.burstSize}`), delBurst.row(`remove, bursts of ${o.burstSize}`)];
+  const singleRows = [addOne.row('add, one at a time'), delOne.row('remove, one at a time')];
+  if (o.bursts === 0) return singleRows;
+  return [...singleRows, addBurst.row(`add, bursts of ${o.burstSize}`), delBurst.row(`remove, bursts of ${o.burstSize}`)];
 }

@@ -4,7 +4,8 @@
  * namespace and helpers to run the weftd under test and its observer.
  */
 import { fileURLToPath } from 'node:url';
-import { Cluster, ETCD_IP, type WeftNode } from '../test/harness/cluster.js';
+import { Subnet } from '../common/subnet.js';
+import { Cluster, ETCD_IP, type Stack, type WeftNode } from '../test/harness/cluster.js';
 import { BENCH_NETWORK_CONFIG, subnetKeyOf } from './cluster-leases.js';
 import { Rpc } from './cluster-rpc.js';
 import { now } from './cluster-stats.js';
@@ -22,8 +23,9 @@ export class BenchCluster {
     readonly agent: Rpc,
   ) {}
 
-  static async create(hosts: number, networkConfig = BENCH_NETWORK_CONFIG): Promise<BenchCluster> {
-    const cluster = await Cluster.create({ hosts, networkConfig });
+  /** `stack` 'dual' gives every host 2001:2::N/64 next to 198.18.0.N/24 (etcd stays on IPv4). */
+  static async create(hosts: number, networkConfig = BENCH_NETWORK_CONFIG, stack: Stack = 'v4'): Promise<BenchCluster> {
+    const cluster = await Cluster.create({ hosts, networkConfig, stack });
     const agent = new Rpc(cluster.etcdNs.spawn(process.execPath, [AGENT, ETCD_ENDPOINT], { ipc: true }), 'agent');
     return new BenchCluster(cluster, agent);
   }
@@ -57,14 +59,18 @@ export class BenchCluster {
   /** Stops weftd (SIGTERM) and deletes its own lease, so the next node sees exactly the simulated peers. */
   async stopWeftd(node: WeftNode): Promise<void> {
     let subnet: string | undefined;
+    let ipv6Subnet: string | undefined;
     try {
-      const sn = node.subnetEnv()['FLANNEL_SUBNET']; // e.g. 10.0.5.1/24
+      const env = node.subnetEnv();
+      const sn = env['FLANNEL_SUBNET']; // e.g. 10.0.5.1/24
       if (sn) subnet = sn.replace(/\.\d+\//, '.0/');
+      const sn6 = env['FLANNEL_IPV6_SUBNET']; // e.g. fd00:10:244:5::1/64
+      if (sn6) ipv6Subnet = Subnet.parse(sn6).toString();
     } catch {
       /* never wrote its subnet file */
     }
     await node.stop('SIGTERM', 5000);
-    if (subnet) await this.agent.call('removeKeys', { keys: [subnetKeyOf(subnet)] });
+    if (subnet) await this.agent.call('removeKeys', { keys: [subnetKeyOf(subnet, ipv6Subnet)] });
   }
 
   async destroy(): Promise<void> {

@@ -4,7 +4,8 @@
  *   - when a peer's three kernel entries (route, neighbour, FDB) became all
  *     present or all gone, from rtnetlink notifications (RTNLGRP_NEIGH carries
  *     both ARP and FDB changes, RTNLGRP_IPV4_ROUTE the routes), timestamped
- *     on arrival;
+ *     on arrival; a dual-stack peer's six (the same three on flannel-v6.1:
+ *     NDP entries come on RTNLGRP_NEIGH too, routes on RTNLGRP_IPV6_ROUTE);
  *   - when etcd delivered the lease's put/delete to a watch of its own (the
  *     baseline: etcd's watch latency, same client library as weft).
  * Controlled over IPC by bench/cluster.ts:
@@ -16,7 +17,7 @@ import { RawNetlinkSocket } from 'netlink/dist/raw.js';
 import { NetlinkKernel } from '../kernel/kernel-netlink.js';
 import { RTM_DELNEIGH, RTM_NEWNEIGH, parseNeigh, toFdb, toNeigh } from '../kernel/netlink/neigh.js';
 import { RTM_DELROUTE, RTM_NEWROUTE, parseRoute } from '../kernel/netlink/route.js';
-import { AF_BRIDGE, AF_INET, splitMessages } from '../kernel/netlink/wire.js';
+import { AF_BRIDGE, AF_INET, AF_INET6, splitMessages } from '../kernel/netlink/wire.js';
 import { PREFIX } from './cluster-leases.js';
 import { serve } from './cluster-rpc.js';
 import { now } from './cluster-stats.js';
@@ -24,6 +25,7 @@ import { now } from './cluster-stats.js';
 const NETLINK_ROUTE = 0;
 const RTNLGRP_NEIGH = 3;
 const RTNLGRP_IPV4_ROUTE = 7;
+const RTNLGRP_IPV6_ROUTE = 11;
 
 const etcdEndpoint = process.argv[2]!;
 
@@ -39,6 +41,10 @@ interface Expectation {
   readonly ip0: string;
   readonly mac: string;
   readonly key: string;
+  /** A dual-stack peer's IPv6 subnet, its first address (the NDP entry) and its IPv6 VTEP MAC. */
+  readonly subnet6?: string;
+  readonly ip6?: string;
+  readonly mac6?: string;
   presentAt: number | null;
   absentAt: number | null;
   etcdPutAt: number | null;
@@ -53,9 +59,10 @@ let wake: Array<() => void> = [];
 
 function touch(e: Expectation | undefined, at: number): void {
   if (!e) return;
-  const r = routes.has(e.subnet), n = neighs.has(e.ip0), f = fdbs.has(e.mac);
-  if (r && n && f) e.presentAt ??= at;
-  else if (!r && !n && !f) e.absentAt ??= at;
+  const held = [routes.has(e.subnet), neighs.has(e.ip0), fdbs.has(e.mac)];
+  if (e.subnet6 && e.ip6 && e.mac6) held.push(routes.has(e.subnet6), neighs.has(e.ip6), fdbs.has(e.mac6));
+  if (held.every(Boolean)) e.presentAt ??= at;
+  else if (!held.some(Boolean)) e.absentAt ??= at;
   for (const w of wake.splice(0)) w();
 }
 
@@ -74,7 +81,7 @@ function onDatagram(datagram: Buffer): void {
       // neighbour has no lladdr, for one), so only the key attribute is read.
       const raw = parseNeigh(msg.payload);
       const added = msg.type === RTM_NEWNEIGH;
-      if (raw.family === AF_INET && raw.dst !== null) {
+      if ((raw.family === AF_INET || raw.family === AF_INET6) && raw.dst !== null) {
         const ip = raw.dst;
         if (added && !toNeigh(raw)) continue;
         if (added) neighs.add(ip);
@@ -93,12 +100,14 @@ function onDatagram(datagram: Buffer): void {
 
 let socket: RawNetlinkSocket | null = null;
 
-async function watchKernel(a: { device: string }): Promise<{ routes: number; neighs: number; fdbs: number }> {
+/** `device6`: also follow this IPv6 device (flannel-v6.1) and the IPv6 routes. */
+async function watchKernel(a: { device: string; device6?: string }): Promise<{ routes: number; neighs: number; fdbs: number }> {
   socket = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: 8 << 20, sendBufferSize: 1 << 16 });
   socket.on('message', onDatagram);
   socket.on('error', (err) => process.stderr.write(`observer: netlink socket: ${err.message}\n`));
   socket.addMembership(RTNLGRP_NEIGH);
   socket.addMembership(RTNLGRP_IPV4_ROUTE);
+  if (a.device6) socket.addMembership(RTNLGRP_IPV6_ROUTE);
   // Subscribe first, then dump: a change in between is seen twice, never missed.
   const kernel = new NetlinkKernel();
   try {
@@ -107,6 +116,13 @@ async function watchKernel(a: { device: string }): Promise<{ routes: number; nei
     for (const r of await kernel.routeList()) routes.add(r.dst);
     for (const n of await kernel.neighList(link.index)) neighs.add(n.ip);
     for (const f of await kernel.fdbList(link.index)) fdbs.add(f.mac);
+    if (a.device6) {
+      const link6 = await kernel.linkByName(a.device6);
+      if (!link6) throw new WeftError('WEFT_ERR_HARNESS', `no device ${a.device6}`);
+      for (const r of await kernel.routeList(6)) routes.add(r.dst);
+      for (const n of await kernel.neighList(link6.index, 6)) neighs.add(n.ip);
+      for (const f of await kernel.fdbList(link6.index)) fdbs.add(f.mac);
+    }
   } finally {
     await kernel.close();
   }
@@ -140,16 +156,22 @@ interface PeerRef {
   readonly subnet: string;
   readonly mac: string;
   readonly key: string;
+  readonly subnet6?: string;
+  readonly mac6?: string;
 }
 
 /** Starts tracking these peers' next transition (their previous records are dropped). */
 function expect(a: { peers: PeerRef[] }): void {
   for (const p of a.peers) {
-    const e: Expectation = { ...p, ip0: p.subnet.split('/')[0]!, presentAt: null, absentAt: null, etcdPutAt: null, etcdDeleteAt: null };
+    const e: Expectation = {
+      ...p, ip0: p.subnet.split('/')[0]!, ...(p.subnet6 ? { ip6: p.subnet6.split('/')[0]! } : {}),
+      presentAt: null, absentAt: null, etcdPutAt: null, etcdDeleteAt: null,
+    };
     bySubnet.set(e.subnet, e);
     byIp.set(e.ip0, e);
     byMac.set(e.mac, e);
     byKey.set(e.key, e);
+    if (e.subnet6 && e.ip6 && e.mac6) bySubnet.set(e.subnet6, e), byIp.set(e.ip6, e), byMac.set(e.mac6, e);
   }
 }
 
@@ -173,6 +195,7 @@ async function wait(a: { subnets: string[]; present: boolean; timeoutMs: number 
         const e = bySubnet.get(s);
         if (!e) continue;
         bySubnet.delete(s), byIp.delete(e.ip0), byMac.delete(e.mac), byKey.delete(e.key);
+        if (e.subnet6 && e.ip6 && e.mac6) bySubnet.delete(e.subnet6), byIp.delete(e.ip6), byMac.delete(e.mac6);
       }
       return out;
     }

@@ -16,7 +16,7 @@ import type { WeftNode } from '../test/harness/cluster.js';
 import { HEALTHZ_PORT } from '../test/harness/cluster.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
-import { ipBatchProgramMs } from './cluster-baseline.js';
+import { ipBatchProgramMs, routesOn } from './cluster-baseline.js';
 import { startPhases, type BenchCluster } from './cluster-env.js';
 import type { Rpc } from './cluster-rpc.js';
 import { childrenOf, cpuPercent, median, privateMB, procSample } from './cluster-stats.js';
@@ -92,8 +92,12 @@ async function steadyWindow(pid: number, from: ReturnType<typeof procSample>, se
   return { cpuPercent: cpuPercent(from, to), rssMB: to.rssMB, windowS: (to.at - from.at) / 1000 };
 }
 
-/** Starts weftd on `node` (a host that never ran one) and waits for ready; the observer confirms it on /readyz. */
-async function startOnce(bc: BenchCluster, node: WeftNode, observer: Rpc, n: number, ipBatchMs: number, env?: NodeJS.ProcessEnv): Promise<StartupRun> {
+/**
+ * Starts weftd on `node` (a host that never ran one) and waits for ready; the
+ * observer confirms it on /readyz. `dual`: the peers are dual-stack, and
+ * flannel-v6.1 must hold their n IPv6 routes too.
+ */
+export async function startOnce(bc: BenchCluster, node: WeftNode, observer: Rpc, n: number, ipBatchMs: number, env?: NodeJS.ProcessEnv, dual = false): Promise<StartupRun> {
   await observer.call('counts');
   const t0 = bc.startWeftd(node, [], env);
   // /readyz, polled like a readiness probe, confirms readiness; the clock stops at weftd's own log
@@ -104,8 +108,10 @@ async function startOnce(bc: BenchCluster, node: WeftNode, observer: Rpc, n: num
   const atReady = procSample(node.pid!);
   const phases = startPhases(readFileSync(node.logFile, 'utf8'));
   const readyAt = phases.ready ?? confirmedAt;
-  const routes = (await node.ns.ip('route', 'show', 'dev', 'flannel.1')).trim().split('\n').filter(Boolean).length;
+  const routes = await routesOn(node.ns, 'flannel.1', false);
   if (routes !== n) throw new WeftError('WEFT_ERR_HARNESS', `ready with ${routes} of ${n} routes`);
+  const routes6 = dual ? await routesOn(node.ns, 'flannel-v6.1', true) : n;
+  if (routes6 !== n) throw new WeftError('WEFT_ERR_HARNESS', `ready with ${routes6} of ${n} IPv6 routes`);
   const first = phases.firstLog ?? t0;
   return {
     ipBatchMs,
@@ -117,7 +123,8 @@ async function startOnce(bc: BenchCluster, node: WeftNode, observer: Rpc, n: num
   };
 }
 
-function summarize(n: number, etcdListMs: number, runs: StartupRun[]): StartupResult {
+/** A size's start-up result from its runs: medians, and the pairs' ratios over etcd's listing plus each run's baseline. */
+export function summarizeStartup(n: number, etcdListMs: number, runs: StartupRun[]): StartupResult {
   const mid = (f: (r: StartupRun) => number): number => median(runs.map(f));
   const limit = (r: StartupRun): number => etcdListMs + r.ipBatchMs;
   const pairRatios = runs.map((r) => r.totalMs / limit(r));
@@ -162,7 +169,7 @@ export async function startupStep(
     try {
       // Profiling (env) is for the run that stays up.
       runs.push(await startOnce(bc, node, observer, n, ipBatchMs, last ? o.env : undefined));
-      if (last) return { startup: summarize(n, list.ms, runs), footprint: await idleFootprint(bc, node, n, o, observer, during) };
+      if (last) return { startup: summarizeStartup(n, list.ms, runs), footprint: await idleFootprint(bc, node, n, o, observer, during) };
     } finally {
       await observer.close();
       await bc.stopWeftd(node);

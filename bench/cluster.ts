@@ -1,7 +1,8 @@
 /**
- * `npm run bench [-- --quick] [-- --only startup,convergence,churn,dataplane,cni] [-- --sizes 0,5000] [-- --cpu-prof DIR]`:
+ * `npm run bench [-- --quick] [-- --only startup,convergence,churn,dataplane,cni,dualstack] [-- --sizes 0,5000] [-- --cpu-prof DIR]`:
  * the cluster benchmarks, and the CNI plugin's (bench/cni.ts, which writes
- * bench/results/cni[-quick].json of its own). The measured weftd runs in a host
+ * bench/results/cni[-quick].json of its own), and the dual-stack one
+ * (bench/cluster-dualstack.ts, bench/results/dualstack[-quick].json). The measured weftd runs in a host
  * namespace on the test underlay, etcd in its own namespace; simulated peers
  * are leases the agent writes into etcd. Every table carries its baseline
  * measured in the same run. Results go to stdout (Markdown tables) and to
@@ -14,6 +15,7 @@ import { CNI_ROUNDS, cniBench, printCni, writeCniResults, type CniResults } from
 import { churn, type ChurnResult } from './cluster-churn.js';
 import { convergence, type ConvergenceRow } from './cluster-convergence.js';
 import { dataplane, type PathResult } from './cluster-dataplane.js';
+import { DUALSTACK_PARAMS, dualStackBench, printDualStack, writeDualStackResults, type DualStackResults } from './cluster-dualstack.js';
 import { BenchCluster } from './cluster-env.js';
 import { peerLease } from './cluster-leases.js';
 import { startupStep, type SizeStep } from './cluster-startup.js';
@@ -114,6 +116,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const results: Results = { mode: quick ? 'quick' : 'full', date: new Date().toISOString(), sizes: [] };
   let cni: CniResults | undefined;
+  let dual: DualStackResults | undefined;
 
   if (want('cni')) {
     cni = await cniBench({ rounds: CNI_ROUNDS[results.mode], mode: results.mode });
@@ -165,8 +168,14 @@ async function main(): Promise<void> {
     }
   }
 
+  if (want('dualstack')) {
+    dual = await dualStackBench({ mode: results.mode, ...DUALSTACK_PARAMS[results.mode] });
+    console.error(`dualstack done after ${((Date.now() - t0) / 1000).toFixed(0)} s, written to ${writeDualStackResults(dual)}`);
+  }
+
   print(results);
   if (cni) printCni(cni);
+  if (dual) printDualStack(dual);
   mkdirSync(fileURLToPath(new URL('../../bench/results/', import.meta.url)), { recursive: true });
   writeFileSync(RESULTS, JSON.stringify(results, null, 1) + '\n');
   console.log(`\nwritten to bench/results/${RESULTS.split('/').pop()} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);

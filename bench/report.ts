@@ -6,7 +6,8 @@
  * absent), the last chaos soak, bench/results/soak.json (`npm run soak`;
  * likewise left out when absent), and the last full kernel run's route forms,
  * bench/results/kernel-forms.json (written by `npm run bench:kernel`; likewise
- * optional). The method is stable text and lives here; every figure comes from the JSON, so
+ * optional), and the last full dual-stack run, bench/results/dualstack.json
+ * (`npm run bench -- --only dualstack` and a whole run; likewise optional). The method is stable text and lives here; every figure comes from the JSON, so
  * the documents cannot drift from the results (test/bench-report.test.ts
  * renders the committed JSON and compares it with the committed documents
  * byte for byte).
@@ -22,6 +23,7 @@ import type { CniResults } from './cni.js';
 import type { KernelFormsResults } from './kernel.js';
 import type { ChurnResult } from './cluster-churn.js';
 import type { ConvergenceRow } from './cluster-convergence.js';
+import type { DualStackResults } from './cluster-dualstack.js';
 import type { PathResult } from './cluster-dataplane.js';
 import type { SizeStep } from './cluster-startup.js';
 import { fmt, machineLine, table, type Machine } from './cluster-stats.js';
@@ -43,6 +45,7 @@ export const RESULTS_FILE = 'bench/results/cluster.json';
 export const CNI_RESULTS_FILE = 'bench/results/cni.json';
 export const SOAK_RESULTS_FILE = 'bench/results/soak.json';
 export const KERNEL_FORMS_FILE = 'bench/results/kernel-forms.json';
+export const DUALSTACK_RESULTS_FILE = 'bench/results/dualstack.json';
 export const DOC_FILE = 'docs/benchmarks.md';
 export const README_FILE = 'README.md';
 
@@ -168,6 +171,29 @@ export function verdicts(r: ClusterResults): Verdict[] {
 }
 
 const ms1 = (x: number): string => fmt(x, 1);
+
+/** The dual-stack run's goals: the IPv4 start-up and single-event goals, applied to dual-stack peers and their limit. */
+export function dualStackVerdicts(d: DualStackResults): Verdict[] {
+  const s = d.startup;
+  const out: Verdict[] = [
+    {
+      goal: `dual-stack start-up at ${s.n} peers ≤ ${GOALS.startupRatio} × (etcd list + \`ip\`/\`bridge -batch\` of both families)`,
+      figure: `${ms(s.totalMs)} ms, ${fmt(s.ratio, 2)} × (pairs ${range(s.pairRatios, 2)}); ${fmt(s.ratioWithoutNode, 2)} × without Node's start (${ms(s.nodeStartMs)} ms)`,
+      baseline: `limit ${ms(s.etcdListMs + s.ipBatchMs)} ms (etcd list ${ms(s.etcdListMs)} + \`ip\`/\`bridge -batch\` ${ms(s.ipBatchMs)})`,
+      met: s.ratio <= GOALS.startupRatio,
+    },
+  ];
+  const rows = d.convergence;
+  if (rows.length > 0) {
+    out.push({
+      goal: `dual-stack single events at ${d.n} peers: weft's p99 within ${GOALS.p99GapMs} ms of etcd's watch p99`,
+      figure: `${slash(rows.map((c) => `+${ms(c.p99GapMs)}`))} ms (${slash(rows.map((c) => c.kind.split(',')[0]!))})`,
+      baseline: `etcd watch p99 ${slash(rows.map((c) => ms(c.etcdWatch.p99)))} ms`,
+      met: rows.every((c) => c.p99GapMs <= GOALS.p99GapMs && c.timeouts === 0),
+    });
+  }
+  return out;
+}
 
 /** weft-cni's own share of an ADD: its median minus the bare bridge's, ms. */
 export function cniOwnShareMs(c: CniResults): number {
@@ -321,6 +347,49 @@ function cniSection(c: CniResults): string {
   ].join('\n');
 }
 
+/** The dual-stack run's section of docs/benchmarks.md: method, goals, start-up and convergence. */
+export function dualStackSection(d: DualStackResults): string {
+  const s = d.startup;
+  const singles = d.convergence[0]?.weft.n ?? 0;
+  return [
+    '## Dual-stack (`npm run bench -- --only dualstack`)',
+    '',
+    'The start-up and single-event convergence above, with dual-stack peers, as a network with `EnableIPv6` has them.',
+    'The simulated leases have an IPv4 and an IPv6 subnet each (keys like `10.1.5.0-24&fd00:10:244:105::-64`, in a',
+    'Network `10.0.0.0/8` of /24s and an IPv6Network `fd00:10:244::/48` of /64s), a PublicIP and a PublicIPv6',
+    '(`198.19.x.y` and `2001:2:0:1::i`, off both underlay segments) and a VTEP MAC per family (BackendData and',
+    'BackendV6Data). The measured weftd runs on a host with `2001:2::N/64` next to `198.18.0.N/24` on its underlay and',
+    'programs six entries per peer: neighbour, FDB entry and route on `flannel.1`, and an NDP neighbour, an FDB entry',
+    'with an IPv6 `dst` and a route on `flannel-v6.1` (routes through nexthop objects where the kernel has them, as in',
+    'the IPv4 run). A whole `npm run bench` runs this part too.',
+    '',
+    '**Start-up** is measured as the IPv4 start-up is, in pairs, each weftd on a fresh host, and weftd is ready only',
+    'with N routes on each device. The *limit* is etcd\'s listing of the N leases (median of five) plus `ip -batch` +',
+    '`bridge -batch` programming the same 6N entries, twice the IPv4 run\'s, in a fresh namespace with both devices,',
+    'with flannel\'s onlink routes in both families (the form the IPv4 limit uses). The goal is the IPv4 start-up goal',
+    'applied to dual-stack: weft within the same factor of its limit.',
+    '',
+    '**Convergence**, with the N peers programmed: leases are added and removed one at a time, and the clock runs from',
+    'the etcd write being issued until all six entries are present (or all gone) in the node\'s kernel, next to the',
+    `observer's own etcd watch of the same writes; with ${singles} events each way, p99 is ${p99Rank(singles)}. The goal is the IPv4 one.`,
+    '',
+    `Results: \`${DUALSTACK_RESULTS_FILE}\`. ${machineLine(d.machine)} Mode: ${d.mode}; ${d.n} peers, ${plural(s.runs.length, 'pair')}; ` +
+      `load average (1 min) ${fmt(d.load.before, 2)} before, ${fmt(d.load.after, 2)} after.`,
+    '',
+    'Goals (`GOALS` in `bench/report.ts`), computed from the run:',
+    '',
+    textTable(['goal', 'this run', 'baseline (same run)', 'verdict'], dualStackVerdicts(d).map((v) => [v.goal, v.figure, v.baseline, v.met ? 'met' : 'missed'])),
+    '',
+    'Start-up:',
+    '',
+    startupTable({ mode: d.mode, sizes: [{ startup: s } as SizeStep] }),
+    '',
+    'Convergence (ms):',
+    '',
+    convergenceTable(d.convergence),
+  ].join('\n');
+}
+
 const BOUND_TEXT: Record<string, string> = {
   none: 'nothing',
   'pair-until-repaired': 'that pair, until repaired',
@@ -426,7 +495,13 @@ function kernelFormsSection(k: KernelFormsResults): string {
 }
 
 /** docs/benchmarks.md for a cluster run (and a CNI run, a chaos soak and a kernel run's route forms, when there are): the method, then the runs' goals and tables. */
-export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = null, soak: SoakResults | null = null, forms: KernelFormsResults | null = null): string {
+export function renderBenchmarks(
+  r: ClusterResults,
+  cni: CniResults | null = null,
+  soak: SoakResults | null = null,
+  forms: KernelFormsResults | null = null,
+  dual: DualStackResults | null = null,
+): string {
   const parts: string[] = [];
   const add = (...lines: string[]): void => {
     parts.push(lines.join('\n'));
@@ -439,7 +514,7 @@ export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = nul
   add(
     '# weft benchmarks',
     '',
-    `<!-- Generated by bench/report.ts from ${[RESULTS_FILE, ...(cni ? [CNI_RESULTS_FILE] : []), ...(soak ? [SOAK_RESULTS_FILE] : []), ...(forms ? [KERNEL_FORMS_FILE] : [])].join(', ').replace(/, ([^,]*)$/, ' and $1')}: run \`npm run docs:bench\` after a benchmark run; do not edit by hand. -->`,
+    `<!-- Generated by bench/report.ts from ${[RESULTS_FILE, ...(cni ? [CNI_RESULTS_FILE] : []), ...(soak ? [SOAK_RESULTS_FILE] : []), ...(forms ? [KERNEL_FORMS_FILE] : []), ...(dual ? [DUALSTACK_RESULTS_FILE] : [])].join(', ').replace(/, ([^,]*)$/, ' and $1')}: run \`npm run docs:bench\` after a benchmark run; do not edit by hand. -->`,
     '',
     'How weft is measured and what the last whole run of the cluster benchmark found. Every figure sits next to a',
     'baseline measured in the same run on the same machine: absolute figures on a small shared VM move by a fifth and',
@@ -542,6 +617,7 @@ export function renderBenchmarks(r: ClusterResults, cni: CniResults | null = nul
     add(`### Data plane (${plural(runs, 'pair')} per path)`, '', dataplaneTable(r.dataplane));
   }
 
+  if (dual) add(dualStackSection(dual));
   if (cni) add(cniSection(cni));
   if (soak) add(soakSection(soak));
   add(
@@ -576,7 +652,7 @@ export const HEADLINE_START = '<!-- headline: generated by bench/report.ts (npm 
 export const HEADLINE_END = '<!-- /headline -->';
 
 /** A few figures of the run for README.md, with the goals' tally; the rest is in docs/benchmarks.md. */
-export function renderHeadline(r: ClusterResults, cni: CniResults | null = null): string {
+export function renderHeadline(r: ClusterResults, cni: CniResults | null = null, dual: DualStackResults | null = null): string {
   const lines: string[] = [];
   const big = judgedSize(r);
   if (big) {
@@ -593,6 +669,15 @@ export function renderHeadline(r: ClusterResults, cni: CniResults | null = null)
     lines.push(
       `- **Convergence**: a single lease change is in the kernel at p99 ${slash(singles.map((c) => ms(c.weft.p99)))} ms (${slash(singles.map((c) => c.kind.split(',')[0]!))}), ` +
         `${slash(singles.map((c) => ms(c.p99GapMs)))} ms behind etcd's own watch.`,
+    );
+  }
+  if (dual) {
+    const s = dual.startup;
+    const singles = dual.convergence;
+    lines.push(
+      `- **Dual-stack** with ${s.n} peers (six entries each): ready ${ms(s.totalMs)} ms after spawn, ${fmt(s.ratio, 2)} × etcd's listing plus \`ip\`/\`bridge -batch\` ` +
+        `of both families (${ms(s.etcdListMs + s.ipBatchMs)} ms; goal ≤ ${GOALS.startupRatio}: ${s.ratio <= GOALS.startupRatio ? 'met' : 'missed'})` +
+        (singles.length ? `; a single change at p99 ${slash(singles.map((c) => ms(c.weft.p99)))} ms (${slash(singles.map((c) => c.kind.split(',')[0]!))}).` : '.'),
     );
   }
   const overlay = (r.dataplane ?? []).find((p) => /VXLAN/.test(p.path));
@@ -617,11 +702,11 @@ export function renderHeadline(r: ClusterResults, cni: CniResults | null = null)
 }
 
 /** `readme` with the headline figures between the markers replaced by this run's; null when the markers are missing. */
-export function withHeadline(readme: string, r: ClusterResults, cni: CniResults | null = null): string | null {
+export function withHeadline(readme: string, r: ClusterResults, cni: CniResults | null = null, dual: DualStackResults | null = null): string | null {
   const start = readme.indexOf(HEADLINE_START);
   const end = readme.indexOf(HEADLINE_END);
   if (start < 0 || end < start) return null;
-  return readme.slice(0, start + HEADLINE_START.length) + '\n' + renderHeadline(r, cni) + '\n' + readme.slice(end);
+  return readme.slice(0, start + HEADLINE_START.length) + '\n' + renderHeadline(r, cni, dual) + '\n' + readme.slice(end);
 }
 
 /** The repository root: this file runs compiled as dist/bench/report.js. */
@@ -644,6 +729,12 @@ export function readCniResults(root: string = ROOT): CniResults | null {
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as CniResults) : null;
 }
 
+/** The last full dual-stack run's results, as committed; null when there is none. */
+export function readDualStackResults(root: string = ROOT): DualStackResults | null {
+  const file = resolve(root, DUALSTACK_RESULTS_FILE);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as DualStackResults) : null;
+}
+
 /** The last soak's results, as committed; null when there is none. */
 export function readSoakResults(root: string = ROOT): SoakResults | null {
   const file = resolve(root, SOAK_RESULTS_FILE);
@@ -654,14 +745,15 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const results = readResults();
   const cni = readCniResults();
   const forms = readKernelForms();
+  const dual = readDualStackResults();
   mkdirSync(dirname(resolve(ROOT, DOC_FILE)), { recursive: true });
-  writeFileSync(resolve(ROOT, DOC_FILE), renderBenchmarks(results, cni, readSoakResults(), forms));
-  const readme = withHeadline(readFileSync(resolve(ROOT, README_FILE), 'utf8'), results, cni);
+  writeFileSync(resolve(ROOT, DOC_FILE), renderBenchmarks(results, cni, readSoakResults(), forms, dual));
+  const readme = withHeadline(readFileSync(resolve(ROOT, README_FILE), 'utf8'), results, cni, dual);
   if (readme === null) {
     console.error(`written ${DOC_FILE}; ${README_FILE} has no "${HEADLINE_START}" ... "${HEADLINE_END}" block for the headline figures`);
     process.exitCode = 1;
   } else {
     writeFileSync(resolve(ROOT, README_FILE), readme);
-    console.log(`written ${DOC_FILE} and the headline figures in ${README_FILE} from ${RESULTS_FILE}${cni ? ` and ${CNI_RESULTS_FILE}` : ''}${forms ? ` and ${KERNEL_FORMS_FILE}` : ''}`);
+    console.log(`written ${DOC_FILE} and the headline figures in ${README_FILE} from ${RESULTS_FILE}${cni ? ` and ${CNI_RESULTS_FILE}` : ''}${forms ? ` and ${KERNEL_FORMS_FILE}` : ''}${dual ? ` and ${DUALSTACK_RESULTS_FILE}` : ''}`);
   }
 }

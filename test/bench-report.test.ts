@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CniResults } from '../bench/cni.js';
 import {
-  cniVerdict, DOC_FILE, GOALS, README_FILE, readCniResults, readKernelForms, readResults, readSoakResults, renderBenchmarks, renderHeadline, soakSection, verdicts, withHeadline,
-  type ClusterResults,
+  cniVerdict, DOC_FILE, dualStackSection, dualStackVerdicts, GOALS, README_FILE, readCniResults, readDualStackResults, readKernelForms, readResults, readSoakResults, renderBenchmarks,
+  renderHeadline, soakSection, verdicts, withHeadline, type ClusterResults,
 } from '../bench/report.js';
 import type { SoakResults } from '../bench/soak-results.js';
 
@@ -15,16 +15,17 @@ const committedResults = (): ClusterResults => readResults(ROOT);
 const committedCni = (): CniResults | null => readCniResults(ROOT);
 const committedSoak = (): SoakResults | null => readSoakResults(ROOT);
 const committedForms = () => readKernelForms(ROOT);
+const committedDual = () => readDualStackResults(ROOT);
 
 describe('docs/benchmarks.md and README.md\'s figures: generated from the committed results', () => {
-  it('equals what bench/report.ts renders from bench/results/cluster.json, cni.json, soak.json and kernel-forms.json (run `npm run docs:bench` after a benchmark run)', () => {
-    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderBenchmarks(committedResults(), committedCni(), committedSoak(), committedForms()));
+  it('equals what bench/report.ts renders from bench/results/cluster.json, cni.json, soak.json, kernel-forms.json and dualstack.json (run `npm run docs:bench` after a benchmark run)', () => {
+    expect(readFileSync(`${ROOT}${DOC_FILE}`, 'utf8')).to.equal(renderBenchmarks(committedResults(), committedCni(), committedSoak(), committedForms(), committedDual()));
   });
 
   it('README.md quotes the headline figures of the same run', () => {
     const readme = readFileSync(`${ROOT}${README_FILE}`, 'utf8');
-    expect(withHeadline(readme, committedResults(), committedCni()), 'README.md keeps its headline block').to.not.equal(null);
-    expect(readme).to.equal(withHeadline(readme, committedResults(), committedCni()));
+    expect(withHeadline(readme, committedResults(), committedCni(), committedDual()), 'README.md keeps its headline block').to.not.equal(null);
+    expect(readme).to.equal(withHeadline(readme, committedResults(), committedCni(), committedDual()));
   });
 
   it('holds no date or clock time, though the results carry their timestamp', () => {
@@ -93,5 +94,25 @@ describe('docs/benchmarks.md and README.md\'s figures: generated from the commit
     const failed = soakSection({ ...soak, violations: [{ atS: 12.5, invariant: 'weftd-exit', detail: 'weftd on h2 exited: a | b' }] });
     expect(failed).to.match(/Invariant violations: 1\.\n\n\| s \| invariant \| detail \|\n\|---\|---\|---\|\n\| 12\.5 \| weftd-exit \| weftd on h2 exited: a \/ b \|/);
     expect(renderBenchmarks(committedResults(), committedCni(), null)).to.not.match(/## Chaos soak/);
+  });
+
+  it('renders the dual-stack run with the IPv4 goals applied to it, judged at their thresholds, and leaves it out without one', () => {
+    const dual = committedDual();
+    expect(dual, 'bench/results/dualstack.json is committed').to.not.equal(null);
+    const withRatio = (ratio: number) => ({ ...dual!, startup: { ...dual!.startup, ratio } });
+    const startup = (d: ReturnType<typeof withRatio>) => dualStackVerdicts(d).find((v) => v.goal.startsWith('dual-stack start-up'))!;
+    expect(startup(withRatio(GOALS.startupRatio)).met).to.equal(true);
+    expect(startup(withRatio(GOALS.startupRatio + 0.01)).met).to.equal(false);
+    const withGap = (gap: number) => ({ ...dual!, convergence: dual!.convergence.map((c) => ({ ...c, p99GapMs: gap, timeouts: 0 })) });
+    const singles = (d: ReturnType<typeof withGap>) => dualStackVerdicts(d).find((v) => v.goal.startsWith('dual-stack single events'))!;
+    expect(singles(withGap(GOALS.p99GapMs)).met).to.equal(true);
+    expect(singles(withGap(GOALS.p99GapMs + 0.01)).met).to.equal(false);
+    const section = dualStackSection(dual!);
+    expect(section).to.include(`| ${dual!.n} |`);
+    expect(section).to.include(' add, one at a time |');
+    expect(section).to.not.match(/20\d\d-\d\d-\d\d|\b\d{1,2}:\d\d\b/);
+    expect(renderHeadline(committedResults(), committedCni(), dual)).to.include(`**Dual-stack** with ${dual!.n} peers`);
+    expect(renderBenchmarks(committedResults(), committedCni(), committedSoak(), committedForms(), null)).to.not.match(/## Dual-stack/);
+    expect(renderHeadline(committedResults(), committedCni(), null)).to.not.match(/Dual-stack/);
   });
 });
