@@ -1,12 +1,12 @@
-import { Address6 } from 'ip-address';
 import { WeftError } from './errors.js';
 
 /**
  * An IPv4 or IPv6 network (address + prefix length), always held in masked
- * form. IPv6 parsing and formatting go through ip-address. IPv4 is the hot
- * path (every lease key and value at start-up and on every watch event), so
- * it is read digit by digit (parseIPv4) and converted with plain arithmetic,
- * far cheaper than building ip-address objects.
+ * form. Both families are hot paths (every lease key and value at start-up
+ * and on every watch event, twice per dual-stack lease): IPv4 is read digit
+ * by digit (parseIPv4) and converted with plain arithmetic, IPv6 is read into
+ * its eight groups (parseIPv6) and written back in RFC 5952 form
+ * (formatIPv6), without building an object per address.
  */
 export class Subnet {
   private constructor(
@@ -34,11 +34,8 @@ export class Subnet {
     }
     const v4 = addr ? parseIPv4(addr) : null;
     if (v4 !== null && Number(len) <= 32) return Subnet.ofIPv4(addr!, v4, Number(len));
-    const v6 = s.includes(':') ? tryAddress6(s) : null;
-    if (v6) {
-      const start = v6.startAddress();
-      return new Subnet(6, start.correctForm(), v6.subnetMask, start.bigInt());
-    }
+    const groups = addr && Number(len) <= 128 ? parseIPv6(addr) : null;
+    if (groups) return Subnet.of(6, groupsValue(groups), Number(len));
     throw invalid(`invalid CIDR "${s}"`);
   }
 
@@ -46,7 +43,7 @@ export class Subnet {
   static parseCanonical(cidr: string): Subnet {
     const sn = Subnet.parse(cidr);
     const given = String(cidr).split('/')[0] ?? '';
-    const sameIp = sn.family === 4 ? given === sn.ip : new Address6(given).bigInt() === sn.base;
+    const sameIp = sn.family === 4 ? given === sn.ip : ipValue(given)?.value === sn.base;
     if (!sameIp) throw invalid(`"${cidr}" is not a network address (host bits set; network is ${sn})`);
     return sn;
   }
@@ -135,13 +132,13 @@ export function ipValue(ip: string): { family: 4 | 6; value: bigint } | null {
   if (typeof ip !== 'string' || ip.includes('/') || ip.includes('%')) return null;
   const v4 = parseIPv4(ip);
   if (v4 !== null) return { family: 4, value: BigInt(v4) };
-  const v6 = ip.includes(':') ? tryAddress6(ip) : null;
-  return v6 ? { family: 6, value: v6.bigInt() } : null;
+  const groups = ip.includes(':') ? parseIPv6(ip) : null;
+  return groups ? { family: 6, value: groupsValue(groups) } : null;
 }
 
 /** Canonical string of an address number: dotted quad, or RFC 5952 compressed IPv6. */
 export function ipString(family: 4 | 6, value: bigint): string {
-  return family === 4 ? formatIPv4(Number(value)) : Address6.fromBigInt(value).correctForm();
+  return family === 4 ? formatIPv4(Number(value)) : formatIPv6(valueGroups(value));
 }
 
 /**
@@ -194,16 +191,113 @@ export function canonicalIPv4(ip: string): string | null {
 
 /** Canonical form of an IPv6 address string, or null. */
 export function canonicalIPv6(ip: string): string | null {
-  if (typeof ip !== 'string' || ip.includes('/') || ip.includes('%') || !ip.includes(':')) return null;
-  return tryAddress6(ip)?.correctForm() ?? null;
+  if (typeof ip !== 'string' || !ip.includes(':')) return null;
+  const groups = parseIPv6(ip);
+  return groups ? formatIPv6(groups) : null;
 }
 
-function tryAddress6(s: string): Address6 | null {
-  try {
-    return new Address6(s);
-  } catch {
-    return null;
+/**
+ * The eight 16-bit groups of IPv6 text, or null when it is none: one to four
+ * hex digits a group (either case), at most one `::` standing for one or more
+ * zero groups, and optionally a dotted-quad tail for the last two groups
+ * (`::ffff:198.18.0.1`). No zone (`%eth0`), no prefix.
+ */
+export function parseIPv6(ip: string): number[] | null {
+  if (typeof ip !== 'string' || ip.length < 2 || ip.length > 45) return null;
+  const gap = ip.indexOf('::');
+  if (gap >= 0 && ip.indexOf('::', gap + 1) >= 0) return null;
+  const head = gap >= 0 ? ip.slice(0, gap) : ip;
+  const tail = gap >= 0 ? ip.slice(gap + 2) : '';
+  const headParts = head === '' ? [] : head.split(':');
+  const tailParts = tail === '' ? [] : tail.split(':');
+  const lastParts = tailParts.length > 0 || gap >= 0 ? tailParts : headParts;
+  const last = lastParts[lastParts.length - 1];
+  let v4: number | null = null;
+  if (last !== undefined && last.includes('.')) {
+    v4 = parseIPv4(last);
+    if (v4 === null) return null;
+    lastParts.pop();
   }
+  const headGroups = hexGroups(headParts);
+  const tailGroups = hexGroups(tailParts);
+  if (!headGroups || !tailGroups) return null;
+  const given = headGroups.length + tailGroups.length + (v4 === null ? 0 : 2);
+  if (gap < 0 ? given !== 8 : given > 7) return null;
+  const groups = [...headGroups, ...new Array<number>(8 - given).fill(0), ...tailGroups];
+  if (v4 !== null) groups.push(Math.floor(v4 / 0x10000), v4 % 0x10000);
+  return groups;
+}
+
+function hexGroups(parts: readonly string[]): number[] | null {
+  const out: number[] = [];
+  for (const part of parts) {
+    if (part.length < 1 || part.length > 4) return null;
+    let v = 0;
+    for (let i = 0; i < part.length; i++) {
+      const d = hexDigit(part.charCodeAt(i));
+      if (d < 0) return null;
+      v = v * 16 + d;
+    }
+    out.push(v);
+  }
+  return out;
+}
+
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  return -1;
+}
+
+/**
+ * RFC 5952 text of eight 16-bit groups: lower-case hex without leading zeros,
+ * the longest run of two or more zero groups (the first of equal ones) as
+ * `::`, and no dotted-quad tail.
+ */
+export function formatIPv6(groups: ArrayLike<number>): string {
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      out += '::';
+      i += bestLen - 1;
+      continue;
+    }
+    if (out !== '' && !out.endsWith(':')) out += ':';
+    out += (groups[i] as number).toString(16);
+  }
+  return out;
+}
+
+function groupsValue(groups: readonly number[]): bigint {
+  let hi = 0n;
+  for (let i = 0; i < 8; i++) hi = (hi << 16n) | BigInt(groups[i] as number);
+  return hi;
+}
+
+function valueGroups(value: bigint): number[] {
+  const groups = new Array<number>(8);
+  let v = value;
+  for (let i = 7; i >= 0; i--) {
+    groups[i] = Number(v & 0xffffn);
+    v >>= 16n;
+  }
+  return groups;
 }
 
 function invalid(message: string): WeftError {

@@ -83,6 +83,8 @@ export class Weftd {
   private traffic: TrafficRules | null = null;
   private bridge: BridgeKeeper | null = null;
   private blackhole: BlackholeKeeper | null = null;
+  /** The start-up listing's valid leases, for the devices' MAC check. */
+  private startLeases: Promise<readonly Lease[]> | null = null;
   private prober: PeerProber | null = null;
   private lastPass: NodeStatus['lastReconcile'] = null;
   private server: Server | null = null;
@@ -254,19 +256,27 @@ export class Weftd {
 
   /** The key of an older lease of another PublicIP advertising `mac`, from the start-up listing; null when etcd could not say. */
   private async macTakenBy(listing: Promise<Listing>, config: NetworkConfig, mac: string, family: Family): Promise<string | null> {
-    let kvs: readonly RawKeyValue[];
+    let leases: readonly Lease[];
     try {
-      kvs = (await listing).kvs;
+      leases = await this.listedLeases(listing, config);
     } catch {
       return null; // acquisition retries the listing; a conflict found later shows in /status and weftctl doctor
     }
-    const leases: Lease[] = [];
-    for (const kv of kvs) {
-      const verdict = judgeLease(this.options.etcdPrefix, kv, config);
-      if (verdict.lease) leases.push(verdict.lease);
-    }
     const publicIP = family === 6 ? this.underlay!.publicIPv6 : this.underlay!.publicIP;
     return publicIP ? (olderHolderOfMac(leases, mac, publicIP, family)?.key ?? null) : null;
+  }
+
+  /** The valid leases of the start-up listing, judged once for every device that asks (one per family). */
+  private listedLeases(listing: Promise<Listing>, config: NetworkConfig): Promise<readonly Lease[]> {
+    this.startLeases ??= listing.then(({ kvs }) => {
+      const leases: Lease[] = [];
+      for (const kv of kvs) {
+        const verdict = judgeLease(this.options.etcdPrefix, kv, config);
+        if (verdict.lease) leases.push(verdict.lease);
+      }
+      return leases;
+    });
+    return this.startLeases;
   }
 
   /** Everything that follows the node's subnet: device address, subnet file, traffic rules. */

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { isIPv4 } from 'node:net';
-import { Subnet, canonicalIPv4, ipValue, parseIPv4 } from '../common/subnet.js';
+import { Address6 } from 'ip-address';
+import { Subnet, canonicalIPv4, canonicalIPv6, ipValue, parseIPv4, parseIPv6 } from '../common/subnet.js';
 
 describe('Subnet', () => {
   it('parses IPv4 CIDRs, masking host bits like net.ParseCIDR', () => {
@@ -63,5 +64,47 @@ describe('Subnet', () => {
       expect(parseIPv4(ip) !== null, ip).to.equal(isIPv4(ip));
       expect(canonicalIPv4(ip), ip).to.equal(isIPv4(ip) ? ip : null);
     }
+  });
+});
+
+describe('IPv6 text (parseIPv6, formatIPv6): the same values and RFC 5952 strings as ip-address', () => {
+  /** A random address with runs of zero groups in random places, as text in a random allowed spelling. */
+  function randomText(rand: () => number): string {
+    const groups = Array.from({ length: 8 }, () => (rand() < 0.45 ? 0 : Math.floor(rand() * 0x10000)));
+    const r = rand();
+    if (r < 0.3) return groups.map((g) => g.toString(16).padStart(rand() < 0.5 ? 4 : 1, '0')).join(':');
+    if (r < 0.4) return groups.map((g) => g.toString(16).toUpperCase()).join(':');
+    if (r < 0.5) return `${groups.slice(0, 6).map((g) => g.toString(16)).join(':')}:${groups[6]! >> 8}.${groups[6]! & 255}.${groups[7]! >> 8}.${groups[7]! & 255}`;
+    // Compress one run of zero groups (any run, not only the longest): a valid spelling either way.
+    const runs: Array<[number, number]> = [];
+    for (let i = 0; i < 8; i++) if (groups[i] === 0) runs.push([i, i + 1 + Math.floor(rand() * 3)]);
+    const run = runs[Math.floor(rand() * runs.length)];
+    if (!run) return groups.map((g) => g.toString(16)).join(':');
+    const [a, b] = [run[0], Math.min(8, run[1])];
+    if (groups.slice(a, b).some((g) => g !== 0)) return groups.map((g) => g.toString(16)).join(':');
+    return `${groups.slice(0, a).map((g) => g.toString(16)).join(':')}::${groups.slice(b).map((g) => g.toString(16)).join(':')}`;
+  }
+
+  it('agrees on 5000 random spellings, and on the edge cases', () => {
+    let seed = 21;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const texts = [...Array.from({ length: 5000 }, () => randomText(rand)), '::', '::1', '1::', 'fd00:10:244::', '::ffff:198.18.0.1', '2001:db8:0:0:1:0:0:1', '2001:0:0:1::1', 'FE80::A'];
+    for (const text of texts) {
+      const want = new Address6(text);
+      expect(canonicalIPv6(text), text).to.equal(want.correctForm());
+      expect(ipValue(text)?.value, text).to.equal(want.bigInt());
+      const len = 1 + Math.floor(rand() * 128);
+      const cidr = Subnet.parse(`${text}/${len}`);
+      const start = new Address6(`${text}/${len}`).startAddress();
+      expect(cidr.toString(), `${text}/${len}`).to.equal(`${start.correctForm()}/${len}`);
+    }
+  });
+
+  it('refuses what is no IPv6 address', () => {
+    for (const bad of ['', ':', ':::', '1:::2', '1::2::3', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7', '12345::', 'g::', '::1.2.3', '1.2.3.4::', '::1.2.3.4:5', 'fe80::1%eth0', ':1::', '1::2:', '1:2:3:4:5:6:7:8::']) {
+      expect(parseIPv6(bad), bad).to.equal(null);
+      expect(canonicalIPv6(bad), bad).to.equal(null);
+    }
+    expect(() => Subnet.parse('fd00::/129')).to.throw(/invalid CIDR/);
   });
 });

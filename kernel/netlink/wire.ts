@@ -15,7 +15,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { WeftError } from '../../common/errors.js';
-import { parseIPv4 } from '../../common/subnet.js';
+import { parseIPv4, parseIPv6 } from '../../common/subnet.js';
 
 export const NLMSG_HDRLEN = 16;
 export const NLMSG_ERROR = 2;
@@ -353,41 +353,11 @@ function writeIPv6(ip: string, buf: Buffer, off: number): void {
   if (!parseIPv6Into(ip, buf, off)) throw new WeftError('WEFT_ERR_ADDRESS_INVALID', `not an IPv6 address: ${ip}`);
 }
 
-/** writeIPv6's work: false (and `buf` partly written) when `ip` is no IPv6 address. */
+/** writeIPv6's work: false when `ip` is no IPv6 address (common/subnet.ts reads it). */
 function parseIPv6Into(ip: string, buf: Buffer, off: number): boolean {
-  const gap = ip.indexOf('::');
-  if (gap >= 0 && ip.indexOf('::', gap + 1) >= 0) return false;
-  const head = gap >= 0 ? ip.slice(0, gap) : ip;
-  const tail = gap >= 0 ? ip.slice(gap + 2) : '';
-  const headGroups = head === '' ? [] : head.split(':');
-  const tailGroups = tail === '' ? [] : tail.split(':');
-  const groups: number[] = [];
-  const all = [...headGroups, ...tailGroups];
-  const last = all[all.length - 1];
-  // An IPv4 tail stands for the last two groups.
-  let v4: number | null = null;
-  if (last !== undefined && last.includes('.')) {
-    v4 = parseIPv4(last);
-    if (v4 === null) return false;
-    if (tailGroups.length > 0) tailGroups.pop();
-    else headGroups.pop();
-  }
-  const words = (parts: string[]): boolean => {
-    for (const part of parts) {
-      if (!/^[0-9A-Fa-f]{1,4}$/.test(part)) return false;
-      groups.push(parseInt(part, 16));
-    }
-    return true;
-  };
-  if (!words(headGroups)) return false;
-  const headCount = groups.length;
-  if (!words(tailGroups)) return false;
-  const given = groups.length + (v4 === null ? 0 : 2);
-  if (gap < 0 ? given !== 8 : given > 7) return false;
-  const zeros = 8 - given;
-  const all16 = [...groups.slice(0, headCount), ...new Array<number>(zeros).fill(0), ...groups.slice(headCount)];
-  if (v4 !== null) all16.push(Math.floor(v4 / 0x10000), v4 % 0x10000);
-  for (let i = 0; i < 8; i++) buf.writeUInt16BE(all16[i]!, off + i * 2);
+  const groups = parseIPv6(ip);
+  if (!groups) return false;
+  for (let i = 0; i < 8; i++) buf.writeUInt16BE(groups[i] as number, off + i * 2);
   return true;
 }
 
