@@ -9,7 +9,7 @@ import type { Subnet } from '../common/subnet.js';
 import { createEtcdClient, etcdConnection } from '../lease/etcd-client.js';
 import { vxlanPort } from '../lease/config.js';
 import { LeaseManager } from '../lease/manager.js';
-import { judgeLease, type RawKeyValue, type ValidatedListing } from '../lease/lease-value.js';
+import { judgeLease, type ValidatedListing } from '../lease/lease-value.js';
 import { olderHolderOfMac } from '../lease/admission.js';
 import { planesOf, type Plane } from '../backend/families.js';
 import { describeSubnets } from '../lease/keyspace.js';
