@@ -35,7 +35,7 @@ export class Subnet {
     const v4 = addr ? parseIPv4(addr) : null;
     if (v4 !== null && Number(len) <= 32) return Subnet.ofIPv4(addr!, v4, Number(len));
     const groups = addr && Number(len) <= 128 ? parseIPv6(addr) : null;
-    if (groups) return Subnet.of(6, groupsValue(groups), Number(len));
+    if (groups) return Subnet.ofIPv6(groups, Number(len));
     throw invalid(`invalid CIDR "${s}"`);
   }
 
@@ -57,6 +57,15 @@ export class Subnet {
     const base = maskIPv4(value, prefixLength);
     // parseIPv4 admits no leading zeros, so an address without host bits is already canonical.
     return new Subnet(4, base === value ? addr : formatIPv4(base), prefixLength, BigInt(base));
+  }
+
+  /** An IPv6 subnet from the address's eight groups, masked in place: one BigInt conversion, no BigInt arithmetic. */
+  private static ofIPv6(groups: number[], prefixLength: number): Subnet {
+    for (let i = 0; i < 8; i++) {
+      const keep = Math.min(16, Math.max(0, prefixLength - i * 16));
+      if (keep < 16) groups[i] = keep === 0 ? 0 : (groups[i] as number) & (0xffff << (16 - keep)) & 0xffff;
+    }
+    return new Subnet(6, formatIPv6(groups), prefixLength, groupsValue(groups));
   }
 
   /** Builds a subnet from a numeric network address; host bits are masked. */
@@ -203,44 +212,57 @@ export function canonicalIPv6(ip: string): string | null {
  * (`::ffff:198.18.0.1`). No zone (`%eth0`), no prefix.
  */
 export function parseIPv6(ip: string): number[] | null {
-  if (typeof ip !== 'string' || ip.length < 2 || ip.length > 45) return null;
-  const gap = ip.indexOf('::');
-  if (gap >= 0 && ip.indexOf('::', gap + 1) >= 0) return null;
-  const head = gap >= 0 ? ip.slice(0, gap) : ip;
-  const tail = gap >= 0 ? ip.slice(gap + 2) : '';
-  const headParts = head === '' ? [] : head.split(':');
-  const tailParts = tail === '' ? [] : tail.split(':');
-  const lastParts = tailParts.length > 0 || gap >= 0 ? tailParts : headParts;
-  const last = lastParts[lastParts.length - 1];
-  let v4: number | null = null;
-  if (last !== undefined && last.includes('.')) {
-    v4 = parseIPv4(last);
-    if (v4 === null) return null;
-    lastParts.pop();
+  // One pass over the characters, no splitting: every dual-stack lease key and value is read here at start-up.
+  const n = typeof ip === 'string' ? ip.length : 0;
+  if (n < 2 || n > 45) return null;
+  const groups: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
+  let count = 0;
+  let gapAt = -1;
+  let i = 0;
+  if (ip.charCodeAt(0) === 0x3a) {
+    if (ip.charCodeAt(1) !== 0x3a) return null;
+    gapAt = 0;
+    i = 2;
   }
-  const headGroups = hexGroups(headParts);
-  const tailGroups = hexGroups(tailParts);
-  if (!headGroups || !tailGroups) return null;
-  const given = headGroups.length + tailGroups.length + (v4 === null ? 0 : 2);
-  if (gap < 0 ? given !== 8 : given > 7) return null;
-  const groups = [...headGroups, ...new Array<number>(8 - given).fill(0), ...tailGroups];
-  if (v4 !== null) groups.push(Math.floor(v4 / 0x10000), v4 % 0x10000);
-  return groups;
-}
-
-function hexGroups(parts: readonly string[]): number[] | null {
-  const out: number[] = [];
-  for (const part of parts) {
-    if (part.length < 1 || part.length > 4) return null;
-    let v = 0;
-    for (let i = 0; i < part.length; i++) {
-      const d = hexDigit(part.charCodeAt(i));
-      if (d < 0) return null;
-      v = v * 16 + d;
+  while (i < n) {
+    const start = i;
+    let value = 0;
+    while (i < n) {
+      const d = hexDigit(ip.charCodeAt(i));
+      if (d < 0) break;
+      value = value * 16 + d;
+      i++;
     }
-    out.push(v);
+    if (i < n && ip.charCodeAt(i) === 0x2e) {
+      // A dotted-quad tail stands for the last two groups.
+      const v4 = count <= 6 ? parseIPv4(ip.slice(start)) : null;
+      if (v4 === null) return null;
+      groups[count++] = Math.floor(v4 / 0x10000);
+      groups[count++] = v4 % 0x10000;
+      break;
+    }
+    const digits = i - start;
+    if (digits === 0 || digits > 4 || count === 8) return null;
+    groups[count++] = value;
+    if (i === n) break;
+    if (ip.charCodeAt(i) !== 0x3a) return null;
+    i++;
+    if (i === n) return null; // a trailing single colon
+    if (ip.charCodeAt(i) === 0x3a) {
+      if (gapAt >= 0) return null;
+      gapAt = count;
+      i++;
+    }
   }
-  return out;
+  if (gapAt < 0) return count === 8 ? groups : null;
+  if (count > 7) return null;
+  // Move the groups after `::` to the end; the gap between them is zeros.
+  const after = count - gapAt;
+  for (let k = after - 1; k >= 0; k--) {
+    groups[8 - after + k] = groups[gapAt + k] as number;
+    groups[gapAt + k] = 0;
+  }
+  return groups;
 }
 
 function hexDigit(c: number): number {
