@@ -43,6 +43,8 @@ export interface DualStackOptions {
   readonly singles: number;
   /** First peer index of the convergence events (above the base peers). */
   readonly firstIndex: number;
+  /** Environment of the last start-up's weftd (the CPU profile hook with --cpu-prof). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export const DUALSTACK_PARAMS: Readonly<Record<'quick' | 'full', Omit<DualStackOptions, 'mode'>>> = {
@@ -66,7 +68,7 @@ export async function dualStackBench(o: DualStackOptions): Promise<DualStackResu
       const ipBatchMs = await ipBatchProgramMs(o.n, `d${o.n}r${r}`, true);
       const observer = bc.observer(node);
       try {
-        runs.push(await startOnce(bc, node, observer, o.n, ipBatchMs, undefined, true));
+        runs.push(await startOnce(bc, node, observer, o.n, ipBatchMs, r === o.pairs ? o.env : undefined, true));
         if (r === o.pairs) rows = await convergence(bc, observer, { singles: o.singles, bursts: 0, burstSize: 0, firstIndex: o.firstIndex, dual: true });
       } finally {
         await observer.close();

@@ -169,7 +169,8 @@ async function main(): Promise<void> {
   }
 
   if (want('dualstack')) {
-    dual = await dualStackBench({ mode: results.mode, ...DUALSTACK_PARAMS[results.mode] });
+    const env = profDir ? { NODE_OPTIONS: `--import=${PROF_HOOK}`, WEFT_CPU_PROF_DIR: profDir } : undefined;
+    dual = await dualStackBench({ mode: results.mode, ...DUALSTACK_PARAMS[results.mode], ...(env ? { env } : {}) });
     console.error(`dualstack done after ${((Date.now() - t0) / 1000).toFixed(0)} s, written to ${writeDualStackResults(dual)}`);
   }
 
