@@ -211,3 +211,71 @@ describe('hostile and malformed IPv6 leases never reach the kernel; valid peers 
     }
   });
 });
+
+describe('hostile and malformed leases in an IPv6-only network never reach the kernel, IPv6-only weftd @real', function () {
+  this.timeout(60_000);
+  let cluster: Cluster;
+  const h1 = () => cluster.node(1);
+  const h2 = () => cluster.node(2);
+  const key = (name: string) => `${P}/subnets/${name}`;
+  /** An IPv6-only value of simulated node `n`: flannel's unset PublicIP, BackendV6Data alone. */
+  const value6 = (n: number, extra: Record<string, unknown> = {}) => {
+    const hex = n.toString(16).padStart(2, '0');
+    return JSON.stringify({ PublicIP: '0.0.0.0', PublicIPv6: `2001:2::1:${hex}`, BackendType: 'vxlan', BackendV6Data: { VNI: 1, VtepMAC: `0e:2a:00:00:06:${hex}` }, ...extra });
+  };
+
+  before(async function () {
+    this.timeout(90_000);
+    cluster = await Cluster.create({ hosts: 2, stack: 'v6', networkConfig: NETWORK_CONFIG.replace('"Network":"10.244.0.0/16"', '"EnableIPv4":false') });
+    for (const n of cluster.nodes) n.start();
+    await Promise.all(cluster.nodes.map((n) => n.waitReady(45_000)));
+  });
+  after(async () => cluster?.destroy());
+
+  it('IPv6-only keys: malformed ones skipped, duplicates and covering keys refused by IPv6 subnet, the valid peer programmed on flannel-v6.1 alone', async () => {
+    const h2mac6 = (await h2().ns.ipJson<{ address: string }[]>('link', 'show', DEV6))[0]!.address;
+    const h2subnet6 = Subnet.parse(h2().subnetEnv().FLANNEL_IPV6_SUBNET!);
+    const before = await entries(h1());
+    const skippedBefore = await h1().metric('weft_leases_skipped_total');
+    const ping6 = new PingStream(h1().ns.spawn('ping', ['-n', '-i', '0.05', '-W', '1', h2subnet6.ip]), 50);
+    await ping6.waitReplies(5);
+    const malformed: [string, string][] = [
+      ['10.244.5.0-24', value6(0xd1, { PublicIP: '198.18.4.5', BackendData: { VNI: 1, VtepMAC: '0e:2a:00:00:04:d1' } })], // no IPv6 subnet
+      ['0.0.0.0-0&2001:2:0:d2::-64', value6(0xd2, { PublicIPv6: null })], // neither PublicIP nor PublicIPv6
+      ['0.0.0.0-0&2001:2:0:d3::-64', value6(0xd3, { BackendV6Data: null })], // no VTEP
+      ['0.0.0.0-0&2001:2:0:d4::-64', value6(0xd4, { PublicIPv6: 'ff05::d4' })], // multicast PublicIPv6
+    ];
+    const hostile: [string, string][] = [
+      ['0.0.0.0-0&2001:2:0:e0::-64', value6(0xe0, { PublicIPv6: h2().ip6 })], // h2's PublicIPv6
+      ['0.0.0.0-0&2001:2:0:e1::-64', value6(0xe1, { BackendV6Data: { VNI: 1, VtepMAC: h2mac6 } })], // h2's IPv6 VTEP MAC
+      ['0.0.0.0-0&2001:2::-64', value6(0xe2)], // the hosts' IPv6 LAN
+      ['0.0.0.0-0&2001:2:0:e3::-64', value6(0xe3, { PublicIPv6: 'fe80::e3' })], // link-local tunnel endpoint
+    ];
+    await cluster.writeKeys([...malformed, ...hostile].map(([k, v]) => ({ key: key(k), value: v })));
+    const valid = '0.0.0.0-0&2001:2:0:d0::-64';
+    await cluster.writeKeys([{ key: key(valid), value: value6(0xd0) }]);
+
+    const want = ['2001:2:0:e0::/64 duplicate-public-ip', '2001:2:0:e1::/64 duplicate-mac', '2001:2::/64 covers-public-ip', '2001:2:0:e3::/64 public-ip'].sort();
+    const list = async () => (await refused(h1())).map((r) => `${r.subnet} ${r.reason}`).sort();
+    try {
+      await eventually(async () => JSON.stringify(await list()) === JSON.stringify(want), 10_000, 'h1 refuses them');
+    } catch {
+      expect(await list(), 'h1: /status refused').to.deep.equal(want);
+    }
+    await eventually(async () => (await h1().metric('weft_leases_skipped_total')) - skippedBefore >= malformed.length, 10_000, 'h1 skips the malformed');
+    for (const [k] of malformed) expect(h1().logTail(200), k).to.include(key(k));
+    const programmed = { routes6: [`2001:2:0:d0::/64 dev ${DEV6}`], neighs6: ['2001:2:0:d0:: 0e:2a:00:00:06:d0'], fdb6: ['0e:2a:00:00:06:d0>2001:2::1:d0'], routes4: [] };
+    try {
+      await eventually(async () => JSON.stringify(added(before, await entries(h1()))) === JSON.stringify(programmed), 10_000, 'h1 programs the valid peer');
+    } catch {
+      expect(added(before, await entries(h1())), 'h1: entries added').to.deep.equal(programmed);
+    }
+    expect(await h1().ns.ipJson<unknown[]>('link', 'show', 'flannel.1').catch(() => []), 'no IPv4 device').to.have.length(0);
+    await ping6.waitReplies(20);
+    const r = await ping6.stop();
+    console.log(`      ${malformed.length} malformed and ${hostile.length} hostile leases: ${r.sent} pings6, ${r.lost} lost`);
+    expect(r.lost, `lost seqs ${r.lostSeqs.join(',')}`).to.equal(0);
+    await cluster.writeKeys([...malformed, ...hostile, [valid]].map(([k]) => ({ key: key(k!), value: null })));
+    await eventually(async () => (await refused(h1())).length === 0 && JSON.stringify(await entries(h1())) === JSON.stringify(before), 10_000, 'h1 back to its entries before');
+  });
+});
