@@ -18,8 +18,9 @@ import type { Lease, NetworkConfig } from './types.js';
  *   hosts on Network's first /24, which the default SubnetMin skips, are a
  *   set-up flannel documents.
  * - `covers-public-ip`: the lease's subnet holds another node's usable
- *   PublicIP (a hand-written key for the hosts' own /24): routing it into the
- *   overlay would cut that node off. The lease is refused, never the node.
+ *   PublicIP (a hand-written key for the hosts' own /24), or its IPv6 subnet
+ *   another node's usable PublicIPv6: routing it into the overlay would cut
+ *   that node off. The lease is refused, never the node.
  * - `duplicate-mac` / `duplicate-public-ip`: two live leases advertise one
  *   VtepMAC, or one PublicIP. FDB entries are keyed by MAC, so the second
  *   would re-point the first's traffic. The older lease (lower etcd create
@@ -170,6 +171,10 @@ export class PeerAdmission {
   private readonly identities: readonly Identity[];
   /** Subnet (at SubnetLen) containing a candidate's PublicIP -> those candidates; only PublicIPs inside Network. */
   private readonly byPublicIPSubnet = new Map<string, Set<string>>();
+  /** The same for PublicIPv6: subnet (at IPv6SubnetLen) of IPv6Network containing it -> those candidates. */
+  private readonly byPublicIPv6Subnet = new Map<string, Set<string>>();
+  /** IPv6 subnet -> the candidates holding it: a lease's slot is its IPv4 subnet, so a PublicIPv6's holder is found here. */
+  private readonly byIPv6Subnet = new Map<string, Set<string>>();
 
   constructor(private readonly options: PeerAdmissionOptions) {
     const ownIP = options.ownPublicIP && options.ownPublicIP !== UNSET_PUBLIC_IP ? options.ownPublicIP : null;
@@ -216,6 +221,8 @@ export class PeerAdmission {
     this.candidates.clear();
     for (const id of this.identities) id.index.clear();
     this.byPublicIPSubnet.clear();
+    this.byPublicIPv6Subnet.clear();
+    this.byIPv6Subnet.clear();
   }
 
   /** Every candidate's subnet key. */
@@ -281,10 +288,16 @@ export class PeerAdmission {
    * cannot get a good one refused by pointing its PublicIP into it.
    */
   private coveredPublicIP(lease: Lease): { ip: string; of: string; label: string; subnet: Subnet } | null {
-    // The IPv6 check covers this node's PublicIPv6 only; other nodes' PublicIPv6 inside a lease's IPv6 subnet is not looked for yet.
     const own6 = this.options.ownPublicIPv6;
-    if (this.options.config.enableIPv6 && own6 && lease.ipv6Subnet && lease.attrs.PublicIPv6 !== own6 && lease.ipv6Subnet.contains(own6)) {
-      return { ip: own6, of: 'this node', label: 'PublicIPv6', subnet: lease.ipv6Subnet };
+    const subnet6 = this.options.config.enableIPv6 ? lease.ipv6Subnet : null;
+    if (subnet6) {
+      if (own6 && lease.attrs.PublicIPv6 !== own6 && subnet6.contains(own6)) return { ip: own6, of: 'this node', label: 'PublicIPv6', subnet: subnet6 };
+      for (const key of this.byPublicIPv6Subnet.get(subnet6.toString()) ?? []) {
+        const other = this.candidates.get(key) as Lease;
+        const ip6 = other.attrs.PublicIPv6 as string;
+        if (other === lease || ip6 === lease.attrs.PublicIPv6) continue;
+        if (publicIPv6Problem(ip6, this.options.config) === null) return { ip: ip6, of: other.key, label: 'PublicIPv6', subnet: subnet6 };
+      }
     }
     if (!hasIPv4(lease.subnet)) return null; // NO_IPV4_SUBNET would contain every address
     const own = this.options.ownPublicIP;
@@ -328,13 +341,27 @@ export class PeerAdmission {
     this.indexHolder(lease, subnetKey, affected, removeFrom);
   }
 
-  /** A PublicIP inside Network: the lease whose subnet holds it is judged again. */
+  /** A PublicIP inside Network (or PublicIPv6 inside IPv6Network): the lease whose subnet holds it is judged again. */
   private indexHolder(lease: Lease, subnetKey: string, affected: Set<string>, change: typeof addTo): void {
     const ip = publicIPOf(lease);
     const holder = ip === null ? null : this.holderSubnetOf(ip);
-    if (holder === null) return;
-    change(this.byPublicIPSubnet, holder, subnetKey);
-    affected.add(holder);
+    if (holder !== null) {
+      change(this.byPublicIPSubnet, holder, subnetKey);
+      affected.add(holder);
+    }
+    if (!this.options.config.enableIPv6) return;
+    if (lease.ipv6Subnet) change(this.byIPv6Subnet, lease.ipv6Subnet.toString(), subnetKey);
+    const holder6 = lease.attrs.PublicIPv6 ? this.holderSubnetOfV6(lease.attrs.PublicIPv6) : null;
+    if (holder6 === null) return;
+    change(this.byPublicIPv6Subnet, holder6, subnetKey);
+    for (const k of this.byIPv6Subnet.get(holder6) ?? []) affected.add(k);
+  }
+
+  /** The IPv6SubnetLen subnet of IPv6Network that contains `ip`, as a key, or null when `ip` is outside IPv6Network. */
+  private holderSubnetOfV6(ip: string): string | null {
+    const { ipv6Network: network, ipv6SubnetLen: len } = this.options.config;
+    if (!network || !network.contains(ip)) return null;
+    return Subnet.parse(`${ip}/${len}`).toString();
   }
 
   private touch(

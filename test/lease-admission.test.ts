@@ -231,6 +231,36 @@ describe('lease admission: dual-stack and IPv6-only (unit)', () => {
     expect(inside.refusals()[0]).to.include({ reason: 'covers-public-ip', detail: 'its subnet 2001:2:0:5::/64 holds the PublicIPv6 2001:2:0:5::1 of this node' });
   });
 
+  it("a lease whose IPv6 subnet holds another node's PublicIPv6 is refused whichever came first, never the node, and not for an unusable PublicIPv6", () => {
+    // IPv6Network covers the hosts' IPv6 LAN: 2001:2::/64 (before IPv6SubnetMin) and 2001:2:0:f1::/64 (after IPv6SubnetMax) hold hosts.
+    const lan6 = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:2::/48","IPv6SubnetMax":"2001:2:0:ef::"}');
+    const node2 = kv6('10.244.2.0-24&2001:2:0:2::-64', dualValue(2, { PublicIPv6: '2001:2:0:f1::2' }), '5');
+    const cover = kv6('10.244.9.0-24&2001:2:0:f1::-64', dualValue(9, { PublicIPv6: '2001:db8::9' }), '6');
+    const detail = `its subnet 2001:2:0:f1::/64 holds the PublicIPv6 2001:2:0:f1::2 of ${P}/subnets/10.244.2.0-24&2001:2:0:2::-64`;
+    // The node first, then the key that covers it.
+    const w = watcher6(lan6);
+    w.apply(snapshot6([node2]));
+    const put = w.apply({ type: 'events', revision: '6', events: [{ type: 'put', kv: cover }] });
+    expect(types(put)).to.deep.equal([]);
+    expect([...w.current.keys()]).to.deep.equal(['10.244.2.0/24']);
+    expect(w.refusals().map((r) => [r.subnet, r.reason, r.detail])).to.deep.equal([['10.244.9.0/24', 'covers-public-ip', detail]]);
+    // The covering key first, then the node: the covering key turns refused, the node is a peer.
+    const late = watcher6(lan6);
+    late.apply(snapshot6([cover]));
+    expect([...late.current.keys()]).to.deep.equal(['10.244.9.0/24']);
+    const joined = late.apply({ type: 'events', revision: '7', events: [{ type: 'put', kv: node2 }] });
+    expect(types(joined).sort()).to.deep.equal(['added 10.244.2.0/24', 'removed 10.244.9.0/24']);
+    expect(late.refusals().map((r) => r.detail)).to.deep.equal([detail]);
+    // The node goes: the covering key is a peer again.
+    const left = late.apply({ type: 'events', revision: '8', events: [{ type: 'delete', kv: { ...node2, value: '', modRevision: '8' } }] });
+    expect(types(left).sort()).to.deep.equal(['added 10.244.9.0/24', 'removed 10.244.2.0/24']);
+    // An unusable PublicIPv6 (inside the range leases come from) gets nobody refused but its own lease.
+    const bogus = watcher6(lan6);
+    bogus.apply(snapshot6([kv6('10.244.3.0-24&2001:2:0:3::-64', dualValue(3, { PublicIPv6: '2001:2:0:4::3' }), '5'), kv6('10.244.4.0-24&2001:2:0:4::-64', dualValue(4, { PublicIPv6: '2001:db8::4' }), '6')]));
+    expect(bogus.refusals().map((r) => `${r.subnet} ${r.reason}`)).to.deep.equal(['10.244.3.0/24 public-ip']);
+    expect([...bogus.current.keys()]).to.deep.equal(['10.244.4.0/24']);
+  });
+
   it('IPv4 network: PublicIPv6 and BackendV6Data are not looked at', () => {
     const w = watcher6(v4only);
     w.apply(snapshot6([kv6('10.244.2.0-24', dualValue(2), '5'), kv6('10.244.3.0-24', dualValue(3, { PublicIPv6: '2001:2::2', BackendV6Data: { VNI: 1, VtepMAC: mac6(2) } }), '6')]));
