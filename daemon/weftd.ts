@@ -9,11 +9,10 @@ import type { Subnet } from '../common/subnet.js';
 import { createEtcdClient, etcdConnection } from '../lease/etcd-client.js';
 import { vxlanPort } from '../lease/config.js';
 import { LeaseManager } from '../lease/manager.js';
-import { judgeLease, type ValidatedListing } from '../lease/lease-value.js';
+import { judgeLease, type LeaseVerdict, type ValidatedListing } from '../lease/lease-value.js';
 import { olderHolderOfMac } from '../lease/admission.js';
 import { planesOf, type Plane } from '../backend/families.js';
 import { describeSubnets } from '../lease/keyspace.js';
-import type { Listing } from '../lease/registry.js';
 import { EtcdRegistry } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
 import { LeaseWatcher } from '../lease/watcher.js';
@@ -83,8 +82,8 @@ export class Weftd {
   private traffic: TrafficRules | null = null;
   private bridge: BridgeKeeper | null = null;
   private blackhole: BlackholeKeeper | null = null;
-  /** The start-up listing's valid leases, for the devices' MAC check. */
-  private startLeases: Promise<readonly Lease[]> | null = null;
+  /** The start-up listing's valid leases, for the devices' MAC check (one per family). */
+  private startLeases: readonly Lease[] | null = null;
   private prober: PeerProber | null = null;
   private lastPass: NodeStatus['lastReconcile'] = null;
   private server: Server | null = null;
@@ -164,7 +163,9 @@ export class Weftd {
     const backend = backendFor(this.deps.backends, config.backend.type);
     // Asked for now, the listing of every lease (the slowest read at scale) comes while the
     // underlay and the device are set up; acquisition starts from it.
-    const listing = this.registry.listSubnets();
+    // Judged once, here: the devices' MAC check and the acquisition share the verdicts.
+    const prefix = this.registry.prefix;
+    const listing = this.registry.listSubnets().then((l) => ({ ...l, verdicts: l.kvs.map((kv) => judgeLease(prefix, kv, config)) }));
     listing.catch(() => undefined); // acquisition sees the error and retries
 
     this.underlay = await discoverUnderlay(this.deps.kernel, {
@@ -187,7 +188,7 @@ export class Weftd {
       stateDir: o.stateDir,
       log: this.log,
       kernel: this.deps.kernel,
-      macTakenBy: (mac, family) => this.macTakenBy(listing, config, mac, family),
+      macTakenBy: (mac, family) => this.macTakenBy(listing, mac, family),
       resyncIntervalMs: o.resyncInterval * 1000,
       routeNexthops: o.routeNexthops,
       onPass: (pass) => {
@@ -255,28 +256,15 @@ export class Weftd {
   }
 
   /** The key of an older lease of another PublicIP advertising `mac`, from the start-up listing; null when etcd could not say. */
-  private async macTakenBy(listing: Promise<Listing>, config: NetworkConfig, mac: string, family: Family): Promise<string | null> {
+  private async macTakenBy(listing: Promise<{ verdicts: readonly LeaseVerdict[] }>, mac: string, family: Family): Promise<string | null> {
     let leases: readonly Lease[];
     try {
-      leases = await this.listedLeases(listing, config);
+      leases = (this.startLeases ??= (await listing).verdicts.flatMap((v) => (v.lease ? [v.lease] : [])));
     } catch {
       return null; // acquisition retries the listing; a conflict found later shows in /status and weftctl doctor
     }
     const publicIP = family === 6 ? this.underlay!.publicIPv6 : this.underlay!.publicIP;
     return publicIP ? (olderHolderOfMac(leases, mac, publicIP, family)?.key ?? null) : null;
-  }
-
-  /** The valid leases of the start-up listing, judged once for every device that asks (one per family). */
-  private listedLeases(listing: Promise<Listing>, config: NetworkConfig): Promise<readonly Lease[]> {
-    this.startLeases ??= listing.then(({ kvs }) => {
-      const leases: Lease[] = [];
-      for (const kv of kvs) {
-        const verdict = judgeLease(this.options.etcdPrefix, kv, config);
-        if (verdict.lease) leases.push(verdict.lease);
-      }
-      return leases;
-    });
-    return this.startLeases;
   }
 
   /** Everything that follows the node's subnet: device address, subnet file, traffic rules. */

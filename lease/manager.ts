@@ -107,11 +107,13 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
    * acquire(), also returning the listing of every subnet key the choice was
    * made from, with each key's verdict: the peer watch can start from it
    * instead of reading, decoding and validating all leases a second time.
-   * `prefetched`, a listing already asked for, is used for the first try.
+   * `prefetched`, a listing already asked for, is used for the first try;
+   * with its keys' verdicts (judged by the caller, under this manager's
+   * prefix and config), they are not judged again.
    */
   async acquireWithListing(
     signal: AbortSignal,
-    { exclude, prefetched }: { exclude?: readonly Subnet[]; prefetched?: Promise<Listing> } = {},
+    { exclude, prefetched }: { exclude?: readonly Subnet[]; prefetched?: Promise<Listing & { readonly verdicts?: LeaseVerdict[] }> } = {},
   ): Promise<{ lease: Lease; listing: ValidatedListing }> {
     const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
     // A listing read ahead (while the caller set up its device) serves the first try. An old
@@ -120,11 +122,11 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     for (;;) {
       if (signal.aborted) throw new WeftError('WEFT_ERR_ABORTED', 'lease acquisition aborted');
       try {
-        const listing = await (first ?? this.registry.listSubnets());
+        const listing: Listing & { readonly verdicts?: LeaseVerdict[] } = await (first ?? this.registry.listSubnets());
         first = undefined;
         const { prefix } = this.registry;
         const { config } = this.options;
-        const verdicts = listing.kvs.map((kv) => judgeLease(prefix, kv, config));
+        const verdicts = listing.verdicts ?? listing.kvs.map((kv) => judgeLease(prefix, kv, config));
         const lease = await this.tryAcquire(verdicts, exclude);
         if (lease) {
           this.hold(lease);
