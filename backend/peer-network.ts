@@ -37,8 +37,10 @@ export class PeerNetwork implements BackendNetwork {
   private readonly reconciler: Reconciler;
   private readonly loop: ReconcileLoop;
   private readonly onClose: (() => Promise<void>) | undefined;
+  private readonly log: Logger;
 
   constructor(options: PeerNetworkOptions) {
+    this.log = options.log;
     this.leaseAttrs = options.leaseAttrs;
     this.mtu = options.mtu;
     this.device = options.device;
@@ -101,6 +103,7 @@ export class PeerNetwork implements BackendNetwork {
    * mark their peers dirty) and resolves after the pass that includes it.
    */
   take(batch: PeerBatch): Promise<void> {
+    this.log.debug('peer batch', { resync: batch.resync, events: batch.events.length, peers: batch.peers.size });
     if (batch.resync) {
       this.reconciler.setPeers(batch.peers);
     } else {

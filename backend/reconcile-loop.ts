@@ -143,7 +143,9 @@ export class ReconcileLoop {
       const t0 = process.hrtime.bigint();
       try {
         const report = await this.reconciler.apply();
-        this.onPass?.({ full: report.full, seconds: Number(process.hrtime.bigint() - t0) / 1e9, ops: report.ops, failed: report.failed });
+        const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+        this.onPass?.({ full: report.full, seconds, ops: report.ops, failed: report.failed });
+        this.log.debug('reconcile pass', { full: report.full, ms: Math.round(seconds * 1e4) / 10, ops: report.ops, failed: report.failed });
         if (report.full && !this.isReady) {
           this.isReady = true;
           this.markReady();
