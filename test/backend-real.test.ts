@@ -170,7 +170,7 @@ class Host {
 
   /** PID of the worker's kernel-monitor child (the worker runs as `ip netns exec`, which execs: same PID). */
   async monitorPid(): Promise<number> {
-    const { stdout } = await execFileAsync('pgrep', ['-x', '-P', String(this.child!.pid), 'node']);
+    const { stdout } = await execFileAsync('pgrep', ['-x', '-P', String(this.child!.pid), 'weft-listener']);
     const pids = stdout.trim().split('\n').filter(Boolean).map(Number);
     if (pids.length !== 1) throw new Error(`expected one monitor child, found ${pids.length}`);
     return pids[0]!;

@@ -180,7 +180,7 @@ class Worker {
 
   /** The worker's listener children (the worker runs as `ip netns exec`, which execs: same PID). */
   async listenerPids(): Promise<number[]> {
-    const { stdout } = await execFileAsync('pgrep', ['-x', '-P', String(this.child.pid), 'node']).catch(() => ({ stdout: '' }));
+    const { stdout } = await execFileAsync('pgrep', ['-x', '-P', String(this.child.pid), 'weft-listener']).catch(() => ({ stdout: '' }));
     return stdout.trim().split('\n').filter(Boolean).map(Number);
   }
 
