@@ -46,7 +46,6 @@
 #define NFT_OVERRUN NFT_TYPE(NFT_MSG_TRACE)
 #define LISTENING_ROUTE "route"
 #define LISTENING_NFT "nftables"
-#define NFNLGRP_NFTABLES_GROUP 7
 
 #define JOIN_ROUTE 'R'
 #define LEAVE_ROUTE 'r'
@@ -197,7 +196,7 @@ static void join_route(void) {
 static void join_nft(void) {
   if (nft_fd >= 0) return;
   int fd = open_socket(NETLINK_NETFILTER);
-  if (fd >= 0 && join(fd, NFNLGRP_NFTABLES_GROUP) == 0) {
+  if (fd >= 0 && join(fd, NFNLGRP_NFTABLES) == 0) {
     nft_fd = fd;
     marker(NLMSG_NOOP, LISTENING_NFT);
     return;

@@ -16,16 +16,23 @@
  * it: while only the iptables keeper listens, the echoes of weft's own
  * start-up programming (before the backend subscribes) reach no one.
  *
- * Why a child process: the `netlink` package aborts the whole process when
- * poll reports an error on its socket (it builds the error object with a NULL
- * syscall name, and the C++ exception ends in std::terminate). A subscribed
- * socket gets exactly that error, ENOBUFS, whenever notifications outrun its
- * receive buffer: deleting the vxlan device of a node with many peers flushes
- * two entries per peer in one go, more than fits in the default
- * net.core.rmem_max. In a child, that abort is only a gap: the next child is
- * started and the gap is reported as an `overrun`. The child does nothing but
- * read the sockets, so it keeps up; it queues in memory while weftd is busy,
- * and sleeps while the kernel is quiet.
+ * Why a child, and why in C (kernel/netlink/listener.c, built into
+ * dist/bin/weft-listener): a subscribed socket gets ENOBUFS whenever
+ * notifications outrun its receive buffer (deleting the vxlan device of a
+ * node with many peers flushes two entries per peer at once), and the
+ * `netlink` package aborts the whole process on that error. So the sockets
+ * live outside weftd. The C listener reports ENOBUFS as an overrun and reads
+ * on, the socket still subscribed; weftd repairs the gap with a full pass.
+ * It reads while weftd is busy (queueing for it), and sleeps while the
+ * kernel is quiet. Tried before: a second Node process running the
+ * `netlink` package, which the abort ended at each overrun (and which was
+ * restarted each time); it held a whole Node runtime beside weftd.
+ * Weighed: a worker thread reading the sockets through koffi (a second V8
+ * isolate inside weftd, and a thread blocked in recv cannot be terminated),
+ * and iproute2's `ip monitor` (text: no sender port id to drop weft's
+ * echoes by, no exact attributes to decode like a dump, its overruns only a
+ * line on stderr). A listener that dies anyway (killed) is restarted here,
+ * and its gap reported as an overrun.
  *
  * The kernel tags the notifications of route and neighbour changes with the
  * port id of the socket that asked for them: the child drops those of weft's
@@ -102,6 +109,7 @@ export function listenerPath(places: readonly string[] = listenerPlaces()): stri
 
 /** The listener child as NetlinkMonitor uses it: a ChildProcess with piped stdio, or a stand-in in tests. */
 export interface ListenerChild {
+  readonly pid?: number;
   readonly stdin: Writable;
   readonly stdout: Readable;
   readonly stderr: Readable;
@@ -111,9 +119,13 @@ export interface ListenerChild {
   unref(): void;
 }
 
-/** Starts the real listener child; `ownPorts`: port ids of weft's request sockets, whose echoes it drops. Throws WEFT_ERR_LISTENER_MISSING. */
-export function spawnListenerChild(ownPorts: readonly number[]): ListenerChild {
-  const settings = [String(BUFFER_BYTES), MONITOR_GROUPS.join(','), String(QUEUE_LIMIT_BYTES), ownPorts.join(','), OPTIONAL_MONITOR_GROUPS.join(',')];
+/**
+ * Starts the real listener child; `ownPorts`: port ids of weft's request
+ * sockets, whose echoes it drops; `bufferBytes`: its receive buffer (a test
+ * overruns a small one). Throws WEFT_ERR_LISTENER_MISSING.
+ */
+export function spawnListenerChild(ownPorts: readonly number[], bufferBytes = BUFFER_BYTES): ListenerChild {
+  const settings = [String(bufferBytes), MONITOR_GROUPS.join(','), String(QUEUE_LIMIT_BYTES), ownPorts.join(','), OPTIONAL_MONITOR_GROUPS.join(',')];
   return spawn(listenerPath(), settings, { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
