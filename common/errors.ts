@@ -11,6 +11,7 @@ export type WeftErrorCode =
   | 'WEFT_ERR_STORE_UNAVAILABLE' // etcd could not be reached or answered with a transport error
   | 'WEFT_ERR_ETCD_LEASE_NOT_FOUND' // etcd answered that an etcd lease id does not exist (expired or revoked)
   | 'WEFT_ERR_KERNEL' // a kernel (netlink / iproute2) operation failed
+  | 'WEFT_ERR_LISTENER_MISSING' // the kernel listener program (dist/bin/weft-listener) is not where the build puts it
   | 'WEFT_ERR_OPTION_INVALID' // a command-line / config-file option is invalid
   | 'WEFT_ERR_ADDRESS_INVALID' // an IP or MAC address, CIDR or prefix length does not parse (common/subnet.ts, the
   //                             netlink encoders); callers that know where the text came from say so with

@@ -19,6 +19,10 @@
  *   Run as `node dist/bin/<name>.cjs`, the launcher re-executes itself with
  *   the flags first, so every way of starting it gets the same process.
  *
+ * Beside them, `dist/bin/weft-listener`: weftd's kernel listener, a small C
+ * program (kernel/netlink/listener.c; kernel/netlink/monitor.ts says why),
+ * compiled here with the system's C compiler (`cc`, or $CC).
+ *
  * weft-cni is standalone: `dist/bin/weft-cni.cjs` is the whole program, the
  * launcher (scripts/launcher-standalone.js) with the bundle and its cache as
  * string literals, and nothing beside it. A CNI plugin is installed by copying
@@ -211,6 +215,7 @@ const PRODUCTION = { 'process.env.NODE_ENV': '"production"' };
 const launcherSource = readFileSync(join(here, 'launcher.cjs'), 'utf8');
 const standaloneSource = readFileSync(join(here, 'launcher-standalone.js'), 'utf8');
 mkdirSync(join(dist, 'bin'), { recursive: true });
+execFileSync(process.env.CC || 'cc', ['-O2', '-Wall', '-Wextra', '-o', join(dist, 'bin', 'weft-listener'), join(here, '..', 'kernel', 'netlink', 'listener.c')], { stdio: 'inherit' });
 // ES module bundles of the same names, left in dist/ by an older build's layout, are never run: remove them.
 for (const name of Object.keys(programs)) rmSync(join(dist, 'bin', `${name}.mjs`), { force: true });
 

@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # g++, make and python3: node-gyp builds raw-socket's addon (ICMP peer probes) during npm ci.
-packages=(etcd-server etcd-client iproute2 iptables iputils-ping procps openssl iperf3 g++ make python3 "$@")
+# gcc and libc6-dev (cc and the kernel's headers): npm run build compiles the kernel listener (kernel/netlink/listener.c).
+packages=(etcd-server etcd-client iproute2 iptables iputils-ping procps openssl iperf3 g++ make python3 gcc libc6-dev "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -10,12 +10,14 @@ import { expect } from 'chai';
 import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { RTPROT_WEFT, type KernelChange, type NftChange } from '../kernel/kernel.js';
-import { NetlinkMonitor, type ListenerChild } from '../kernel/netlink/monitor.js';
+import { LISTENER_PROGRAM, NetlinkMonitor, listenerPath, type ListenerChild } from '../kernel/netlink/monitor.js';
 import { LISTENING_NFT, LISTENING_ROUTE, NFT_CHANGED, NFT_OVERRUN, NFT_UNWATCHED, NLMSG_NOOP, NLMSG_OVERRUN, markerDatagram } from '../kernel/netlink/notify.js';
 import { frame } from '../kernel/netlink/wire.js';
 import { routeReplaceMessage } from './harness/netlink-messages.js';
 import { eventually } from './harness/netns.js';
+import { thrown } from './harness/thrown.js';
 
 /** A listener child stand-in: records what it is told over stdin, forwards what a test gives it. */
 class FakeChild extends EventEmitter implements ListenerChild {
@@ -164,6 +166,39 @@ describe('kernel listener: two subscriptions, one child (unit)', () => {
     children[0]!.forward(markerDatagram(NLMSG_NOOP, LISTENING_ROUTE));
     await waiting;
     expect(caughtUp).to.equal(true);
+    listener.destroy();
+  });
+
+  it('without the listener program, the first subscription throws WEFT_ERR_LISTENER_MISSING and leaves nothing subscribed', () => {
+    const missing = ['/nonexistent/dist/bin/weft-listener', '/nonexistent/bin/weft-listener'];
+    expect(thrown(() => listenerPath(missing))).to.include({ code: 'WEFT_ERR_LISTENER_MISSING' });
+    expect(thrown(() => listenerPath(missing)).message).to.include('npm run build');
+    const listener = new NetlinkMonitor(() => listenerPath(missing) as never);
+    expect(thrown(() => listener.monitor(() => undefined))).to.include({ code: 'WEFT_ERR_LISTENER_MISSING' });
+    expect(listener.running).to.equal(false);
+    expect(thrown(() => listener.nftMonitor(() => undefined)), 'the next subscription tries again').to.include({ code: 'WEFT_ERR_LISTENER_MISSING' });
+  });
+
+  it('the build puts the listener program where weft looks for it (dist/bin/, beside the bundles)', () => {
+    expect(listenerPath()).to.equal(fileURLToPath(new URL(`../bin/${LISTENER_PROGRAM}`, import.meta.url)));
+  });
+
+  it('a listener program gone when a dead child is to be restarted: reported as an overrun that says why, and tried again', async () => {
+    const children: FakeChild[] = [];
+    let gone = false;
+    const listener = new NetlinkMonitor(() => {
+      if (gone) listenerPath(['/nonexistent/weft-listener']);
+      const child = new FakeChild();
+      children.push(child);
+      return child;
+    });
+    const changes: KernelChange[] = [];
+    listener.monitor((c) => changes.push(c));
+    gone = true;
+    children[0]!.emit('exit', 0, null);
+    await eventually(async () => changes.some((c) => c.kind === 'overrun' && c.why?.startsWith('kernel listener not restarted')), 3000, 'the failed restart reported');
+    gone = false;
+    await eventually(async () => children.length === 2, 3000, 'the next child, once the program is back');
     listener.destroy();
   });
 

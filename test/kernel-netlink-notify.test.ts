@@ -1,17 +1,19 @@
 /**
  * Kernel notifications decoded like dump entries (the message bodies weft
  * sends have the layout of the notifications the kernel echoes), and the
- * monitor pipe's framing cut at every offset. No kernel.
+ * monitor pipe's framing cut at every offset, and the listener program's
+ * markers named as notify.ts names them. No kernel.
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { RTM_DELLINK, RTM_NEWLINK, vxlanAddMessage } from '../kernel/netlink/link.js';
 import { RTM_DELNEIGH, RTM_NEWNEIGH, parseNeigh, toNeigh } from '../kernel/netlink/neigh.js';
 import { RTM_DELADDR, RTM_NEWADDR, addrAddMessage } from '../kernel/netlink/addr.js';
 import { RTM_DELROUTE, RTM_NEWROUTE, parseRoute } from '../kernel/netlink/route.js';
 import { AF_BRIDGE, splitMessages, type InMessage, type OutMessage } from '../kernel/netlink/wire.js';
 import { fdbReplaceMessage, neighDelMessage, neighSetMessage, routeDelMessage, routeReplaceMessage } from './harness/netlink-messages.js';
-import { DatagramStream, MONITOR_GROUPS, NFT_CHANGED, NFT_OVERRUN, NFT_UNWATCHED, NLMSG_OVERRUN, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE, decodeChange, decodeNftChange, markerDatagram } from '../kernel/netlink/notify.js';
+import { DatagramStream, LISTENING_NFT, LISTENING_ROUTE, MONITOR_GROUPS, NFNLGRP_NFTABLES, NFT_CHANGED, NFT_OVERRUN, NFT_UNWATCHED, NLMSG_OVERRUN, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE, decodeChange, decodeNftChange, markerDatagram } from '../kernel/netlink/notify.js';
 import { RTPROT_WEFT } from '../kernel/kernel.js';
 
 /** A notification with the body of `msg` under `type`. */
@@ -114,8 +116,8 @@ describe('netlink notifications: decoded like dump entries', () => {
     expect(decodeNftChange(notification(RTM_NEWROUTE, route))).to.equal(null);
   });
 
-  it('the listener child builds its markers from markerDatagram\'s own source text, which runs on its own', () => {
-    // What the child does: paste the function's text into a bare `node -e` script and call it.
+  it('markerDatagram stands on its own: its source text, pasted into a bare script, builds the same markers', () => {
+    // It names nothing from outside it, so that it reads as the whole layout listener.c's marker() writes.
     const script = `const marker = ${markerDatagram.toString()};\nprocess.stdout.write(Buffer.concat([marker(${NFT_UNWATCHED}, 'Operation not permitted'), marker(${NLMSG_OVERRUN})]));`;
     const out = execFileSync(process.execPath, ['-e', script]);
     const [unwatched, overrun, ...rest] = splitMessages(out);
@@ -123,6 +125,26 @@ describe('netlink notifications: decoded like dump entries', () => {
     expect(decodeNftChange(unwatched!)).to.deep.equal({ kind: 'unwatched', why: 'Operation not permitted' });
     expect(decodeChange(overrun!)).to.deep.equal({ kind: 'overrun' });
     expect(out.equals(Buffer.concat([markerDatagram(NFT_UNWATCHED, 'Operation not permitted'), markerDatagram(NLMSG_OVERRUN)]))).to.equal(true);
+  });
+});
+
+describe('the listener program (listener.c) speaks notify.ts\'s language', () => {
+  const source = readFileSync(new URL('../../kernel/netlink/listener.c', import.meta.url), 'utf8');
+  const define = (name: string): string | undefined => new RegExp(`^#define ${name.replace(/[()]/g, '\\$&')} (.+)$`, 'm').exec(source)?.[1];
+
+  it('announces what it listens to with LISTENING_ROUTE and LISTENING_NFT, and joins nf_tables on NFNLGRP_NFTABLES', () => {
+    expect(define('LISTENING_ROUTE')).to.equal(JSON.stringify(LISTENING_ROUTE));
+    expect(define('LISTENING_NFT')).to.equal(JSON.stringify(LISTENING_NFT));
+    expect(source).to.include('join(fd, NFNLGRP_NFTABLES)');
+    // <linux/netfilter/nfnetlink.h>: enum nfnetlink_groups.
+    expect(NFNLGRP_NFTABLES).to.equal(7);
+  });
+
+  it('marks nf_tables reports with the message types notify.ts decodes (nf_tables subsystem 10, NEWGEN, GETGEN, TRACE)', () => {
+    expect(define('NFT_TYPE(msg)')).to.equal('((NFNL_SUBSYS_NFTABLES << 8) | (msg))');
+    expect([define('NFT_CHANGED'), define('NFT_UNWATCHED'), define('NFT_OVERRUN')]).to.deep.equal(['NFT_TYPE(NFT_MSG_NEWGEN)', 'NFT_TYPE(NFT_MSG_GETGEN)', 'NFT_TYPE(NFT_MSG_TRACE)']);
+    // <linux/netfilter/nfnetlink.h> and <linux/netfilter/nf_tables.h>: NFNL_SUBSYS_NFTABLES 10, NFT_MSG_NEWGEN 15, GETGEN 16, TRACE 17.
+    expect([NFT_CHANGED, NFT_UNWATCHED, NFT_OVERRUN]).to.deep.equal([(10 << 8) | 15, (10 << 8) | 16, (10 << 8) | 17]);
   });
 });
 

@@ -2,7 +2,8 @@
  * The netlink port against the real kernel, in a network namespace: the
  * listener child started by either subscription (nf_tables alone, with no
  * backend; then kernel object changes joining the same child), the iptables
- * keeper following ruleset changes with no backend running, and close()
+ * keeper following ruleset changes with no backend running, a flood of
+ * notifications that overruns a listener which goes on listening, and close()
  * versus destroy(); and IPv6 (a vxlan device with an IPv6 local, NDP
  * entries, FDB remotes, routes, nexthops, addresses and blackholes
  * programmed, dumped by family and compared with what `ip -6 -j` reports,
@@ -18,10 +19,12 @@ import { isWeftError } from '../common/errors.js';
 import { Subnet } from '../common/subnet.js';
 import { TrafficRules } from '../kernel/iptables.js';
 import { NetlinkKernel } from '../kernel/kernel-netlink.js';
+import { NetlinkMonitor, spawnListenerChild, type ListenerChild } from '../kernel/netlink/monitor.js';
 import { KernelError, RTPROT_WEFT, type AddrInfo, type Fdb, type KernelChange, type KernelOp, type Link, type Neigh, type Nexthop, type NftChange, type OpResult, type Route } from '../kernel/kernel.js';
-import { Netns, cleanupLeftovers, eventually, teardownAll } from './harness/netns.js';
+import { Netns, cleanupLeftovers, eventually, pidAlive, teardownAll } from './harness/netns.js';
 
 const SELF = fileURLToPath(import.meta.url);
+const hex = (n: number): string => n.toString(16).padStart(2, '0');
 const WORKER_FLAG = '--netlink-worker';
 const execFileAsync = promisify(execFile);
 
@@ -31,6 +34,7 @@ type Command =
   | { cmd: 'watch' }
   | { cmd: 'keeper' }
   | { cmd: 'lifetimes' }
+  | { cmd: 'flood' }
   | { cmd: 'blackhole'; op: 'replace' | 'del'; dst: string }
   | { cmd: 'call'; method: keyof NetlinkKernel; args: unknown[] }
   | { cmd: 'stop' };
@@ -39,6 +43,7 @@ type CallResult = { ok: unknown } | { errno: string };
 type Report =
   | { nft: NftChange }
   | { change: KernelChange }
+  | { flooded: KernelChange }
   | { done: Command['cmd']; result?: unknown };
 
 /** Worker side: one NetlinkKernel in the test namespace, doing what the test says and reporting what it hears. */
@@ -115,6 +120,17 @@ function worker(): void {
           send({ done: 'lifetimes', result });
           return;
         }
+        case 'flood': {
+          // A listener of its own with a small receive buffer, which a burst of notifications overruns.
+          let child: ListenerChild | undefined;
+          const flooded = new NetlinkMonitor(() => (child = spawnListenerChild([], 64 << 10)));
+          flooded.monitor((change) => {
+            if (change.kind === 'overrun' || (change.kind === 'route' && change.op === 'new')) send({ flooded: change });
+          });
+          await flooded.caughtUp();
+          send({ done: 'flood', result: child!.pid });
+          return;
+        }
         case 'blackhole': {
           const call = command.op === 'replace' ? kernel.blackholeReplace(command.dst) : kernel.blackholeDel(command.dst);
           const result = await call.then(
@@ -178,9 +194,13 @@ class Worker {
     return this.reports.flatMap((r) => ('change' in r ? [r.change] : []));
   }
 
+  flooded(): KernelChange[] {
+    return this.reports.flatMap((r) => ('flooded' in r ? [r.flooded] : []));
+  }
+
   /** The worker's listener children (the worker runs as `ip netns exec`, which execs: same PID). */
   async listenerPids(): Promise<number[]> {
-    const { stdout } = await execFileAsync('pgrep', ['-x', '-P', String(this.child.pid), 'node']).catch(() => ({ stdout: '' }));
+    const { stdout } = await execFileAsync('pgrep', ['-x', '-P', String(this.child.pid), 'weft-listener']).catch(() => ({ stdout: '' }));
     return stdout.trim().split('\n').filter(Boolean).map(Number);
   }
 
@@ -254,6 +274,27 @@ if (process.argv[2] === WORKER_FLAG) {
       expect(await ns.exec('ip', 'route', 'show', 'type', 'unreachable')).to.include('unreachable 10.244.3.0/24 metric 7');
       expect(await worker.run({ cmd: 'blackhole', op: 'del', dst: '10.244.3.0/24' })).to.equal('ESRCH');
       await ns.exec('ip', 'route', 'del', 'unreachable', '10.244.3.0/24', 'metric', '7');
+    });
+
+    it('a flood of notifications past the receive buffer is reported as an overrun, and the same listener goes on listening', async () => {
+      const pid = (await worker.run({ cmd: 'flood' })) as number;
+      // Stopped, the listener reads nothing: the burst (a vxlan device's neighbours and FDB entries, added, then
+      // flushed with the device) overruns its receive buffer, as it would behind a weftd too busy to read.
+      process.kill(pid, 'SIGSTOP');
+      try {
+        const peers = Array.from({ length: 2000 }, (_, i) => ({ ip: `10.244.${i >> 8}.${i & 255}`, mac: `0e:00:00:00:${hex(i >> 8)}:${hex(i & 255)}` }));
+        await ns.ipBatch(['link add flood.1 type vxlan id 1 dstport 8472 nolearning dev lo', ...peers.map((p) => `neigh add ${p.ip} lladdr ${p.mac} dev flood.1 nud permanent`)]);
+        await ns.ipBatch(peers.map((p, i) => `fdb append ${p.mac} dev flood.1 dst 192.168.${i >> 8}.${i & 255}`), 'bridge');
+        await ns.ip('link', 'del', 'flood.1');
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      await eventually(async () => worker.flooded().some((c) => c.kind === 'overrun'), 5000, 'the overrun reported');
+      await ns.ip('route', 'add', '10.98.0.0/24', 'dev', 'lo');
+      await eventually(async () => worker.flooded().some((c) => c.kind === 'route' && c.route.dst === '10.98.0.0/24'), 5000, 'a change after the overrun heard');
+      expect(pidAlive(pid), 'the listener that was overrun still runs').to.equal(true);
+      expect(await worker.listenerPids(), 'no listener restarted').to.include(pid);
+      expect(worker.flooded().filter((c) => c.kind === 'overrun' && c.why !== undefined), 'no listener lost (each would say why)').to.deep.equal([]);
     });
 
     it('close() lets what is in flight finish and refuses what comes after; destroy() cuts what is in flight', async () => {

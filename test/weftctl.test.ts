@@ -66,12 +66,12 @@ interface CheckJson {
 const verdictOf = (checks: CheckJson[], prefix: string) => checks.find((c) => c.name.startsWith(prefix))!;
 
 /**
- * Runs `fn` with the node's kernel monitor (the one `node` child of weftd)
+ * Runs `fn` with the node's kernel monitor (weftd's one child, weft-listener)
  * stopped, so weftd hears of no kernel change and hand-made drift stays; it
  * catches up when the monitor continues.
  */
 async function withMonitorFrozen(node: WeftNode, fn: () => Promise<void>): Promise<void> {
-  const { stdout } = await promisify(execFile)('pgrep', ['-x', '-P', String(node.pid), 'node']);
+  const { stdout } = await promisify(execFile)('pgrep', ['-x', '-P', String(node.pid), 'weft-listener']);
   const monitor = Number(stdout.trim());
   process.kill(monitor, 'SIGSTOP');
   try {

@@ -16,16 +16,23 @@
  * it: while only the iptables keeper listens, the echoes of weft's own
  * start-up programming (before the backend subscribes) reach no one.
  *
- * Why a child process: the `netlink` package aborts the whole process when
- * poll reports an error on its socket (it builds the error object with a NULL
- * syscall name, and the C++ exception ends in std::terminate). A subscribed
- * socket gets exactly that error, ENOBUFS, whenever notifications outrun its
- * receive buffer: deleting the vxlan device of a node with many peers flushes
- * two entries per peer in one go, more than fits in the default
- * net.core.rmem_max. In a child, that abort is only a gap: the next child is
- * started and the gap is reported as an `overrun`. The child does nothing but
- * read the sockets, so it keeps up; it queues in memory while weftd is busy,
- * and sleeps while the kernel is quiet.
+ * Why a child, and why in C (kernel/netlink/listener.c, built into
+ * dist/bin/weft-listener): a subscribed socket gets ENOBUFS whenever
+ * notifications outrun its receive buffer (deleting the vxlan device of a
+ * node with many peers flushes two entries per peer at once), and the
+ * `netlink` package aborts the whole process on that error. So the sockets
+ * live outside weftd. The C listener reports ENOBUFS as an overrun and reads
+ * on, the socket still subscribed; weftd repairs the gap with a full pass.
+ * It reads while weftd is busy (queueing for it), and sleeps while the
+ * kernel is quiet. Tried before: a second Node process running the
+ * `netlink` package, which the abort ended at each overrun (and which was
+ * restarted each time); it held a whole Node runtime beside weftd.
+ * Weighed: a worker thread reading the sockets through koffi (a second V8
+ * isolate inside weftd, and a thread blocked in recv cannot be terminated),
+ * and iproute2's `ip monitor` (text: no sender port id to drop weft's
+ * echoes by, no exact attributes to decode like a dump, its overruns only a
+ * line on stderr). A listener that dies anyway (killed) is restarted here,
+ * and its gap reported as an overrun.
  *
  * The kernel tags the notifications of route and neighbour changes with the
  * port id of the socket that asked for them: the child drops those of weft's
@@ -34,9 +41,11 @@
  * by content).
  */
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
+import { accessSync, constants } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { Backoff } from '../../common/backoff.js';
+import { WeftError } from '../../common/errors.js';
 import type { KernelChange, NftChange } from '../kernel.js';
 import {
   DatagramStream,
@@ -44,26 +53,26 @@ import {
   LISTENING_ROUTE,
   MONITOR_GROUPS,
   OPTIONAL_MONITOR_GROUPS,
-  NETLINK_NETFILTER,
-  NFNLGRP_NFTABLES,
-  NFT_CHANGED,
-  NFT_OVERRUN,
-  NFT_UNWATCHED,
   NLMSG_NOOP,
-  NLMSG_OVERRUN,
   decodeChange,
   decodeNftChange,
-  markerDatagram,
 } from './notify.js';
 import { splitMessages } from './wire.js';
 
-/** Receive buffer asked for; the kernel caps it at net.core.rmem_max (and doubles that for bookkeeping). */
+/**
+ * Receive buffer asked for. SO_RCVBUFFORCE gives it to a listener with
+ * CAP_NET_ADMIN (weftd has it); otherwise the kernel caps it at
+ * net.core.rmem_max. The kernel doubles it for its bookkeeping.
+ */
 const BUFFER_BYTES = 16 << 20;
-/** The child gives up (and is restarted, as an overrun) rather than queue more than this for a stalled weftd. */
+/**
+ * The child queues at most this much for a stalled weftd; past it, it leaves
+ * the sockets unread, and what the kernel then drops is reported as an overrun.
+ */
 const QUEUE_LIMIT_BYTES = 64 << 20;
 /** How long a kernel read waits for the listener to be listening (see `caughtUp`). */
 const LIVE_WAIT_MS = 2000;
-/** A child that lived this long restarts without backoff: its death was an overrun, not a crash loop. */
+/** A child that lived this long restarts without backoff: its death was a one-off (killed), not a crash loop. */
 const STABLE_MS = 10_000;
 const STDERR_KEPT = 400;
 
@@ -73,101 +82,34 @@ const LEAVE_ROUTE = 'r';
 const JOIN_NFT = 'N';
 const LEAVE_NFT = 'n';
 
+/** The listener program's file name; scripts/bundle.mjs compiles kernel/netlink/listener.c into dist/bin/ under it. */
+export const LISTENER_PROGRAM = 'weft-listener';
+
 /**
- * The child, run with `node -e`: argv is the `netlink` raw-socket module, the
- * buffer size, the rtnetlink groups, the queue limit, weft's own port ids and
- * the groups joined only where the kernel knows them.
- * Opens and closes its sockets as its stdin says (JOIN_ROUTE ...). Writes
- * each datagram (one notification) as a u32 length and the bytes; an
- * NLMSG_NOOP datagram naming what it listens to once a socket is subscribed,
- * an NLMSG_OVERRUN (or NFT_OVERRUN) one when a receive error is reported
- * without killing it. Exits when weftd closes its stdin (weftd is done with
- * it, or gone). Its markers come from notify.ts's `markerDatagram`, whose
- * source text is pasted in, so weftd decodes what that one function builds.
+ * Where the listener is looked for: beside the bundle that runs (dist/bin/),
+ * or, from the unbundled modules (dist/kernel/netlink/) that tests and
+ * benchmarks load, in the same build's dist/bin/.
  */
-const CHILD_SOURCE = `'use strict';
-const net = require('node:net');
-const { RawNetlinkSocket } = require(process.argv[1]);
-const bufferBytes = Number(process.argv[2]);
-const groups = process.argv[3].split(',').map(Number);
-const queueLimit = Number(process.argv[4]);
-const ownPorts = new Set(process.argv[5].split(',').filter(Boolean).map(Number));
-const optionalGroups = (process.argv[6] || '').split(',').filter(Boolean).map(Number);
-const out = new net.Socket({ fd: 1, readable: false });
-out.on('error', () => process.exit(0));
-let batch = [];
-let rulesMarked = false;
-function flush() {
-  const data = Buffer.concat(batch);
-  batch = [];
-  rulesMarked = false;
-  out.write(data);
-  if (out.writableLength > queueLimit) process.exit(3);
+function listenerPlaces(): string[] {
+  return [new URL(LISTENER_PROGRAM, import.meta.url), new URL(`../../bin/${LISTENER_PROGRAM}`, import.meta.url)].map((url) => fileURLToPath(url));
 }
-function forward(datagram) {
-  if (ownPorts.has(datagram.readUInt32LE(12))) return;
-  const len = Buffer.allocUnsafe(4);
-  len.writeUInt32LE(datagram.length, 0);
-  if (batch.length === 0) setImmediate(flush);
-  batch.push(len, datagram);
-}
-const marker = ${markerDatagram.toString()};
-const options = { recvBufferSize: bufferBytes, sendBufferSize: 4096 };
-let route = null;
-let rules = null;
-function joinRoute() {
-  if (route) return;
-  route = new RawNetlinkSocket(0, options);
-  route.on('message', forward);
-  route.on('error', () => forward(marker(${NLMSG_OVERRUN})));
-  for (const group of groups) route.addMembership(group);
-  for (const group of optionalGroups) {
+
+/** The listener's path; WEFT_ERR_LISTENER_MISSING when the build did not put it where weft looks. */
+export function listenerPath(places: readonly string[] = listenerPlaces()): string {
+  for (const place of places) {
     try {
-      route.addMembership(group);
+      accessSync(place, constants.X_OK);
+      return place;
     } catch {
-      // An older kernel without this group: nothing of its kind exists there to report.
+      // Not here: the next place.
     }
   }
-  forward(marker(${NLMSG_NOOP}, '${LISTENING_ROUTE}'));
+  throw new WeftError('WEFT_ERR_LISTENER_MISSING', `the kernel listener ${LISTENER_PROGRAM} is not in ${places.join(' or ')}: build weft with \`npm run build\` (it needs a C compiler, cc)`);
 }
-function joinRules() {
-  if (rules) return;
-  let socket = null;
-  try {
-    socket = new RawNetlinkSocket(${NETLINK_NETFILTER}, options);
-    socket.on('message', () => {
-      if (!rulesMarked) forward(marker(${NFT_CHANGED}));
-      rulesMarked = true;
-    });
-    socket.on('error', () => forward(marker(${NFT_OVERRUN})));
-    socket.addMembership(${NFNLGRP_NFTABLES});
-    rules = socket;
-    forward(marker(${NLMSG_NOOP}, '${LISTENING_NFT}'));
-  } catch (err) {
-    // No nf_tables here, or no right to listen: weftd is told, and checks iptables on its own period.
-    if (socket) socket.close();
-    forward(marker(${NFT_UNWATCHED}, err.message));
-  }
-}
-function leave(socket) {
-  if (socket) socket.close();
-  return null;
-}
-process.stdin.on('data', (commands) => {
-  for (const command of commands.toString('latin1')) {
-    if (command === '${JOIN_ROUTE}') joinRoute();
-    else if (command === '${LEAVE_ROUTE}') route = leave(route);
-    else if (command === '${JOIN_NFT}') joinRules();
-    else if (command === '${LEAVE_NFT}') rules = leave(rules);
-  }
-});
-process.stdin.on('end', () => process.exit(0));
-`;
-
-const RAW_SOCKET_MODULE = createRequire(import.meta.url).resolve('netlink/dist/raw.js');
 
 /** The listener child as NetlinkMonitor uses it: a ChildProcess with piped stdio, or a stand-in in tests. */
 export interface ListenerChild {
+  readonly pid?: number;
   readonly stdin: Writable;
   readonly stdout: Readable;
   readonly stderr: Readable;
@@ -177,11 +119,14 @@ export interface ListenerChild {
   unref(): void;
 }
 
-/** Starts the real listener child; `ownPorts`: port ids of weft's request sockets, whose echoes it drops. */
-export function spawnListenerChild(ownPorts: readonly number[]): ListenerChild {
-  const settings = [String(BUFFER_BYTES), MONITOR_GROUPS.join(','), String(QUEUE_LIMIT_BYTES), ownPorts.join(','), OPTIONAL_MONITOR_GROUPS.join(',')];
-  const args = ['--max-semi-space-size=1', '--max-old-space-size=64', '-e', CHILD_SOURCE, RAW_SOCKET_MODULE, ...settings];
-  return spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+/**
+ * Starts the real listener child; `ownPorts`: port ids of weft's request
+ * sockets, whose echoes it drops; `bufferBytes`: its receive buffer (a test
+ * overruns a small one). Throws WEFT_ERR_LISTENER_MISSING.
+ */
+export function spawnListenerChild(ownPorts: readonly number[], bufferBytes = BUFFER_BYTES): ListenerChild {
+  const settings = [String(bufferBytes), MONITOR_GROUPS.join(','), String(QUEUE_LIMIT_BYTES), ownPorts.join(','), OPTIONAL_MONITOR_GROUPS.join(',')];
+  return spawn(listenerPath(), settings, { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 type Kind = 'route' | 'nft';
@@ -262,7 +207,13 @@ export class NetlinkMonitor {
     if (this.closed) return () => undefined;
     const first = listeners.size === 0;
     listeners.add(listener);
-    if (first) this.want(kind);
+    try {
+      if (first) this.want(kind);
+    } catch (err) {
+      // No listener program: the caller hears why, and nothing is left subscribed.
+      listeners.delete(listener);
+      throw err;
+    }
     return () => {
       if (!listeners.delete(listener) || listeners.size > 0) return;
       if (this.routeListeners.size === 0 && this.nftListeners.size === 0) this.stop((child) => child.stdin.end());
@@ -376,9 +327,22 @@ export class NetlinkMonitor {
     this.tellRoute({ kind: 'overrun', why });
     this.tellNft({ kind: 'overrun', why });
     if (this.routeListeners.size === 0 && this.nftListeners.size === 0) return;
+    this.restartLater();
+  }
+
+  private restartLater(): void {
     this.respawn = setTimeout(() => {
       this.respawn = null;
-      if (!this.closed && !this.child && (this.routeListeners.size > 0 || this.nftListeners.size > 0)) this.start();
+      if (this.closed || this.child || (this.routeListeners.size === 0 && this.nftListeners.size === 0)) return;
+      try {
+        this.start();
+      } catch (err) {
+        // The program went away since weft started (an upgrade in progress?): say so, and look again later.
+        const why = `kernel listener not restarted (${(err as Error).message})`;
+        this.tellRoute({ kind: 'overrun', why });
+        this.tellNft({ kind: 'overrun', why });
+        this.restartLater();
+      }
     }, this.backoff.nextDelayMs());
     this.respawn.unref();
   }

@@ -141,9 +141,9 @@ function nexthopChange(msg: InMessage): KernelChange | null {
 
 /**
  * A datagram holding one of the listener's markers: a control message, with
- * `text` as its payload if any. The listener child builds its markers with
- * this function's source text (monitor.ts), so it must stay self-contained:
- * no names from outside it, not even NLMSG_HDRLEN (16).
+ * `text` as its payload if any, padded to 4 bytes; listener.c's marker()
+ * writes the same. Self-contained (not even NLMSG_HDRLEN, 16, comes from
+ * outside), so that it reads as the whole layout.
  */
 export function markerDatagram(type: number, text = ''): Buffer {
   const header = 16;
