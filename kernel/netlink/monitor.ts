@@ -24,10 +24,9 @@
  * live outside weftd. The C listener reports ENOBUFS as an overrun and reads
  * on, the socket still subscribed; weftd repairs the gap with a full pass.
  * It reads while weftd is busy (queueing for it), and sleeps while the
- * kernel is quiet. Tried before: a second Node process running the
- * `netlink` package, which the abort ended at each overrun (and which was
- * restarted each time); it held a whole Node runtime beside weftd.
- * Weighed: a worker thread reading the sockets through koffi (a second V8
+ * kernel is quiet. Weighed against it: a second Node process running the
+ * `netlink` package (ended by the abort at each overrun, and a whole Node
+ * runtime beside weftd), a worker thread reading the sockets through koffi (a second V8
  * isolate inside weftd, and a thread blocked in recv cannot be terminated),
  * and iproute2's `ip monitor` (text: no sender port id to drop weft's
  * echoes by, no exact attributes to decode like a dump, its overruns only a
