@@ -53,9 +53,11 @@ export const README_FILE = 'README.md';
 export const GOALS = {
   /** Start-up at the largest N over its limit (etcd list + ip/bridge -batch), median of the pairs. */
   startupRatio: 1.2,
-  /** weft's convergence p99 minus etcd's watch p99, ms, for single events and for bursts. */
+  /** weft's convergence p99 minus etcd's watch p99, ms, for single events. */
   p99GapMs: 2,
-  /** RSS at the largest N, MB, in every idle window. */
+  /** The same for bursts of 100 lease changes. */
+  burstP99GapMs: 10,
+  /** Memory at the largest N, MB: weftd and the processes it starts (its listener) together, in the idle window. */
   rssMB: 80,
   /** Idle CPU, percent of a core, at every N and in every window. */
   idleCpuPercent: 1,
@@ -103,25 +105,24 @@ export function verdicts(r: ClusterResults): Verdict[] {
     });
   }
   const conv = r.convergence ?? [];
-  const gapGoal = (label: string, rows: readonly ConvergenceRow[]): void => {
+  const gapGoal = (label: string, rows: readonly ConvergenceRow[], gapMs: number): void => {
     if (rows.length === 0) return;
     out.push({
-      goal: `${label}: weft's p99 within ${GOALS.p99GapMs} ms of etcd's watch p99`,
+      goal: `${label}: weft's p99 within ${gapMs} ms of etcd's watch p99`,
       figure: `${slash(rows.map((c) => `+${ms(c.p99GapMs)}`))} ms (${slash(rows.map((c) => c.kind.split(',')[0]!))})`,
       baseline: `etcd watch p99 ${slash(rows.map((c) => ms(c.etcdWatch.p99)))} ms`,
-      met: rows.every((c) => c.p99GapMs <= GOALS.p99GapMs && c.timeouts === 0),
+      met: rows.every((c) => c.p99GapMs <= gapMs && c.timeouts === 0),
     });
   };
-  gapGoal('single events', conv.filter((c) => c.burstCompleteMs === undefined));
-  gapGoal('bursts of 100', conv.filter((c) => c.burstCompleteMs !== undefined));
+  gapGoal('single events', conv.filter((c) => c.burstCompleteMs === undefined), GOALS.p99GapMs);
+  gapGoal('bursts of 100', conv.filter((c) => c.burstCompleteMs !== undefined), GOALS.burstP99GapMs);
   if (big) {
     const f = big.footprint;
-    const rss = [f.rssMB, ...(f.steady ? [f.steady.rssMB] : [])];
     out.push({
-      goal: `RSS at ${f.n} peers ≤ ${GOALS.rssMB} MB`,
-      figure: `${fmt(f.rssMB)} MB${f.steady ? ` (${fmt(f.steady.rssMB)} MB in the next window)` : ''}`,
+      goal: `weftd and its listener at ${f.n} peers ≤ ${GOALS.rssMB} MB together`,
+      figure: `${fmt(f.totalMB)} MB (weftd ${fmt(f.rssMB)} MB RSS, ${fmt(f.steady?.rssMB ?? f.rssMB)} MB in the next window; listener ${fmt(f.listenerRssMB)} MB RSS)`,
       baseline: '-',
-      met: rss.every((x) => x <= GOALS.rssMB),
+      met: f.totalMB <= GOALS.rssMB,
     });
   }
   if (r.sizes.length > 0) {
@@ -571,8 +572,8 @@ export function renderBenchmarks(
     'window, one full resync period. At the largest N a second window follows (*next window*): the first can hold V8\'s',
     'one-off collections after start-up, the second shows idle as it stays. RSS and peak RSS come from',
     '`/proc/<pid>/status`; CPU is utime + stime from `/proc/<pid>/stat`. The *listener* is weftd\'s kernel-notification',
-    'child process: its RSS is mostly the Node binary\'s pages, which it shares with weftd, so *weftd + listener* is',
-    'weftd\'s RSS plus the listener\'s private memory. etcd requests are the growth of etcd\'s',
+    'child process (`weft-listener`, a small C program); *weftd + listener* is weftd\'s RSS plus the listener\'s private',
+    'memory, what the two hold together. etcd requests are the growth of etcd\'s',
     '`grpc_server_msg_received_total` over the window.',
     '',
     '**Convergence**, with 1000 peers programmed. The clock runs from the etcd write being issued until the peer\'s route,',
@@ -600,9 +601,10 @@ export function renderBenchmarks(
     '### Goals',
     '',
     'Each verdict is computed from the run by `bench/report.ts` (`GOALS`). A goal is met only in every row it covers:',
-    'the RSS and idle CPU goals in every idle window, the convergence goals for adds and removes alike (and with no',
-    'timeout), the etcd goal when the idle request rate at the largest N is no higher than at the smallest (within one',
-    'request a minute, the counting step of a window).',
+    'the idle CPU goal in every idle window, the memory goal in the idle window after start-up (weftd and its listener',
+    'together), the convergence goals for adds and removes alike (and with no timeout), the etcd goal when the idle',
+    'request rate at the largest N is no higher than at the smallest (within one request a minute, the counting step of',
+    'a window).',
     '',
     goalsTable(r),
   );
