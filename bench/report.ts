@@ -579,7 +579,7 @@ export function renderBenchmarks(
     '**Convergence**, with 1000 peers programmed. The clock runs from the etcd write being issued until the peer\'s route,',
     'neighbour and FDB entry are all present (or all gone) in the node\'s kernel. The baseline is etcd\'s watch: the same',
     'write until the observer\'s own watch (the same `etcd3` client) delivers the event. The *p99 gap* is weft\'s p99 minus',
-    'the watch\'s p99; with 200 events, p99 is the second slowest. *Burst done* is the median time from the first write of',
+    `the watch's p99; with 200 events, p99 is ${p99Rank(200)}. *Burst done* is the median time from the first write of`,
     'a burst until its last peer is programmed.',
     '',
     '**Churn**, on 1000 peers: peers join and leave at a steady rate; afterwards the node\'s kernel is compared with the',
