@@ -44,9 +44,8 @@
  *   package with it) becomes the bundle's file URL.
  *
  * And what a bundle should not carry eagerly: the modules that only lay
- * out help text (see lazyHelpModules), ip-address in weft-cni (see
- * lazyModules), and the development build of winston's `@dabh/diagnostics`
- * (see PRODUCTION).
+ * out help text (see lazyHelpModules), and the development build of
+ * winston's `@dabh/diagnostics` (see PRODUCTION).
  */
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
@@ -89,7 +88,7 @@ const programs = {
   },
   weftctl: { entry: 'weftctl/main.js', nodeFlags: [], env: {} },
   // The CNI plugin runs on every pod's start and exits: no flags (nothing for them to tune in a run this short).
-  'weft-cni': { entry: 'cni/main.js', nodeFlags: [], env: {}, standalone: true, cacheRun: cniAddRun, lazyModules: ['ip-address'] },
+  'weft-cni': { entry: 'cni/main.js', nodeFlags: [], env: {}, standalone: true, cacheRun: cniAddRun },
 };
 
 /**
@@ -100,8 +99,8 @@ const programs = {
  * of the ADD path (parsing the config and the subnet file, building and
  * saving the delegate config, running the delegate), which a cache made from
  * VERSION would leave to be compiled on each ADD. DEL and CHECK share most
- * of them. The node is dual-stack so that the IPv6 path, ip-address
- * included, is in the cache too (see lazyModules).
+ * of them. The node is dual-stack so that the IPv6 path is in the cache
+ * too.
  */
 function cniAddRun() {
   const dir = mkdtempSync(join(tmpdir(), 'weft-cni-cache-'));
@@ -141,38 +140,6 @@ runBundle(script, bundle);
 const protoDir = join(dirname(require.resolve('etcd3/package.json')), 'proto');
 mkdirSync(join(dist, 'proto'), { recursive: true });
 cpSync(protoDir, join(dist, 'proto'), { recursive: true });
-
-/**
- * CommonJS packages that a program loads only on first use, per program
- * (`lazyModules`). weft-cni's subnet math imports ip-address for IPv6
- * addresses, which an IPv4-only node never parses; loading it is a share of
- * every pod's start. Each import of one gets a stand-in whose exports are
- * getters that load the real module on the first access (the bundle reads
- * an imported name at each use, so no use comes before the load).
- */
-function lazyModules(names) {
-  return {
-    name: 'lazy-modules',
-    setup(b) {
-      if (names.length === 0) return;
-      const filter = new RegExp(`^(${names.join('|')})$`);
-      b.onResolve({ filter }, async ({ path: name, resolveDir, kind, pluginData }) => {
-        if (pluginData?.real) return undefined;
-        const real = await b.resolve(name, { resolveDir, kind, pluginData: { real: true } });
-        if (real.errors.length > 0) return { errors: real.errors };
-        return { path: real.path, namespace: 'lazy-module' };
-      });
-      b.onLoad({ filter: /.*/, namespace: 'lazy-module' }, ({ path }) => {
-        const getters = Object.keys(require(path)).map((k) => `  get ${JSON.stringify(k)}() { return load()[${JSON.stringify(k)}]; },\n`);
-        return {
-          contents: `let real;\nconst load = () => (real ??= require(${JSON.stringify(path)}));\nmodule.exports = {\n${getters.join('')}};\n`,
-          resolveDir: dirname(path),
-          loader: 'js',
-        };
-      });
-    },
-  };
-}
 
 /**
  * Modules that yargs uses only to lay out --help and usage errors, which a
@@ -221,7 +188,7 @@ for (const name of Object.keys(programs)) rmSync(join(dist, 'bin', `${name}.mjs`
 
 const versionRun = () => ({ env: {}, args: ['--version'], input: '', cleanup: () => {} });
 
-for (const [name, { entry, nodeFlags, env, standalone = false, cacheRun = versionRun, lazyModules: lazy = [] }] of Object.entries(programs)) {
+for (const [name, { entry, nodeFlags, env, standalone = false, cacheRun = versionRun }] of Object.entries(programs)) {
   const bundle = join(dist, 'bin', `${name}-bundle.cjs`);
   const cache = join(dist, 'bin', `${name}-bundle.cache`);
   await build({
@@ -238,7 +205,7 @@ for (const [name, { entry, nodeFlags, env, standalone = false, cacheRun = versio
     charset: 'ascii',
     // A standalone program takes nothing from node_modules along.
     external: standalone ? [] : ['netlink', 'raw-socket'],
-    plugins: [lazyHelpModules, lazyModules(lazy)],
+    plugins: [lazyHelpModules],
     define: { 'import.meta.url': '__weftBundleUrl', ...PRODUCTION },
     banner: { js: "var __weftBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
     logLevel: 'warning',

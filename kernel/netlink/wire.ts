@@ -15,7 +15,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { WeftError } from '../../common/errors.js';
-import { parseIPv4, parseIPv6 } from '../../common/subnet.js';
+import { formatIPv6, parseIPv4, parseIPv6 } from '../../common/subnet.js';
 
 export const NLMSG_HDRLEN = 16;
 export const NLMSG_ERROR = 2;
@@ -361,38 +361,11 @@ function parseIPv6Into(ip: string, buf: Buffer, off: number): boolean {
   return true;
 }
 
-/**
- * The RFC 5952 text of the 16 bytes at `at`: lower-case hex groups without
- * leading zeros, the longest run of two or more zero groups (the first of
- * equal ones) as `::`; what Subnet.toString and ip-address's correctForm
- * give, so dumped and wanted addresses compare as strings.
- */
+/** The RFC 5952 text of the 16 bytes at `at`, as Subnet.toString writes it (formatIPv6), so dumped and wanted addresses compare as strings. */
 export function ipv6String(b: Buffer, at = 0): string {
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (b[at + i * 2] === 0 && b[at + i * 2 + 1] === 0) {
-      let j = i;
-      while (j < 8 && b[at + j * 2] === 0 && b[at + j * 2 + 1] === 0) j++;
-      if (j - i > bestLen) {
-        bestStart = i;
-        bestLen = j - i;
-      }
-      i = j;
-    } else i++;
-  }
-  if (bestLen < 2) bestStart = -1;
-  let out = '';
-  for (let i = 0; i < 8; i++) {
-    if (i === bestStart) {
-      out += '::';
-      i += bestLen - 1;
-      continue;
-    }
-    if (out !== '' && !out.endsWith(':')) out += ':';
-    out += ((b[at + i * 2]! << 8) | b[at + i * 2 + 1]!).toString(16);
-  }
-  return out;
+  const groups = new Array<number>(8);
+  for (let i = 0; i < 8; i++) groups[i] = ((b[at + i * 2] as number) << 8) | (b[at + i * 2 + 1] as number);
+  return formatIPv6(groups);
 }
 
 /** An address attribute's data of either family (4 or 16 bytes at `at`, `len` of them) as text, or null for another length. */
