@@ -131,22 +131,48 @@ interface Identity {
   readonly reason: RefusalReason;
   readonly of: (lease: Lease) => string | null;
   readonly own: string | null;
-  readonly index: Map<string, Set<string>>;
+  readonly index: MultiIndex;
 }
 
-function addTo(index: Map<string, Set<string>>, key: string | null, member: string): void {
-  if (key === null) return;
-  const set = index.get(key);
-  if (set) set.add(member);
-  else index.set(key, new Set([member]));
-}
+/**
+ * Value -> the subnet keys of the candidates that have it. Nearly every value
+ * has one candidate (a PublicIP, a MAC), so one is held as the key string
+ * itself and a Set is made only for two or more: a Set per peer and per
+ * identity was a share of a large node's memory.
+ */
+class MultiIndex {
+  private readonly map = new Map<string, string | Set<string>>();
 
-function removeFrom(index: Map<string, Set<string>>, key: string | null, member: string): void {
-  if (key === null) return;
-  const set = index.get(key);
-  if (!set) return;
-  set.delete(member);
-  if (set.size === 0) index.delete(key);
+  add(key: string | null, member: string): void {
+    if (key === null) return;
+    const held = this.map.get(key);
+    if (held === undefined) this.map.set(key, member);
+    else if (typeof held !== 'string') held.add(member);
+    else if (held !== member) this.map.set(key, new Set([held, member]));
+  }
+
+  delete(key: string | null, member: string): void {
+    if (key === null) return;
+    const held = this.map.get(key);
+    if (held === undefined) return;
+    if (typeof held === 'string') {
+      if (held === member) this.map.delete(key);
+      return;
+    }
+    held.delete(member);
+    if (held.size === 1) this.map.set(key, held.values().next().value as string);
+  }
+
+  /** The members under `key`, none when it has none. */
+  members(key: string): Iterable<string> {
+    const held = this.map.get(key);
+    if (held === undefined) return [];
+    return typeof held === 'string' ? [held] : held;
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
 }
 
 export interface PeerAdmissionOptions {
@@ -170,16 +196,16 @@ export class PeerAdmission {
   /** PublicIP, PublicIPv6 (IPv6 networks), VtepMAC, BackendV6Data.VtepMAC (IPv6 networks), judged in this order. */
   private readonly identities: readonly Identity[];
   /** Subnet (at SubnetLen) containing a candidate's PublicIP -> those candidates; only PublicIPs inside Network. */
-  private readonly byPublicIPSubnet = new Map<string, Set<string>>();
+  private readonly byPublicIPSubnet = new MultiIndex();
   /** The same for PublicIPv6: subnet (at IPv6SubnetLen) of IPv6Network containing it -> those candidates. */
-  private readonly byPublicIPv6Subnet = new Map<string, Set<string>>();
+  private readonly byPublicIPv6Subnet = new MultiIndex();
   /** IPv6 subnet -> the candidates holding it: a lease's slot is its IPv4 subnet, so a PublicIPv6's holder is found here. */
-  private readonly byIPv6Subnet = new Map<string, Set<string>>();
+  private readonly byIPv6Subnet = new MultiIndex();
 
   constructor(private readonly options: PeerAdmissionOptions) {
     const ownIP = options.ownPublicIP && options.ownPublicIP !== UNSET_PUBLIC_IP ? options.ownPublicIP : null;
     const v6 = options.config.enableIPv6;
-    const identity = (label: string, reason: RefusalReason, of: (lease: Lease) => string | null, own: string | null): Identity => ({ label, reason, of, own, index: new Map() });
+    const identity = (label: string, reason: RefusalReason, of: (lease: Lease) => string | null, own: string | null): Identity => ({ label, reason, of, own, index: new MultiIndex() });
     this.identities = [
       identity('PublicIP', 'duplicate-public-ip', publicIPOf, ownIP),
       ...(v6 ? [identity('PublicIPv6', 'duplicate-public-ip', (l) => l.attrs.PublicIPv6, options.ownPublicIPv6 ?? null)] : []),
@@ -244,7 +270,7 @@ export class PeerAdmission {
         const ownWins = !own || createdBefore(own, lease);
         return refusal(lease, id.reason, `advertises this node's ${id.label} ${value}${ownWins ? '' : ' (and is older than this node\'s lease)'}`, own?.key ?? null);
       }
-      const winner = this.oldest(id.index.get(value), own && id.of(own) === value ? own : null);
+      const winner = this.oldest(id.index.members(value), own && id.of(own) === value ? own : null);
       if (winner !== lease) return refusal(lease, id.reason, `${id.label} ${value} is already advertised by the older lease ${winner.key}`, winner.key);
     }
     return null;
@@ -262,7 +288,7 @@ export class PeerAdmission {
     for (const id of this.identities) {
       const value = id.of(own);
       if (value === null) continue;
-      const winner = this.oldest(id.index.get(value), own);
+      const winner = this.oldest(id.index.members(value), own);
       if (winner !== own) return refusal(own, id.reason, `this node's ${id.label} ${value} is already advertised by the older lease ${winner.key}`, winner.key);
     }
     return null;
@@ -292,7 +318,7 @@ export class PeerAdmission {
     const subnet6 = this.options.config.enableIPv6 ? lease.ipv6Subnet : null;
     if (subnet6) {
       if (own6 && lease.attrs.PublicIPv6 !== own6 && subnet6.contains(own6)) return { ip: own6, of: 'this node', label: 'PublicIPv6', subnet: subnet6 };
-      for (const key of this.byPublicIPv6Subnet.get(subnet6.toString()) ?? []) {
+      for (const key of this.byPublicIPv6Subnet.members(subnet6.toString())) {
         const other = this.candidates.get(key) as Lease;
         const ip6 = other.attrs.PublicIPv6 as string;
         if (other === lease || ip6 === lease.attrs.PublicIPv6) continue;
@@ -302,7 +328,7 @@ export class PeerAdmission {
     if (!hasIPv4(lease.subnet)) return null; // NO_IPV4_SUBNET would contain every address
     const own = this.options.ownPublicIP;
     if (own && lease.attrs.PublicIP !== own && lease.subnet.contains(own)) return { ip: own, of: 'this node', label: 'PublicIP', subnet: lease.subnet };
-    for (const key of this.byPublicIPSubnet.get(lease.subnet.toString()) ?? []) {
+    for (const key of this.byPublicIPSubnet.members(lease.subnet.toString())) {
       const other = this.candidates.get(key) as Lease;
       if (other === lease || other.attrs.PublicIP === lease.attrs.PublicIP) continue;
       if (publicIPProblem(other.attrs.PublicIP, this.options.config) === null) return { ip: other.attrs.PublicIP, of: other.key, label: 'PublicIP', subnet: lease.subnet };
@@ -318,43 +344,41 @@ export class PeerAdmission {
   }
 
   /** The oldest sane lease among `members` (subnet keys) and `own`. */
-  private oldest(members: ReadonlySet<string> | undefined, own: Lease | null): Lease {
+  private oldest(members: Iterable<string>, own: Lease | null): Lease {
     let best: Lease | null = own;
-    if (members) {
-      for (const key of members) {
-        const lease = this.candidates.get(key) as Lease;
-        if (this.publicIPRefusal(lease)) continue;
-        if (best === null || createdBefore(lease, best)) best = lease;
-      }
+    for (const key of members) {
+      const lease = this.candidates.get(key) as Lease;
+      if (this.publicIPRefusal(lease)) continue;
+      if (best === null || createdBefore(lease, best)) best = lease;
     }
     // Only asked for groups that hold a sane lease (the one being judged, or own).
     return best as Lease;
   }
 
   private index(subnetKey: string, lease: Lease, affected: Set<string>): void {
-    for (const id of this.identities) this.touch(id.index, id.of(lease), subnetKey, affected, addTo);
-    this.indexHolder(lease, subnetKey, affected, addTo);
+    for (const id of this.identities) this.touch(id.index, id.of(lease), subnetKey, affected, 'add');
+    this.indexHolder(lease, subnetKey, affected, 'add');
   }
 
   private unindex(subnetKey: string, lease: Lease, affected: Set<string>): void {
-    for (const id of this.identities) this.touch(id.index, id.of(lease), subnetKey, affected, removeFrom);
-    this.indexHolder(lease, subnetKey, affected, removeFrom);
+    for (const id of this.identities) this.touch(id.index, id.of(lease), subnetKey, affected, 'delete');
+    this.indexHolder(lease, subnetKey, affected, 'delete');
   }
 
   /** A PublicIP inside Network (or PublicIPv6 inside IPv6Network): the lease whose subnet holds it is judged again. */
-  private indexHolder(lease: Lease, subnetKey: string, affected: Set<string>, change: typeof addTo): void {
+  private indexHolder(lease: Lease, subnetKey: string, affected: Set<string>, change: 'add' | 'delete'): void {
     const ip = publicIPOf(lease);
     const holder = ip === null ? null : this.holderSubnetOf(ip);
     if (holder !== null) {
-      change(this.byPublicIPSubnet, holder, subnetKey);
+      this.byPublicIPSubnet[change](holder, subnetKey);
       affected.add(holder);
     }
     if (!this.options.config.enableIPv6) return;
-    if (lease.ipv6Subnet) change(this.byIPv6Subnet, lease.ipv6Subnet.toString(), subnetKey);
+    if (lease.ipv6Subnet) this.byIPv6Subnet[change](lease.ipv6Subnet.toString(), subnetKey);
     const holder6 = lease.attrs.PublicIPv6 ? this.holderSubnetOfV6(lease.attrs.PublicIPv6) : null;
     if (holder6 === null) return;
-    change(this.byPublicIPv6Subnet, holder6, subnetKey);
-    for (const k of this.byIPv6Subnet.get(holder6) ?? []) affected.add(k);
+    this.byPublicIPv6Subnet[change](holder6, subnetKey);
+    for (const k of this.byIPv6Subnet.members(holder6)) affected.add(k);
   }
 
   /** The IPv6SubnetLen subnet of IPv6Network that contains `ip`, as a key, or null when `ip` is outside IPv6Network. */
@@ -364,16 +388,10 @@ export class PeerAdmission {
     return Subnet.parse(`${ip}/${len}`).toString();
   }
 
-  private touch(
-    index: Map<string, Set<string>>,
-    key: string | null,
-    member: string,
-    affected: Set<string>,
-    change: (index: Map<string, Set<string>>, key: string | null, member: string) => void,
-  ): void {
+  private touch(index: MultiIndex, key: string | null, member: string, affected: Set<string>, change: 'add' | 'delete'): void {
     if (key === null) return;
-    change(index, key, member);
-    for (const k of index.get(key) ?? []) affected.add(k);
+    index[change](key, member);
+    for (const k of index.members(key)) affected.add(k);
   }
 }
 
