@@ -136,7 +136,7 @@ export class DockerHost {
    * Waits until the default bridge's IPv6 addresses have passed duplicate
    * address detection. dockerd adds its `--fixed-cidr-v6` gateway without
    * `nodad`, and DAD only starts once the first container's veth gives the
-   * bridge a carrier: until then (about 1 s) the gateway answers no neighbour
+   * bridge a carrier: until then the gateway answers no neighbour
    * solicitation, and a container's first IPv6 packets are lost.
    */
   async waitBridgeIPv6(bridge = 'docker0', timeoutMs = 10_000): Promise<void> {
