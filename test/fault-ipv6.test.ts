@@ -7,6 +7,8 @@
  * families loses nothing and touches no entry. The traffic is host to host
  * over the overlay: h1 pings h2's addresses on flannel.1 (`<subnet>.0`) and
  * flannel-v6.1 (`<subnet6>::`), so every packet crosses both hosts' entries.
+ * The same checks run again in an IPv6-only cluster, where flannel-v6.1 is
+ * the only device.
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
@@ -214,5 +216,76 @@ describe('the IPv6 device under weftd: drift repair, rebuild, stale cleanup and 
     expect(routes4).to.deep.equal([subnet4(h2()).toString()]);
     expect((await h1().ns.bridgeJson<{ mac: string }[]>('fdb', 'show', 'dev', 'flannel.1')).map((f) => f.mac)).to.not.include(FAKE_MAC);
     want = left;
+  });
+});
+
+/** A simulated IPv6-only peer: flannel's empty IPv4 part, PublicIP 0.0.0.0, BackendV6Data alone. */
+const FAKE_V6_KEY = `${P}/subnets/0.0.0.0-0&fd00:10:244:c9::-64`;
+const FAKE_V6_MAC6 = '0e:2a:00:00:66:c9';
+const FAKE_V6_VALUE = JSON.stringify({ PublicIP: '0.0.0.0', PublicIPv6: '2001:2::c9', BackendType: 'vxlan', BackendV6Data: { VNI: 1, VtepMAC: FAKE_V6_MAC6 } });
+
+describe('the IPv6 device under weftd in an IPv6-only cluster: drift repair, rebuild and a hitless restart @real', function () {
+  this.timeout(60_000);
+  let cluster: Cluster;
+  const h1 = () => cluster.node(1);
+  const h2 = () => cluster.node(2);
+  let want: Entries6;
+  let h2mac6: string;
+
+  before(async function () {
+    this.timeout(90_000);
+    cluster = await Cluster.create({ hosts: 2, stack: 'v6' });
+    await cluster.writeKeys([{ key: FAKE_V6_KEY, value: FAKE_V6_VALUE }]);
+    for (const n of cluster.nodes) n.start();
+    await Promise.all(cluster.nodes.map((n) => n.waitReady(45_000)));
+    h2mac6 = (await link(h2(), DEV6))!.address;
+    want = merge(peerEntries6(subnet6(h2()).toString(), h2mac6, h2().ip6!), peerEntries6('fd00:10:244:c9::/64', FAKE_V6_MAC6, '2001:2::c9'));
+    await converges(h1(), want, 10_000, 'h1 programs both IPv6-only peers');
+  });
+  after(async () => cluster?.destroy());
+
+  it(`only ${DEV6}: no flannel.1, and nothing of the IPv4 placeholder 0.0.0.0/0 in the kernel`, async () => {
+    for (const n of cluster.nodes) {
+      expect(await link(n, 'flannel.1'), `h${n.index}`).to.equal(null);
+      expect(await globalAddrs6(n, DEV6), `h${n.index}`).to.deep.equal([`${subnet6(n).ip}/128`]);
+      const routes4 = await n.ns.ipJson<{ dst: string; protocol?: string }[]>('route', 'show');
+      expect(routes4.filter((r) => r.protocol === '87' || r.dst === 'default'), `h${n.index}: IPv4 routes of weft's`).to.deep.equal([]);
+    }
+    expect(await entries6(h1())).to.deep.equal(want);
+  });
+
+  it('an IPv6 route and NDP neighbour deleted by hand are restored, and ping6 works again', async () => {
+    await h1().ns.ip('-6', 'route', 'del', subnet6(h2()).toString(), 'dev', DEV6);
+    await h1().ns.ip('-6', 'neigh', 'del', subnet6(h2()).ip, 'dev', DEV6);
+    await converges(h1(), want, 5000, 'route and neighbour restored');
+    await eventually(() => ping(h1(), subnet6(h2()).ip), 5000, 'ping6 after the repair');
+  });
+
+  it(`\`ip link del ${DEV6}\`: rebuilt with the same MAC, every peer replayed`, async () => {
+    const before = (await link(h1(), DEV6))!;
+    await h1().ns.ip('link', 'del', DEV6);
+    await converges(h1(), want, 10_000, 'device rebuilt, peers replayed');
+    const after = (await link(h1(), DEV6))!;
+    expect(after.ifindex, 'a new device').to.not.equal(before.ifindex);
+    expect(after.address, 'the advertised MAC').to.equal(before.address);
+    expect(await acceptRa(h1(), DEV6)).to.equal('0');
+    await eventually(() => ping(h1(), subnet6(h2()).ip), 5000, 'ping6 over the rebuilt device');
+  });
+
+  it('weftd SIGKILLed and restarted under ping6: nothing lost, the same subnet and MAC', async () => {
+    const mac6 = (await link(h1(), DEV6))!.address;
+    const subnet = subnet6(h1()).toString();
+    const ping6 = new PingStream(h1().ns.spawn('ping', ['-n', '-i', '0.05', '-W', '1', subnet6(h2()).ip]), 50);
+    await ping6.waitReplies(5);
+    await h1().stop('SIGKILL');
+    h1().start();
+    await h1().waitReady();
+    await ping6.waitReplies(40);
+    const r6 = await ping6.stop();
+    expect(r6.lost, `lost seqs ${r6.lostSeqs.join(',')}`).to.equal(0);
+    expect(r6.sent).to.be.greaterThan(20);
+    expect(subnet6(h1()).toString(), 'same IPv6 subnet').to.equal(subnet);
+    expect((await link(h1(), DEV6))!.address, 'same VTEP MAC').to.equal(mac6);
+    expect(await entries6(h1())).to.deep.equal(want);
   });
 });
