@@ -1,26 +1,15 @@
 import { expect } from 'chai';
 import { mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { Cluster, WEFTD, type WeftNode } from './harness/cluster.js';
+import { Cluster, WEFTD } from './harness/cluster.js';
 import { BUSYBOX_IMAGE, DockerHost } from './harness/docker.js';
+import { WHOAMI_CGI, WHOAMI_WEB, clientAddress, dockerOpts } from './harness/whoami.js';
 
-/** A CGI script that answers with the client's address as the server sees it (REMOTE_ADDR). */
-const WHOAMI_CGI = '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n';
 
-/** busybox httpd on a dual-stack socket reports IPv4 clients as `[::ffff:a.b.c.d]`. */
-function clientAddress(reply: string): string {
-  return reply.trim().replace(/^\[(::ffff:)?/, '').replace(/\]$/, '');
-}
 
 /** h3 gives Docker the bridge weftd made (`weftd --bridge`, `docker-opts --bridge`); h1 and h2 use `--bip`. */
 const BRIDGE_HOST = 3;
 
-async function dockerOpts(node: WeftNode): Promise<{ file: string; opts: string[] }> {
-  const out = join(node.dir, 'docker_opts.env');
-  await node.ns.exec(WEFTD, 'docker-opts', '-f', node.subnetFile, '-d', out, ...(node.index === BRIDGE_HOST ? ['--bridge', 'weft0'] : []));
-  const file = readFileSync(out, 'utf8');
-  return { file, opts: /^DOCKER_OPTS="(.*)"$/m.exec(file)![1]!.trim().split(' ') };
-}
 
 describe('end to end: weftd + real Docker on three hosts in namespaces @real', function () {
   this.timeout(180_000);
@@ -33,11 +22,11 @@ describe('end to end: weftd + real Docker on three hosts in namespaces @real', f
     for (const n of cluster.nodes) n.start(['--ip-masq', ...(n.index === BRIDGE_HOST ? ['--bridge', 'weft0'] : [])]);
     await Promise.all(cluster.nodes.map((n) => n.waitReady(60_000)));
     for (const n of cluster.nodes) {
-      const d = await DockerHost.start(n.ns.name, join(cluster.dir, `d${n.index}`), (await dockerOpts(n)).opts);
+      const d = await DockerHost.start(n.ns.name, join(cluster.dir, `d${n.index}`), (await dockerOpts(n, n.index === BRIDGE_HOST ? ['--bridge', 'weft0'] : [])).opts);
       docker.push(d);
       // Each container serves its view of the client's address on :8080.
       await d.docker('run', '-d', '--name', 'web', BUSYBOX_IMAGE, 'sh', '-c',
-        `mkdir -p /www/cgi-bin && printf '${WHOAMI_CGI.replace(/\n/g, '\\n')}' > /www/cgi-bin/whoami && chmod +x /www/cgi-bin/whoami && exec httpd -f -p 8080 -h /www`);
+        WHOAMI_WEB);
       ips.push(await d.containerIP('web'));
     }
   });
@@ -52,7 +41,7 @@ describe('end to end: weftd + real Docker on three hosts in namespaces @real', f
       const text = readFileSync(n.subnetFile, 'utf8');
       expect(text).to.match(/^FLANNEL_NETWORK=10\.244\.0\.0\/16\nFLANNEL_SUBNET=10\.244\.\d{1,3}\.1\/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n$/);
       const sub = n.subnetEnv().FLANNEL_SUBNET!;
-      const { file } = await dockerOpts(n);
+      const { file } = await dockerOpts(n, n.index === BRIDGE_HOST ? ['--bridge', 'weft0'] : []);
       if (n.index === BRIDGE_HOST) {
         expect(file).to.equal('DOCKER_OPT_BRIDGE="--bridge=weft0"\nDOCKER_OPT_IPMASQ="--ip-masq=false"\nDOCKER_OPT_MTU="--mtu=1450"\nDOCKER_OPTS=" --bridge=weft0 --ip-masq=false --mtu=1450"\n');
         // weftd made the bridge with the gateway address and the overlay MTU.

@@ -10,29 +10,16 @@ import { expect } from 'chai';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Subnet } from '../common/subnet.js';
-import { Cluster, WEFTD, type WeftNode } from './harness/cluster.js';
+import { Cluster } from './harness/cluster.js';
 import { BUSYBOX_IMAGE, DockerHost } from './harness/docker.js';
+import { WHOAMI_CGI, WHOAMI_WEB, clientAddress, dockerOpts } from './harness/whoami.js';
+import { urlHost } from './harness/etcd.js';
 import { eventually } from './harness/netns.js';
 import type { NodeStatus, PeerHealth } from '../daemon/status.js';
 
-/** A CGI script that answers with the client's address as the server sees it (REMOTE_ADDR). */
-const WHOAMI_CGI = '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n';
-const WEB = `mkdir -p /www/cgi-bin && printf '${WHOAMI_CGI.replace(/\n/g, '\\n')}' > /www/cgi-bin/whoami && chmod +x /www/cgi-bin/whoami && exec httpd -f -p 8080 -h /www`;
 
-/** busybox httpd reports an IPv6 client as `[addr]`, an IPv4 one on its dual-stack socket as `[::ffff:a.b.c.d]`. */
-function clientAddress(reply: string): string {
-  return reply.trim().replace(/^\[(::ffff:)?/, '').replace(/\]$/, '');
-}
 
-/** A URL host: IPv6 in brackets. */
-const urlHost = (ip: string) => (ip.includes(':') ? `[${ip}]` : ip);
 
-async function dockerOpts(node: WeftNode): Promise<{ file: string; opts: string[] }> {
-  const out = join(node.dir, 'docker_opts.env');
-  await node.ns.exec(WEFTD, 'docker-opts', '-f', node.subnetFile, '-d', out);
-  const file = readFileSync(out, 'utf8');
-  return { file, opts: /^DOCKER_OPTS="(.*)"$/m.exec(file)![1]!.trim().split(' ') };
-}
 
 /** The node's subnet of a subnet file line (`fd00:10:244:3::1/64` -> `fd00:10:244:3::/64`). */
 const network = (line: string) => Subnet.parse(line);
@@ -64,7 +51,7 @@ describe('end to end: dual-stack weftd + real Docker on three hosts in namespace
       const d = await DockerHost.start(n.ns.name, join(cluster.dir, `d${n.index}`), (await dockerOpts(n)).opts);
       docker.push(d);
       // Each container serves its view of the client's address on :8080, over both families.
-      await d.docker('run', '-d', '--name', 'web', BUSYBOX_IMAGE, 'sh', '-c', WEB);
+      await d.docker('run', '-d', '--name', 'web', BUSYBOX_IMAGE, 'sh', '-c', WHOAMI_WEB);
       await d.waitBridgeIPv6();
       ips.push(await d.containerIP('web'));
       ip6s.push(await d.containerIPv6('web'));

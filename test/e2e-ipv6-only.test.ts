@@ -11,19 +11,11 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Subnet } from '../common/subnet.js';
-import { Cluster, WEFTD, type WeftNode } from './harness/cluster.js';
+import { Cluster, type WeftNode } from './harness/cluster.js';
 import { BUSYBOX_IMAGE, DockerHost } from './harness/docker.js';
+import { WHOAMI_WEB, dockerOpts } from './harness/whoami.js';
 
-/** A CGI script that answers with the client's address as the server sees it (REMOTE_ADDR). */
-const WHOAMI_CGI = '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n';
-const WEB = `mkdir -p /www/cgi-bin && printf '${WHOAMI_CGI.replace(/\n/g, '\\n')}' > /www/cgi-bin/whoami && chmod +x /www/cgi-bin/whoami && exec httpd -f -p 8080 -h /www`;
 
-async function dockerOpts(node: WeftNode): Promise<{ file: string; opts: string[] }> {
-  const out = join(node.dir, 'docker_opts.env');
-  await node.ns.exec(WEFTD, 'docker-opts', '-f', node.subnetFile, '-d', out);
-  const file = readFileSync(out, 'utf8');
-  return { file, opts: /^DOCKER_OPTS="(.*)"$/m.exec(file)![1]!.trim().split(' ') };
-}
 
 /** The node's /64 from its subnet file (`fd00:10:244:3::1/64` -> `fd00:10:244:3::/64`). */
 const subnet6 = (node: WeftNode) => Subnet.parse(node.subnetEnv().FLANNEL_IPV6_SUBNET!);
@@ -41,7 +33,7 @@ describe('end to end: IPv6-only weftd + real Docker on three hosts, etcd over IP
     for (const n of cluster.nodes) {
       const d = await DockerHost.start(n.ns.name, join(cluster.dir, `d${n.index}`), (await dockerOpts(n)).opts);
       docker.push(d);
-      await d.docker('run', '-d', '--name', 'web', BUSYBOX_IMAGE, 'sh', '-c', WEB);
+      await d.docker('run', '-d', '--name', 'web', BUSYBOX_IMAGE, 'sh', '-c', WHOAMI_WEB);
       await d.waitBridgeIPv6();
       ip6s.push(await d.containerIPv6('web'));
     }

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { Cluster, ETCD_IP6, NETWORK_CONFIGS, hostIp6, underlayCidrs } from './harness/cluster.js';
 import { BUSYBOX_IMAGE, DockerHost } from './harness/docker.js';
 import { urlHost } from './harness/etcd.js';
+import { WHOAMI_WEB } from './harness/whoami.js';
 
 /** A CGI script that answers with the client's address as the server sees it (REMOTE_ADDR). */
-const WHOAMI_CGI = '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n';
 
 interface AddrInfo {
   family: string;
@@ -87,7 +87,7 @@ describe('harness: a dual-stack underlay and Docker with IPv6 @real', function (
     const h1 = cluster.node(1);
     docker = await DockerHost.start(h1.ns.name, join(cluster.dir, 'd1'), ['--bip=10.244.1.1/24', '--ipv6', '--fixed-cidr-v6=fd00:10:244:1::/64', '--mtu=1450']);
     await docker.docker('run', '-d', '--name', 'web', BUSYBOX_IMAGE, 'sh', '-c',
-      `mkdir -p /www/cgi-bin && printf '${WHOAMI_CGI.replace(/\n/g, '\\n')}' > /www/cgi-bin/whoami && chmod +x /www/cgi-bin/whoami && exec httpd -f -p 8080 -h /www`);
+      WHOAMI_WEB);
     await docker.docker('run', '-d', '--name', 'client', BUSYBOX_IMAGE, 'sleep', '3600');
     await docker.waitBridgeIPv6();
     const web = await docker.containerIPv6('web');
