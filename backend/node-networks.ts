@@ -49,12 +49,8 @@ export class NodeNetworks {
   /** True once a complete read (routes and addresses) went in. */
   private known = false;
 
-  private readonly networks: readonly Subnet[];
-
-  /** `networks`: the overlay's Network, or its IPv4 and IPv6 Networks. */
-  constructor(networks: Subnet | readonly Subnet[]) {
-    this.networks = networks instanceof Array ? networks : [networks as Subnet];
-  }
+  /** `networks`: the overlay's Networks, IPv4's and (dual-stack, IPv6-only) IPv6's. */
+  constructor(private readonly networks: readonly Subnet[]) {}
 
   /** Whether a complete read has gone in (a pass must read before it trusts collisionWith). */
   get isKnown(): boolean {

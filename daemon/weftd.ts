@@ -11,7 +11,7 @@ import { vxlanPort } from '../lease/config.js';
 import { LeaseManager } from '../lease/manager.js';
 import { judgeLease, type LeaseVerdict, type ValidatedListing } from '../lease/lease-value.js';
 import { olderHolderOfMac } from '../lease/admission.js';
-import { planesOf, type Plane } from '../backend/families.js';
+import { planesOf, subnetOf, type Plane } from '../backend/families.js';
 import { describeSubnets } from '../lease/keyspace.js';
 import { EtcdRegistry } from '../lease/registry.js';
 import type { Lease, NetworkConfig, PeerBatch } from '../lease/types.js';
@@ -55,10 +55,13 @@ export function underlayLine(u: Underlay): string {
  * null for a family it does not.
  */
 export function leaseNetworks(config: NetworkConfig, lease: Pick<Lease, 'subnet' | 'ipv6Subnet'>): { v4: FamilyNetwork | null; v6: FamilyNetwork | null } {
-  return {
-    v4: config.enableIPv4 && config.network ? { network: config.network, subnet: lease.subnet } : null,
-    v6: config.enableIPv6 && config.ipv6Network && lease.ipv6Subnet ? { network: config.ipv6Network, subnet: lease.ipv6Subnet } : null,
+  const planes = planesOf(config);
+  const of = (family: Family): FamilyNetwork | null => {
+    const plane = planes.find((p) => p.family === family);
+    const subnet = subnetOf(lease, family);
+    return plane && subnet ? { network: plane.network, subnet } : null;
   };
+  return { v4: of(4), v6: of(6) };
 }
 
 /** The forwarding sysctls weftd sets to 1: IPv4's when the config enables IPv4, IPv6's (all interfaces) when it enables IPv6. */

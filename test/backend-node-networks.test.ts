@@ -14,7 +14,7 @@ const route = (dst: string, gw: string | null, proto = RTPROT_KERNEL, oif = 2): 
 const addr = (cidr: string, ifindex = 2) => ({ ifindex, cidr, scope: 'global', permanent: true, deprecated: false, secondary: false });
 
 function known(routes: Route[], addrs: ReturnType<typeof addr>[] = []): NodeNetworks {
-  const n = new NodeNetworks(network);
+  const n = new NodeNetworks([network]);
   n.beginRead();
   routes.forEach((r) => n.readRoute(r));
   addrs.forEach((a) => n.readAddr(a));
