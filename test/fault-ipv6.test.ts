@@ -108,6 +108,23 @@ async function ping(n: WeftNode, ip: string): Promise<boolean> {
   }
 }
 
+/**
+ * Two hosts of `stack` running weftd, with one simulated peer (`key`, `value`)
+ * in etcd; resolves once h1 holds both IPv6 peers' entries, with those entries
+ * and h2's IPv6 VTEP MAC.
+ */
+async function twoHostsAndAPeer(stack: 'dual' | 'v6', key: string, value: string, peer: { subnet6: string; mac6: string; ip6: string }): Promise<{ cluster: Cluster; want: Entries6; h2mac6: string }> {
+  const cluster = await Cluster.create({ hosts: 2, stack });
+  await cluster.writeKeys([{ key, value }]);
+  for (const n of cluster.nodes) n.start();
+  await Promise.all(cluster.nodes.map((n) => n.waitReady(45_000)));
+  const h2 = cluster.node(2);
+  const h2mac6 = (await link(h2, DEV6))!.address;
+  const want = merge(peerEntries6(subnet6(h2).toString(), h2mac6, h2.ip6!), peerEntries6(peer.subnet6, peer.mac6, peer.ip6));
+  await converges(cluster.node(1), want, 10_000, 'h1 programs both IPv6 peers');
+  return { cluster, want, h2mac6 };
+}
+
 describe('the IPv6 device under weftd: drift repair, rebuild, stale cleanup and a hitless restart, dual-stack @real', function () {
   this.timeout(60_000);
   let cluster: Cluster;
@@ -119,13 +136,7 @@ describe('the IPv6 device under weftd: drift repair, rebuild, stale cleanup and 
 
   before(async function () {
     this.timeout(90_000);
-    cluster = await Cluster.create({ hosts: 2, stack: 'dual' });
-    await cluster.writeKeys([{ key: FAKE_KEY, value: FAKE_VALUE }]);
-    for (const n of cluster.nodes) n.start();
-    await Promise.all(cluster.nodes.map((n) => n.waitReady(45_000)));
-    h2mac6 = (await link(h2(), DEV6))!.address;
-    want = merge(peerEntries6(subnet6(h2()).toString(), h2mac6, h2().ip6!), peerEntries6(FAKE6, FAKE_MAC6, '2001:2::c8'));
-    await converges(h1(), want, 10_000, 'h1 programs both IPv6 peers');
+    ({ cluster, want, h2mac6 } = await twoHostsAndAPeer('dual', FAKE_KEY, FAKE_VALUE, { subnet6: FAKE6, mac6: FAKE_MAC6, ip6: '2001:2::c8' }));
   });
   after(async () => cluster?.destroy());
 
@@ -230,17 +241,10 @@ describe('the IPv6 device under weftd in an IPv6-only cluster: drift repair, reb
   const h1 = () => cluster.node(1);
   const h2 = () => cluster.node(2);
   let want: Entries6;
-  let h2mac6: string;
 
   before(async function () {
     this.timeout(90_000);
-    cluster = await Cluster.create({ hosts: 2, stack: 'v6' });
-    await cluster.writeKeys([{ key: FAKE_V6_KEY, value: FAKE_V6_VALUE }]);
-    for (const n of cluster.nodes) n.start();
-    await Promise.all(cluster.nodes.map((n) => n.waitReady(45_000)));
-    h2mac6 = (await link(h2(), DEV6))!.address;
-    want = merge(peerEntries6(subnet6(h2()).toString(), h2mac6, h2().ip6!), peerEntries6('fd00:10:244:c9::/64', FAKE_V6_MAC6, '2001:2::c9'));
-    await converges(h1(), want, 10_000, 'h1 programs both IPv6-only peers');
+    ({ cluster, want } = await twoHostsAndAPeer('v6', FAKE_V6_KEY, FAKE_V6_VALUE, { subnet6: 'fd00:10:244:c9::/64', mac6: FAKE_V6_MAC6, ip6: '2001:2::c9' }));
   });
   after(async () => cluster?.destroy());
 
