@@ -4,6 +4,16 @@ import { Subnet } from '../common/subnet.js';
 import type { Lease } from '../lease/types.js';
 import { freePort } from './harness/etcd.js';
 
+/** An echo client that answers for the addresses in `answering` (with `mtu`, as weft's responder would) and records what it was sent. */
+function stub(answering: readonly string[], mtu: number | null = null): EchoClient & { sent: string[] } {
+  const sent: string[] = [];
+  return {
+    sent,
+    echo: async (ip: string) => (sent.push(ip), answering.includes(ip) ? { ok: true, rttMs: 0.5, mtu } : { ok: false, rttMs: null, mtu: null }),
+    close: async () => undefined,
+  };
+}
+
 describe('peer probing', () => {
   it('diagnoses the four path combinations', () => {
     expect(diagnose(true, true).verdict).to.equal('ok');
@@ -147,15 +157,6 @@ describe('peer probing', () => {
       modRevision: '1',
       createRevision: '1',
     });
-    /** An echo client that answers for the addresses in `answering` (with `mtu`, as weft's responder would) and records what it was sent. */
-    const stub = (answering: readonly string[], mtu: number | null = null): EchoClient & { sent: string[] } => {
-      const sent: string[] = [];
-      return {
-        sent,
-        echo: async (ip: string) => (sent.push(ip), answering.includes(ip) ? { ok: true, rttMs: 0.5, mtu } : { ok: false, rttMs: null, mtu: null }),
-        close: async () => undefined,
-      };
-    };
     const prober = (peers: Map<string, Lease>) => new PeerProber({ port: 1, intervalMs: 1000, sample: 32, peers: () => peers, mtu: () => 1450 });
 
     it('a flanneld peer (no weft responder) answers ICMP on both paths: reachable, no MTU', async () => {
@@ -262,14 +263,6 @@ describe('peer probing', () => {
       modRevision: '1',
       createRevision: '1',
     });
-    const stub = (answering: readonly string[], mtu: number | null = null): EchoClient & { sent: string[] } => {
-      const sent: string[] = [];
-      return {
-        sent,
-        echo: async (ip: string) => (sent.push(ip), answering.includes(ip) ? { ok: true, rttMs: 0.5, mtu } : { ok: false, rttMs: null, mtu: null }),
-        close: async () => undefined,
-      };
-    };
     const dual = lease(['10.244.3.0/24', '198.18.0.3'], ['fd00:10:244:3::/64', '2001:2::3']);
     const v6only = lease(null, ['fd00:10:244:5::/64', '2001:2::5']);
 
