@@ -4,7 +4,7 @@ import { Wakeup } from '../common/periodic.js';
 import { WeftError, isWeftError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
 import { chooseSubnet, type AllocationInput } from './allocate.js';
-import { describeSubnets, parseSubnetKey, subnetKey } from './keyspace.js';
+import { describeSubnets, hasIPv4, parseSubnetKey, subnetKey } from './keyspace.js';
 import { UNSET_PUBLIC_IP, judgeLease, serializeLeaseAttrs, validateLease, type LeaseVerdict, type RawKeyValue, type ValidatedListing } from './lease-value.js';
 import type { Listing, Registry, StoreState, StoreUpdate } from './registry.js';
 import { WEFTD_DEFAULTS } from '../common/defaults.js';
@@ -220,8 +220,28 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     const id = await this.ensureEtcdLease();
     const key = subnetKey(this.registry.prefix, choice.subnet, choice.ipv6Subnet ?? null);
     if (!(await this.registry.createSubnet(key, value, id))) return null;
+    const created = await this.reread(key);
+    if (created && config.enableIPv6 && (await this.takenByOlder(created))) {
+      // A dual-stack key names both subnets, so its create does not stop another node that chose one of them at the same moment.
+      this.log.info(`subnet ${describeSubnets(created)} was chosen by an older lease at the same moment; choosing again`);
+      await this.registry.deleteSubnet(created.key, created.modRevision);
+      return null;
+    }
     this.log.info(`${choice.kind === 'previous' ? 'reusing previous subnet' : 'allocated subnet'} ${describeSubnets(choice)}`);
-    return this.reread(key);
+    return created;
+  }
+
+  /** Whether another lease, created before `lease`, holds its IPv4 or its IPv6 subnet. */
+  private async takenByOlder(lease: Lease): Promise<boolean> {
+    const { kvs } = await this.registry.listSubnets();
+    const mine = BigInt(lease.createRevision);
+    return kvs.some((kv) => {
+      const other = judgeLease(this.registry.prefix, kv, this.options.config).lease;
+      if (!other || other.key === lease.key || BigInt(other.createRevision) >= mine) return false;
+      const v4 = hasIPv4(lease.subnet) && hasIPv4(other.subnet) && other.subnet.overlaps(lease.subnet);
+      const v6 = lease.ipv6Subnet !== null && other.ipv6Subnet !== null && other.ipv6Subnet.overlaps(lease.ipv6Subnet);
+      return v4 || v6;
+    });
   }
 
   /** What a key holds for allocation: its lease, a placeholder for a malformed key (warned), or nothing. */

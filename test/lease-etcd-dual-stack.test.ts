@@ -97,6 +97,20 @@ describe('dual-stack and IPv6-only leases against a real etcd @real', function (
     expect([la.ipv6Subnet!.toString(), lb.ipv6Subnet!.toString()].sort()).to.deep.equal(['fd00:10:244:1::/64', 'fd00:10:244:2::/64']);
   });
 
+  it('two nodes choosing one IPv4 subnet with different IPv6 ones at the same moment (two keys): the newer lease chooses again', async () => {
+    const config = await useConfig(DUAL);
+    for (const k of await keys()) await client.delete().key(k);
+    // Both choose from one listing, taken before either wrote: the same /24, and /64s 1 and 2.
+    const listing = registry.listSubnets();
+    const picks = (...seq: number[]) => () => seq.shift() ?? 0;
+    const a = new LeaseManager({ registry: newRegistry(), config, attrs: dualAttrs(1), randomInt: picks(0, 0) });
+    const b = new LeaseManager({ registry: newRegistry(), config, attrs: dualAttrs(2), randomInt: picks(0, 1) });
+    const [la, lb] = await Promise.all([a.acquireWithListing(newSignal(), { prefetched: listing }), b.acquireWithListing(newSignal(), { prefetched: listing })]);
+    expect(la.lease.subnet.equals(lb.lease.subnet), 'one IPv4 subnet each').to.equal(false);
+    expect(la.lease.ipv6Subnet!.equals(lb.lease.ipv6Subnet), 'one IPv6 subnet each').to.equal(false);
+    expect(await keys()).to.deep.equal([la.lease.key, lb.lease.key].sort());
+  });
+
   it('a restart reuses both subnets (by PublicIP, or from the previous subnet file once the key is gone)', async () => {
     const config = await useConfig(DUAL);
     const first = await new LeaseManager({ registry, config, attrs: dualAttrs(1), ttlSeconds: 60 }).acquire(newSignal());
